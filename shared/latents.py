@@ -1,0 +1,65 @@
+"""Latent vectors: drawn from a seed, and swept one coordinate at a time (the seed study's experiment)."""
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+
+SEED_SWEEP_DIMS = (5, 25, 45, 65, 85)  # 0-based, as in the seed's figure
+SEED_SWEEP_VALUES = (-3.0, 0.0, 3.0)
+
+SweepMode = Literal["set", "add"]
+
+
+def seeded_latents(seed: int, count: int, latent_dim: int) -> torch.Tensor:
+    """`count` N(0, 1) latents from `seed`, float32 on the CPU.
+
+    Drawn by NumPy's PCG64 on the CPU, element after element: a seed gives the same latents on every
+    machine and device, and asking for more images keeps the first ones (torch's CPU randn fills in
+    vectorised chunks, so its first rows change with the count). Move the result to the model's device.
+    """
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.standard_normal((count, latent_dim), dtype=np.float32))
+
+
+def sweep_latents(
+    base: torch.Tensor,
+    dims: Sequence[int],
+    values: Sequence[float],
+    mode: SweepMode = "set",
+) -> torch.Tensor:
+    """Rows of `base` with one coordinate changed: dim-major, then value, then base latent.
+
+    Result shape `(len(dims) * len(values) * B, D)`; laid out with `nrow=B`, each grid row is one
+    (dim, value) pair applied to every base latent, as in the seed's figure.
+    """
+    if base.ndim != 2:
+        raise ValueError(f"base latents must be (B, D), got shape {tuple(base.shape)}")
+    b, d = base.shape
+    dims_t = torch.as_tensor(list(dims), dtype=torch.long, device=base.device)
+    vals_t = torch.as_tensor(list(values), dtype=base.dtype, device=base.device)
+    if dims_t.numel() == 0 or vals_t.numel() == 0:
+        raise ValueError("dims and values must not be empty")
+    if int(dims_t.min()) < 0 or int(dims_t.max()) >= d:
+        raise ValueError(f"dims must lie in [0, {d - 1}]")
+    n_dims, n_vals = dims_t.numel(), vals_t.numel()
+    out = base.expand(n_dims, n_vals, b, d).clone()  # (dims, values, B, D)
+    index = dims_t.view(n_dims, 1, 1, 1).expand(n_dims, n_vals, b, 1)
+    new = vals_t.view(1, n_vals, 1, 1).expand(n_dims, n_vals, b, 1)
+    if mode == "add":
+        new = out.gather(3, index) + new
+    elif mode != "set":
+        raise ValueError(f"mode must be 'set' or 'add', not {mode!r}")
+    out.scatter_(3, index, new)
+    return out.reshape(n_dims * n_vals * b, d)
+
+
+def sweep_labels(dims: Sequence[int], values: Sequence[float], mode: SweepMode = "set") -> list[str]:
+    """One label per sweep row, e.g. 'z[5]=-3' (or 'z[5]+=3' when adding)."""
+    op = "=" if mode == "set" else "+="
+    return [f"z[{d}]{op}{_fmt(v)}" for d in dims for v in values]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"

@@ -1,0 +1,61 @@
+import gzip
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FASHION_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
+    """Write `array` (uint8) as an IDX file, gzip-compressed when the name ends in .gz."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if compress else data)
+    return path
+
+
+def make_idx_dataset(directory: Path, n: int = 64, size: int = 28, seed: int = 0) -> Path:
+    """A tiny FashionMNIST-shaped dataset: the four IDX .gz files, random pixels."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for prefix in ("train", "t10k"):
+        write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, size, size), dtype=np.uint8))
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,), dtype=np.uint8))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    if not (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"FashionMNIST is needed at {FASHION_DIR}: apt-get install dataset-fashion-mnist "
+                    "(make test does it where it can)")
+    return FASHION_DIR
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """Run `python -m <args>` from the repository root, capturing text output."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=full_env, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory, fashion_dir):
+    """A store holding gan v1 and dcgan v1, each trained one short epoch by the real trainer code."""
+    from shared.store import Store
+    from trainer.config import TrainConfig
+    from trainer.publish import publish_run
+    from trainer.train import train
+
+    root = tmp_path_factory.mktemp("store")
+    for arch in ("gan", "dcgan"):
+        cfg = TrainConfig(arch=arch, epochs=1, limit=256, batch_size=64, data_dir=str(fashion_dir), device="cpu")
+        result = train(cfg, root / ".runs" / arch, log=lambda m: None, progress=False)
+        publish_run(Store(root), result, command=["test"])
+    return root

@@ -1,0 +1,110 @@
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+
+from shared.store import GENERATOR, MANIFEST, InvalidName, NotFound, Store, validate_name
+
+
+def publish_dummy(root: Path, name: str = "m", payload: bytes = b"weights") -> int:
+    store = Store(root)
+    with store.staging(name) as stage:
+        (stage / GENERATOR).write_bytes(payload)
+        (stage / "report").mkdir()
+        (stage / "report" / "history.csv").write_text("iteration\n1\n")
+        return store.publish(name, stage, {"latent_dim": 100, "image_shape": [1, 28, 28]}).version
+
+
+def test_publish_lists_and_hashes(tmp_path):
+    assert publish_dummy(tmp_path) == 1
+    assert publish_dummy(tmp_path, payload=b"other") == 2
+    store = Store(tmp_path)
+    versions = store.versions("m")
+    assert [v.version for v in versions] == [1, 2]
+    manifest = json.loads((tmp_path / "m" / "v2" / MANIFEST).read_text())
+    assert manifest["name"] == "m" and manifest["version"] == 2 and manifest["created_at"].endswith("Z")
+    assert set(manifest["files"]) == {GENERATOR, "report/history.csv"}
+    assert manifest["files"][GENERATOR]["size"] == 5
+    assert store.latest("m").version == 2 and store.get("m", 1).version == 1
+    assert store.model_names() == ["m"]
+    assert not [p for p in (tmp_path / "m").iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def _publish_in_process(args):
+    root, i = args
+    return publish_dummy(Path(root), payload=f"w{i}".encode())
+
+
+def test_concurrent_publishers_get_distinct_versions(tmp_path):
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        numbers = pool.map(_publish_in_process, [(str(tmp_path), i) for i in range(12)])
+    assert sorted(numbers) == list(range(1, 13))
+    assert [v.version for v in Store(tmp_path).versions("m")] == list(range(1, 13))
+
+
+def test_listing_ignores_incomplete_and_tampered_versions(tmp_path):
+    for _ in range(4):
+        publish_dummy(tmp_path)
+    store = Store(tmp_path)
+    assert store.latest("m").version == 4  # also fills the verification cache
+    (tmp_path / "m" / "v2" / MANIFEST).unlink()  # incomplete: no manifest
+    with open(tmp_path / "m" / "v3" / GENERATOR, "r+b") as f:  # tampered: same size, other bytes
+        f.write(b"W")
+    (tmp_path / "m" / "v4" / "report" / "history.csv").unlink()  # a listed file is missing
+    (tmp_path / "m" / "v9").mkdir()  # an empty claim
+    (tmp_path / "m" / ".staging-x").mkdir()
+    (tmp_path / "m" / "v10").write_text("not a directory")
+    (tmp_path / "m" / "v11").mkdir()
+    (tmp_path / "m" / "v11" / MANIFEST).write_text("{ not json")
+    assert [v.version for v in store.versions("m")] == [1]
+    assert store.latest("m").version == 1
+    with pytest.raises(NotFound):
+        store.get("m", 3)
+
+
+def test_manifest_must_name_its_own_version(tmp_path):
+    publish_dummy(tmp_path)
+    os.rename(tmp_path / "m" / "v1", tmp_path / "m" / "v7")  # copied by hand to the wrong place
+    assert Store(tmp_path).versions("m") == []
+
+
+def test_next_version_skips_numbers_already_claimed(tmp_path):
+    publish_dummy(tmp_path)
+    (tmp_path / "m" / "v2").mkdir()  # a publisher died after claiming v2
+    assert publish_dummy(tmp_path) == 3
+
+
+@pytest.mark.parametrize("name", ["", "../etc", "a/b", ".hidden", "UPPER", "-x", "x" * 65, "a b", "ok\n", "..", "v1/../x"])
+def test_bad_names_are_refused(tmp_path, name):
+    with pytest.raises(InvalidName):
+        validate_name(name)
+    with pytest.raises(InvalidName):
+        Store(tmp_path).versions(name)
+    with pytest.raises(InvalidName):
+        with Store(tmp_path).staging(name):
+            pass
+    assert list(tmp_path.iterdir()) == []  # nothing was created
+
+
+@pytest.mark.parametrize("name", ["gan", "dcgan", "a", "my-model_2.1", "x" * 64, "0"])
+def test_good_names_pass(name):
+    assert validate_name(name) == name
+
+
+def test_update_manifest_keeps_hashes_valid(tmp_path):
+    publish_dummy(tmp_path)
+    store = Store(tmp_path)
+    updated = store.update_manifest(store.latest("m"), metrics={"fid": 1.5})
+    assert updated.manifest["metrics"] == {"fid": 1.5}
+    assert store.latest("m").manifest["metrics"] == {"fid": 1.5}
+    with pytest.raises(Exception):
+        store.update_manifest(updated, files={})
+
+
+def test_missing_store_lists_nothing(tmp_path):
+    store = Store(tmp_path / "nowhere")
+    assert store.model_names() == [] and store.versions("gan") == []
+    with pytest.raises(NotFound):
+        store.get("gan")

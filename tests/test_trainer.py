@@ -1,0 +1,148 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from shared import torchscript
+from shared.store import Store
+from tests.conftest import ROOT, run_cli
+from trainer.config import TrainConfig
+from trainer.train import STATE_FILE, load_state, train
+
+REPORT_FILES = {"losses.png", "d_scores.png", "samples.png", "sweep.png", "history.csv"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch,size", [("gan", 28), ("dcgan", 32)])
+def test_cli_trains_and_publishes_versions(tmp_path, fashion_dir, arch, size):
+    out = tmp_path / "models"
+    args = ("trainer", "--arch", arch, "--epochs", "1", "--limit", "256", "--batch-size", "64",
+            "--out", str(out), "--data-dir", str(fashion_dir))
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == str(out / arch / "v1")
+    second = run_cli(*args, "--seed", "1")
+    assert second.returncode == 0 and second.stdout.strip() == str(out / arch / "v2")
+
+    version = Store(out).latest(arch)
+    m = version.manifest
+    assert (m["name"], m["version"], m["architecture"], m["latent_dim"]) == (arch, 2, arch, 100)
+    assert m["image_shape"] == [1, size, size] and m["epochs"] == 1 and m["batch_size"] == 64 and m["seed"] == 1
+    assert m["dataset"] == "fashion-mnist" and m["learning_rate"] == 2e-4 and m["torch_version"] == torch.__version__
+    assert {"generator.pt", "discriminator.pt"} | {f"report/{f}" for f in REPORT_FILES} == set(m["files"])
+    assert m["iterations"] == 4
+
+    G = torchscript.load(version.generator_path)
+    D = torchscript.load(version.discriminator_path)
+    with torch.no_grad():
+        for n in (1, 5):  # traced with a batch of 2: other batch sizes must work too
+            images = G(torch.randn(n, 100))
+            assert images.shape == (n, 1, size, size) and images.abs().max() <= 1
+            assert D(images).shape == (n,)
+
+    for name in REPORT_FILES - {"history.csv"}:
+        with Image.open(version.path / "report" / name) as im:
+            im.verify()
+            assert im.format == "PNG" and im.width > 100
+    rows = (version.path / "report" / "history.csv").read_text().splitlines()
+    assert rows[0] == "iteration,epoch,loss_D,loss_G,D_x,D_G_z" and len(rows) == 1 + 4
+
+
+def test_help_is_complete():
+    result = run_cli("trainer", "--help")
+    assert result.returncode == 0
+    for flag in ("--arch", "--epochs", "--out", "--name", "--batch-size", "--lr", "--seed", "--device",
+                 "--dataset", "--data-dir", "--limit", "--run-dir", "--resume", "MODEL_DIR", "DATA_DIR"):
+        assert flag in result.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--arch", "gan", "--epochs", "1", "--name", "../evil"], "invalid model name"),
+    (["--arch", "gan", "--epochs", "0"], "positive integer"),
+    (["--arch", "vae", "--epochs", "1"], "invalid choice"),
+    (["--arch", "gan", "--epochs", "1", "--device", "tpu"], "device must be"),
+    (["--arch", "gan", "--epochs", "1", "--lr", "nan"], "positive number"),
+])
+def test_bad_flags_exit_2_without_traceback(tmp_path, args, needle):
+    result = run_cli("trainer", *args, "--out", str(tmp_path))
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "evil").exists()
+
+
+def _config(fashion_dir, epochs, **kw):
+    return TrainConfig(arch="gan", epochs=epochs, limit=512, batch_size=64, data_dir=str(fashion_dir),
+                       device="cpu", **kw)
+
+
+def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, fashion_dir):
+    quiet = dict(log=lambda m: None, progress=False)
+    straight = train(_config(fashion_dir, 3), tmp_path / "a", **quiet)
+    train(_config(fashion_dir, 1), tmp_path / "b", **quiet)
+    resumed = train(_config(fashion_dir, 3), tmp_path / "b", resume=True, **quiet)
+    for p, q in zip(straight.generator.state_dict().values(), resumed.generator.state_dict().values()):
+        assert torch.equal(p, q)
+    assert torch.equal(straight.history, resumed.history) and len(resumed.history) == 3 * 8
+    state = load_state(tmp_path / "b" / STATE_FILE)
+    assert state["epoch"] == 3 and state["step"] == 0 and set(state) >= {"opt_G", "opt_D", "rng", "history"}
+
+
+def _start_training(tmp_path, fashion_dir, epochs):
+    cmd = [sys.executable, "-m", "trainer", "--arch", "gan", "--epochs", str(epochs), "--limit", "4096",
+           "--out", str(tmp_path / "models"), "--data-dir", str(fashion_dir), "--no-progress"]
+    return cmd, subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_epochs(state_path, at_least, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state_path.exists():
+            try:
+                if load_state(state_path)["epoch"] >= at_least:
+                    return
+            except Exception:  # being replaced right now; os.replace makes that a clean retry
+                pass
+        time.sleep(0.05)
+    raise AssertionError("training made no progress")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_finishes_the_run(tmp_path, fashion_dir):
+    epochs = 60
+    cmd, proc = _start_training(tmp_path, fashion_dir, epochs)
+    state_path = tmp_path / "models" / ".runs" / "gan" / STATE_FILE
+    _wait_for_epochs(state_path, 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    done_before = load_state(state_path)["epoch"]
+    assert 2 <= done_before < epochs, "the run finished before it could be killed"
+    assert not (tmp_path / "models" / "gan").exists() or Store(tmp_path / "models").versions("gan") == []
+
+    resumed = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming" in resumed.stderr
+    version = Store(tmp_path / "models").latest("gan")
+    assert version.version == 1 and version.manifest["iterations"] == epochs * 32
+    history = (version.path / "report" / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + epochs * 32
+
+    again = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "starting a new run" in again.stderr  # published runs are not resumed
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_exits_cleanly(tmp_path, fashion_dir):
+    cmd, proc = _start_training(tmp_path, fashion_dir, 200)
+    state_path = tmp_path / "models" / ".runs" / "gan" / STATE_FILE
+    _wait_for_epochs(state_path, 1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "--resume" in stderr
+    state = load_state(state_path)
+    assert state["epoch"] < 200 and len(state["history"]) == state["epoch"] * 32 + state["step"]

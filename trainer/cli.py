@@ -1,0 +1,114 @@
+"""`python -m trainer`: train a seed preset, publish it to the model store, print the version's path."""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+from shared.store import StoreError, Store, validate_name
+from shared.zoo import ARCHITECTURES
+from trainer.config import DEVICE_PATTERN, TrainConfig
+from trainer.data import DATASETS, DataError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def _device(text: str) -> str:
+    if not re.fullmatch(DEVICE_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"device must be auto, cpu, cuda or cuda:N, not {text!r}")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    archs = "; ".join(f"{a.name}: {a.description}" for a in ARCHITECTURES.values())
+    p = argparse.ArgumentParser(
+        prog="python -m trainer",
+        description="Train one of the seed's GANs and publish it to the model store as a new version "
+                    "(TorchScript generator and discriminator, manifest, report figures). "
+                    "Prints the published version's path on success.",
+        epilog="Exit codes: 0 published; 2 bad input (flags, data, names); 130 interrupted (state saved, "
+               "resume with --resume). Example: python -m trainer --arch gan --epochs 1 --out ./models",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--arch", required=True, choices=sorted(ARCHITECTURES), help=f"architecture ({archs})")
+    p.add_argument("--epochs", required=True, type=_positive_int, help="train until this many epochs are done")
+    p.add_argument("--out", default=os.environ.get("MODEL_DIR", "./models"),
+                   help="model store directory (env MODEL_DIR)")
+    p.add_argument("--name", default=None, help="model name in the store (default: the architecture's name); "
+                                                "1-64 of a-z 0-9 . _ -")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="images per iteration")
+    p.add_argument("--lr", type=_positive_float, default=2e-4, help="Adam learning rate of both nets")
+    p.add_argument("--seed", type=int, default=0, help="random seed; a CPU run with the same seed repeats exactly")
+    p.add_argument("--device", type=_device, default=os.environ.get("DEVICE", "auto"),
+                   help="auto (CUDA when available), cpu, cuda or cuda:N (env DEVICE)")
+    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
+                   help="IDX datasets are looked for in --data-dir, then /usr/share/datasets/fashion-mnist, then "
+                        "downloaded; 'folder' takes any folder of images")
+    p.add_argument("--data-dir", default=os.environ.get("DATA_DIR"), help="dataset folder (env DATA_DIR)")
+    p.add_argument("--limit", type=_positive_int, default=None, help="train on the first N images only")
+    p.add_argument("--run-dir", default=None,
+                   help="where the training state is saved after every epoch (default: OUT/.runs/NAME)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the unfinished run in --run-dir up to --epochs (its saved settings are kept); "
+                        "starts a new run if there is none")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar, one log line per epoch")
+    return p
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    name = args.name or args.arch
+    try:
+        validate_name(name)
+    except StoreError as e:
+        parser.error(str(e))  # exits 2
+
+    cfg = TrainConfig(arch=args.arch, name=name, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      seed=args.seed, dataset=args.dataset, data_dir=args.data_dir, limit=args.limit,
+                      device=args.device)
+    store = Store(args.out)
+    run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / ".runs" / name
+
+    # imported here so that --help and flag errors answer at once, without loading torch
+    from trainer.publish import publish_run
+    from trainer.train import mark_published, train
+
+    try:
+        result = train(cfg, run_dir, resume=args.resume, log=log, progress=False if args.no_progress else None)
+    except (DataError, ValueError) as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    try:
+        version = publish_run(store, result, command=[parser.prog, *(argv if argv is not None else sys.argv[1:])])
+    except (StoreError, OSError) as e:
+        print(f"{parser.prog}: error: could not publish to {args.out}: {e}", file=sys.stderr)
+        return 1
+    mark_published(run_dir, version.version)
+    log(f"published {version.name} v{version.version} "
+        f"({result.seconds:.1f}s of training, {result.seconds / max(1, cfg.epochs):.1f}s per epoch)")
+    print(version.path)
+    return 0

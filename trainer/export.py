@@ -1,0 +1,34 @@
+"""TorchScript export, checked: the saved file is reloaded and must reproduce the eager model."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from shared import torchscript
+
+TOLERANCE = 1e-5
+
+
+class ExportError(Exception):
+    pass
+
+
+def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, check: torch.Tensor | None = None) -> float:
+    """Trace `model` in eval mode on the CPU, save it to `path`, reload it and compare on `check`.
+
+    Returns the max abs difference; raises ExportError above TOLERANCE (the file is then removed).
+    """
+    eager = copy.deepcopy(model).cpu().eval()
+    check = example if check is None else check
+    with torch.no_grad(), torchscript.quiet_jit():
+        traced = torch.jit.trace(eager, example.cpu())
+        torch.jit.save(traced, str(path))
+        reloaded = torchscript.load(path)
+        diff = (reloaded(check.cpu()) - eager(check.cpu())).abs().max().item()
+    if not diff <= TOLERANCE:  # also catches NaN
+        Path(path).unlink(missing_ok=True)
+        raise ExportError(f"TorchScript export of {type(model).__name__} differs from the eager model by {diff:g}")
+    return diff

@@ -1,0 +1,59 @@
+"""Turn a finished training run into a store version: TorchScript nets, the seed's figures, a manifest."""
+from __future__ import annotations
+
+import copy
+import sys
+
+import torch
+
+from shared import torchscript
+from shared.latents import seeded_latents
+from shared.store import DISCRIMINATOR, GENERATOR, REPORT_DIR, Store, Version
+from shared.zoo import count_parameters, get_architecture
+from trainer.export import export_torchscript
+from trainer.report import write_report
+from trainer.train import TrainResult
+
+CHECK_SEED, CHECK_COUNT = 1234, 16
+
+
+def publish_run(store: Store, result: TrainResult, command: list[str] | None = None) -> Version:
+    cfg = result.config
+    arch = get_architecture(cfg.arch)
+    G = copy.deepcopy(result.generator).cpu().eval()
+    D = copy.deepcopy(result.discriminator).cpu().eval()
+    z = seeded_latents(CHECK_SEED, CHECK_COUNT, arch.latent_dim)
+    with store.staging(cfg.name) as stage:
+        g_diff = export_torchscript(G, z[:2], stage / GENERATOR, check=z)
+        with torch.no_grad():
+            fakes = G(z)
+        d_diff = export_torchscript(D, fakes[:2], stage / DISCRIMINATOR, check=fakes)
+        scripted_G = torchscript.load(stage / GENERATOR)
+        write_report(stage / REPORT_DIR, result.history, result.iterations_per_epoch, scripted_G,
+                     arch.latent_dim, title=f"{cfg.name} ({arch.name}, {cfg.epochs} epochs)")
+        last = result.history[-result.iterations_per_epoch:].mean(0).tolist() if len(result.history) else None
+        manifest = {
+            "architecture": arch.name,
+            "latent_dim": arch.latent_dim,
+            "image_shape": list(arch.image_shape),
+            "dataset": cfg.dataset,
+            "num_images": result.num_images,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "learning_rate": cfg.lr,
+            "betas": [cfg.beta1, cfg.beta2],
+            "seed": cfg.seed,
+            "limit": cfg.limit,
+            "torch_version": torch.__version__,
+            "trained_on": result.device,
+            "train_seconds": round(result.seconds, 2),
+            "iterations": len(result.history),
+            "parameters": {"generator": count_parameters(G), "discriminator": count_parameters(D)},
+            "generator_io": {"input": ["N", arch.latent_dim], "output": ["N", *arch.image_shape], "range": [-1, 1]},
+            "discriminator_output": "logits",
+            "export_max_abs_diff": {"generator": g_diff, "discriminator": d_diff},
+            "final_epoch_means": dict(zip(("loss_D", "loss_G", "D_x", "D_G_z"), last)) if last else None,
+            "config": cfg.to_dict(),
+            "command": command if command is not None else sys.argv,
+        }
+        return store.publish(cfg.name, stage, manifest)

@@ -1,0 +1,101 @@
+"""The seed's figures for a trained version: training curves, samples and the latent sweep.
+
+`samples.png` and `sweep.png` are made by `shared.sampling` from the exported TorchScript generator:
+the same code and the same module the service uses, so `POST /generate {"seed": 0, "count": 8,
+"scale": 4}` and `POST /sweep {"scale": 3}` give these very pictures.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shared.latents import SEED_SWEEP_DIMS, SEED_SWEEP_VALUES, seeded_latents
+from shared.sampling import sample_image, sweep_image
+from trainer.train import HISTORY_COLUMNS
+
+SAMPLE_SEED, SAMPLE_COUNT, SAMPLE_SCALE = 0, 8, 4
+SWEEP_SCALE = 3
+
+
+def write_report(report_dir: Path, history: torch.Tensor, iterations_per_epoch: int,
+                 generator: torch.nn.Module, latent_dim: int, title: str) -> list[Path]:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    paths = [
+        write_history_csv(report_dir / "history.csv", history, iterations_per_epoch),
+        plot_losses(report_dir / "losses.png", history, title),
+        plot_d_scores(report_dir / "d_scores.png", history, title),
+    ]
+    base = seeded_latents(SAMPLE_SEED, SAMPLE_COUNT, latent_dim)
+    sample_image(generator, base, scale=SAMPLE_SCALE).save(report_dir / "samples.png")
+    sweep_image(generator, base, SEED_SWEEP_DIMS, SEED_SWEEP_VALUES, scale=SWEEP_SCALE).save(report_dir / "sweep.png")
+    return paths + [report_dir / "samples.png", report_dir / "sweep.png"]
+
+
+def write_history_csv(path: Path, history: torch.Tensor, iterations_per_epoch: int) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(("iteration", "epoch", *HISTORY_COLUMNS))
+        for i, row in enumerate(history.tolist()):
+            writer.writerow((i + 1, i // max(1, iterations_per_epoch) + 1, *(f"{v:.6g}" for v in row)))
+    return path
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average that keeps the length (shorter windows at the start)."""
+    if len(values) == 0:
+        return values
+    window = max(1, min(window, len(values)))
+    c = np.cumsum(np.insert(values.astype(np.float64), 0, 0.0))
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    return (c[1:] - c[np.maximum(np.arange(1, len(values) + 1) - window, 0)]) / counts
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_losses(path: Path, history: torch.Tensor, title: str) -> Path:
+    plt = _pyplot()
+    h = history.numpy()
+    x = np.arange(1, len(h) + 1)
+    window = max(1, len(h) // 50)
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
+    for col, label, color in ((0, "discriminator", "tab:blue"), (1, "generator", "tab:orange")):
+        ax.plot(x, h[:, col], color=color, alpha=0.25, linewidth=0.8, label=f"{label} loss (raw)")
+        ax.plot(x, smooth(h[:, col], window), color=color, linewidth=2, label=f"{label} loss (mean of {window})")
+    ax.set(xlabel="iteration", ylabel="BCE loss", title=f"{title}: discriminator and generator loss")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_d_scores(path: Path, history: torch.Tensor, title: str) -> Path:
+    plt = _pyplot()
+    h = history.numpy()
+    x = np.arange(1, len(h) + 1)
+    window = max(1, len(h) // 50)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110, sharey=True)
+    for ax, col, label, color in ((axes[0], 2, "mean D(x), real images", "tab:green"),
+                                  (axes[1], 3, "mean D(G(z)), generated images", "tab:red")):
+        ax.plot(x, h[:, col], color=color, alpha=0.3, linewidth=0.8, label="per iteration")
+        ax.plot(x, smooth(h[:, col], window), color=color, linewidth=2, label=f"mean of {window}")
+        ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="0.5: cannot tell")
+        ax.set(xlabel="iteration", ylabel="discriminator output (probability real)", title=label, ylim=(0, 1))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    fig.suptitle(f"{title}: how well the discriminator separates real from generated")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
