@@ -33,7 +33,7 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.stamp-run  ## create .venv and install latentlab with the train and serve extras
 
 demo: $(VENV)/.stamp-run  ## train the seed's plain GAN into ./models if it is empty, then serve it on :8000
-	@if ! $(BIN)/python -m service.check_store "$(MODEL_DIR)" >/dev/null; then \
+	@if ! $(BIN)/python -m shared "$(MODEL_DIR)" >/dev/null 2>&1; then \
 		echo "store $(MODEL_DIR) is empty: training the seed's $(DEMO_ARCH) for $(DEMO_EPOCHS) epochs (about a minute on a laptop CPU)"; \
 		$(BIN)/python -m trainer --arch $(DEMO_ARCH) --epochs $(DEMO_EPOCHS) --out "$(MODEL_DIR)" >/dev/null || exit $$?; \
 	fi

@@ -7,10 +7,13 @@ import re
 import sys
 from pathlib import Path
 
-from shared.store import StoreError, Store, validate_name
+from shared.devices import DEVICE_PATTERN
+from shared.store import Store, StoreError, validate_name
 from shared.zoo import ARCHITECTURES
-from trainer.config import DEVICE_PATTERN, TrainConfig
+from trainer.config import TrainConfig
 from trainer.data import DATASETS, DataError
+from trainer.publish import publish_run
+from trainer.train import mark_published, train
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -90,10 +93,6 @@ def main(argv: list[str] | None = None) -> int:
                       device=args.device)
     store = Store(args.out)
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / ".runs" / name
-
-    # imported here so that --help and flag errors answer at once, without loading torch
-    from trainer.publish import publish_run
-    from trainer.train import mark_published, train
 
     try:
         result = train(cfg, run_dir, resume=args.resume, log=log, progress=False if args.no_progress else None)

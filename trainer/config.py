@@ -1,11 +1,8 @@
 """A training run's settings as plain values: everything needed to reproduce it."""
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
-
-DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
 
 
 @dataclass
@@ -33,20 +30,3 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def resolve_device(spec: str) -> "torch.device":
-    """'auto' -> cuda if available else cpu; 'cuda[:N]' must exist."""
-    import torch
-
-    if not re.fullmatch(DEVICE_PATTERN, spec or ""):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {spec!r}")
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {spec!r} asked for, but no CUDA GPU is available; use --device cpu or auto")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {spec!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
-    return device

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.zoo import get_architecture
-from trainer.config import TrainConfig, resolve_device
+from shared.devices import resolve_device
+from trainer.config import TrainConfig
 from trainer.data import load_training_images, to_model_range
 
 STATE_FILE = "state.pt"

@@ -1,0 +1,107 @@
+"""The FastAPI application: lifespan (store polling), middleware, offline docs, routes."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from pathlib import Path
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from shared.devices import resolve_device
+from shared.store import Store
+from service.metrics import Metrics
+from service.middleware import BodySizeLimit, RequestMetrics
+from service.registry import ModelRegistry
+from service.routes import AppState, router
+from service.settings import Settings
+
+log = logging.getLogger("latentlab.service")
+
+DESCRIPTION = """
+Serves the GANs that `python -m trainer` publishes to the model store: PNG grids from latent
+vectors (`POST /generate`) and the seed study's latent-coordinate sweeps (`POST /sweep`).
+New versions are picked up without a restart; `GET /models` lists what there is.
+"""
+
+
+def _json_safe(value):
+    """NaN and Infinity are valid Python floats but not JSON: echo them back as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422, except that an input holding NaN would make the error itself fail to render."""
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+
+
+def swagger_assets() -> Path:
+    import swagger_ui_bundle
+
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
+async def poll_store(registry: ModelRegistry, interval: float) -> None:
+    """Look for new versions every `interval` seconds, off the event loop; never dies on an error."""
+    while True:
+        try:
+            await anyio.to_thread.run_sync(registry.refresh)
+        except Exception:  # keep polling whatever happened: the next look may succeed
+            log.exception("reading the model store failed")
+        await asyncio.sleep(interval)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    device = resolve_device(settings.device)  # ValueError with the fix when CUDA is asked for and absent
+    metrics = Metrics()
+    registry = ModelRegistry(Store(settings.model_dir), device, metrics, settings.pinned_cache_size,
+                             settings.warmup_batch)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        log.info("serving %s on %s", settings.model_dir, device)
+        poller = asyncio.create_task(poll_store(registry, settings.reload_interval))
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+
+    app = FastAPI(title="latentlab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    app.state.latentlab = AppState(settings, registry, metrics)
+    app.include_router(router)
+
+    # FastAPI's default /docs loads Swagger UI from a CDN and is blank offline: serve the assets ourselves
+    app.mount("/static/swagger", StaticFiles(directory=swagger_assets()), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="latentlab API",
+                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)  # added last, runs first: it also counts the 413s
+    return app

@@ -1,0 +1,187 @@
+"""Which model versions are in memory: the latest of each model, plus an LRU of pinned older ones.
+
+`refresh()` (run every RELOAD_INTERVAL seconds, in a worker thread) loads any newer complete
+version, warms it up, and only then swaps it in; requests in flight keep the module they already
+hold. A version that fails to load is logged and skipped until its files change, and what was
+serving keeps serving.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from shared import torchscript
+from shared.latents import seeded_latents
+from shared.store import NotFound, Store, Version
+from service.metrics import Metrics
+
+log = logging.getLogger("latentlab.registry")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: int
+    manifest: dict[str, Any]
+    module: torch.jit.ScriptModule
+    device: torch.device
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.manifest["latent_dim"])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.manifest["image_shape"]
+        return int(c), int(h), int(w)
+
+
+class ModelRegistry:
+    def __init__(self, store: Store, device: torch.device, metrics: Metrics, pinned_cache_size: int = 4,
+                 warmup_batch: int = 8):
+        self.store = store
+        self.device = device
+        self.metrics = metrics
+        self.pinned_cache_size = pinned_cache_size
+        self.warmup_batch = warmup_batch
+        self._latest: dict[str, LoadedModel] = {}
+        self._pinned: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
+        self._failed: dict[tuple[str, int], str] = {}  # version -> its manifest's sha256 of generator.pt
+        self._lock = threading.Lock()  # guards the dicts; held only for lookups and swaps
+        self._load_lock = threading.Lock()  # one load at a time: loads are heavy, lookups must not wait
+        self.last_refresh: float | None = None
+        self.last_error: str | None = None
+
+    # ------------------------------------------------------------------ state
+    @property
+    def ready(self) -> bool:
+        return bool(self._latest)
+
+    def not_ready_reason(self) -> str:
+        if self.last_refresh is None:
+            return "starting: the model store has not been read yet"
+        if self.last_error:
+            return f"no model could be loaded: {self.last_error}"
+        return (f"no model loaded yet: {self.store.root} has no complete version; "
+                "publish one with `python -m trainer` (it is picked up without a restart)")
+
+    def serving(self) -> dict[str, LoadedModel]:
+        with self._lock:
+            return dict(self._latest)
+
+    def loaded_versions(self) -> dict[str, list[int]]:
+        with self._lock:
+            out: dict[str, set[int]] = {}
+            for m in [*self._latest.values(), *self._pinned.values()]:
+                out.setdefault(m.name, set()).add(m.version)
+        return {name: sorted(vs) for name, vs in out.items()}
+
+    # ------------------------------------------------------------------ loading
+    def refresh(self) -> None:
+        """Load the newest complete version of every model if it is newer than the one serving."""
+        for name in self.store.model_names():
+            try:
+                versions = self.store.versions(name)
+            except OSError as e:  # a store on a flaky volume: try again next time
+                log.warning("cannot list %s: %s", name, e)
+                continue
+            for version in reversed(versions):
+                current = self._latest.get(name)
+                if current is not None and current.version >= version.version:
+                    break
+                if self._failed.get((name, version.version)) == _fingerprint(version):
+                    continue  # failed before and unchanged since: skip without retrying every poll
+                loaded = self._load(version)
+                if loaded is not None:
+                    self._promote(loaded)
+                    break
+        self.last_refresh = time.time()
+
+    def get(self, name: str, version: int | str = "latest") -> LoadedModel:
+        """The loaded model for a request; older pinned versions are loaded on demand. Raises NotFound."""
+        with self._lock:
+            latest = self._latest.get(name)
+            if version == "latest" or (latest is not None and latest.version == version):
+                if latest is None:
+                    raise NotFound(f"model {name!r} is not loaded; GET /models lists what is served")
+                return latest
+            key = (name, int(version))
+            if key in self._pinned:
+                self._pinned.move_to_end(key)
+                return self._pinned[key]
+        stored = self.store.get(name, int(version))  # NotFound if absent, incomplete or tampered
+        if latest is not None and stored.version > latest.version:
+            self.refresh()  # published since the last poll: load it as latest, not as pinned
+            with self._lock:
+                if name in self._latest and self._latest[name].version == stored.version:
+                    return self._latest[name]
+        loaded = self._load(stored)
+        if loaded is None:
+            raise NotFound(f"model {name!r} version {version} exists but could not be loaded (see the service log)")
+        with self._lock:
+            self._remember_pinned(loaded)
+        return loaded
+
+    def _load(self, version: Version) -> LoadedModel | None:
+        with self._load_lock:
+            started = time.perf_counter()
+            try:
+                module = torchscript.load(version.generator_path, self.device)
+                loaded = LoadedModel(version.name, version.version, version.manifest, module, self.device)
+                self._warm_up(loaded)
+            except Exception as e:  # a broken file must never take the service down
+                self._failed[(version.name, version.version)] = _fingerprint(version)
+                self.metrics.model_loads.labels(version.name, "failed").inc()
+                self.last_error = f"{version.name} v{version.version}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                log.error("skipping %s v%d: it failed to load: %s", version.name, version.version, self.last_error)
+                return None
+            self.metrics.model_loads.labels(version.name, "ok").inc()
+            log.info("loaded %s v%d on %s in %.2fs", version.name, version.version, self.device,
+                     time.perf_counter() - started)
+            return loaded
+
+    def _warm_up(self, model: LoadedModel) -> None:
+        """Run real batches first: TorchScript's first calls are slow (profiling, kernel selection)."""
+        z = seeded_latents(0, self.warmup_batch, model.latent_dim).to(model.device)
+        with torch.inference_mode():
+            for _ in range(3):
+                out = model.module(z)
+        expected = (self.warmup_batch, *model.image_shape)
+        if tuple(out.shape) != expected:
+            raise ValueError(f"generator output shape {tuple(out.shape)} does not match the manifest's {expected}")
+        if not torch.isfinite(out).all():
+            raise ValueError("generator output is not finite")
+
+    def _promote(self, loaded: LoadedModel) -> None:
+        with self._lock:
+            previous = self._latest.get(loaded.name)
+            self._latest[loaded.name] = loaded
+            if previous is not None:
+                self._remember_pinned(previous)  # requests pinned to it need no reload
+            self.metrics.loaded.labels(loaded.name, str(loaded.version), "latest").set(1)
+            if previous is not None:
+                self.metrics.loaded.remove(previous.name, str(previous.version), "latest")
+        self.last_error = None
+        log.info("serving %s v%d as latest", loaded.name, loaded.version)
+
+    def _remember_pinned(self, model: LoadedModel) -> None:
+        """Add to the LRU of older versions (caller holds the lock); evict beyond its size."""
+        key = (model.name, model.version)
+        self._pinned[key] = model
+        self._pinned.move_to_end(key)
+        self.metrics.loaded.labels(model.name, str(model.version), "pinned").set(1)
+        while len(self._pinned) > self.pinned_cache_size:
+            (name, version), _ = self._pinned.popitem(last=False)
+            self.metrics.loaded.remove(name, str(version), "pinned")
+            log.info("evicted %s v%d from memory", name, version)
+
+
+def _fingerprint(version: Version) -> str:
+    return version.manifest["files"]["generator.pt"]["sha256"]

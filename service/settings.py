@@ -1,0 +1,29 @@
+"""Service settings, read from environment variables (pydantic-settings)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.devices import DEVICE_PATTERN
+
+
+class Settings(BaseSettings):
+    """Every field is an environment variable of the same name in upper case (MODEL_DIR, DEVICE, ...)."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    model_dir: Path = Field(Path("./models"), description="the model store to serve")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description="auto (CUDA when available), cpu, cuda, cuda:N")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    reload_interval: float = Field(5.0, gt=0, description="seconds between looks for new versions")
+    max_images: int = Field(256, ge=1, description="most images in one response (count, latents, sweep cells)")
+    max_scale: int = Field(16, ge=1, description="largest integer upscaling factor")
+    max_pixels: int = Field(4096 * 4096, ge=1, description="largest PNG, in pixels (width x height)")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body; more gets 413")
+    pinned_cache_size: int = Field(4, ge=0, description="older pinned versions kept loaded (LRU) per service")
+    inference_threads: int = Field(4, ge=1, description="requests computing at once; the rest wait their turn")
+    warmup_batch: int = Field(8, ge=1, description="batch run through a model before it counts as ready")
+    log_level: str = "info"

@@ -1,0 +1,64 @@
+"""Helpers for service tests: an app on a store, waiting for versions, publishing more versions."""
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from service.app import create_app
+from service.settings import Settings
+from shared.store import GENERATOR, Store
+from trainer.config import TrainConfig
+from trainer.publish import publish_run
+from trainer.train import train
+
+
+def make_client(model_dir: Path, **overrides) -> TestClient:
+    settings = Settings(model_dir=model_dir, device="cpu", reload_interval=0.1, **overrides)
+    return TestClient(create_app(settings))
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def wait_ready(client: TestClient) -> None:
+    wait_for(lambda: client.get("/readyz").status_code == 200)
+
+
+def png(response) -> Image.Image:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    image = Image.open(io.BytesIO(response.content))
+    image.load()
+    return image
+
+
+def copy_store(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".runs"))
+    return dst
+
+
+def publish_trained(root: Path, fashion_dir: Path, arch: str = "gan", seed: int = 1, name: str | None = None) -> int:
+    cfg = TrainConfig(arch=arch, name=name or arch, epochs=1, limit=128, batch_size=64, seed=seed,
+                      data_dir=str(fashion_dir), device="cpu")
+    result = train(cfg, root / ".runs" / f"{cfg.name}-{seed}", log=lambda m: None, progress=False)
+    return publish_run(Store(root), result, command=["test"]).version
+
+
+def publish_broken(root: Path, name: str = "gan") -> int:
+    """A complete, correctly hashed version whose generator is not TorchScript at all."""
+    store = Store(root)
+    with store.staging(name) as stage:
+        (stage / GENERATOR).write_bytes(b"this is not a TorchScript archive")
+        return store.publish(name, stage, {"latent_dim": 100, "image_shape": [1, 28, 28], "architecture": "gan"}).version

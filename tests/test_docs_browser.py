@@ -1,0 +1,42 @@
+"""/docs in headless Chromium with every request off this machine blocked: it must list the operations."""
+import shutil
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.test_service_process import start_service, wait_ready
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+OFFLINE_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.mark.slow
+def test_docs_page_works_offline_in_chromium(trained_store, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    proc, url = start_service({"MODEL_DIR": str(trained_store)})
+    blocked = []
+    try:
+        wait_ready(url, proc)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_ARGS)
+            page = browser.new_page()
+
+            def only_local(route):
+                if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost"):
+                    route.continue_()
+                else:
+                    blocked.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", only_local)
+            page.goto(f"{url}/docs")
+            page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+            paths = {el.inner_text().strip().replace("\u200b", "") for el in page.query_selector_all(".opblock-summary-path")}
+            page.screenshot(path=str(tmp_path / "docs.png"), full_page=True)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert {"/generate", "/sweep", "/models", "/models/{name}", "/readyz", "/metrics"} <= paths
+    assert blocked == [], f"/docs tried to reach the network: {blocked}"

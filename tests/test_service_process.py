@@ -1,0 +1,70 @@
+"""The real `python -m service` process, over a socket."""
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT, run_cli
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(env: dict) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT,
+                            env={**os.environ, "HOST": "127.0.0.1", "PORT": str(port), **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("service did not become ready")
+
+
+@pytest.mark.slow
+def test_python_m_service_serves_over_a_socket(trained_store):
+    proc, url = start_service({"MODEL_DIR": str(trained_store), "DEVICE": "auto", "RELOAD_INTERVAL": "1"})
+    try:
+        wait_ready(url, proc)
+        r = httpx.post(f"{url}/generate", json={"model": "dcgan", "seed": 0, "count": 8, "scale": 2}, timeout=30)
+        assert r.status_code == 200 and r.headers["x-model"] == "dcgan"
+        assert Image.open(io.BytesIO(r.content)).size == ((8 * 34 + 2) * 2, 34 * 2 + 4)
+        assert httpx.post(f"{url}/sweep", json={"model": "gan"}, timeout=30).status_code == 200
+        assert httpx.get(f"{url}/docs").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the parent sees how it ended
+    assert proc.returncode in (0, -signal.SIGTERM), output
+    assert "Application shutdown complete" in output and "Traceback" not in output
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"DEVICE": "tpu"}, "DEVICE"),
+    ({"DEVICE": "cuda:99"}, "cuda:99"),
+    ({"PORT": "not-a-port"}, "PORT"),
+    ({"MAX_IMAGES": "0"}, "MAX_IMAGES"),
+])
+def test_bad_settings_exit_2_with_one_clear_line(tmp_path, env, needle):
+    result = run_cli("service", env={"MODEL_DIR": str(tmp_path), **env}, timeout=60)
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
