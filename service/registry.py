@@ -12,7 +12,6 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -26,21 +25,15 @@ log = logging.getLogger("latentlab.registry")
 
 @dataclass(frozen=True)
 class LoadedModel:
-    name: str
-    version: int
-    manifest: dict[str, Any]
+    stored: Version  # what the store holds: name, version, manifest
     module: torch.jit.ScriptModule
     device: torch.device
     loaded_at: float = field(default_factory=time.time)
 
-    @property
-    def latent_dim(self) -> int:
-        return int(self.manifest["latent_dim"])
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        c, h, w = self.manifest["image_shape"]
-        return int(c), int(h), int(w)
+    name = property(lambda self: self.stored.name)
+    version = property(lambda self: self.stored.version)
+    latent_dim = property(lambda self: self.stored.latent_dim)
+    image_shape = property(lambda self: self.stored.image_shape)
 
 
 class ModelRegistry:
@@ -134,7 +127,7 @@ class ModelRegistry:
             started = time.perf_counter()
             try:
                 module = torchscript.load(version.generator_path, self.device)
-                loaded = LoadedModel(version.name, version.version, version.manifest, module, self.device)
+                loaded = LoadedModel(version, module, self.device)
                 self._warm_up(loaded)
             except Exception as e:  # a broken file must never take the service down
                 self._failed[(version.name, version.version)] = _fingerprint(version)
