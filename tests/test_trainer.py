@@ -24,10 +24,13 @@ def test_cli_trains_and_publishes_versions(tmp_path, fashion_dir, arch, size):
     out = tmp_path / "models"
     args = ("trainer", "--arch", arch, "--epochs", "1", "--limit", "256", "--batch-size", "64",
             "--out", str(out), "--data-dir", str(fashion_dir))
-    first = run_cli(*args)
+    first = run_cli(*args, "--eval-samples", "300")
     assert first.returncode == 0, first.stderr
+    assert "FID" in first.stderr and "real floor" in first.stderr  # evaluated right after publishing
+    metrics = Store(out).latest(arch).manifest["metrics"]
+    assert metrics["samples"] == 300 and metrics["fid"] > metrics["real_floor"]["fid"]
     assert first.stdout.strip() == str(out / arch / "v1")
-    second = run_cli(*args, "--seed", "1")
+    second = run_cli(*args, "--seed", "1", "--no-evaluate")
     assert second.returncode == 0 and second.stdout.strip() == str(out / arch / "v2")
 
     version = Store(out).latest(arch)
@@ -94,7 +97,7 @@ def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, fashion_dir):
 
 def _start_training(tmp_path, fashion_dir, epochs):
     cmd = [sys.executable, "-m", "trainer", "--arch", "gan", "--epochs", str(epochs), "--limit", "4096",
-           "--out", str(tmp_path / "models"), "--data-dir", str(fashion_dir), "--no-progress"]
+           "--out", str(tmp_path / "models"), "--data-dir", str(fashion_dir), "--no-progress", "--no-evaluate"]
     return cmd, subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

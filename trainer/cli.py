@@ -11,7 +11,9 @@ from shared.devices import DEVICE_PATTERN
 from shared.store import Store, StoreError, validate_name
 from shared.zoo import ARCHITECTURES
 from trainer.config import TrainConfig
+from trainer.classifier import WeightsError
 from trainer.data import DATASETS, DataError
+from trainer.evaluate import evaluate_version
 from trainer.publish import publish_run
 from trainer.train import mark_published, train
 
@@ -72,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the unfinished run in --run-dir up to --epochs (its saved settings are kept); "
                         "starts a new run if there is none")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, one log line per epoch")
+    p.add_argument("--no-evaluate", action="store_true",
+                   help="do not measure the published version (FID, KID, precision/recall, class coverage, recorded "
+                        "in its manifest; FashionMNIST models only; see python -m trainer.evaluate)")
+    p.add_argument("--eval-samples", type=_positive_int, default=10_000, help="generated images the evaluation measures")
     return p
 
 
@@ -107,7 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: error: could not publish to {args.out}: {e}", file=sys.stderr)
         return 1
     mark_published(run_dir, version.version)
+    trained = result.config
     log(f"published {version.name} v{version.version} "
-        f"({result.seconds:.1f}s of training, {result.seconds / max(1, cfg.epochs):.1f}s per epoch)")
+        f"({result.seconds:.1f}s of training, {result.seconds / max(1, trained.epochs):.1f}s per epoch)")
+    if trained.dataset == "fashion-mnist" and not args.no_evaluate:
+        try:
+            evaluate_version(store, version, args.eval_samples, device=trained.device, data_dir=trained.data_dir, log=log)
+        except (DataError, WeightsError, ValueError) as e:
+            log(f"warning: {version.name} v{version.version} is published but was not evaluated: {e}")
     print(version.path)
     return 0

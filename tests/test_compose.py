@@ -1,0 +1,123 @@
+"""The containers, proven without a Docker engine: compose files validate, and the compose commands
+themselves, run on this host against a temporary folder standing in for the volume, train, publish
+and serve."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tests.test_service_process import free_port, wait_ready
+
+COMPOSE = shutil.which("docker-compose")
+COMPOSE_FILES = sorted(ROOT.glob("docker-compose*.yml"))
+
+
+@pytest.fixture(scope="module")
+def compose():
+    if COMPOSE is None:
+        message = "docker-compose is needed to validate the compose files: apt-get install docker-compose"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return COMPOSE
+
+
+def compose_config(compose, env=None, file="docker-compose.yml") -> dict:
+    """The compose file as compose itself reads it: interpolated, anchors merged, every profile."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("ARCH", "EPOCHS", "DEVICE", "PORT")}
+    result = subprocess.run([compose, "-f", file, "--profile", "cpu", "config"], cwd=ROOT, capture_output=True,
+                            text=True, env={**clean, **(env or {})}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_every_compose_file_validates(compose):
+    assert COMPOSE_FILES
+    for path in COMPOSE_FILES:
+        result = subprocess.run([compose, "-f", path.name, "config", "--quiet"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, f"{path.name}: {result.stderr}"
+
+
+def test_compose_services_volume_and_gpus(compose):
+    services = compose_config(compose)["services"]
+    assert {"trainer", "service", "trainer-cpu", "service-cpu"} <= set(services)
+    for name in ("trainer", "service", "trainer-cpu", "service-cpu"):
+        s = services[name]
+        mount = next(v for v in s["volumes"] if v.startswith("models:"))
+        assert s["environment"]["MODEL_DIR"] == mount.split(":")[1] == "/models"
+        assert mount.endswith(":ro") == name.startswith("service")  # read-write for the trainer only
+        gpu = s.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")
+        if name.endswith("-cpu"):
+            assert gpu is None and s["profiles"] == ["cpu"]
+        else:
+            assert gpu == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    assert services["service"]["ports"][0]["target"] == 8000
+    assert services["trainer"]["command"][:4] == ["--arch", "dcgan", "--epochs", "5"]  # the defaults
+    changed = compose_config(compose, {"ARCH": "gan", "EPOCHS": "40"})["services"]["trainer"]["command"]
+    assert changed[:4] == ["--arch", "gan", "--epochs", "40"]  # changed from the environment, no edit
+
+
+def test_dockerfile_targets_users_and_layer_order():
+    text = (ROOT / "Dockerfile").read_text()
+    stages = dict(re.findall(r"^FROM \S+ AS (\w+)\n(.*?)(?=^FROM |\Z)", text, flags=re.S | re.M))
+    assert {"base", "trainer", "service"} <= set(stages)
+    assert "pip install \"torch==" in stages["base"] and "COPY shared" not in stages["base"]
+    assert "dataset-fashion-mnist" in stages["trainer"] and "[train]" in stages["trainer"]
+    assert "[serve]" in stages["service"] and "[train]" not in stages["service"] and "trainer" not in stages["service"]
+    for stage in ("trainer", "service"):
+        body = stages[stage]
+        assert "USER latentlab" in body
+        assert body.index("pip install") < body.index("COPY shared")  # code changes do not reinstall
+    assert "HEALTHCHECK" in stages["service"] and "/readyz" in stages["service"]
+    assert ".venv" in (ROOT / ".dockerignore").read_text()
+
+
+def host_command(service: dict, overrides: dict, extra_args=()) -> tuple[list[str], dict]:
+    """A compose service's entrypoint + command and environment, to run on this host."""
+    argv = [*service["entrypoint"], *service.get("command", []), *extra_args]
+    assert argv[0] == "python"
+    env = {**os.environ, **{k: str(v) for k, v in service["environment"].items()}, **overrides}
+    return [sys.executable, *argv[1:]], env
+
+
+@pytest.mark.slow
+def test_compose_commands_train_publish_and_serve_on_the_host(compose, tmp_path, fashion_dir):
+    services = compose_config(compose, {"ARCH": "gan", "EPOCHS": "1"})["services"]
+    volume = tmp_path / "models"  # stands in for the named volume
+    tiny = ("--limit", "512", "--eval-samples", "500")
+    train_argv, train_env = host_command(services["trainer"], {"MODEL_DIR": str(volume)}, tiny)
+    first = subprocess.run(train_argv, cwd=ROOT, env=train_env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == str(volume / "gan" / "v1")
+
+    port = free_port()
+    serve_argv, serve_env = host_command(services["service"], {"MODEL_DIR": str(volume), "HOST": "127.0.0.1",
+                                                               "PORT": str(port)})
+    proc = subprocess.Popen(serve_argv, cwd=ROOT, env=serve_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        r = httpx.post(f"{url}/generate", json={"model": "gan", "seed": 0, "count": 8}, timeout=30)
+        assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n" and r.headers["x-model-version"] == "1"
+        # the trainer again, as a second `docker compose up trainer` would: the running service picks it up
+        second = subprocess.run(train_argv, cwd=ROOT, env=train_env, capture_output=True, text=True, timeout=600)
+        assert second.returncode == 0 and second.stdout.strip() == str(volume / "gan" / "v2"), second.stderr
+        interval = float(services["service"]["environment"]["RELOAD_INTERVAL"])
+        deadline = time.monotonic() + interval * 4 + 10
+        while httpx.get(f"{url}/readyz").json()["serving"].get("gan") != 2:
+            assert time.monotonic() < deadline, "the new version was not picked up"
+            time.sleep(0.5)
+        assert httpx.get(f"{url}/models/gan").json()["versions"][0]["manifest"]["metrics"]["samples"] == 500
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

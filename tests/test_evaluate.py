@@ -1,0 +1,94 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from shared.store import GENERATOR, Store
+from tests.conftest import run_cli
+from tests.service_helpers import copy_store, make_client, wait_ready
+from trainer.classifier import CARD, WEIGHTS, WeightsError, accuracy, classifier_card, load_classifier
+from trainer.data import load_idx_split
+from trainer.evaluate import evaluate_version
+
+
+def test_shipped_classifier_matches_its_hash_loads_and_is_accurate(fashion_dir):
+    card = classifier_card()
+    assert WEIGHTS.stat().st_size < 5 * 2**20 and card["command"] == "python -m trainer.classifier --retrain"
+    net = load_classifier()  # checks the sha256
+    test_x, test_y = load_idx_split(fashion_dir, "test")
+    assert accuracy(net, test_x, test_y) >= 0.90
+    assert card["test_accuracy"] >= 0.90
+
+
+def test_tampered_classifier_weights_are_refused(tmp_path):
+    weights = tmp_path / WEIGHTS.name
+    shutil.copy(WEIGHTS, weights)
+    with open(weights, "r+b") as f:
+        f.seek(2000)
+        f.write(b"\xff\xff")
+    with pytest.raises(WeightsError, match="--retrain"):
+        load_classifier(weights=weights, card=CARD)
+
+
+@pytest.mark.slow
+def test_evaluate_cli_records_reproducible_metrics_that_the_service_shows(tmp_path, trained_store, fashion_dir):
+    root = copy_store(trained_store, tmp_path / "store")
+    args = ("trainer.evaluate", "--store", str(root), "--model", "dcgan", "--samples", "400", "--device", "cpu",
+            "--data-dir", str(fashion_dir))
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert "FID" in first.stdout and "real floor" in first.stdout and "precision" in first.stdout
+    store = Store(root)
+    m1 = store.latest("dcgan").manifest["metrics"]  # still listed: hashes of the other files still match
+    second = run_cli(*args)
+    m2 = store.latest("dcgan").manifest["metrics"]
+    volatile = {"seconds", "evaluated_at"}
+    assert {k: v for k, v in m1.items() if k not in volatile} == {k: v for k, v in m2.items() if k not in volatile}
+    assert m1["samples"] == 400 and len(m1["class_histogram"]) == 10
+    for key in ("fid", "kid", "kid_std", "precision", "recall", "class_entropy", "mean_confidence"):
+        assert isinstance(m1[key], float) and key in m1["real_floor"]
+    floor = m1["real_floor"]
+    assert floor["fid"] < m1["fid"] and floor["precision"] > 0.5 and floor["recall"] > 0.5
+    assert floor["class_entropy"] > 0.99  # the test set is balanced
+
+    with make_client(root) as c:
+        wait_ready(c)
+        versions = c.get("/models/dcgan").json()["versions"]
+        assert versions[-1]["manifest"]["metrics"]["fid"] == m1["fid"]
+
+
+class Collapsed(torch.nn.Module):
+    """A generator that has collapsed onto one real image, whatever the latent."""
+
+    def __init__(self, image: torch.Tensor):
+        super().__init__()
+        self.register_buffer("image", image)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.image.expand(z.shape[0], -1, -1, -1)
+
+
+def test_a_collapsed_generator_scores_low(tmp_path, fashion_dir):
+    test_x, _ = load_idx_split(fashion_dir, "test")
+    image = test_x[0:1].float() / 127.5 - 1
+    store = Store(tmp_path)
+    with store.staging("collapsed") as stage:
+        torch.jit.script(Collapsed(image)).save(str(stage / GENERATOR))
+        version = store.publish("collapsed", stage, {"latent_dim": 100, "image_shape": [1, 28, 28]})
+    metrics = evaluate_version(store, version, samples=500, device="cpu", data_dir=str(fashion_dir), log=lambda s: None)
+    assert metrics["class_entropy"] == 0.0
+    assert metrics["recall"] < 0.01
+    assert metrics["fid"] > 10 * metrics["real_floor"]["fid"]
+    assert store.latest("collapsed").manifest["metrics"]["class_entropy"] == 0.0
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--model", "nope"], "no model named"),
+    (["--model", "../x"], "invalid model name"),
+    (["--model", "gan", "--samples", "1"], "at least 2"),
+    (["--model", "gan", "--version", "two"], "--version"),
+])
+def test_evaluate_bad_input_exits_2(tmp_path, trained_store, extra, needle):
+    result = run_cli("trainer.evaluate", "--store", str(trained_store), *extra)
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
