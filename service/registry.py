@@ -48,7 +48,7 @@ class ModelRegistry:
         self._pinned: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._failed: dict[tuple[str, int], str] = {}  # version -> its manifest's sha256 of generator.pt
         self._lock = threading.Lock()  # guards the dicts; held only for lookups and swaps
-        self._load_lock = threading.Lock()  # one load at a time: loads are heavy, lookups must not wait
+        self._load_lock = threading.RLock()  # one load at a time: loads are heavy, lookups must not wait
         self.last_refresh: float | None = None
         self.last_error: str | None = None
 
@@ -81,49 +81,56 @@ class ModelRegistry:
         """Load the newest complete version of every model if it is newer than the one serving."""
         for name in self.store.model_names():
             try:
-                versions = self.store.versions(name)
+                self.refresh_model(name)
             except OSError as e:  # a store on a flaky volume: try again next time
                 log.warning("cannot list %s: %s", name, e)
-                continue
-            for version in reversed(versions):
+        self.last_refresh = time.time()
+
+    def refresh_model(self, name: str) -> LoadedModel | None:
+        """Make the newest loadable version of `name` its latest; returns what serves it now."""
+        with self._load_lock:  # one model change at a time; lookups of loaded models never wait on this
+            for version in reversed(self.store.versions(name)):
                 current = self._latest.get(name)
                 if current is not None and current.version >= version.version:
                     break
-                if self._failed.get((name, version.version)) == _fingerprint(version):
-                    continue  # failed before and unchanged since: skip without retrying every poll
                 loaded = self._load(version)
                 if loaded is not None:
                     self._promote(loaded)
                     break
-        self.last_refresh = time.time()
+            return self._latest.get(name)
 
     def get(self, name: str, version: int | str = "latest") -> LoadedModel:
-        """The loaded model for a request; older pinned versions are loaded on demand. Raises NotFound."""
+        """The loaded model for a request, loading it first if the store has it. Raises NotFound."""
         with self._lock:
             latest = self._latest.get(name)
-            if version == "latest" or (latest is not None and latest.version == version):
-                if latest is None:
-                    raise NotFound(f"model {name!r} is not loaded; GET /models lists what is served")
+            key = (name, int(version)) if version != "latest" else None
+            if latest is not None and (key is None or latest.version == key[1]):
                 return latest
-            key = (name, int(version))
             if key in self._pinned:
                 self._pinned.move_to_end(key)
                 return self._pinned[key]
-        stored = self.store.get(name, int(version))  # NotFound if absent, incomplete or tampered
-        if latest is not None and stored.version > latest.version:
-            self.refresh()  # published since the last poll: load it as latest, not as pinned
-            with self._lock:
-                if name in self._latest and self._latest[name].version == stored.version:
-                    return self._latest[name]
+        if latest is None or (key is not None and key[1] > latest.version):
+            # in the store but not loaded yet (published since the last poll, or the first poll is still
+            # loading other models): load it now as latest rather than answer 404
+            latest = self.refresh_model(name)
+            if latest is None:
+                self.store.get(name, version)  # raises NotFound naming what the store has
+                raise NotFound(f"model {name!r} could not be loaded (see the service log)")
+            if key is None or latest.version == key[1]:
+                return latest
+        stored = self.store.get(name, key[1])  # NotFound if absent, incomplete or tampered
         loaded = self._load(stored)
         if loaded is None:
-            raise NotFound(f"model {name!r} version {version} exists but could not be loaded (see the service log)")
+            raise NotFound(f"model {name!r} version {key[1]} exists but could not be loaded (see the service log)")
         with self._lock:
             self._remember_pinned(loaded)
         return loaded
 
     def _load(self, version: Version) -> LoadedModel | None:
+        """Load and warm up; None if it fails now or failed before with the same files (no retry storm)."""
         with self._load_lock:
+            if self._failed.get((version.name, version.version)) == _fingerprint(version):
+                return None
             started = time.perf_counter()
             try:
                 module = torchscript.load(version.generator_path, self.device)

@@ -235,14 +235,20 @@ def test_broken_and_tampered_versions_are_skipped(tmp_path, trained_store, fashi
         wait_for(lambda: 'latentlab_model_loads_total{model="gan",result="failed"} 1.0' in c.get("/metrics").text)
         r = c.post("/generate", json={"model": "gan", "seed": 0})
         assert r.status_code == 200 and r.headers["x-model-version"] == "1"  # what was serving keeps serving
-        assert c.post("/generate", json={"model": "gan", "version": 2, "seed": 0}).status_code == 404
+        for _ in range(3):  # asking again does not retry the broken load
+            assert c.post("/generate", json={"model": "gan", "version": 2, "seed": 0}).status_code == 404
+        assert 'latentlab_model_loads_total{model="gan",result="failed"} 1.0' in c.get("/metrics").text
         listing = c.get("/models/gan").json()
         assert listing["latest"] == 2 and listing["serving"] == 1
 
-        assert publish_trained(root, fashion_dir, seed=3) == 3
-        with open(root / "gan" / "v3" / "generator.pt", "r+b") as f:  # tampered after publishing
+        side = tmp_path / "side"  # tampered where the service cannot see it, then moved in atomically
+        publish_trained(side, fashion_dir, seed=3)
+        with open(side / "gan" / "v1" / "generator.pt", "r+b") as f:
             f.seek(100)
             f.write(b"\x00\x01\x02")
+        manifest = json.loads((side / "gan" / "v1" / "manifest.json").read_text())
+        (side / "gan" / "v1" / "manifest.json").write_text(json.dumps({**manifest, "version": 3}))
+        (side / "gan" / "v1").rename(root / "gan" / "v3")
         assert publish_trained(root, fashion_dir, seed=4) == 4
         wait_for(lambda: c.get("/readyz").json()["serving"]["gan"] == 4)
         assert [v["version"] for v in c.get("/models/gan").json()["versions"]] == [1, 2, 4]
