@@ -59,7 +59,7 @@ def to_pil(grid: torch.Tensor) -> Image.Image:
     """(C, H, W) uint8 with C of 1 or 3 -> a PIL image ('L' or 'RGB')."""
     array = grid.cpu().numpy()
     if array.shape[0] == 1:
-        return Image.fromarray(array[0], mode=None)
+        return Image.fromarray(array[0])
     return Image.fromarray(np.ascontiguousarray(array.transpose(1, 2, 0)))
 
 

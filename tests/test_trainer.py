@@ -95,6 +95,13 @@ def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, fashion_dir):
     assert state["epoch"] == 3 and state["step"] == 0 and set(state) >= {"opt_G", "opt_D", "rng", "history"}
 
 
+def test_resume_refuses_a_run_of_another_architecture(tmp_path, fashion_dir):
+    train(_config(fashion_dir, 1), tmp_path / "run", log=lambda m: None, progress=False)
+    with pytest.raises(ValueError, match="holds a gan run"):
+        train(TrainConfig(arch="dcgan", epochs=1, limit=64, data_dir=str(fashion_dir), device="cpu"),
+              tmp_path / "run", resume=True, log=lambda m: None, progress=False)
+
+
 def _start_training(tmp_path, fashion_dir, epochs):
     cmd = [sys.executable, "-m", "trainer", "--arch", "gan", "--epochs", str(epochs), "--limit", "4096",
            "--out", str(tmp_path / "models"), "--data-dir", str(fashion_dir), "--no-progress", "--no-evaluate"]

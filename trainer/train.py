@@ -129,6 +129,9 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, log: Callable[[
     if resume and state_path.exists():
         saved = load_state(state_path)
         old = TrainConfig.from_dict(saved["config"])
+        if old.arch != cfg.arch:
+            raise ValueError(f"{run_dir} holds a {old.arch} run, not {cfg.arch}: resume it with --arch {old.arch}, "
+                             "or give this run another --run-dir or --name")
         finished = saved["epoch"] >= cfg.epochs and saved["step"] == 0
         if finished and saved.get("published_version") is not None:
             log(f"the run in {run_dir} is complete and was published as v{saved['published_version']}; "
