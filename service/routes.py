@@ -97,7 +97,7 @@ def png_response(png: bytes, model: LoadedModel, n: int, state: AppState) -> Res
     })
 
 
-@router.post("/generate", response_class=Response, responses=PNG_RESPONSE, summary="PNG grid from latent vectors")
+@router.post("/generate", tags=["images"], response_class=Response, responses=PNG_RESPONSE, summary="PNG grid from latent vectors")
 async def generate(body: GenerateRequest, state: AppState = Depends(get_state)) -> Response:
     """Generate one image per latent and return them as a PNG grid, `nrow` per row."""
     model = await resolve_model(state, body.model, body.version)
@@ -111,7 +111,7 @@ async def generate(body: GenerateRequest, state: AppState = Depends(get_state)) 
     return png_response(png, model, n, state)
 
 
-@router.post("/sweep", response_class=Response, responses=PNG_RESPONSE, summary="Latent-coordinate sweep as a PNG grid")
+@router.post("/sweep", tags=["images"], response_class=Response, responses=PNG_RESPONSE, summary="Latent-coordinate sweep as a PNG grid")
 async def sweep(body: SweepRequest, state: AppState = Depends(get_state)) -> Response:
     """The seed's experiment: for each of `dims`, one row per value in `values` (dim-major), one column
     per base latent; each row is the base latents with that one coordinate set to (or offset by) the value."""
@@ -144,7 +144,7 @@ def describe_model(state: AppState, name: str) -> dict[str, Any] | None:
     }
 
 
-@router.get("/models", summary="Every model in the store, its versions and manifests")
+@router.get("/models", tags=["models"], summary="Every model in the store, its versions and manifests")
 async def list_models(state: AppState = Depends(get_state)) -> dict[str, Any]:
     def collect():
         found = (describe_model(state, n) for n in state.registry.store.model_names())
@@ -153,7 +153,7 @@ async def list_models(state: AppState = Depends(get_state)) -> dict[str, Any]:
     return await anyio.to_thread.run_sync(collect)
 
 
-@router.get("/models/{name}", summary="One model: its versions, which is latest, each manifest",
+@router.get("/models/{name}", tags=["models"], summary="One model: its versions, which is latest, each manifest",
             responses={404: {"description": "no complete version of that model"}})
 async def get_model(name: str = Path(pattern=NAME_PATTERN, examples=["dcgan"]),
                     state: AppState = Depends(get_state)) -> dict[str, Any]:
@@ -163,12 +163,12 @@ async def get_model(name: str = Path(pattern=NAME_PATTERN, examples=["dcgan"]),
     return found
 
 
-@router.get("/healthz", summary="Liveness: the process answers")
+@router.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: a model is loaded and warmed up",
+@router.get("/readyz", tags=["operations"], summary="Readiness: a model is loaded and warmed up",
             responses={503: {"description": "not ready; `detail` says why"}})
 async def readyz(state: AppState = Depends(get_state)) -> JSONResponse:
     if not state.registry.ready:
@@ -177,6 +177,6 @@ async def readyz(state: AppState = Depends(get_state)) -> JSONResponse:
     return JSONResponse({"status": "ready", "device": str(state.registry.device), "serving": serving})
 
 
-@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+@router.get("/metrics", tags=["operations"], response_class=PlainTextResponse, summary="Prometheus metrics")
 async def metrics(state: AppState = Depends(get_state)) -> Response:
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
