@@ -44,7 +44,7 @@ demo: $(VENV)/.stamp-run  ## train the seed's plain GAN into ./models if it is e
 	@echo "  the sweep:  curl -s -X POST http://$(HOST):$(PORT)/sweep -H 'Content-Type: application/json' -d '{\"model\": \"$(DEMO_ARCH)\", \"scale\": 3}' -o sweep.png"
 	@echo "  Ctrl-C stops it."
 	@echo ""
-	$(BIN)/python -m service
+	@$(BIN)/python -m service
 
 serve: $(VENV)/.stamp-run  ## serve the store in MODEL_DIR without training
 	$(BIN)/python -m service

@@ -29,7 +29,8 @@ class LatentSource(BaseModel):
         None, min_length=1, description="several latent vectors, one image each", examples=[None])
     seed: int | None = Field(None, ge=0, le=MAX_SEED, examples=[0],
                              description="draw `count` N(0,1) latents from this seed (the same on every machine)")
-    count: int | None = Field(None, ge=1, examples=[8], description="how many latents to draw from `seed` (default 8)")
+    count: int | None = Field(None, ge=1, examples=[8],
+                              description="how many latents to draw from `seed` (default 8; alone, seed 0)")
     padding: int = Field(2, ge=0, le=64, description="pixels between images in the grid")
     scale: int = Field(1, ge=1, le=1024, description="integer nearest-neighbour enlargement (1 = the model's size)",
                        examples=[4])
@@ -38,9 +39,9 @@ class LatentSource(BaseModel):
         return [name for name in ("latent", "latents", "seed") if getattr(self, name) is not None]
 
     @model_validator(mode="after")
-    def _count_needs_seed(self):
+    def _one_source_at_most(self):
         if self.count is not None and self.seed is None:
-            raise ValueError("`count` goes with `seed`; give a seed too, or post `latents`")
+            self.seed = 0
         if len(self._sources()) > 1:
             raise ValueError(f"give exactly one of `latent`, `latents` or `seed`, not {' and '.join(self._sources())}")
         return self

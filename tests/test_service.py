@@ -61,6 +61,11 @@ def test_sweep_layout_modes_and_labels(client):
     assert ImageChops.difference(direct, unlabelled).getbbox() is None
 
 
+def test_count_alone_means_seed_0(client):
+    alone = client.post("/generate", json={"model": "gan", "count": 3})
+    assert alone.content == client.post("/generate", json={"model": "gan", "seed": 0, "count": 3}).content
+
+
 def test_seed_is_reproducible_and_concurrent_requests_agree(client):
     body = {"model": "dcgan", "seed": 11, "count": 16}
     with ThreadPoolExecutor(8) as pool:
@@ -87,7 +92,7 @@ BAD_REQUESTS = [
     ("/generate", {"model": "gan", "seed": 0, "count": 0}, 422, "count"),
     ("/generate", {"model": "gan", "latents": [[0.0] * 100] * 257}, 422, "latents"),
     ("/generate", {"model": "gan", "seed": -1}, 422, "seed"),
-    ("/generate", {"model": "gan", "count": 4}, 422, "seed"),
+    ("/generate", {"model": "gan", "count": 4, "latent": [0.0] * 100}, 422, "exactly one"),
     ("/generate", {"model": "gan", "seed": 0, "latent": [0.0] * 100}, 422, "exactly one"),
     ("/generate", {"model": "gan"}, 422, "one of"),
     ("/generate", {"model": "gan", "seed": 0, "scale": 17}, 422, "scale"),
