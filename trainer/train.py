@@ -112,9 +112,6 @@ def _adam(params, cfg: TrainConfig, device: torch.device) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda")
 
 
-Progress = Callable[[int, int, int, torch.Tensor], None]
-
-
 def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, log: Callable[[str], None] = print,
           progress: bool | None = None) -> TrainResult:
     """Train to `cfg.epochs`, writing the full state to `run_dir/state.pt` after every epoch.
@@ -167,12 +164,12 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, log: Callable[[
         history = [saved["history"]]
         _set_rng_state(saved["rng"], device)
 
-    def snapshot(published_version=None) -> dict:
+    def snapshot() -> dict:
         return {
             "config": cfg.to_dict(), "epoch": epoch, "step": step, "perm": perm,
             "G": G.state_dict(), "D": D.state_dict(), "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
             "rng": _rng_state(device), "history": torch.cat(history) if history else torch.zeros(0, 4),
-            "seconds": seconds, "published_version": published_version,
+            "seconds": seconds, "published_version": None,
         }
 
     if progress is None:
