@@ -11,7 +11,20 @@ from service.app import create_app
 from service.settings import Settings
 
 
-def main() -> int:
+def usage() -> str:
+    lines = ["usage: [VARIABLE=value ...] python -m service",
+             "", "Serve the model store's generators over HTTP (docs at /docs). Settings, from the environment:", ""]
+    for name, field in Settings.model_fields.items():
+        default = field.default if field.default is not None else ""
+        lines.append(f"  {name.upper():<18} {field.description or '':<62} (default: {default})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv:
+        print(usage())
+        return 0 if argv[0] in ("-h", "--help") else 2
     try:
         settings = Settings()
         logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -16,8 +16,8 @@ class Settings(BaseSettings):
 
     model_dir: Path = Field(Path("./models"), description="the model store to serve")
     device: str = Field("auto", pattern=DEVICE_PATTERN, description="auto (CUDA when available), cpu, cuda, cuda:N")
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 for every interface)")
+    port: int = Field(8000, ge=1, le=65535, description="port to listen on")
     reload_interval: float = Field(5.0, gt=0, description="seconds between looks for new versions")
     max_images: int = Field(256, ge=1, description="most images in one response (count, latents, sweep cells)")
     max_scale: int = Field(16, ge=1, description="largest integer upscaling factor")
@@ -26,4 +26,4 @@ class Settings(BaseSettings):
     pinned_cache_size: int = Field(4, ge=0, description="older pinned versions kept loaded (LRU) per service")
     inference_threads: int = Field(4, ge=1, description="requests computing at once; the rest wait their turn")
     warmup_batch: int = Field(8, ge=1, description="batch run through a model before it counts as ready")
-    log_level: str = "info"
+    log_level: str = Field("info", description="debug, info, warning or error")

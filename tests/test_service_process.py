@@ -68,3 +68,11 @@ def test_python_m_service_serves_over_a_socket(trained_store):
 def test_bad_settings_exit_2_with_one_clear_line(tmp_path, env, needle):
     result = run_cli("service", env={"MODEL_DIR": str(tmp_path), **env}, timeout=60)
     assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_lists_every_setting():
+    result = run_cli("service", "--help", timeout=60)
+    assert result.returncode == 0
+    for name in ("MODEL_DIR", "DEVICE", "HOST", "PORT", "RELOAD_INTERVAL", "MAX_IMAGES", "MAX_BODY_BYTES",
+                 "PINNED_CACHE_SIZE"):
+        assert name in result.stdout
