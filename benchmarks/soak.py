@@ -1,0 +1,98 @@
+"""Memory under a soak: the service's RSS across many requests and many hot-reloaded versions.
+
+Copies one model's latest version into a temporary store, starts `python -m service` on it, then
+repeatedly publishes a new version (the same files, through shared.store) while clients request
+the latest and older pinned versions. Prints the service's RSS after every round: with the latest
+version plus an LRU of pinned ones in memory, it should level off, not grow with every reload.
+
+    python benchmarks/soak.py --store ./models --model dcgan --rounds 30
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shared.store import MANIFEST, Store  # noqa: E402
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def republish(store: Store, name: str, source: Path) -> int:
+    with store.staging(name) as stage:
+        for item in source.iterdir():
+            if item.name != MANIFEST:
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, stage / item.name)
+        manifest = store.get(name).manifest
+        return store.publish(name, stage, {k: v for k, v in manifest.items() if k not in ("created_at", "metrics")}).version
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--store", default="./models")
+    p.add_argument("--model", default="gan")
+    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--requests", type=int, default=40, help="requests per round")
+    p.add_argument("--port", type=int, default=8766)
+    args = p.parse_args()
+
+    source = Store(args.store).get(args.model).path
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(tmp)
+        first_dir = store.root / args.model
+        first_dir.mkdir()
+        shutil.copytree(source, first_dir / "v1")
+        env = {"MODEL_DIR": tmp, "PORT": str(args.port), "HOST": "127.0.0.1", "RELOAD_INTERVAL": "0.2",
+               "PINNED_CACHE_SIZE": "2", "LOG_LEVEL": "warning", "PATH": "/usr/bin:/bin"}
+        proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env)
+        url = f"http://127.0.0.1:{args.port}"
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+            client = httpx.Client(base_url=url, timeout=60)
+            print(f"{'round':>5} {'latest':>6} {'RSS MB':>8} {'errors':>6}")
+            errors, first = 0, None
+            for round_ in range(1, args.rounds + 1):
+                latest = republish(store, args.model, source)
+
+                def one(i: int) -> int:
+                    version = "latest" if i % 2 else random.randint(1, latest)
+                    body = {"model": args.model, "version": version, "seed": i, "count": 64}
+                    return client.post("/generate", json=body).status_code
+
+                with ThreadPoolExecutor(4) as pool:
+                    errors += sum(code != 200 for code in pool.map(one, range(args.requests)))
+                rss = rss_mb(proc.pid)
+                first = first or rss
+                print(f"{round_:>5} {latest:>6} {rss:>8.1f} {errors:>6}", flush=True)
+            print(f"RSS after round 1: {first:.1f} MB; after round {args.rounds}: {rss:.1f} MB; "
+                  f"{latest} versions published and reloaded; {errors} failed requests")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
