@@ -44,9 +44,10 @@ async def drive(url: str, body: dict, concurrency: int, duration: float) -> tupl
     return latencies, errors
 
 
-def start_service(store: str, port: int, device: str) -> subprocess.Popen:
+def start_service(store: str, port: int, device: str = "auto", **settings: str) -> subprocess.Popen:
+    """`python -m service` on `store`, once it answers /readyz; `settings` are more environment variables."""
     env = {**os.environ, "MODEL_DIR": store, "PORT": str(port), "HOST": "127.0.0.1", "DEVICE": device,
-           "LOG_LEVEL": "warning"}
+           "LOG_LEVEL": "warning", **settings}
     proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

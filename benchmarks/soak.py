@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +22,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.store import MANIFEST, Store  # noqa: E402
+from serve_load import start_service  # noqa: E402  (this folder is on sys.path when run as a script)
+
+from shared.store import MANIFEST, Store, Version  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -34,13 +34,14 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def republish(store: Store, name: str, source: Path) -> int:
-    with store.staging(name) as stage:
-        for item in source.iterdir():
+def republish(store: Store, source: Version) -> int:
+    """Publish `source`'s files again as the next version of its model in `store`."""
+    with store.staging(source.name) as stage:
+        for item in source.path.iterdir():
             if item.name != MANIFEST:
                 (shutil.copytree if item.is_dir() else shutil.copy2)(item, stage / item.name)
-        manifest = store.get(name).manifest
-        return store.publish(name, stage, {k: v for k, v in manifest.items() if k not in ("created_at", "metrics")}).version
+        manifest = {k: v for k, v in source.manifest.items() if k not in ("created_at", "metrics")}
+        return store.publish(source.name, stage, manifest).version
 
 
 def main() -> int:
@@ -52,29 +53,18 @@ def main() -> int:
     p.add_argument("--port", type=int, default=8766)
     args = p.parse_args()
 
-    source = Store(args.store).get(args.model).path
+    source = Store(args.store).get(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(tmp)
-        first_dir = store.root / args.model
-        first_dir.mkdir()
-        shutil.copytree(source, first_dir / "v1")
-        env = {"MODEL_DIR": tmp, "PORT": str(args.port), "HOST": "127.0.0.1", "RELOAD_INTERVAL": "0.2",
-               "PINNED_CACHE_SIZE": "2", "LOG_LEVEL": "warning", "PATH": "/usr/bin:/bin"}
-        proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env)
+        republish(store, source)
+        proc = start_service(tmp, args.port, RELOAD_INTERVAL="0.2", PINNED_CACHE_SIZE="2")
         url = f"http://127.0.0.1:{args.port}"
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
             client = httpx.Client(base_url=url, timeout=60)
             print(f"{'round':>5} {'latest':>6} {'RSS MB':>8} {'errors':>6}")
             errors, first = 0, None
             for round_ in range(1, args.rounds + 1):
-                latest = republish(store, args.model, source)
+                latest = republish(store, source)
 
                 def one(i: int) -> int:
                     version = "latest" if i % 2 else random.randint(1, latest)

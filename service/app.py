@@ -15,13 +15,13 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from shared.devices import resolve_device
-from shared.store import Store
 from service.metrics import Metrics
 from service.middleware import BodySizeLimit, RequestMetrics
 from service.registry import ModelRegistry
 from service.routes import AppState, router
 from service.settings import Settings
+from shared.devices import resolve_device
+from shared.store import Store
 
 log = logging.getLogger("latentlab.service")
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from service.metrics import Metrics
 from shared import torchscript
 from shared.latents import seeded_latents
 from shared.store import NotFound, Store, Version
-from service.metrics import Metrics
 
 log = logging.getLogger("latentlab.registry")
 

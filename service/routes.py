@@ -9,13 +9,13 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from service.registry import LoadedModel, ModelRegistry
+from service.schemas import GenerateRequest, LatentSource, SweepRequest
+from service.settings import Settings
 from shared.images import grid_size, png_bytes
 from shared.latents import seeded_latents
 from shared.sampling import sample_image, sweep_image
 from shared.store import NAME_PATTERN, NotFound
-from service.registry import LoadedModel, ModelRegistry
-from service.schemas import GenerateRequest, LatentSource, SweepRequest
-from service.settings import Settings
 
 router = APIRouter()
 

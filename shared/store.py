@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from shared.atomic import atomic_write
+
 MANIFEST = "manifest.json"
 GENERATOR = "generator.pt"
 DISCRIMINATOR = "discriminator.pt"
@@ -69,21 +71,9 @@ def utc_now_iso() -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that readers see the old file or the new one, never a partial one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; readers may run as another user
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
 
 
 def file_entries(directory: Path) -> dict[str, dict[str, Any]]:

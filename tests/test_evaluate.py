@@ -1,4 +1,3 @@
-import json
 import shutil
 
 import pytest
@@ -43,6 +42,7 @@ def test_evaluate_cli_records_reproducible_metrics_that_the_service_shows(tmp_pa
     store = Store(root)
     m1 = store.latest("dcgan").manifest["metrics"]  # still listed: hashes of the other files still match
     second = run_cli(*args)
+    assert second.returncode == 0, second.stderr
     m2 = store.latest("dcgan").manifest["metrics"]
     volatile = {"seconds", "evaluated_at"}
     assert {k: v for k, v in m1.items() if k not in volatile} == {k: v for k, v in m2.items() if k not in volatile}

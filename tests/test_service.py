@@ -6,8 +6,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from shared.images import grid_size
-from tests.service_helpers import (copy_store, make_client, png, publish_broken, publish_trained, wait_for,
-                                   wait_ready)
+from tests.service_helpers import copy_store, make_client, png, publish_broken, publish_trained, wait_for, wait_ready
 
 
 @pytest.fixture(scope="module")

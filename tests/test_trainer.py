@@ -1,5 +1,3 @@
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -135,7 +133,7 @@ def test_sigkill_then_resume_finishes_the_run(tmp_path, fashion_dir):
 
     resumed = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming" in resumed.stderr
+    assert "resuming" in resumed.stderr
     version = Store(tmp_path / "models").latest("gan")
     assert version.version == 1 and version.manifest["iterations"] == epochs * 32
     history = (version.path / "report" / "history.csv").read_text().splitlines()

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared.atomic import atomic_write
 from shared.store import sha256_file, write_json_atomic
 from trainer.data import DEBIAN_FASHION_MNIST, DataError, load_idx_split, locate_idx_dir, to_model_range
 
@@ -109,9 +110,8 @@ def retrain(data_dir: str | None, epochs: int = 6, seed: int = 0, batch_size: in
         log(f"epoch {epoch + 1}/{epochs}: test accuracy {accuracy(net, test_x, test_y):.4f}")
     acc = accuracy(net.eval(), test_x, test_y)
     ASSETS.mkdir(exist_ok=True)
-    tmp = WEIGHTS.with_suffix(".tmp")
-    torch.save(net.state_dict(), tmp)
-    tmp.replace(WEIGHTS)
+    with atomic_write(WEIGHTS) as f:
+        torch.save(net.state_dict(), f)
     card = {
         "name": "fmnist-cnn",
         "sha256": sha256_file(WEIGHTS),

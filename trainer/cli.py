@@ -10,8 +10,8 @@ from pathlib import Path
 from shared.devices import DEVICE_PATTERN
 from shared.store import Store, StoreError, validate_name
 from shared.zoo import ARCHITECTURES
-from trainer.config import TrainConfig
 from trainer.classifier import WeightsError
+from trainer.config import TrainConfig
 from trainer.data import DATASETS, DataError
 from trainer.evaluate import evaluate_version
 from trainer.publish import publish_run

@@ -30,7 +30,7 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
         d_diff = export_torchscript(D, fakes[:2], stage / DISCRIMINATOR, check=fakes)
         scripted_G = torchscript.load(stage / GENERATOR)
         write_report(stage / REPORT_DIR, result.history, result.iterations_per_epoch, scripted_G,
-                     arch.latent_dim, title=f"{cfg.name} ({arch.name}, {cfg.epochs} epochs)")
+                     arch.latent_dim, title=f"{cfg.name} ({arch.name}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''})")
         last = result.history[-result.iterations_per_epoch:].mean(0).tolist() if len(result.history) else None
         manifest = {
             "architecture": arch.name,

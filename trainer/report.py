@@ -62,15 +62,21 @@ def _pyplot():
     return plt
 
 
+def _curve(ax, x: np.ndarray, y: np.ndarray, color: str, label: str, window: int) -> None:
+    """One series as faint raw values under its moving average."""
+    ax.plot(x, y, color=color, alpha=0.25, linewidth=0.8, label=f"{label}, per iteration")
+    ax.plot(x, smooth(y, window), color=color, linewidth=2, label=f"{label}, mean of {window}")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # iterations are whole numbers
+
+
 def plot_losses(path: Path, history: torch.Tensor, title: str) -> Path:
     plt = _pyplot()
     h = history.numpy()
     x = np.arange(1, len(h) + 1)
     window = max(1, len(h) // 50)
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
-    for col, label, color in ((0, "discriminator", "tab:blue"), (1, "generator", "tab:orange")):
-        ax.plot(x, h[:, col], color=color, alpha=0.25, linewidth=0.8, label=f"{label} loss (raw)")
-        ax.plot(x, smooth(h[:, col], window), color=color, linewidth=2, label=f"{label} loss (mean of {window})")
+    _curve(ax, x, h[:, 0], "tab:blue", "discriminator loss", window)
+    _curve(ax, x, h[:, 1], "tab:orange", "generator loss", window)
     ax.set(xlabel="iteration", ylabel="BCE loss", title=f"{title}: discriminator and generator loss")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
@@ -86,10 +92,9 @@ def plot_d_scores(path: Path, history: torch.Tensor, title: str) -> Path:
     x = np.arange(1, len(h) + 1)
     window = max(1, len(h) // 50)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110, sharey=True)
-    for ax, col, label, color in ((axes[0], 2, "mean D(x), real images", "tab:green"),
-                                  (axes[1], 3, "mean D(G(z)), generated images", "tab:red")):
-        ax.plot(x, h[:, col], color=color, alpha=0.3, linewidth=0.8, label="per iteration")
-        ax.plot(x, smooth(h[:, col], window), color=color, linewidth=2, label=f"mean of {window}")
+    for ax, col, series, label, color in ((axes[0], 2, "D(x)", "mean D(x), real images", "tab:green"),
+                                          (axes[1], 3, "D(G(z))", "mean D(G(z)), generated images", "tab:red")):
+        _curve(ax, x, h[:, col], color, series, window)
         ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="0.5: cannot tell")
         ax.set(xlabel="iteration", ylabel="discriminator output (probability real)", title=label, ylim=(0, 1))
         ax.grid(alpha=0.3)

@@ -8,10 +8,8 @@ RNG states and the history, so a resumed run continues exactly where it stopped.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -22,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.zoo import get_architecture
+from shared.atomic import atomic_write
 from shared.devices import resolve_device
+from shared.zoo import get_architecture
 from trainer.config import TrainConfig
 from trainer.data import load_training_images, to_model_range
 
@@ -75,19 +74,9 @@ class StopRequested:
 
 
 def save_state(path: Path, state: dict) -> None:
-    """torch.save to a temp file in the same directory, then os.replace: never a half-written state."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Atomically (temp file, fsync, os.replace): a kill at any moment leaves the previous state intact."""
+    with atomic_write(path) as f:
+        torch.save(state, f)
 
 
 def load_state(path: Path) -> dict:
