@@ -71,10 +71,9 @@ def resolve_latents(body: LatentSource, model: LoadedModel, max_images: int) -> 
             if len(row) != dim:
                 raise field_error(["latents", i], f"{model.name} v{model.version} takes {dim} numbers, got {len(row)}")
         return torch.tensor(body.latents, dtype=torch.float32)
-    count = body.count or 8
-    if count > max_images:
-        raise field_error(["count"], f"count {count} is more than the most images in one request, {max_images}")
-    return seeded_latents(body.seed, count, dim)
+    if body.count > max_images:
+        raise field_error(["count"], f"count {body.count} is more than the most images in one request, {max_images}")
+    return seeded_latents(body.seed, body.count, dim)
 
 
 def check_output_size(settings: Settings, model: LoadedModel, n: int, nrow: int, padding: int, scale: int,

@@ -12,6 +12,7 @@ ModelName = Annotated[str, StringConstraints(pattern=NAME_PATTERN), Field(
     description="model name in the store (GET /models lists them)", examples=["dcgan"])]
 VersionSpec = Union[Literal["latest"], Annotated[int, Field(ge=1)]]
 MAX_SEED = 2**63 - 1
+DEFAULT_COUNT = 8  # the seed study's 8 images
 
 
 class LatentSource(BaseModel):
@@ -42,6 +43,8 @@ class LatentSource(BaseModel):
     def _one_source_at_most(self):
         if self.count is not None and self.seed is None:
             self.seed = 0
+        if self.seed is not None and self.count is None:
+            self.count = DEFAULT_COUNT
         if len(self._sources()) > 1:
             raise ValueError(f"give exactly one of `latent`, `latents` or `seed`, not {' and '.join(self._sources())}")
         return self
@@ -79,5 +82,5 @@ class SweepRequest(LatentSource):
     @model_validator(mode="after")
     def _default_base(self):
         if not self._sources():
-            self.seed, self.count = 0, 8  # the seed study's 8 base images
+            self.seed, self.count = 0, DEFAULT_COUNT
         return self

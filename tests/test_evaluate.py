@@ -7,7 +7,7 @@ from shared import torchscript
 from shared.store import GENERATOR, Store
 from tests.conftest import run_cli
 from tests.service_helpers import copy_store, make_client, wait_ready
-from trainer.classifier import CARD, WEIGHTS, WeightsError, accuracy, classifier_card, load_classifier
+from trainer.classifier import CARD, WEIGHTS, WeightsError, accuracy, classifier_card, load_classifier, real_floor
 from trainer.data import load_idx_split
 from trainer.evaluate import evaluate_version
 
@@ -19,6 +19,15 @@ def test_shipped_classifier_matches_its_hash_loads_and_is_accurate(fashion_dir):
     test_x, test_y = load_idx_split(fashion_dir, "test")
     assert accuracy(net, test_x, test_y) >= 0.90
     assert card["test_accuracy"] >= 0.90
+
+
+def test_the_cards_real_floor_is_what_the_classifier_measures(fashion_dir):
+    # evaluate reads the floor from the card; it must be a measurement of these weights, not a stale number
+    measured = real_floor(load_classifier(), fashion_dir)
+    recorded = classifier_card()["real_floor"]
+    assert measured.keys() == recorded.keys()
+    for key in ("fid", "kid", "kid_std", "precision", "recall", "class_entropy", "mean_confidence"):
+        assert measured[key] == pytest.approx(recorded[key], rel=1e-4, abs=1e-6), key
 
 
 def test_tampered_classifier_weights_are_refused(tmp_path):

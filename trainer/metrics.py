@@ -106,3 +106,11 @@ def class_coverage(probabilities: torch.Tensor) -> dict:
         "class_entropy": max(entropy, 0.0),
         "mean_confidence": float(probabilities.max(1).values.mean()),
     }
+
+
+def compare(real: torch.Tensor, other: torch.Tensor, other_probs: torch.Tensor, k: int = 3) -> dict:
+    """Every metric of one feature set against the real one (`other_probs`: its class probabilities)."""
+    kid_mean, kid_std = kid(real, other)
+    precision, recall = precision_recall(real, other, k=k)
+    return {"fid": fid(real, other), "kid": kid_mean, "kid_std": kid_std, "precision": precision, "recall": recall,
+            **class_coverage(other_probs)}
