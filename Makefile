@@ -49,8 +49,9 @@ demo: $(VENV)/.stamp-run  ## train the seed's plain GAN into ./models if it is e
 serve: $(VENV)/.stamp-run  ## serve the store in MODEL_DIR without training
 	$(BIN)/python -m service
 
-test: $(VENV)/.stamp-dev  ## install the test dependencies, lint, and run the whole test suite
+test: $(VENV)/.stamp-dev  ## install the test dependencies, lint, check the import rules, run the whole test suite
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.stamp-dev  ## serving benchmark: requests/s and p50/p99 of /generate (see benchmarks/)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from serve_load import start_service  # noqa: E402  (this folder is on sys.path when run as a script)
 
-from shared.store import MANIFEST, Store, Version  # noqa: E402
+from shared.store import MANIFEST, ManifestDraft, Store, Version  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -40,8 +40,8 @@ def republish(store: Store, source: Version) -> int:
         for item in source.path.iterdir():
             if item.name != MANIFEST:
                 (shutil.copytree if item.is_dir() else shutil.copy2)(item, stage / item.name)
-        manifest = {k: v for k, v in source.manifest.items() if k not in ("created_at", "metrics")}
-        return store.publish(source.name, stage, manifest).version
+        draft = ManifestDraft.model_validate(source.manifest.model_dump(exclude={"metrics"}))
+        return store.publish(source.name, stage, draft).version
 
 
 def main() -> int:

@@ -4,23 +4,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from pathlib import Path
 
 import anyio
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from service.metrics import Metrics
+from service.deps import Services
+from service.errors import validation_error
+from service.limits import RequestLimits
 from service.middleware import BodySizeLimit, RequestMetrics
 from service.registry import ModelRegistry
-from service.routes import AppState, router
+from service.routes import api_router
 from service.settings import Settings
-from shared.devices import resolve_device
+from service.telemetry import Telemetry
+from shared.imaging.devices import resolve_device
 from shared.store import Store
 
 log = logging.getLogger("latentlab.service")
@@ -30,22 +31,6 @@ Serves the GANs that `python -m trainer` publishes to the model store: PNG grids
 vectors (`POST /generate`) and the seed study's latent-coordinate sweeps (`POST /sweep`).
 New versions are picked up without a restart; `GET /models` lists what there is.
 """
-
-
-def _json_safe(value):
-    """NaN and Infinity are valid Python floats but not JSON: echo them back as strings."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422, except that an input holding NaN would make the error itself fail to render."""
-    return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
 
 
 def swagger_assets() -> Path:
@@ -67,8 +52,8 @@ async def poll_store(registry: ModelRegistry, interval: float) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     device = resolve_device(settings.device)  # ValueError with the fix when CUDA is asked for and absent
-    metrics = Metrics()
-    registry = ModelRegistry(Store(settings.model_dir), device, metrics, settings.pinned_cache_size,
+    telemetry = Telemetry()
+    registry = ModelRegistry(Store(settings.model_dir), device, telemetry, settings.pinned_cache_size,
                              settings.warmup_batch)
 
     @contextlib.asynccontextmanager
@@ -84,8 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="latentlab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
-    app.state.latentlab = AppState(settings, registry, metrics)
-    app.include_router(router)
+    app.state.services = Services(settings, registry, telemetry, RequestLimits(settings),
+                                  anyio.CapacityLimiter(settings.inference_threads))
+    app.include_router(api_router)
 
     # FastAPI's default /docs loads Swagger UI from a CDN and is blank offline: serve the assets ourselves
     app.mount("/static/swagger", StaticFiles(directory=swagger_assets()), name="swagger")
@@ -103,5 +89,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics, metrics=metrics)  # added last, runs first: it also counts the 413s
+    app.add_middleware(RequestMetrics, telemetry=telemetry)  # added last, runs first: it also counts the 413s
     return app

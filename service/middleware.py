@@ -6,15 +6,15 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.metrics import Metrics
+from service.telemetry import Telemetry
 
 
 class RequestMetrics:
     """Count requests and time them by route template (not raw path: bounded label values)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
         self.app = app
-        self.metrics = metrics
+        self.telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,8 +34,8 @@ class RequestMetrics:
             route = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"
             labels = (label, scope["method"], str(status))
-            self.metrics.requests.labels(*labels).inc()
-            self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+            self.telemetry.requests.labels(*labels).inc()
+            self.telemetry.latency.labels(*labels).observe(time.perf_counter() - started)
 
 
 class BodySizeLimit:

@@ -3,7 +3,8 @@
 `refresh()` (run every RELOAD_INTERVAL seconds, in a worker thread) loads any newer complete
 version, warms it up, and only then swaps it in; requests in flight keep the module they already
 hold. A version that fails to load is logged and skipped until its files change, and what was
-serving keeps serving.
+serving keeps serving. The registry tells an observer (the service's telemetry) what it loads and
+holds, always after releasing its lock, so a slow observer never stalls a lookup.
 """
 from __future__ import annotations
 
@@ -11,16 +12,26 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
 
 import torch
 
-from service.metrics import Metrics
-from shared import torchscript
-from shared.latents import seeded_latents
+from service.schemas import ModelInfo, ModelVersion
+from shared.imaging import torchscript
+from shared.imaging.latents import seeded_latents
 from shared.store import NotFound, Store, Version
 
 log = logging.getLogger("latentlab.registry")
+
+
+class RegistryObserver(Protocol):
+    def model_loaded(self, name: str, ok: bool) -> None: ...
+
+    def version_held(self, name: str, version: int, role: str) -> None: ...
+
+    def version_released(self, name: str, version: int, role: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -28,7 +39,6 @@ class LoadedModel:
     stored: Version  # what the store holds: name, version, manifest
     module: torch.jit.ScriptModule
     device: torch.device
-    loaded_at: float = field(default_factory=time.time)
 
     name = property(lambda self: self.stored.name)
     version = property(lambda self: self.stored.version)
@@ -37,33 +47,29 @@ class LoadedModel:
 
 
 class ModelRegistry:
-    def __init__(self, store: Store, device: torch.device, metrics: Metrics, pinned_cache_size: int = 4,
+    def __init__(self, store: Store, device: torch.device, observer: RegistryObserver, pinned_cache_size: int = 4,
                  warmup_batch: int = 8):
-        self.store = store
+        self._store = store
         self.device = device
-        self.metrics = metrics
+        self._observer = observer
         self.pinned_cache_size = pinned_cache_size
         self.warmup_batch = warmup_batch
         self._latest: dict[str, LoadedModel] = {}
         self._pinned: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
-        self._failed: dict[tuple[str, int], str] = {}  # version -> its manifest's sha256 of generator.pt
+        self._failed: dict[tuple[str, int], str] = {}  # version -> sha256 of the generator that failed
         self._lock = threading.Lock()  # guards the dicts; held only for lookups and swaps
         self._load_lock = threading.RLock()  # one load at a time: loads are heavy, lookups must not wait
-        self.last_refresh: float | None = None
-        self.last_error: str | None = None
+        self.last_refresh: float | None = None  # when the store was last read; None: not yet
+        self.last_error: str | None = None  # why the last load failed, until one succeeds
 
     # ------------------------------------------------------------------ state
     @property
+    def store_root(self) -> Path:
+        return self._store.root
+
+    @property
     def ready(self) -> bool:
         return bool(self._latest)
-
-    def not_ready_reason(self) -> str:
-        if self.last_refresh is None:
-            return "starting: the model store has not been read yet"
-        if self.last_error:
-            return f"no model could be loaded: {self.last_error}"
-        return (f"no model loaded yet: {self.store.root} has no complete version; "
-                "publish one with `python -m trainer` (it is picked up without a restart)")
 
     def serving(self) -> dict[str, LoadedModel]:
         with self._lock:
@@ -76,10 +82,31 @@ class ModelRegistry:
                 out.setdefault(m.name, set()).add(m.version)
         return {name: sorted(vs) for name, vs in out.items()}
 
+    # ------------------------------------------------------------------ what the store holds
+    def model_names(self) -> list[str]:
+        return self._store.model_names()
+
+    def versions(self, name: str) -> list[Version]:
+        return self._store.versions(name)
+
+    def describe(self, name: str) -> ModelInfo | None:
+        """The store's versions of `name` and what of it is in memory; None if it has no complete version."""
+        versions = self.versions(name)
+        if not versions:
+            return None
+        serving = self.serving().get(name)
+        return ModelInfo(
+            name=name,
+            latest=versions[-1].version,
+            serving=serving.version if serving else None,
+            loaded=self.loaded_versions().get(name, []),
+            versions=[ModelVersion(version=v.version, latest=v is versions[-1], manifest=v.manifest) for v in versions],
+        )
+
     # ------------------------------------------------------------------ loading
     def refresh(self) -> None:
         """Load the newest complete version of every model if it is newer than the one serving."""
-        for name in self.store.model_names():
+        for name in self.model_names():
             try:
                 self.refresh_model(name)
             except OSError as e:  # a store on a flaky volume: try again next time
@@ -89,7 +116,7 @@ class ModelRegistry:
     def refresh_model(self, name: str) -> LoadedModel | None:
         """Make the newest loadable version of `name` its latest; returns what serves it now."""
         with self._load_lock:  # one model change at a time; lookups of loaded models never wait on this
-            for version in reversed(self.store.versions(name)):
+            for version in reversed(self.versions(name)):
                 current = self._latest.get(name)
                 if current is not None and current.version >= version.version:
                     break
@@ -114,22 +141,21 @@ class ModelRegistry:
             # loading other models): load it now as latest rather than answer 404
             latest = self.refresh_model(name)
             if latest is None:
-                self.store.get(name, version)  # raises NotFound naming what the store has
+                self._store.get(name, version)  # raises NotFound naming what the store has
                 raise NotFound(f"model {name!r} could not be loaded (see the service log)")
             if key is None or latest.version == key[1]:
                 return latest
-        stored = self.store.get(name, key[1])  # NotFound if absent, incomplete or tampered
+        stored = self._store.get(name, key[1])  # NotFound if absent, incomplete or tampered
         loaded = self._load(stored)
         if loaded is None:
             raise NotFound(f"model {name!r} version {key[1]} exists but could not be loaded (see the service log)")
-        with self._lock:
-            self._remember_pinned(loaded)
+        self._locked(lambda events: self._remember_pinned(loaded, events))
         return loaded
 
     def _load(self, version: Version) -> LoadedModel | None:
         """Load and warm up; None if it fails now or failed before with the same files (no retry storm)."""
         with self._load_lock:
-            if self._failed.get((version.name, version.version)) == _fingerprint(version):
+            if self._failed.get((version.name, version.version)) == version.manifest.generator_sha256:
                 return None
             started = time.perf_counter()
             try:
@@ -137,12 +163,13 @@ class ModelRegistry:
                 loaded = LoadedModel(version, module, self.device)
                 self._warm_up(loaded)
             except Exception as e:  # a broken file must never take the service down
-                self._failed[(version.name, version.version)] = _fingerprint(version)
-                self.metrics.model_loads.labels(version.name, "failed").inc()
-                self.last_error = f"{version.name} v{version.version}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                self._failed[(version.name, version.version)] = version.manifest.generator_sha256
+                self._observer.model_loaded(version.name, ok=False)
+                first_line = str(e).splitlines()[0] if str(e) else ""
+                self.last_error = f"{version.name} v{version.version}: {type(e).__name__}: {first_line}"
                 log.error("skipping %s v%d: it failed to load: %s", version.name, version.version, self.last_error)
                 return None
-            self.metrics.model_loads.labels(version.name, "ok").inc()
+            self._observer.model_loaded(version.name, ok=True)
             log.info("loaded %s v%d on %s in %.2fs", version.name, version.version, self.device,
                      time.perf_counter() - started)
             return loaded
@@ -159,29 +186,35 @@ class ModelRegistry:
         if not torch.isfinite(out).all():
             raise ValueError("generator output is not finite")
 
-    def _promote(self, loaded: LoadedModel) -> None:
+    # ------------------------------------------------------------------ swaps, under the lock
+    def _locked(self, change: Callable[[list[tuple]], None]) -> None:
+        """Run `change` under the lock; it queues observer events, which are sent after the lock is released."""
+        events: list[tuple] = []
         with self._lock:
+            change(events)
+        for method, *args in events:
+            getattr(self._observer, method)(*args)
+
+    def _promote(self, loaded: LoadedModel) -> None:
+        def swap(events: list[tuple]) -> None:
             previous = self._latest.get(loaded.name)
             self._latest[loaded.name] = loaded
+            events.append(("version_held", loaded.name, loaded.version, "latest"))
             if previous is not None:
-                self._remember_pinned(previous)  # requests pinned to it need no reload
-            self.metrics.loaded.labels(loaded.name, str(loaded.version), "latest").set(1)
-            if previous is not None:
-                self.metrics.loaded.remove(previous.name, str(previous.version), "latest")
+                events.append(("version_released", previous.name, previous.version, "latest"))
+                self._remember_pinned(previous, events)  # requests pinned to it need no reload
+
+        self._locked(swap)
         self.last_error = None
         log.info("serving %s v%d as latest", loaded.name, loaded.version)
 
-    def _remember_pinned(self, model: LoadedModel) -> None:
+    def _remember_pinned(self, model: LoadedModel, events: list[tuple]) -> None:
         """Add to the LRU of older versions (caller holds the lock); evict beyond its size."""
         key = (model.name, model.version)
         self._pinned[key] = model
         self._pinned.move_to_end(key)
-        self.metrics.loaded.labels(model.name, str(model.version), "pinned").set(1)
+        events.append(("version_held", model.name, model.version, "pinned"))
         while len(self._pinned) > self.pinned_cache_size:
             (name, version), _ = self._pinned.popitem(last=False)
-            self.metrics.loaded.remove(name, str(version), "pinned")
+            events.append(("version_released", name, version, "pinned"))
             log.info("evicted %s v%d from memory", name, version)
-
-
-def _fingerprint(version: Version) -> str:
-    return version.manifest["files"]["generator.pt"]["sha256"]

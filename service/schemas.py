@@ -1,18 +1,20 @@
-"""Request bodies of /generate and /sweep, with the examples the OpenAPI page shows."""
+"""The API's shapes: request bodies of /generate and /sweep (with the examples the OpenAPI page shows)
+and the response models of /models. Bounds come from `service.limits`."""
 from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from shared.latents import SEED_SWEEP_DIMS, SEED_SWEEP_VALUES
-from shared.store import NAME_PATTERN
+from service.limits import IMAGES_CEILING, PADDING_CEILING, SCALE_CEILING
+from shared.imaging.latents import STUDY_SWEEP_DIMS, STUDY_SWEEP_VALUES
+from shared.store import NAME_PATTERN, Manifest
 
 ModelName = Annotated[str, StringConstraints(pattern=NAME_PATTERN), Field(
     description="model name in the store (GET /models lists them)", examples=["dcgan"])]
 VersionSpec = Union[Literal["latest"], Annotated[int, Field(ge=1)]]
 MAX_SEED = 2**63 - 1
-DEFAULT_COUNT = 8  # the seed study's 8 images
+DEFAULT_COUNT = 8  # the study's 8 images
 
 
 class LatentSource(BaseModel):
@@ -27,13 +29,13 @@ class LatentSource(BaseModel):
     latent: list[float] | None = Field(None, min_length=1, description="one latent vector (latent_dim floats)",
                                        examples=[None])
     latents: list[Annotated[list[float], Field(min_length=1)]] | None = Field(
-        None, min_length=1, description="several latent vectors, one image each", examples=[None])
+        None, min_length=1, max_length=IMAGES_CEILING, description="several latent vectors, one image each", examples=[None])
     seed: int | None = Field(None, ge=0, le=MAX_SEED, examples=[0],
                              description="draw `count` N(0,1) latents from this seed (the same on every machine)")
-    count: int | None = Field(None, ge=1, examples=[8],
+    count: int | None = Field(None, ge=1, le=IMAGES_CEILING, examples=[8],
                               description="how many latents to draw from `seed` (default 8; alone, seed 0)")
-    padding: int = Field(2, ge=0, le=64, description="pixels between images in the grid")
-    scale: int = Field(1, ge=1, le=1024, description="integer nearest-neighbour enlargement (1 = the model's size)",
+    padding: int = Field(2, ge=0, le=PADDING_CEILING, description="pixels between images in the grid")
+    scale: int = Field(1, ge=1, le=SCALE_CEILING, description="integer nearest-neighbour enlargement (1 = the model's size)",
                        examples=[4])
 
     def _sources(self) -> list[str]:
@@ -56,7 +58,7 @@ class GenerateRequest(LatentSource):
         {"model": "gan", "version": 1, "latent": [0.0] * 100, "scale": 8},
     ]})
 
-    nrow: int = Field(8, ge=1, description="images per grid row")
+    nrow: int = Field(8, ge=1, le=IMAGES_CEILING, description="images per grid row")
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -66,17 +68,17 @@ class GenerateRequest(LatentSource):
 
 
 class SweepRequest(LatentSource):
-    """The seed's experiment: change one latent coordinate at a time over the same base images."""
+    """The study's experiment: change one latent coordinate at a time over the same base images."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"model": "dcgan", "dims": list(SEED_SWEEP_DIMS), "values": list(SEED_SWEEP_VALUES), "seed": 0,
+        {"model": "dcgan", "dims": list(STUDY_SWEEP_DIMS), "values": list(STUDY_SWEEP_VALUES), "seed": 0,
          "count": 8, "mode": "set", "labels": True, "scale": 3},
     ]})
 
-    dims: list[Annotated[int, Field(ge=0)]] = Field(list(SEED_SWEEP_DIMS), min_length=1,
+    dims: list[Annotated[int, Field(ge=0)]] = Field(list(STUDY_SWEEP_DIMS), min_length=1, max_length=IMAGES_CEILING,
                                                     description="0-based latent coordinates to sweep, one group of rows each")
-    values: list[float] = Field(list(SEED_SWEEP_VALUES), min_length=1, description="values for each coordinate, one row each")
-    mode: Literal["set", "add"] = Field("set", description='"set": replace the coordinate (the seed\'s way); "add": offset it')
+    values: list[float] = Field(list(STUDY_SWEEP_VALUES), min_length=1, max_length=IMAGES_CEILING, description="values for each coordinate, one row each")
+    mode: Literal["set", "add"] = Field("set", description='"set": replace the coordinate (the study\'s way); "add": offset it')
     labels: bool = Field(True, description="label every row, e.g. z[5]=-3")
 
     @model_validator(mode="after")
@@ -84,3 +86,22 @@ class SweepRequest(LatentSource):
         if not self._sources():
             self.seed, self.count = 0, DEFAULT_COUNT
         return self
+
+
+# ---------------------------------------------------------------------- responses
+class ModelVersion(BaseModel):
+    version: int = Field(description="version number in the store")
+    latest: bool = Field(description="whether this is the newest complete version")
+    manifest: Manifest = Field(description="the version's manifest.json: how it was trained and measured")
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(examples=["dcgan"])
+    latest: int = Field(description="the newest complete version in the store")
+    serving: int | None = Field(description='the version "latest" requests get now (null: not loaded yet)')
+    loaded: list[int] = Field(description="versions held in memory")
+    versions: list[ModelVersion] = Field(description="every complete, verified version, oldest first")
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]

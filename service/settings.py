@@ -6,7 +6,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.devices import DEVICE_PATTERN
+from service.limits import IMAGES_CEILING, SCALE_CEILING
+from shared.imaging.devices import DEVICE_PATTERN
 
 
 class Settings(BaseSettings):
@@ -19,8 +20,8 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0 for every interface)")
     port: int = Field(8000, ge=1, le=65535, description="port to listen on")
     reload_interval: float = Field(5.0, gt=0, description="seconds between looks for new versions")
-    max_images: int = Field(256, ge=1, description="most images in one response (count, latents, sweep cells)")
-    max_scale: int = Field(16, ge=1, description="largest integer upscaling factor")
+    max_images: int = Field(256, ge=1, le=IMAGES_CEILING, description="most images in one response (count, latents, sweep cells)")
+    max_scale: int = Field(16, ge=1, le=SCALE_CEILING, description="largest integer upscaling factor")
     max_pixels: int = Field(4096 * 4096, ge=1, description="largest PNG, in pixels (width x height)")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body; more gets 413")
     pinned_cache_size: int = Field(4, ge=0, description="older pinned versions kept loaded (LRU) per service")

@@ -1,1 +1,2 @@
-"""What the trainer and the service agree on: the model zoo, the store format, latents and image grids."""
+"""What the trainer and the service both use: `store` (the contract between them: layout, manifest,
+atomic writes) and `imaging` (latents, generating, grids, PNG, devices, TorchScript loading)."""

@@ -15,8 +15,8 @@ def main(argv: list[str]) -> int:
         for v in store.versions(name):
             found += 1
             m = v.manifest
-            print(f"{name:<16} v{v.version:<4} {m.get('architecture', '?'):<6} {m.get('epochs', '?'):>4} epochs  "
-                  f"{m.get('created_at', '')}  {v.path}")
+            epochs = "?" if m.epochs is None else m.epochs
+            print(f"{name:<16} v{v.version:<4} {m.architecture:<6} {epochs:>4} epochs  {m.created_at}  {v.path}")
     if not found:
         print(f"{root}: no complete model version", file=sys.stderr)
     return 0 if found else 1

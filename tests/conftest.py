@@ -50,8 +50,8 @@ def trained_store(tmp_path_factory, fashion_dir):
     """A store holding gan v1 and dcgan v1, each trained one short epoch by the real trainer code."""
     from shared.store import Store
     from trainer.config import TrainConfig
+    from trainer.loop import train
     from trainer.publish import publish_run
-    from trainer.train import train
 
     root = tmp_path_factory.mktemp("store")
     for arch in ("gan", "dcgan"):

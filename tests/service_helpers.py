@@ -13,8 +13,8 @@ from service.app import create_app
 from service.settings import Settings
 from shared.store import GENERATOR, Store
 from trainer.config import TrainConfig
+from trainer.loop import train
 from trainer.publish import publish_run
-from trainer.train import train
 
 
 def make_client(model_dir: Path, **overrides) -> TestClient:

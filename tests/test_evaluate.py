@@ -3,13 +3,21 @@ import shutil
 import pytest
 import torch
 
-from shared import torchscript
+from shared.imaging import torchscript
 from shared.store import GENERATOR, Store
 from tests.conftest import run_cli
 from tests.service_helpers import copy_store, make_client, wait_ready
-from trainer.classifier import CARD, WEIGHTS, WeightsError, accuracy, classifier_card, load_classifier, real_floor
 from trainer.data import load_idx_split
-from trainer.evaluate import evaluate_version
+from trainer.evaluation.classifier import (
+    CARD,
+    WEIGHTS,
+    WeightsError,
+    accuracy,
+    classifier_card,
+    load_classifier,
+    real_floor,
+)
+from trainer.evaluation.evaluate import evaluate_version
 
 
 def test_shipped_classifier_matches_its_hash_loads_and_is_accurate(fashion_dir):
@@ -49,10 +57,10 @@ def test_evaluate_cli_records_reproducible_metrics_that_the_service_shows(tmp_pa
     assert first.returncode == 0, first.stderr
     assert "FID" in first.stdout and "real floor" in first.stdout and "precision" in first.stdout
     store = Store(root)
-    m1 = store.latest("dcgan").manifest["metrics"]  # still listed: hashes of the other files still match
+    m1 = store.get("dcgan").manifest.metrics.model_dump()  # still listed: hashes of the other files still match
     second = run_cli(*args)
     assert second.returncode == 0, second.stderr
-    m2 = store.latest("dcgan").manifest["metrics"]
+    m2 = store.get("dcgan").manifest.metrics.model_dump()
     volatile = {"seconds", "evaluated_at"}
     assert {k: v for k, v in m1.items() if k not in volatile} == {k: v for k, v in m2.items() if k not in volatile}
     assert m1["samples"] == 400 and len(m1["class_histogram"]) == 10
@@ -86,12 +94,13 @@ def test_a_collapsed_generator_scores_low(tmp_path, fashion_dir):
     with store.staging("collapsed") as stage:
         with torchscript.quiet_jit():
             torch.jit.script(Collapsed(image)).save(str(stage / GENERATOR))
-        version = store.publish("collapsed", stage, {"latent_dim": 100, "image_shape": [1, 28, 28]})
+        version = store.publish("collapsed", stage, {"architecture": "collapsed", "latent_dim": 100,
+                                                     "image_shape": [1, 28, 28]})
     metrics = evaluate_version(store, version, samples=500, device="cpu", data_dir=str(fashion_dir), log=lambda s: None)
     assert metrics["class_entropy"] == 0.0
     assert metrics["recall"] < 0.01
     assert metrics["fid"] > 10 * metrics["real_floor"]["fid"]
-    assert store.latest("collapsed").manifest["metrics"]["class_entropy"] == 0.0
+    assert store.get("collapsed").manifest.metrics.class_entropy == 0.0
 
 
 @pytest.mark.parametrize("extra,needle", [

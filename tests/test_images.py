@@ -4,8 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from shared.images import grid_png, grid_size, make_grid, render_grid, to_uint8
-from shared.latents import seeded_latents, sweep_labels, sweep_latents
+from shared.imaging.grids import grid_size, make_grid, render_grid, to_uint8
+from shared.imaging.latents import seeded_latents, sweep_labels, sweep_latents
+from shared.imaging.png import png_bytes
 
 
 @pytest.mark.parametrize("n,nrow,padding,channels", [(2, 8, 2, 1), (8, 8, 2, 1), (13, 5, 2, 1), (10, 3, 0, 3), (7, 4, 5, 3)])
@@ -29,7 +30,7 @@ def test_to_uint8_maps_the_tanh_range():
 
 def test_png_has_the_predicted_size_and_pixels():
     images = torch.rand(10, 1, 28, 28) * 2 - 1
-    png = grid_png(images, nrow=4, padding=2, scale=3)
+    png = png_bytes(render_grid(images, nrow=4, padding=2, scale=3))
     im = Image.open(io.BytesIO(png))
     assert im.format == "PNG" and im.mode == "L"
     assert im.size == grid_size(10, (28, 28), 4, 2, 3) == ((4 * 30 + 2) * 3, (3 * 30 + 2) * 3)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from trainer.metrics import class_coverage, fid, frechet_distance, kid, mmd2_unbiased, precision_recall
+from trainer.evaluation.metrics import class_coverage, fid, frechet_distance, kid, mmd2_unbiased, precision_recall
 
 
 def gaussian(n, d, mean=0.0, std=1.0, seed=0):

@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from PIL import Image, ImageChops
 
-from shared.images import grid_size
+from shared.imaging.grids import grid_size
 from tests.service_helpers import copy_store, make_client, png, publish_broken, publish_trained, wait_for, wait_ready
 
 
@@ -54,7 +54,7 @@ def test_sweep_layout_modes_and_labels(client):
     added = png(client.post("/sweep", json={**body, "labels": False, "mode": "add"}))
     assert ImageChops.difference(added, unlabelled).getbbox() is not None  # offsetting differs from setting
     # the sweep's cells are /generate's images of the swept latents
-    from shared.latents import seeded_latents, sweep_latents
+    from shared.imaging.latents import seeded_latents, sweep_latents
     swept = sweep_latents(seeded_latents(5, 3, 100), [0, 99], [-2, 2]).tolist()
     direct = png(client.post("/generate", json={"model": "gan", "latents": swept, "nrow": 3, "scale": 2}))
     assert ImageChops.difference(direct, unlabelled).getbbox() is None
@@ -185,6 +185,9 @@ def test_health_ready_docs(client):
         for field, prop in schemas[name]["properties"].items():
             assert prop.get("description"), f"{name}.{field} has no description"
     assert "image/png" in spec["paths"]["/generate"]["post"]["responses"]["200"]["content"]
+    listing = spec["paths"]["/models"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert listing["$ref"].endswith("/ModelList")  # the manifest's schema is documented, not a free-form dict
+    assert {"latent_dim", "image_shape", "files", "metrics"} <= set(schemas["Manifest"]["properties"])
 
 
 # ------------------------------------------------------------------ the store changing under a running service

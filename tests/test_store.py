@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.store import GENERATOR, MANIFEST, InvalidName, NotFound, Store, validate_name
+from shared.store import GENERATOR, MANIFEST, InvalidName, NotFound, Store, StoreError, validate_name
 
 
 def publish_dummy(root: Path, name: str = "m", payload: bytes = b"weights") -> int:
@@ -14,7 +14,7 @@ def publish_dummy(root: Path, name: str = "m", payload: bytes = b"weights") -> i
         (stage / GENERATOR).write_bytes(payload)
         (stage / "report").mkdir()
         (stage / "report" / "history.csv").write_text("iteration\n1\n")
-        return store.publish(name, stage, {"latent_dim": 100, "image_shape": [1, 28, 28]}).version
+        return store.publish(name, stage, {"architecture": "gan", "latent_dim": 100, "image_shape": [1, 28, 28]}).version
 
 
 def test_publish_lists_and_hashes(tmp_path):
@@ -27,7 +27,7 @@ def test_publish_lists_and_hashes(tmp_path):
     assert manifest["name"] == "m" and manifest["version"] == 2 and manifest["created_at"].endswith("Z")
     assert set(manifest["files"]) == {GENERATOR, "report/history.csv"}
     assert manifest["files"][GENERATOR]["size"] == 5
-    assert store.latest("m").version == 2 and store.get("m", 1).version == 1
+    assert store.get("m").version == 2 and store.get("m", 1).version == 1
     assert store.model_names() == ["m"]
     assert not [p for p in (tmp_path / "m").iterdir() if p.name.startswith(".")]  # no staging left behind
 
@@ -48,7 +48,7 @@ def test_listing_ignores_incomplete_and_tampered_versions(tmp_path):
     for _ in range(4):
         publish_dummy(tmp_path)
     store = Store(tmp_path)
-    assert store.latest("m").version == 4  # also fills the verification cache
+    assert store.get("m").version == 4  # also fills the verification cache
     (tmp_path / "m" / "v2" / MANIFEST).unlink()  # incomplete: no manifest
     with open(tmp_path / "m" / "v3" / GENERATOR, "r+b") as f:  # tampered: same size, other bytes
         f.write(b"W")
@@ -59,7 +59,7 @@ def test_listing_ignores_incomplete_and_tampered_versions(tmp_path):
     (tmp_path / "m" / "v11").mkdir()
     (tmp_path / "m" / "v11" / MANIFEST).write_text("{ not json")
     assert [v.version for v in store.versions("m")] == [1]
-    assert store.latest("m").version == 1
+    assert store.get("m").version == 1
     with pytest.raises(NotFound):
         store.get("m", 3)
 
@@ -93,14 +93,23 @@ def test_good_names_pass(name):
     assert validate_name(name) == name
 
 
+METRICS = {"fid": 1.5, "kid": 0.1, "kid_std": 0.01, "precision": 0.8, "recall": 0.1, "class_histogram": [0.1] * 10,
+           "class_entropy": 1.0, "mean_confidence": 0.9, "samples": 100, "latent_seed": 0, "k": 3,
+           "reference": "test", "feature_net": {"name": "n", "sha256": "0" * 64, "test_accuracy": 0.9},
+           "real_floor": {"fid": 0.4}, "device": "cpu", "seconds": 1.0, "evaluated_at": "2026-11-27T08:00:00Z"}
+
+
 def test_update_manifest_keeps_hashes_valid(tmp_path):
     publish_dummy(tmp_path)
     store = Store(tmp_path)
-    updated = store.update_manifest(store.latest("m"), metrics={"fid": 1.5})
-    assert updated.manifest["metrics"] == {"fid": 1.5}
-    assert store.latest("m").manifest["metrics"] == {"fid": 1.5}
-    with pytest.raises(Exception):
+    updated = store.update_manifest(store.get("m"), metrics=METRICS)
+    assert updated.manifest.metrics.fid == 1.5
+    assert store.get("m").manifest.metrics.fid == 1.5
+    with pytest.raises(StoreError, match="cannot be changed"):
         store.update_manifest(updated, files={})
+    with pytest.raises(StoreError, match="metrics"):
+        store.update_manifest(updated, metrics={"fid": "low"})
+    assert store.get("m").manifest.metrics.fid == 1.5
 
 
 def test_missing_store_lists_nothing(tmp_path):

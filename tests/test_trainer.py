@@ -7,11 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from shared import torchscript
+from shared.imaging import torchscript
 from shared.store import Store
 from tests.conftest import ROOT, run_cli
 from trainer.config import TrainConfig
-from trainer.train import STATE_FILE, load_state, train
+from trainer.loop import train
+from trainer.state import STATE_FILE, TrainingState, mark_published, published_version, resume_or_start
 
 REPORT_FILES = {"losses.png", "d_scores.png", "samples.png", "sweep.png", "history.csv"}
 
@@ -25,14 +26,14 @@ def test_cli_trains_and_publishes_versions(tmp_path, fashion_dir, arch, size):
     first = run_cli(*args, "--eval-samples", "300")
     assert first.returncode == 0, first.stderr
     assert "FID" in first.stderr and "real floor" in first.stderr  # evaluated right after publishing
-    metrics = Store(out).latest(arch).manifest["metrics"]
-    assert metrics["samples"] == 300 and metrics["fid"] > metrics["real_floor"]["fid"]
+    metrics = Store(out).get(arch).manifest.metrics
+    assert metrics.samples == 300 and metrics.fid > metrics.real_floor["fid"]
     assert first.stdout.strip() == str(out / arch / "v1")
     second = run_cli(*args, "--seed", "1", "--no-evaluate")
     assert second.returncode == 0 and second.stdout.strip() == str(out / arch / "v2")
 
-    version = Store(out).latest(arch)
-    m = version.manifest
+    version = Store(out).get(arch)
+    m = version.manifest.model_dump(mode="json")
     assert (m["name"], m["version"], m["architecture"], m["latent_dim"]) == (arch, 2, arch, 100)
     assert m["image_shape"] == [1, size, size] and m["epochs"] == 1 and m["batch_size"] == 64 and m["seed"] == 1
     assert m["dataset"] == "fashion-mnist" and m["learning_rate"] == 2e-4 and m["torch_version"] == torch.__version__
@@ -85,19 +86,21 @@ def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, fashion_dir):
     quiet = dict(log=lambda m: None, progress=False)
     straight = train(_config(fashion_dir, 3), tmp_path / "a", **quiet)
     train(_config(fashion_dir, 1), tmp_path / "b", **quiet)
-    resumed = train(_config(fashion_dir, 3), tmp_path / "b", resume=True, **quiet)
+    cfg, saved = resume_or_start(_config(fashion_dir, 3), tmp_path / "b", resume=True, log=lambda m: None)
+    resumed = train(cfg, tmp_path / "b", saved, **quiet)
     for p, q in zip(straight.generator.state_dict().values(), resumed.generator.state_dict().values()):
         assert torch.equal(p, q)
     assert torch.equal(straight.history, resumed.history) and len(resumed.history) == 3 * 8
-    state = load_state(tmp_path / "b" / STATE_FILE)
-    assert state["epoch"] == 3 and state["step"] == 0 and set(state) >= {"opt_G", "opt_D", "rng", "history"}
+    state = TrainingState.load(tmp_path / "b" / STATE_FILE)
+    assert state.epoch == 3 and state.step == 0 and set(state.weights) == {"G", "D", "opt_G", "opt_D"}
+    assert state.rng and torch.equal(state.history, resumed.history)
 
 
 def test_resume_refuses_a_run_of_another_architecture(tmp_path, fashion_dir):
     train(_config(fashion_dir, 1), tmp_path / "run", log=lambda m: None, progress=False)
     with pytest.raises(ValueError, match="holds a gan run"):
-        train(TrainConfig(arch="dcgan", epochs=1, limit=64, data_dir=str(fashion_dir), device="cpu"),
-              tmp_path / "run", resume=True, log=lambda m: None, progress=False)
+        resume_or_start(TrainConfig(arch="dcgan", epochs=1, limit=64, data_dir=str(fashion_dir), device="cpu"),
+                        tmp_path / "run", resume=True, log=lambda m: None)
 
 
 def _start_training(tmp_path, fashion_dir, epochs):
@@ -111,7 +114,7 @@ def _wait_for_epochs(state_path, at_least, timeout=120):
     while time.monotonic() < deadline:
         if state_path.exists():
             try:
-                if load_state(state_path)["epoch"] >= at_least:
+                if TrainingState.load(state_path).epoch >= at_least:
                     return
             except Exception:  # being replaced right now; os.replace makes that a clean retry
                 pass
@@ -127,15 +130,15 @@ def test_sigkill_then_resume_finishes_the_run(tmp_path, fashion_dir):
     _wait_for_epochs(state_path, 2)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    done_before = load_state(state_path)["epoch"]
+    done_before = TrainingState.load(state_path).epoch
     assert 2 <= done_before < epochs, "the run finished before it could be killed"
     assert not (tmp_path / "models" / "gan").exists() or Store(tmp_path / "models").versions("gan") == []
 
     resumed = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
-    version = Store(tmp_path / "models").latest("gan")
-    assert version.version == 1 and version.manifest["iterations"] == epochs * 32
+    version = Store(tmp_path / "models").get("gan")
+    assert version.version == 1 and version.manifest.iterations == epochs * 32
     history = (version.path / "report" / "history.csv").read_text().splitlines()
     assert len(history) == 1 + epochs * 32
 
@@ -152,5 +155,20 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path, fashion_dir):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "--resume" in stderr
-    state = load_state(state_path)
-    assert state["epoch"] < 200 and len(state["history"]) == state["epoch"] * 32 + state["step"]
+    state = TrainingState.load(state_path)
+    assert state.epoch < 200 and len(state.history) == state.epoch * 32 + state.step
+
+
+def test_publishing_marks_the_run_without_rewriting_its_state(tmp_path, fashion_dir):
+    quiet = dict(log=lambda m: None, progress=False)
+    run = tmp_path / "run"
+    train(_config(fashion_dir, 1), run, **quiet)
+    state_bytes = (run / STATE_FILE).read_bytes()
+    mark_published(run, 7)
+    assert published_version(run) == 7 and (run / STATE_FILE).read_bytes() == state_bytes
+    cfg, saved = resume_or_start(_config(fashion_dir, 1), run, resume=True, log=lambda m: None)
+    assert saved is None  # finished and published: --resume starts a new run
+    cfg, saved = resume_or_start(_config(fashion_dir, 2), run, resume=True, log=lambda m: None)
+    assert saved is not None and saved.epoch == 1 and cfg.epochs == 2  # more epochs asked for: continue it
+    train(_config(fashion_dir, 1), run, **quiet)
+    assert published_version(run) is None  # a new run in the directory is not published yet

@@ -1,4 +1,4 @@
-"""`python -m trainer`: train a seed preset, publish it to the model store, print the version's path."""
+"""`python -m trainer`: train one of the study's architectures, publish it to the model store, print the version's path."""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 
 from shared.store import Store, StoreError, validate_name
-from shared.zoo import ARCHITECTURES
-from trainer.classifier import WeightsError
+from trainer.architectures import ARCHITECTURES
 from trainer.config import TrainConfig
 from trainer.data import DATASETS, DataError
-from trainer.evaluate import evaluate_version
+from trainer.evaluation.classifier import WeightsError
+from trainer.evaluation.evaluate import evaluate_version
+from trainer.loop import train
 from trainer.publish import publish_run
-from trainer.train import mark_published, train
+from trainer.state import mark_published, resume_or_start
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / ".runs" / name
 
     try:
-        result = train(cfg, run_dir, resume=args.resume, log=log, progress=False if args.no_progress else None)
+        cfg, saved = resume_or_start(cfg, run_dir, args.resume, log=log)
+        result = train(cfg, run_dir, saved, log=log, progress=False if args.no_progress else None)
     except (DataError, ValueError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shared import torchscript
+from shared.imaging import torchscript
 
 TOLERANCE = 1e-5
 

@@ -1,4 +1,4 @@
-"""Turn a finished training run into a store version: TorchScript nets, the seed's figures, a manifest."""
+"""Turn a finished training run into a store version: TorchScript nets, the study's figures, a manifest."""
 from __future__ import annotations
 
 import copy
@@ -6,13 +6,15 @@ import sys
 
 import torch
 
-from shared import torchscript
-from shared.latents import seeded_latents
-from shared.store import DISCRIMINATOR, GENERATOR, REPORT_DIR, Store, Version
-from shared.zoo import count_parameters, get_architecture
+from shared.imaging import torchscript
+from shared.imaging.latents import seeded_latents
+from shared.store import DISCRIMINATOR, GENERATOR, REPORT_DIR, ManifestDraft, Store, Version
+from shared.store.manifest import ParameterCounts
+from trainer.architectures import count_parameters, get_architecture
 from trainer.export import export_torchscript
+from trainer.loop import TrainResult
 from trainer.report import write_report
-from trainer.train import TrainResult
+from trainer.step import HISTORY_COLUMNS
 
 CHECK_SEED, CHECK_COUNT = 1234, 16
 
@@ -31,29 +33,29 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
         scripted_G = torchscript.load(stage / GENERATOR)
         write_report(stage / REPORT_DIR, result.history, result.iterations_per_epoch, scripted_G,
                      arch.latent_dim, title=f"{cfg.name} ({arch.name}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''})")
-        last = result.history[-result.iterations_per_epoch:].mean(0).tolist() if len(result.history) else None
-        manifest = {
-            "architecture": arch.name,
-            "latent_dim": arch.latent_dim,
-            "image_shape": list(arch.image_shape),
-            "dataset": cfg.dataset,
-            "num_images": result.num_images,
-            "epochs": cfg.epochs,
-            "batch_size": cfg.batch_size,
-            "learning_rate": cfg.lr,
-            "betas": [cfg.beta1, cfg.beta2],
-            "seed": cfg.seed,
-            "limit": cfg.limit,
-            "torch_version": torch.__version__,
-            "trained_on": result.device,
-            "train_seconds": round(result.seconds, 2),
-            "iterations": len(result.history),
-            "parameters": {"generator": count_parameters(G), "discriminator": count_parameters(D)},
-            "generator_io": {"input": ["N", arch.latent_dim], "output": ["N", *arch.image_shape], "range": [-1, 1]},
-            "discriminator_output": "logits",
-            "export_max_abs_diff": {"generator": g_diff, "discriminator": d_diff},
-            "final_epoch_means": dict(zip(("loss_D", "loss_G", "D_x", "D_G_z"), last)) if last else None,
-            "config": cfg.to_dict(),
-            "command": command if command is not None else sys.argv,
-        }
+        last_epoch = result.history[-result.iterations_per_epoch:]
+        manifest = ManifestDraft(
+            architecture=arch.name,
+            latent_dim=arch.latent_dim,
+            image_shape=arch.image_shape,
+            dataset=cfg.dataset,
+            num_images=result.num_images,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            learning_rate=cfg.lr,
+            betas=(cfg.beta1, cfg.beta2),
+            seed=cfg.seed,
+            limit=cfg.limit,
+            torch_version=torch.__version__,
+            trained_on=result.device,
+            train_seconds=round(result.seconds, 2),
+            iterations=len(result.history),
+            parameters=ParameterCounts(generator=count_parameters(G), discriminator=count_parameters(D)),
+            generator_io={"input": ["N", arch.latent_dim], "output": ["N", *arch.image_shape], "range": [-1, 1]},
+            discriminator_output="logits",
+            export_max_abs_diff={"generator": g_diff, "discriminator": d_diff},
+            final_epoch_means=dict(zip(HISTORY_COLUMNS, last_epoch.mean(0).tolist())) if len(last_epoch) else None,
+            config=cfg.to_dict(),
+            command=command if command is not None else sys.argv,
+        )
         return store.publish(cfg.name, stage, manifest)

@@ -1,4 +1,4 @@
-"""The seed's figures for a trained version: training curves, samples and the latent sweep.
+"""The study's figures for a trained version: training curves, samples and the latent sweep.
 
 `samples.png` and `sweep.png` are made by `shared.sampling` from the exported TorchScript generator:
 the same code and the same module the service uses, so `POST /generate {"seed": 0, "count": 8,
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.latents import SEED_SWEEP_DIMS, SEED_SWEEP_VALUES, seeded_latents
-from shared.sampling import sample_image, sweep_image
-from trainer.train import HISTORY_COLUMNS
+from shared.imaging.latents import STUDY_SWEEP_DIMS, STUDY_SWEEP_VALUES, seeded_latents
+from shared.imaging.sampling import sample_image, sweep_image
+from trainer.step import HISTORY_COLUMNS
 
 SAMPLE_SEED, SAMPLE_COUNT, SAMPLE_SCALE = 0, 8, 4
 SWEEP_SCALE = 3
@@ -30,7 +30,7 @@ def write_report(report_dir: Path, history: torch.Tensor, iterations_per_epoch: 
     ]
     base = seeded_latents(SAMPLE_SEED, SAMPLE_COUNT, latent_dim)
     sample_image(generator, base, scale=SAMPLE_SCALE).save(report_dir / "samples.png")
-    sweep_image(generator, base, SEED_SWEEP_DIMS, SEED_SWEEP_VALUES, scale=SWEEP_SCALE).save(report_dir / "sweep.png")
+    sweep_image(generator, base, STUDY_SWEEP_DIMS, STUDY_SWEEP_VALUES, scale=SWEEP_SCALE).save(report_dir / "sweep.png")
     return paths + [report_dir / "samples.png", report_dir / "sweep.png"]
 
 
@@ -41,6 +41,10 @@ def write_history_csv(path: Path, history: torch.Tensor, iterations_per_epoch: i
         for i, row in enumerate(history.tolist()):
             writer.writerow((i + 1, i // max(1, iterations_per_epoch) + 1, *(f"{v:.6g}" for v in row)))
     return path
+
+
+def _column(name: str) -> int:
+    return HISTORY_COLUMNS.index(name)
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -75,8 +79,8 @@ def plot_losses(path: Path, history: torch.Tensor, title: str) -> Path:
     x = np.arange(1, len(h) + 1)
     window = max(1, len(h) // 50)
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
-    _curve(ax, x, h[:, 0], "tab:blue", "discriminator loss", window)
-    _curve(ax, x, h[:, 1], "tab:orange", "generator loss", window)
+    _curve(ax, x, h[:, _column("loss_D")], "tab:blue", "discriminator loss", window)
+    _curve(ax, x, h[:, _column("loss_G")], "tab:orange", "generator loss", window)
     ax.set(xlabel="iteration", ylabel="BCE loss", title=f"{title}: discriminator and generator loss")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
@@ -92,8 +96,8 @@ def plot_d_scores(path: Path, history: torch.Tensor, title: str) -> Path:
     x = np.arange(1, len(h) + 1)
     window = max(1, len(h) // 50)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110, sharey=True)
-    for ax, col, series, label, color in ((axes[0], 2, "D(x)", "mean D(x), real images", "tab:green"),
-                                          (axes[1], 3, "D(G(z))", "mean D(G(z)), generated images", "tab:red")):
+    for ax, col, series, label, color in ((axes[0], _column("D_x"), "D(x)", "mean D(x), real images", "tab:green"),
+                                          (axes[1], _column("D_G_z"), "D(G(z))", "mean D(G(z)), generated images", "tab:red")):
         _curve(ax, x, h[:, col], color, series, window)
         ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="0.5: cannot tell")
         ax.set(xlabel="iteration", ylabel="discriminator output (probability real)", title=label, ylim=(0, 1))

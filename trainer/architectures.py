@@ -1,4 +1,4 @@
-"""The model zoo: the seed study's two architectures, exactly as it printed them.
+"""The architectures: the study's two networks, exactly as it printed them (the reference presets).
 
 Each architecture is one `Architecture` entry in `ARCHITECTURES`; adding one is adding an entry.
 Discriminators return logits: the seed's final Sigmoid is folded into the loss
@@ -106,14 +106,14 @@ class Architecture:
     def image_shape(self) -> tuple[int, int, int]:
         return (self.channels, self.image_size, self.image_size)
 
-    def generator(self, latent_dim: int | None = None, features: int | None = None) -> nn.Module:
-        net = self.build_generator(latent_dim or self.latent_dim, features or self.features)
+    def generator(self) -> nn.Module:
+        net = self.build_generator(self.latent_dim, self.features)
         if self.init:
             net.apply(self.init)
         return net
 
-    def discriminator(self, features: int | None = None) -> nn.Module:
-        net = self.build_discriminator(features or self.features)
+    def discriminator(self) -> nn.Module:
+        net = self.build_discriminator(self.features)
         if self.init:
             net.apply(self.init)
         return net

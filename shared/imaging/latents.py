@@ -6,8 +6,8 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-SEED_SWEEP_DIMS = (5, 25, 45, 65, 85)  # 0-based, as in the seed's figure
-SEED_SWEEP_VALUES = (-3.0, 0.0, 3.0)
+STUDY_SWEEP_DIMS = (5, 25, 45, 65, 85)  # 0-based, as in the seed's figure
+STUDY_SWEEP_VALUES = (-3.0, 0.0, 3.0)
 
 SweepMode = Literal["set", "add"]
 

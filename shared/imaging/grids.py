@@ -1,10 +1,9 @@
-"""Image batches to grids to PNG bytes: one code path for the trainer's figures and the service.
+"""Image batches to grid images: one code path for the trainer's figures and the service.
 
 Everything on tensors is vectorised (no loop over images); only row labels are drawn per row.
 """
 from __future__ import annotations
 
-import io
 from functools import lru_cache
 from typing import Sequence
 
@@ -63,13 +62,6 @@ def to_pil(grid: torch.Tensor) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array.transpose(1, 2, 0)))
 
 
-def png_bytes(image: Image.Image, compress_level: int = 1) -> bytes:
-    """Encode as PNG. Level 1: encoding dominates serving time, and higher levels save little on grids."""
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=compress_level)
-    return buf.getvalue()
-
-
 @lru_cache(maxsize=8)
 def _font(size: int) -> ImageFont.ImageFont:
     try:
@@ -110,9 +102,3 @@ def render_grid(
         row_height = (images.shape[2] + padding) * scale
         image = add_row_labels(image, row_labels, row_height, top=padding * scale // 2)
     return image
-
-
-def grid_png(images: torch.Tensor, nrow: int = 8, padding: int = 2, scale: int = 1,
-             row_labels: Sequence[str] | None = None) -> bytes:
-    """Generator output in [-1, 1] -> PNG bytes of the grid."""
-    return png_bytes(render_grid(images, nrow, padding, scale, row_labels))

@@ -5,57 +5,36 @@ A version directory holds `generator.pt`, `discriminator.pt` (TorchScript), `rep
 everything in a hidden directory beside the versions (same filesystem), claims the next number with
 `mkdir` (atomic: two publishers never get the same one) and renames the staged directory over the
 empty claim (atomic: a reader sees no version or a whole one). Listings skip anything hidden,
-anything without a manifest and anything whose files do not match their hashes.
+anything without a valid manifest and anything whose files do not match their hashes.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import hashlib
-import json
 import os
-import re
 import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
-from shared.atomic import atomic_write
+from pydantic import ValidationError
 
-MANIFEST = "manifest.json"
-GENERATOR = "generator.pt"
-DISCRIMINATOR = "discriminator.pt"
-REPORT_DIR = "report"
-FORMAT_VERSION = 1
-
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
-_NAME_RE = re.compile(NAME_PATTERN)
-_VERSION_RE = re.compile(r"^v([1-9][0-9]{0,8})$")
-
-
-class StoreError(Exception):
-    """Base class for store problems a caller can report to a user."""
-
-
-class InvalidName(StoreError, ValueError):
-    pass
-
-
-class NotFound(StoreError, LookupError):
-    pass
-
-
-def validate_name(name: str) -> str:
-    """Return `name` if it is a valid model name, else raise InvalidName (no path tricks possible)."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise InvalidName(
-            f"invalid model name {name!r}: use 1-64 characters of a-z, 0-9, '.', '_', '-', "
-            "starting with a letter or digit"
-        )
-    return name
+from shared.store.atomic import atomic_write
+from shared.store.layout import (
+    DISCRIMINATOR,
+    GENERATOR,
+    MANIFEST,
+    NAME_RE,
+    VERSION_DIR_RE,
+    NotFound,
+    StoreError,
+    validate_name,
+)
+from shared.store.manifest import FileEntry, Manifest, ManifestDraft
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -70,20 +49,23 @@ def utc_now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    with atomic_write(path, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-
-
-def file_entries(directory: Path) -> dict[str, dict[str, Any]]:
+def file_entries(directory: Path) -> dict[str, FileEntry]:
     """Size and sha256 of every file under `directory` except the manifest, by relative POSIX path."""
     entries = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         rel = path.relative_to(directory).as_posix()
         if rel != MANIFEST:
-            entries[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+            entries[rel] = FileEntry(size=path.stat().st_size, sha256=sha256_file(path))
     return entries
+
+
+def _write_manifest(path: Path, manifest: Manifest) -> None:
+    with atomic_write(path, "w") as f:
+        f.write(manifest.to_json())
+
+
+def _validation_message(e: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, err['loc'])) or 'manifest'}: {err['msg']}" for err in e.errors())
 
 
 @dataclass(frozen=True)
@@ -93,7 +75,7 @@ class Version:
     name: str
     version: int
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def generator_path(self) -> Path:
@@ -105,12 +87,11 @@ class Version:
 
     @property
     def latent_dim(self) -> int:
-        return int(self.manifest["latent_dim"])
+        return self.manifest.latent_dim
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        c, h, w = self.manifest["image_shape"]
-        return (int(c), int(h), int(w))
+        return self.manifest.image_shape
 
 
 class Store:
@@ -120,14 +101,14 @@ class Store:
         self.root = Path(root)
         # Hashing a 14 MB generator on every poll is wasteful: remember verdicts keyed on what
         # `stat` says about every file, so any change to a file forces a re-hash.
-        self._verified: dict[Path, tuple[Any, dict[str, Any] | None]] = {}
+        self._verified: dict[Path, tuple[Any, Manifest | None]] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ reading
     def model_names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME_RE.fullmatch(p.name))
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and NAME_RE.fullmatch(p.name))
 
     def versions(self, name: str) -> list[Version]:
         """Every complete, hash-verified version of `name`, oldest first."""
@@ -136,16 +117,12 @@ class Store:
             return []
         found = []
         for entry in model_dir.iterdir():
-            m = _VERSION_RE.fullmatch(entry.name)
+            m = VERSION_DIR_RE.fullmatch(entry.name)
             if m and entry.is_dir():
                 manifest = self._verified_manifest(entry)
-                if manifest is not None and manifest.get("version") == int(m.group(1)) and manifest.get("name") == name:
-                    found.append(Version(name, int(m.group(1)), entry, manifest))
+                if manifest is not None and manifest.version == int(m.group(1)) and manifest.name == name:
+                    found.append(Version(name, manifest.version, entry, manifest))
         return sorted(found, key=lambda v: v.version)
-
-    def latest(self, name: str) -> Version | None:
-        versions = self.versions(name)
-        return versions[-1] if versions else None
 
     def get(self, name: str, version: int | str = "latest") -> Version:
         """The given version (an int, or "latest"); raises NotFound if it is not complete and verified."""
@@ -159,30 +136,29 @@ class Store:
                 return v
         raise NotFound(f"model {name!r} has no version {version}; it has {', '.join(str(v.version) for v in versions)}")
 
-    def _verified_manifest(self, version_dir: Path) -> dict[str, Any] | None:
-        """The manifest if every file it lists exists with its size and sha256, else None."""
+    def _verified_manifest(self, version_dir: Path) -> Manifest | None:
+        """The manifest if it is valid and every file it lists exists with its size and sha256, else None."""
         try:
             manifest_path = version_dir / MANIFEST
-            manifest = json.loads(manifest_path.read_text())
-            files = manifest["files"]
+            manifest = Manifest.model_validate_json(manifest_path.read_bytes())
             stamp = [(manifest_path.stat().st_mtime_ns, manifest_path.stat().st_size)]
-            for rel, meta in files.items():
+            for rel, entry in manifest.files.items():
                 st = (version_dir / rel).stat()
-                if st.st_size != meta["size"]:
+                if st.st_size != entry.size:
                     return None
                 stamp.append((rel, st.st_mtime_ns, st.st_size, st.st_ino))
             stamp = tuple(stamp)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValidationError):
             return None
         with self._lock:
             cached = self._verified.get(version_dir)
         if cached and cached[0] == stamp:
             return cached[1]
         try:
-            ok = all(sha256_file(version_dir / rel) == meta["sha256"] for rel, meta in files.items())
+            ok = all(sha256_file(version_dir / rel) == entry.sha256 for rel, entry in manifest.files.items())
         except OSError:
             ok = False
-        verdict = manifest if ok and GENERATOR in files else None
+        verdict = manifest if ok and GENERATOR in manifest.files else None
         with self._lock:
             self._verified[version_dir] = (stamp, verdict)
         return verdict
@@ -199,12 +175,17 @@ class Store:
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def publish(self, name: str, staged: Path, manifest: dict[str, Any]) -> Version:
-        """Hash the staged files, write the manifest, and move the directory in as the next version."""
+    def publish(self, name: str, staged: Path, draft: ManifestDraft | Mapping[str, Any]) -> Version:
+        """Validate the draft, hash the staged files, write the manifest, move the directory in as the
+        next version. A draft missing required fields is refused before any number is claimed."""
         model_dir = self.root / validate_name(name)
         staged = Path(staged)
         if staged.parent.resolve() != model_dir.resolve():
             raise StoreError(f"staged directory {staged} must come from Store.staging({name!r})")
+        try:
+            stated = ManifestDraft.model_validate(draft if isinstance(draft, Mapping) else draft.model_dump())
+        except ValidationError as e:
+            raise StoreError(f"refusing to publish {name}: its manifest is invalid: {_validation_message(e)}") from None
         files = file_entries(staged)
         if GENERATOR not in files:
             raise StoreError(f"nothing to publish: {staged / GENERATOR} is missing")
@@ -215,15 +196,9 @@ class Store:
                 os.mkdir(target)  # the claim: exactly one publisher succeeds for each number
             except FileExistsError:
                 continue
-            full = {
-                "format": FORMAT_VERSION,
-                "name": name,
-                "version": number,
-                "created_at": utc_now_iso(),
-                **{k: v for k, v in manifest.items() if k not in ("name", "version", "files")},
-                "files": files,
-            }
-            write_json_atomic(staged / MANIFEST, full)
+            manifest = Manifest(**stated.model_dump(), name=name, version=number, created_at=utc_now_iso(),
+                                files=files)
+            _write_manifest(staged / MANIFEST, manifest)
             try:
                 os.replace(staged, target)  # replaces the empty claim in one step
             except OSError as e:
@@ -231,20 +206,25 @@ class Store:
                     continue  # someone wrote into our claim by hand; take the next number
                 raise
             os.chmod(target, 0o755)  # mkdtemp made it 0700; the service may run as another user
-            version = Version(name, number, target, full)
-            return version
+            return Version(name, number, target, manifest)
 
     def update_manifest(self, version: Version, **fields: Any) -> Version:
-        """Add or replace top-level manifest fields (not name, version or files), atomically."""
-        bad = {"name", "version", "files", "format"} & fields.keys()
-        if bad:
-            raise StoreError(f"manifest fields {sorted(bad)} cannot be changed after publishing")
-        manifest = json.loads((version.path / MANIFEST).read_text())
-        manifest.update(fields)
-        write_json_atomic(version.path / MANIFEST, manifest)
+        """Add or replace stated fields (metrics, say) of a published version's manifest, atomically.
+
+        Only the manifest is rewritten, so the hashes of the other files stay valid."""
+        fixed = {"name", "version", "files", "format", "created_at"} & fields.keys()
+        if fixed:
+            raise StoreError(f"manifest fields {sorted(fixed)} cannot be changed after publishing")
+        current = Manifest.model_validate_json((version.path / MANIFEST).read_bytes())
+        try:
+            manifest = Manifest.model_validate({**current.model_dump(), **fields})
+        except ValidationError as e:
+            raise StoreError(f"invalid manifest fields for {version.name} v{version.version}: "
+                             f"{_validation_message(e)}") from None
+        _write_manifest(version.path / MANIFEST, manifest)
         return Version(version.name, version.version, version.path, manifest)
 
     @staticmethod
     def _next_number(model_dir: Path) -> int:
-        numbers = [int(m.group(1)) for p in model_dir.iterdir() if (m := _VERSION_RE.fullmatch(p.name))]
+        numbers = [int(m.group(1)) for p in model_dir.iterdir() if (m := VERSION_DIR_RE.fullmatch(p.name))]
         return max(numbers, default=0) + 1

@@ -7,8 +7,8 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from shared.images import render_grid
-from shared.latents import SweepMode, sweep_labels, sweep_latents
+from shared.imaging.grids import render_grid
+from shared.imaging.latents import SweepMode, sweep_labels, sweep_latents
 
 
 def generate(generator: torch.nn.Module, latents: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:

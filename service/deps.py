@@ -1,0 +1,63 @@
+"""What routes receive (FastAPI dependencies): the settings, the registry, telemetry, the limits, and
+the model a request names. Everything is built once by `create_app` and kept on `app.state`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import anyio
+from fastapi import Depends, HTTPException, Request
+
+from service.limits import RequestLimits
+from service.registry import LoadedModel, ModelRegistry
+from service.settings import Settings
+from service.telemetry import Telemetry
+from shared.store import NotFound
+
+
+@dataclass(frozen=True)
+class Services:
+    """The app's long-lived parts, one per app instance."""
+
+    settings: Settings
+    registry: ModelRegistry
+    telemetry: Telemetry
+    limits: RequestLimits
+    inference: anyio.CapacityLimiter  # requests computing at once (INFERENCE_THREADS)
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    return get_services(request).registry
+
+
+def get_telemetry(request: Request) -> Telemetry:
+    return get_services(request).telemetry
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+TelemetryDep = Annotated[Telemetry, Depends(get_telemetry)]
+
+
+def not_ready_detail(registry: ModelRegistry) -> str:
+    """Why nothing can be served yet, and what to do about it."""
+    if registry.last_refresh is None:
+        return "starting: the model store has not been read yet"
+    if registry.last_error:
+        return f"no model could be loaded: {registry.last_error}"
+    return (f"no model loaded yet: {registry.store_root} has no complete version; "
+            "publish one with `python -m trainer` (it is picked up without a restart)")
+
+
+async def resolve_model(registry: ModelRegistry, name: str, version: int | str) -> LoadedModel:
+    """The loaded model a request names: 503 before any model is ready, 404 for what the store lacks."""
+    if not registry.ready:
+        raise HTTPException(503, detail=not_ready_detail(registry))
+    try:
+        return await anyio.to_thread.run_sync(registry.get, name, version)  # may load a pinned version
+    except NotFound as e:
+        raise HTTPException(404, detail=str(e)) from None

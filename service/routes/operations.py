@@ -1,0 +1,29 @@
+"""Operations: liveness, readiness and Prometheus metrics."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from service.deps import RegistryDep, TelemetryDep, not_ready_detail
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: a model is loaded and warmed up",
+            responses={503: {"description": "not ready; `detail` says why"}})
+async def readyz(registry: RegistryDep) -> JSONResponse:
+    if not registry.ready:
+        return JSONResponse({"detail": not_ready_detail(registry)}, status_code=503)
+    serving = {name: m.version for name, m in registry.serving().items()}
+    return JSONResponse({"status": "ready", "device": str(registry.device), "serving": serving})
+
+
+@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+async def metrics(telemetry: TelemetryDep) -> Response:
+    return Response(telemetry.render(), media_type=CONTENT_TYPE_LATEST)

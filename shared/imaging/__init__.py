@@ -1,0 +1,1 @@
+"""The imaging path both halves run: latents, generator to images, grids and PNG, devices, TorchScript."""

@@ -1,0 +1,21 @@
+"""The store contract between the trainer (writes) and the service (reads): layout, manifest, atomic
+writes. Imports no torch: reading a store needs none."""
+from shared.store.layout import (
+    DISCRIMINATOR,
+    GENERATOR,
+    MANIFEST,
+    NAME_PATTERN,
+    REPORT_DIR,
+    InvalidName,
+    NotFound,
+    StoreError,
+    validate_name,
+)
+from shared.store.manifest import Manifest, ManifestDraft, Metrics
+from shared.store.store import Store, Version, sha256_file, utc_now_iso
+
+__all__ = [
+    "DISCRIMINATOR", "GENERATOR", "MANIFEST", "NAME_PATTERN", "REPORT_DIR", "InvalidName", "Manifest",
+    "ManifestDraft", "Metrics", "NotFound", "Store", "StoreError", "Version", "sha256_file", "utc_now_iso",
+    "validate_name",
+]

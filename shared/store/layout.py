@@ -1,0 +1,35 @@
+"""The store's layout: `<root>/<name>/v<N>/` with these file names, and the names allowed for models."""
+from __future__ import annotations
+
+import re
+
+GENERATOR = "generator.pt"  # TorchScript: (N, latent_dim) float32 -> (N, C, H, W) in [-1, 1]
+DISCRIMINATOR = "discriminator.pt"  # TorchScript: (N, C, H, W) -> (N,) logits
+REPORT_DIR = "report"  # the study's figures and history.csv
+MANIFEST = "manifest.json"
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+NAME_RE = re.compile(NAME_PATTERN)
+VERSION_DIR_RE = re.compile(r"^v([1-9][0-9]{0,8})$")
+
+
+class StoreError(Exception):
+    """Base class for store problems a caller can report to a user."""
+
+
+class InvalidName(StoreError, ValueError):
+    pass
+
+
+class NotFound(StoreError, LookupError):
+    pass
+
+
+def validate_name(name: str) -> str:
+    """Return `name` if it is a valid model name, else raise InvalidName (no path tricks possible)."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise InvalidName(
+            f"invalid model name {name!r}: use 1-64 characters of a-z, 0-9, '.', '_', '-', "
+            "starting with a letter or digit"
+        )
+    return name

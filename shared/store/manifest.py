@@ -1,0 +1,124 @@
+"""The manifest of a stored version: what the trainer writes, the store checks and every reader uses.
+
+`manifest.json` is the contract between the two halves, so it is typed here once. The trainer states
+a `ManifestDraft`; `Store.publish` validates it before anything is claimed and completes it into a
+`Manifest`; the service, `python -m shared`
+and the evaluator read fields by attribute; `GET /models` declares it as its response model, so the API
+docs show this schema. Fields the store itself needs (identity, shapes, files) are required; the
+training record is optional, so versions published by hand or by older trainers still load. Unknown
+fields are kept, not refused: a manifest written by a newer trainer stays readable by an older service.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.store.layout import GENERATOR, NAME_PATTERN
+
+FORMAT_VERSION = 1
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class FileEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(ge=0, description="bytes")
+    sha256: str = Field(pattern=SHA256_PATTERN, description="hex digest of the file's bytes")
+
+
+class ParameterCounts(_Record):
+    generator: int = Field(ge=0)
+    discriminator: int = Field(ge=0)
+
+
+class FeatureNet(_Record):
+    name: str
+    sha256: str
+    test_accuracy: float
+    note: str = ""
+
+
+class Quality(_Record):
+    """Sample-quality numbers of `python -m trainer.evaluate` (FashionMNIST feature space)."""
+
+    fid: float = Field(description="Frechet distance in the classifier's feature space; lower is better")
+    kid: float = Field(description="kernel inception distance (unbiased MMD^2), mean over subsets")
+    kid_std: float
+    precision: float = Field(description="share of generated images inside the real manifold")
+    recall: float = Field(description="share of real images inside the generated manifold")
+    class_histogram: list[float] = Field(description="share of generated images per predicted class")
+    class_entropy: float = Field(description="entropy of class_histogram, normalised to [0, 1]")
+    mean_confidence: float
+
+
+class Metrics(Quality):
+    samples: int = Field(ge=1)
+    latent_seed: int
+    k: int = Field(ge=1, description="neighbourhood size of precision and recall")
+    reference: str
+    feature_net: FeatureNet
+    real_floor: dict[str, Any] = Field(description="the same metrics for real training images: what a perfect "
+                                                   "generator would reach")
+    device: str
+    seconds: float
+    evaluated_at: str
+
+
+class ManifestDraft(_Record):
+    """What a publisher states about a version; the store adds its identity and the file list."""
+
+    architecture: str = Field(description="the trainer's architecture (gan, dcgan, ...)", examples=["dcgan"])
+    latent_dim: int = Field(ge=1, description="length of the generator's input vectors", examples=[100])
+    image_shape: tuple[int, int, int] = Field(description="(channels, height, width) of the generator's output",
+                                              examples=[[1, 32, 32]])
+
+    # the training record: optional, absent from versions published by hand
+    dataset: str | None = None
+    num_images: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    betas: tuple[float, float] | None = None
+    seed: int | None = None
+    limit: int | None = None
+    torch_version: str | None = None
+    trained_on: str | None = Field(None, description="the training device")
+    train_seconds: float | None = None
+    iterations: int | None = None
+    parameters: ParameterCounts | None = None
+    generator_io: dict[str, Any] | None = None
+    discriminator_output: str | None = None
+    export_max_abs_diff: dict[str, float] | None = None
+    final_epoch_means: dict[str, float] | None = None
+    config: dict[str, Any] | None = Field(None, description="the full training configuration")
+    command: list[str] | None = None
+    metrics: Metrics | None = Field(None, description="sample quality, once the version has been evaluated")
+
+
+IDENTITY_FIELDS = ("format", "name", "version", "created_at")
+
+
+class Manifest(ManifestDraft):
+    """`manifest.json` of one version."""
+
+    format: int = Field(FORMAT_VERSION, description="manifest format number")
+    name: str = Field(pattern=NAME_PATTERN, examples=["dcgan"])
+    version: int = Field(ge=1)
+    created_at: str = Field(description="UTC, ISO 8601", examples=["2026-11-27T08:00:00Z"])
+    files: dict[str, FileEntry] = Field(description="every file of the version but the manifest, by relative path")
+
+    def to_json(self) -> str:
+        """The file's text: identity first, then what the publisher stated, then the file list."""
+        data = self.model_dump(mode="json")
+        ordered = {k: data.pop(k) for k in IDENTITY_FIELDS} | {k: v for k, v in data.items() if k != "files"}
+        return json.dumps({**ordered, "files": data["files"]}, indent=2) + "\n"
+
+    @property
+    def generator_sha256(self) -> str:
+        return self.files[GENERATOR].sha256

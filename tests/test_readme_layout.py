@@ -1,0 +1,28 @@
+"""The README's layout table names every module of the three packages, and nothing that is gone."""
+import re
+
+from tests.conftest import ROOT
+
+PACKAGES = ("shared/store", "shared/imaging", "trainer", "trainer/evaluation", "service", "service/routes")
+
+
+def layout_rows() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## How it fits together"):text.index("## Training")]
+    return {m.group(1).rstrip("/"): m.group(2) for m in re.finditer(r"^\| `([^`]+)` \| (.*) \|$", section, re.M)}
+
+
+def test_the_readme_table_matches_the_tree():
+    rows = layout_rows()
+    for package in PACKAGES:
+        described = rows.get(package, "")
+        if package.startswith("service"):  # the service row describes routes/ in brackets after `routes/`
+            before, _, after = rows["service"].partition("`routes/` (")
+            routes, _, rest = after.partition(")")
+            described = routes if package == "service/routes" else before + rest
+        named = set(re.findall(r"`([a-z_]+\.py)`", described))
+        on_disk = {p.name for p in (ROOT / package).glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+        if package == "trainer":
+            on_disk -= {"evaluate.py", "classifier.py"}  # the short command names of trainer.evaluation's modules
+        assert named >= on_disk, f"{package}: the README does not describe {sorted(on_disk - named)}"
+        assert named <= on_disk | {"evaluate.py"}, f"{package}: the README names missing {sorted(named - on_disk)}"

@@ -1,0 +1,196 @@
+"""The FashionMNIST classifier whose penultimate layer is the feature space of latentlab's metrics.
+
+Inception weights cannot be downloaded here, and a domain classifier is the usual substitute for
+MNIST-like data (TF-GAN's `mnist_frechet_distance` does the same). Its numbers are on their own
+scale: never compare them with Inception FIDs from papers.
+
+Retrain the shipped weights (fixed seed, about 2 minutes on a 2-core CPU):
+    python -m trainer.classifier --retrain
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shared.store import sha256_file
+from shared.store.atomic import atomic_write, write_json_atomic
+from trainer.data import DEBIAN_FASHION_MNIST, DataError, load_idx_split, locate_idx_dir, to_model_range
+from trainer.evaluation.metrics import compare
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+WEIGHTS = ASSETS / "fmnist_classifier.pt"
+CARD = ASSETS / "fmnist_classifier.json"  # sha256, accuracy, how it was made
+FEATURE_DIM = 128
+INPUT_SIZE = 28
+BATCH = 500
+FLOOR_SEED = 0
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+class FashionClassifier(nn.Module):
+    """Two conv blocks and a 128-unit feature layer; input (N, 1, 28, 28) in [-1, 1]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, FEATURE_DIM), nn.ReLU(),
+        )
+        self.dropout = nn.Dropout(0.3)
+        self.head = nn.Linear(FEATURE_DIM, len(CLASSES))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(x)))
+
+
+class WeightsError(Exception):
+    pass
+
+
+def load_classifier(device: torch.device | str = "cpu", weights: Path = WEIGHTS, card: Path = CARD) -> FashionClassifier:
+    """The shipped classifier, after checking its file against the recorded sha256."""
+    if not weights.is_file() or not card.is_file():
+        raise WeightsError(f"{weights} is missing: retrain it with `python -m trainer.classifier --retrain`")
+    expected = json.loads(card.read_text())["sha256"]
+    actual = sha256_file(weights)
+    if actual != expected:
+        raise WeightsError(f"{weights} has sha256 {actual}, not the recorded {expected}: restore it from git or "
+                           "retrain with `python -m trainer.classifier --retrain`")
+    net = FashionClassifier()
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return net.to(device).eval()
+
+
+def classifier_card() -> dict:
+    return json.loads(CARD.read_text())
+
+
+def batches(tensor: torch.Tensor, size: int = BATCH) -> Iterator[torch.Tensor]:
+    for i in range(0, len(tensor), size):
+        yield tensor[i:i + size]
+
+
+@torch.inference_mode()
+def embed(net: FashionClassifier, images: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, class probabilities) of batches of images in [-1, 1]; resized to 28x28 if needed."""
+    feats, probs = [], []
+    device = next(net.parameters()).device
+    for x in images:
+        x = x.to(device, torch.float32)
+        if x.shape[-1] != INPUT_SIZE or x.shape[-2] != INPUT_SIZE:  # the DCGAN's 32x32 back to the data's size
+            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", antialias=True, align_corners=False)
+        f = net.features(x)
+        feats.append(f.float().cpu())
+        probs.append(torch.softmax(net.head(f), dim=1).float().cpu())
+    return torch.cat(feats), torch.cat(probs)
+
+
+def embed_dataset(net: FashionClassifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`embed` for uint8 dataset images."""
+    return embed(net, (to_model_range(b) for b in batches(images)))
+
+
+def real_floor(net: FashionClassifier, directory: Path) -> dict:
+    """The metrics of 10,000 real training images against the test images: what a perfect generator
+    would score. A constant of this classifier and the dataset, so `--retrain` records it in the card."""
+    test_x, _ = load_idx_split(directory, "test")
+    train_x, _ = load_idx_split(directory, "train")
+    idx = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(FLOOR_SEED))[:len(test_x)]
+    real, _ = embed_dataset(net, test_x)
+    feats, probs = embed_dataset(net, train_x[idx])
+    return {**compare(real, feats, probs), "images": f"{len(idx)} fashion-mnist training images"}
+
+
+@torch.inference_mode()
+def accuracy(net: FashionClassifier, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000) -> float:
+    device = next(net.parameters()).device
+    correct = 0
+    for i in range(0, len(images), batch):
+        logits = net(to_model_range(images[i:i + batch].to(device)))
+        correct += (logits.argmax(1).cpu() == labels[i:i + batch]).sum().item()
+    return correct / len(images)
+
+
+def retrain(data_dir: str | None, epochs: int = 6, seed: int = 0, batch_size: int = 128, lr: float = 1e-3,
+            log=print) -> dict:
+    """Train from scratch with a fixed seed, write the weights and their card atomically."""
+    torch.manual_seed(seed)
+    directory = locate_idx_dir("fashion-mnist", data_dir)
+    train_x, train_y = load_idx_split(directory, "train")
+    test_x, test_y = load_idx_split(directory, "test")
+    net = FashionClassifier()
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr * 3, total_steps=epochs * -(-len(train_x) // batch_size))
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        net.train()
+        perm = torch.randperm(len(train_x))
+        for i in range(0, len(perm), batch_size):
+            idx = perm[i:i + batch_size]
+            x = to_model_range(train_x[idx])
+            x = torch.where(torch.rand(len(idx), 1, 1, 1) < 0.5, x, x.flip(3))  # mirror: clothes are symmetric
+            loss = F.cross_entropy(net(x), train_y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        net.eval()
+        log(f"epoch {epoch + 1}/{epochs}: test accuracy {accuracy(net, test_x, test_y):.4f}")
+    acc = accuracy(net.eval(), test_x, test_y)
+    ASSETS.mkdir(exist_ok=True)
+    with atomic_write(WEIGHTS) as f:
+        torch.save(net.state_dict(), f)
+    card = {
+        "name": "fmnist-cnn",
+        "sha256": sha256_file(WEIGHTS),
+        "test_accuracy": round(acc, 4),
+        "feature_dim": FEATURE_DIM,
+        "epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr,
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "torch_version": torch.__version__,
+        "command": "python -m trainer.classifier --retrain",
+        "note": "a FashionMNIST classifier, not Inception: FIDs on this feature space are not comparable with papers'",
+        "real_floor": real_floor(net.eval(), directory),
+    }
+    write_json_atomic(CARD, card)
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trainer.classifier",
+                                description="Check, or retrain, the FashionMNIST feature classifier used by trainer.evaluate.")
+    p.add_argument("--retrain", action="store_true", help="train it again from scratch (fixed seed) and rewrite "
+                                                         f"{WEIGHTS.name} and {CARD.name}")
+    p.add_argument("--epochs", type=int, default=6, help="training epochs with --retrain")
+    p.add_argument("--data-dir", default=None, help=f"FashionMNIST IDX folder (default: DATA_DIR, then {DEBIAN_FASHION_MNIST})")
+    args = p.parse_args(argv)
+    data_dir = args.data_dir or os.environ.get("DATA_DIR")
+    try:
+        if args.retrain:
+            card = retrain(data_dir, epochs=args.epochs)
+            print(json.dumps(card, indent=2))
+            return 0
+        net = load_classifier()
+        test_x, test_y = load_idx_split(locate_idx_dir("fashion-mnist", data_dir), "test")
+        print(f"{WEIGHTS}: sha256 ok, test accuracy {accuracy(net, test_x, test_y):.4f}")
+        return 0
+    except (DataError, WeightsError) as e:
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

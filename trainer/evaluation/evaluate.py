@@ -1,0 +1,101 @@
+"""`python -m trainer.evaluate`: measure a published generator and record the numbers in its manifest.
+
+N generated images (default 10,000, from a fixed latent seed) and the 10,000 FashionMNIST test
+images are embedded by the project's FashionMNIST classifier (`trainer.classifier`; not Inception,
+so the numbers are not comparable with papers). Reported: FID, KID (+- std over subsets),
+precision/recall (k=3), class histogram, its normalised entropy and the mean confidence, beside
+the same metrics for 10,000 real training images: the floor a perfect generator would reach
+(a constant of the classifier, measured by its `--retrain` and read from its card).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Callable
+
+import torch
+
+from shared.imaging import torchscript
+from shared.imaging.devices import resolve_device
+from shared.imaging.latents import seeded_latents
+from shared.store import NotFound, Store, StoreError, Version, utc_now_iso, validate_name
+from trainer.data import DataError, load_idx_split, locate_idx_dir
+from trainer.evaluation.classifier import WeightsError, batches, classifier_card, embed, embed_dataset, load_classifier
+from trainer.evaluation.metrics import compare
+
+ROWS = (("FID", "fid"), ("KID", "kid"), ("KID std", "kid_std"), ("precision", "precision"), ("recall", "recall"),
+        ("class entropy", "class_entropy"), ("confidence", "mean_confidence"))
+
+
+def evaluate_version(store: Store, version: Version, samples: int = 10_000, seed: int = 0, device: str = "auto",
+                     data_dir: str | None = None, log: Callable[[str], None] = print) -> dict:
+    """Compute the metrics of `version` and write them into its manifest (atomically); returns them."""
+    started = time.perf_counter()
+    dev = resolve_device(device)
+    net = load_classifier(dev)
+    card = classifier_card()
+    test_x, _ = load_idx_split(locate_idx_dir("fashion-mnist", data_dir), "test")
+    real, _ = embed_dataset(net, test_x)
+
+    generator = torchscript.load(version.generator_path, dev)
+    z = seeded_latents(seed, samples, version.latent_dim)
+    with torch.inference_mode():
+        fake, fake_probs = embed(net, (generator(b.to(dev)) for b in batches(z)))
+    record = {
+        **compare(real, fake, fake_probs),
+        "samples": samples, "latent_seed": seed, "k": 3,
+        "reference": f"fashion-mnist test images ({len(test_x)})",
+        "feature_net": {k: card[k] for k in ("name", "sha256", "test_accuracy", "note")},
+        "real_floor": card["real_floor"],  # measured once per classifier by --retrain
+        "device": str(dev), "seconds": round(time.perf_counter() - started, 2), "evaluated_at": utc_now_iso(),
+    }
+    store.update_manifest(version, metrics=record)
+    log(format_table(f"{version.name} v{version.version}", record))
+    return record
+
+
+def format_table(label: str, record: dict) -> str:
+    floor = record["real_floor"]
+    lines = [f"{'metric':<14} {label:>14} {'real floor':>12}"]
+    for title, key in ROWS:
+        lines.append(f"{title:<14} {record[key]:>14.4f} {floor[key]:>12.4f}")
+    lines.append(f"({record['samples']} samples vs {record['reference']}; {record['seconds']}s on {record['device']})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m trainer.evaluate",
+        description="Measure a published generator (FID, KID, precision/recall, class coverage in the feature space "
+                    "of latentlab's FashionMNIST classifier) and record the numbers under `metrics` in its manifest.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--store", default=os.environ.get("MODEL_DIR", "./models"), help="model store (env MODEL_DIR)")
+    p.add_argument("--model", required=True, help="model name in the store")
+    p.add_argument("--version", default="latest", help="version number, or latest")
+    p.add_argument("--samples", type=int, default=10_000, help="generated images to measure")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated images' latents")
+    p.add_argument("--device", default=os.environ.get("DEVICE", "auto"), help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--data-dir", default=os.environ.get("DATA_DIR"), help="FashionMNIST IDX folder (env DATA_DIR)")
+    args = p.parse_args(argv)
+    try:
+        validate_name(args.model)
+        if args.version != "latest" and not args.version.isdigit():
+            raise ValueError(f"--version must be a number or latest, not {args.version!r}")
+        if args.samples < 2:
+            raise ValueError("--samples must be at least 2")
+        store = Store(args.store)
+        version = store.get(args.model, args.version)
+        if (version.manifest.dataset or "fashion-mnist") != "fashion-mnist":
+            raise ValueError(f"{args.model} v{version.version} was trained on {version.manifest.dataset}; "
+                             "these metrics use a FashionMNIST feature space")
+        evaluate_version(store, version, args.samples, args.seed, args.device, args.data_dir)
+    except (ValueError, StoreError, NotFound, DataError, WeightsError) as e:
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""The training loop: epochs of `train_step` over data held on the device, saved after every epoch.
+
+`train` sets up (data, nets, recipe, state) and runs `run_epoch` until the configured number of
+epochs is done or a stop is requested; the state is written after every epoch and on a stop, so a
+resumed run continues exactly where it stopped (bit-identical on the CPU).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from shared.imaging.devices import resolve_device
+from trainer.architectures import get_architecture
+from trainer.config import TrainConfig
+from trainer.data import load_training_images, to_model_range
+from trainer.interrupt import StopRequested
+from trainer.recipe import GANLoss, seed_recipe
+from trainer.state import STATE_FILE, TrainingState, clear_published
+from trainer.step import HISTORY_COLUMNS, Nets, train_step
+
+
+@dataclass
+class TrainResult:
+    config: TrainConfig
+    generator: nn.Module
+    discriminator: nn.Module
+    history: torch.Tensor  # (steps, len(HISTORY_COLUMNS)) float32 on the CPU
+    iterations_per_epoch: int
+    num_images: int
+    seconds: float  # training time summed over all sessions of this run
+    device: str
+    interrupted: bool = False
+
+
+def run_epoch(nets: Nets, loss: GANLoss, data: torch.Tensor, state: TrainingState, latent_dim: int,
+              stop: StopRequested, on_step: Callable[[int, torch.Tensor], None] | None = None) -> bool:
+    """Train from `state.step` to the end of the epoch (or until a stop); advance `state` and append to its
+    history. Returns True when the epoch is complete."""
+    batch_size = state.config.batch_size
+    steps = -(-data.shape[0] // batch_size)
+    if state.perm is None:
+        state.perm = torch.randperm(data.shape[0])  # drawn on the CPU: the same order on every device
+    order = state.perm.to(data.device)
+    stats = []
+    while state.step < steps and not stop.requested:
+        idx = order[state.step * batch_size:(state.step + 1) * batch_size]
+        real = to_model_range(data[idx])
+        noise = torch.randn(real.shape[0], latent_dim, device=data.device)
+        stats.append(train_step(nets, loss, real, noise))
+        state.step += 1
+        if on_step is not None:
+            on_step(state.step, stats[-1])
+    if stats:  # one device-to-host copy per epoch, not one per step
+        state.history = torch.cat([state.history, torch.stack(stats).float().cpu()])
+    if state.step < steps:
+        return False
+    state.epoch, state.step, state.perm = state.epoch + 1, 0, None
+    return True
+
+
+def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, log: Callable[[str], None] = print,
+          progress: bool | None = None) -> TrainResult:
+    """Train to `cfg.epochs`, from `state` if given (see `trainer.state.resume_or_start`), writing the state
+    to `run_dir/state.pt` after every epoch. SIGINT/SIGTERM stop between steps, save the state, and
+    return a result with `interrupted=True`."""
+    run_dir = Path(run_dir)
+    device = resolve_device(cfg.device)
+    arch = get_architecture(cfg.arch)
+    data = load_training_images(cfg.dataset, cfg.data_dir, arch.image_size, arch.channels, cfg.limit,
+                                log=log).to(device)
+    steps_per_epoch = -(-data.shape[0] // cfg.batch_size)
+
+    torch.manual_seed(cfg.seed)
+    recipe = seed_recipe(cfg)
+    nets = Nets.build(arch, recipe, device)
+    if state is None:
+        state = TrainingState(cfg)
+        clear_published(run_dir)  # a new run in this directory is not published yet
+    else:
+        state.restore(nets, device)
+    nets.train()
+
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    stop = StopRequested()
+    with stop.installed():
+        while state.epoch < cfg.epochs:
+            started = time.perf_counter()
+            with _ProgressBar(show_bar, state, steps_per_epoch) as bar:
+                complete = run_epoch(nets, recipe.loss, data, state, arch.latent_dim, stop, bar.update)
+            state.seconds += time.perf_counter() - started
+            state.capture(nets, device)
+            state.save(run_dir / STATE_FILE)
+            if not complete:
+                break
+            means = state.history[-steps_per_epoch:].mean(0).tolist()
+            log(f"epoch {state.epoch}/{cfg.epochs}  " + "  ".join(f"{c} {v:.3f}" for c, v in zip(HISTORY_COLUMNS, means))
+                + f"  {time.perf_counter() - started:.1f}s")
+    if stop.requested:
+        log(f"interrupted at epoch {state.epoch + 1}, step {state.step}; state saved to {run_dir / STATE_FILE}; "
+            "continue with the same command and --resume")
+    return TrainResult(
+        config=cfg, generator=nets.G, discriminator=nets.D, history=state.history,
+        iterations_per_epoch=steps_per_epoch, num_images=data.shape[0], seconds=state.seconds, device=str(device),
+        interrupted=stop.requested,
+    )
+
+
+class _ProgressBar:
+    """A tqdm bar for one epoch with the live losses, on a terminal; nothing otherwise."""
+
+    def __init__(self, enabled: bool, state: TrainingState, steps: int) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=steps, initial=state.step, desc=f"epoch {state.epoch + 1}/{state.config.epochs}",
+                            unit="it", file=sys.stderr, dynamic_ncols=True, leave=True)
+        self.steps = steps
+
+    def update(self, step: int, stats: torch.Tensor) -> None:
+        if self.bar is not None and (step % 10 == 0 or step == self.steps):  # .tolist() syncs: not every step
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix(dict(zip(HISTORY_COLUMNS, stats.tolist())), refresh=False)
+
+    def __enter__(self) -> "_ProgressBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()

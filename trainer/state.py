@@ -1,0 +1,122 @@
+"""A run's training state: everything needed to continue it exactly, saved atomically after every epoch.
+
+`state.pt` holds the settings, the progress (epoch, step within it, the epoch's permutation), both nets
+and both optimisers, the RNG states, the per-step history and the training seconds so far. A run that
+was published gets a small `published` marker beside it instead of a rewrite of the state.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from shared.store.atomic import atomic_write
+from trainer.config import TrainConfig
+from trainer.step import HISTORY_COLUMNS, Nets
+
+STATE_FILE = "state.pt"
+PUBLISHED_MARKER = "published"
+
+
+def _empty_history() -> torch.Tensor:
+    return torch.zeros(0, len(HISTORY_COLUMNS))
+
+
+@dataclass
+class TrainingState:
+    config: TrainConfig
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps completed in the current epoch
+    perm: torch.Tensor | None = None  # the current epoch's image order (None: draw one at the epoch's start)
+    history: torch.Tensor = field(default_factory=_empty_history)  # (steps, len(HISTORY_COLUMNS)) on the CPU
+    seconds: float = 0.0
+    weights: dict[str, Any] = field(default_factory=dict)  # state dicts: G, D, opt_G, opt_D
+    rng: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def finished(self) -> bool:
+        return self.epoch >= self.config.epochs and self.step == 0
+
+    # ------------------------------------------------------------------ live objects <-> state
+    def capture(self, nets: Nets, device: torch.device) -> None:
+        """Take the nets' weights and the RNG states as they are now."""
+        self.weights = {"G": nets.G.state_dict(), "D": nets.D.state_dict(),
+                        "opt_G": nets.opt_G.state_dict(), "opt_D": nets.opt_D.state_dict()}
+        self.rng = {"cpu": torch.get_rng_state()}
+        if device.type == "cuda":
+            self.rng["cuda"] = torch.cuda.get_rng_state(device)
+
+    def restore(self, nets: Nets, device: torch.device) -> None:
+        """Load the saved weights into `nets` and continue the saved random streams."""
+        nets.G.load_state_dict(self.weights["G"])
+        nets.D.load_state_dict(self.weights["D"])
+        nets.opt_G.load_state_dict(self.weights["opt_G"])
+        nets.opt_D.load_state_dict(self.weights["opt_D"])
+        torch.set_rng_state(self.rng["cpu"])
+        if device.type == "cuda" and "cuda" in self.rng:
+            torch.cuda.set_rng_state(self.rng["cuda"], device)
+
+    # ------------------------------------------------------------------ the file
+    def save(self, path: Path) -> None:
+        """Atomically (temp file, fsync, os.replace): a kill at any moment leaves the previous state intact."""
+        data = {"config": self.config.to_dict(), "epoch": self.epoch, "step": self.step, "perm": self.perm,
+                "history": self.history, "seconds": self.seconds, "rng": self.rng, **self.weights}
+        with atomic_write(path) as f:
+            torch.save(data, f)
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainingState":
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        return cls(config=TrainConfig.from_dict(data["config"]), epoch=data["epoch"], step=data["step"],
+                   perm=data["perm"], history=data["history"], seconds=data["seconds"],
+                   weights={k: data[k] for k in ("G", "D", "opt_G", "opt_D")}, rng=data["rng"])
+
+
+# ---------------------------------------------------------------------- published marker
+def mark_published(run_dir: Path, version: int) -> None:
+    """Record that the run in `run_dir` was published, so a later --resume starts afresh."""
+    with atomic_write(Path(run_dir) / PUBLISHED_MARKER, "w") as f:
+        f.write(f"{version}\n")
+
+
+def published_version(run_dir: Path) -> int | None:
+    try:
+        return int((Path(run_dir) / PUBLISHED_MARKER).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def clear_published(run_dir: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (Path(run_dir) / PUBLISHED_MARKER).unlink()
+
+
+# ---------------------------------------------------------------------- resume
+def resume_or_start(cfg: TrainConfig, run_dir: Path, resume: bool,
+                    log: Callable[[str], None] = print) -> tuple[TrainConfig, TrainingState | None]:
+    """The settings to train with and the state to continue from (None: a new run).
+
+    With `resume`, an unfinished run in `run_dir` is continued with its saved settings, except `epochs`
+    and `device`, which come from `cfg`. A finished run that was published starts afresh.
+    Raises ValueError when the saved run is of another architecture.
+    """
+    path = Path(run_dir) / STATE_FILE
+    if not resume:
+        return cfg, None
+    if not path.exists():
+        log(f"nothing to resume in {run_dir}; starting a new run")
+        return cfg, None
+    saved = TrainingState.load(path)
+    if saved.config.arch != cfg.arch:
+        raise ValueError(f"{run_dir} holds a {saved.config.arch} run, not {cfg.arch}: resume it with --arch "
+                         f"{saved.config.arch}, or give this run another --run-dir or --name")
+    saved.config = replace(saved.config, epochs=cfg.epochs, device=cfg.device)
+    published = published_version(run_dir)
+    if saved.finished() and published is not None:
+        log(f"the run in {run_dir} is complete and was published as v{published}; starting a new run")
+        return cfg, None
+    log(f"resuming {run_dir} at epoch {saved.epoch + 1}, step {saved.step} of {saved.config.arch} "
+        "(settings from the saved state)")
+    return saved.config, saved

@@ -1,0 +1,57 @@
+"""One training step: a discriminator update, then a generator update.
+
+The step is one function of static inputs (the real batch and the noise) that returns its statistics
+as one device tensor: no host synchronisation and no data-dependent Python, so on CUDA it can be
+captured whole in a CUDA graph and replayed with new data copied into the same buffers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from trainer.architectures import Architecture
+from trainer.recipe import GANLoss, Recipe
+
+# what every step records, in this order: the history's columns everywhere (state, CSV, figures, manifest)
+HISTORY_COLUMNS = ("loss_D", "loss_G", "D_x", "D_G_z")
+
+
+@dataclass
+class Nets:
+    """The two networks and their optimisers."""
+
+    G: nn.Module
+    D: nn.Module
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+
+    @classmethod
+    def build(cls, arch: Architecture, recipe: Recipe, device: torch.device) -> "Nets":
+        """Fresh networks; G is initialised before D, so a seed gives the same weights every time."""
+        G = arch.generator().to(device)
+        D = arch.discriminator().to(device)
+        return cls(G, D, recipe.optimizer_G(G.parameters(), device), recipe.optimizer_D(D.parameters(), device))
+
+    def train(self) -> None:
+        self.G.train()
+        self.D.train()
+
+
+def train_step(nets: Nets, loss: GANLoss, real: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Update D on `real` and G(`noise`), then G; return (loss_D, loss_G, mean D(x), mean D(G(z)))."""
+    fake = nets.G(noise)
+
+    d_real = nets.D(real)
+    d_fake = nets.D(fake.detach())
+    loss_D = loss.discriminator(d_real, d_fake)
+    nets.opt_D.zero_grad(set_to_none=True)
+    loss_D.backward()
+    nets.opt_D.step()
+
+    loss_G = loss.generator(nets.D(fake))
+    nets.opt_G.zero_grad(set_to_none=True)
+    loss_G.backward()
+    nets.opt_G.step()
+    return torch.stack([loss_D, loss_G, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean()]).detach()
