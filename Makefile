@@ -54,8 +54,9 @@ test: $(VENV)/.stamp-dev  ## install the test dependencies, lint, check the impo
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.stamp-dev  ## serving benchmark: requests/s and p50/p99 of /generate (see benchmarks/)
-	$(BIN)/python benchmarks/serve_load.py
+bench: $(VENV)/.stamp-dev  ## serving benchmark: latentlab vs a naive FastAPI app under wrk, on MODEL_DIR's dcgan
+	@command -v wrk >/dev/null || { echo "the benchmark needs wrk: apt-get install wrk"; exit 2; }
+	$(BIN)/python benchmarks/serve_compare.py --store "$(MODEL_DIR)" --model dcgan
 
 clean:  ## remove the virtualenv and caches (keeps ./models)
 	rm -rf $(VENV) .pytest_cache

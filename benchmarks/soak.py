@@ -22,7 +22,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from serve_load import start_service  # noqa: E402  (this folder is on sys.path when run as a script)
+from servers import start_service  # noqa: E402  (this folder is on sys.path when run as a script)
 
 from shared.store import MANIFEST, ManifestDraft, Store, Version  # noqa: E402
 

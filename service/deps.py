@@ -8,6 +8,7 @@ from typing import Annotated
 import anyio
 from fastapi import Depends, HTTPException, Request
 
+from service.engine import Engine
 from service.limits import RequestLimits
 from service.registry import LoadedModel, ModelRegistry
 from service.settings import Settings
@@ -21,21 +22,23 @@ class Services:
 
     settings: Settings
     registry: ModelRegistry
+    engine: Engine
     telemetry: Telemetry
     limits: RequestLimits
     inference: anyio.CapacityLimiter  # requests computing at once (INFERENCE_THREADS)
 
 
-def get_services(request: Request) -> Services:
+# `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per call
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
-def get_registry(request: Request) -> ModelRegistry:
-    return get_services(request).registry
+async def get_registry(request: Request) -> ModelRegistry:
+    return request.app.state.services.registry
 
 
-def get_telemetry(request: Request) -> Telemetry:
-    return get_services(request).telemetry
+async def get_telemetry(request: Request) -> Telemetry:
+    return request.app.state.services.telemetry
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -57,6 +60,9 @@ async def resolve_model(registry: ModelRegistry, name: str, version: int | str) 
     """The loaded model a request names: 503 before any model is ready, 404 for what the store lacks."""
     if not registry.ready:
         raise HTTPException(503, detail=not_ready_detail(registry))
+    found = registry.loaded(name, version)  # the usual case: no thread hop
+    if found is not None:
+        return found
     try:
         return await anyio.to_thread.run_sync(registry.get, name, version)  # may load a pinned version
     except NotFound as e:

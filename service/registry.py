@@ -18,9 +18,8 @@ from typing import Callable, Protocol
 
 import torch
 
+from service.batcher import Batcher
 from service.schemas import ModelInfo, ModelVersion
-from shared.imaging import torchscript
-from shared.imaging.latents import seeded_latents
 from shared.store import NotFound, Store, Version
 
 log = logging.getLogger("latentlab.registry")
@@ -34,11 +33,17 @@ class RegistryObserver(Protocol):
     def version_released(self, name: str, version: int, role: str) -> None: ...
 
 
+class Engine(Protocol):
+    def start(self, version: Version) -> Batcher:
+        """Load, warm up and check the version's generator (ValueError if it is not what its manifest
+        says); its batcher."""
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     stored: Version  # what the store holds: name, version, manifest
-    module: torch.jit.ScriptModule
     device: torch.device
+    batcher: Batcher  # where requests for this version queue up for a forward
 
     name = property(lambda self: self.stored.name)
     version = property(lambda self: self.stored.version)
@@ -47,13 +52,13 @@ class LoadedModel:
 
 
 class ModelRegistry:
-    def __init__(self, store: Store, device: torch.device, observer: RegistryObserver, pinned_cache_size: int = 4,
-                 warmup_batch: int = 8):
+    def __init__(self, store: Store, device: torch.device, engine: Engine, observer: RegistryObserver,
+                 pinned_cache_size: int = 4):
         self._store = store
         self.device = device
+        self._engine = engine
         self._observer = observer
         self.pinned_cache_size = pinned_cache_size
-        self.warmup_batch = warmup_batch
         self._latest: dict[str, LoadedModel] = {}
         self._pinned: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._failed: dict[tuple[str, int], str] = {}  # version -> sha256 of the generator that failed
@@ -126,16 +131,26 @@ class ModelRegistry:
                     break
             return self._latest.get(name)
 
-    def get(self, name: str, version: int | str = "latest") -> LoadedModel:
-        """The loaded model for a request, loading it first if the store has it. Raises NotFound."""
+    def loaded(self, name: str, version: int | str = "latest") -> LoadedModel | None:
+        """The model if it is in memory now, else None; never touches the store (cheap enough for the event loop)."""
         with self._lock:
             latest = self._latest.get(name)
-            key = (name, int(version)) if version != "latest" else None
-            if latest is not None and (key is None or latest.version == key[1]):
+            if latest is not None and (version == "latest" or latest.version == int(version)):
                 return latest
+            key = (name, int(version)) if version != "latest" else None
             if key in self._pinned:
                 self._pinned.move_to_end(key)
                 return self._pinned[key]
+        return None
+
+    def get(self, name: str, version: int | str = "latest") -> LoadedModel:
+        """The loaded model for a request, loading it first if the store has it. Raises NotFound."""
+        found = self.loaded(name, version)
+        if found is not None:
+            return found
+        with self._lock:
+            latest = self._latest.get(name)
+            key = (name, int(version)) if version != "latest" else None
         if latest is None or (key is not None and key[1] > latest.version):
             # in the store but not loaded yet (published since the last poll, or the first poll is still
             # loading other models): load it now as latest rather than answer 404
@@ -159,9 +174,7 @@ class ModelRegistry:
                 return None
             started = time.perf_counter()
             try:
-                module = torchscript.load(version.generator_path, self.device)
-                loaded = LoadedModel(version, module, self.device)
-                self._warm_up(loaded)
+                loaded = LoadedModel(version, self.device, self._engine.start(version))
             except Exception as e:  # a broken file must never take the service down
                 self._failed[(version.name, version.version)] = version.manifest.generator_sha256
                 self._observer.model_loaded(version.name, ok=False)
@@ -173,18 +186,6 @@ class ModelRegistry:
             log.info("loaded %s v%d on %s in %.2fs", version.name, version.version, self.device,
                      time.perf_counter() - started)
             return loaded
-
-    def _warm_up(self, model: LoadedModel) -> None:
-        """Run real batches first: TorchScript's first calls are slow (profiling, kernel selection)."""
-        z = seeded_latents(0, self.warmup_batch, model.latent_dim).to(model.device)
-        with torch.inference_mode():
-            for _ in range(3):
-                out = model.module(z)
-        expected = (self.warmup_batch, *model.image_shape)
-        if tuple(out.shape) != expected:
-            raise ValueError(f"generator output shape {tuple(out.shape)} does not match the manifest's {expected}")
-        if not torch.isfinite(out).all():
-            raise ValueError("generator output is not finite")
 
     # ------------------------------------------------------------------ swaps, under the lock
     def _locked(self, change: Callable[[list[tuple]], None]) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.limits import IMAGES_CEILING, SCALE_CEILING
@@ -25,6 +25,19 @@ class Settings(BaseSettings):
     max_pixels: int = Field(4096 * 4096, ge=1, description="largest PNG, in pixels (width x height)")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body; more gets 413")
     pinned_cache_size: int = Field(4, ge=0, description="older pinned versions kept loaded (LRU) per service")
-    inference_threads: int = Field(4, ge=1, description="requests computing at once; the rest wait their turn")
+    max_batch_latents: int = Field(256, ge=1, le=IMAGES_CEILING,
+                                   description="most latents in one batched forward (requests are split above it)")
+    max_batch_wait_ms: float = Field(2.0, ge=0, le=1000,
+                                     description="how long a busy batcher waits to fill a batch (never when idle)")
+    max_queued_latents: int = Field(2048, ge=1, description="latents waiting in all queues; more get 503 + Retry-After")
+    cuda_graphs: bool = Field(True, description="on CUDA, replay the generator as CUDA graphs per batch-size bucket")
+    inference_threads: int = Field(4, ge=1, description="large grids assembled and PNG-encoded at once, off the event loop")
     warmup_batch: int = Field(8, ge=1, description="batch run through a model before it counts as ready")
     log_level: str = Field("info", description="debug, info, warning or error")
+
+    @model_validator(mode="after")
+    def _queue_holds_a_full_request(self):
+        if self.max_queued_latents < self.max_images:
+            raise ValueError(f"MAX_QUEUED_LATENTS ({self.max_queued_latents}) must be at least MAX_IMAGES "
+                             f"({self.max_images}), or the largest request could never be served")
+        return self

@@ -1,8 +1,8 @@
 """Prometheus metrics of one app instance (its own registry, so several apps can live in one process).
 
-Besides the HTTP counters that the middleware feeds, `Telemetry` is the model registry's observer: the
-registry reports loads and which versions it holds, after releasing its lock, and this class turns the
-reports into counters and gauges.
+Besides the HTTP counters that the middleware feeds, `Telemetry` observes the model registry (loads,
+versions held: reported after the registry releases its lock) and the batchers (batch sizes, queue
+waits, forward times, shed requests), and turns the reports into counters, gauges and histograms.
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import contextlib
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+WAIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
 class Telemetry:
@@ -26,6 +28,26 @@ class Telemetry:
                                    ["model", "result"], registry=self.registry)
         self.loaded = Gauge("latentlab_model_loaded", "1 for every model version held in memory",
                             ["model", "version", "role"], registry=self.registry)
+
+        self.batch_latents = Histogram("latentlab_batch_latents", "latents per generator forward, by model",
+                                       ["model"], buckets=BATCH_BUCKETS, registry=self.registry)
+        self.queue_wait = Histogram("latentlab_queue_wait_seconds", "time a request waited for its first forward",
+                                    ["model"], buckets=WAIT_BUCKETS, registry=self.registry)
+        self.forward_time = Histogram("latentlab_forward_seconds", "time of one batched forward, by model",
+                                      ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.shed = Counter("latentlab_shed_requests_total", "requests refused with 503 because the queues were full",
+                            ["model"], registry=self.registry)
+
+    # ------------------------------------------------------------------ the batchers' observer
+    def batch_ran(self, model: str, latents: int, seconds: float) -> None:
+        self.batch_latents.labels(model).observe(latents)
+        self.forward_time.labels(model).observe(seconds)
+
+    def job_started(self, model: str, waited: float) -> None:
+        self.queue_wait.labels(model).observe(waited)
+
+    def job_shed(self, model: str) -> None:
+        self.shed.labels(model).inc()
 
     # ------------------------------------------------------------------ the registry's observer
     def model_loaded(self, name: str, ok: bool) -> None:

@@ -59,3 +59,15 @@ def trained_store(tmp_path_factory, fashion_dir):
         result = train(cfg, root / ".runs" / arch, log=lambda m: None, progress=False)
         publish_run(Store(root), result, command=["test"])
     return root
+
+
+def pytest_collection_modifyitems(config, items):
+    """CUDA-marked tests run where there is a GPU (benchmarks/gpu_check.sh) and are skipped elsewhere."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run benchmarks/gpu_check.sh on one)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

@@ -18,7 +18,7 @@ from trainer.publish import publish_run
 
 
 def make_client(model_dir: Path, **overrides) -> TestClient:
-    settings = Settings(model_dir=model_dir, device="cpu", reload_interval=0.1, **overrides)
+    settings = Settings(**{"model_dir": model_dir, "device": "cpu", "reload_interval": 0.1, **overrides})
     return TestClient(create_app(settings))
 
 

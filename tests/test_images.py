@@ -1,27 +1,34 @@
 import io
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from shared.imaging.grids import grid_size, make_grid, render_grid, to_uint8
 from shared.imaging.latents import seeded_latents, sweep_labels, sweep_latents
-from shared.imaging.png import png_bytes
+from shared.imaging.png import encode_png
 
 
 @pytest.mark.parametrize("n,nrow,padding,channels", [(2, 8, 2, 1), (8, 8, 2, 1), (13, 5, 2, 1), (10, 3, 0, 3), (7, 4, 5, 3)])
 def test_grid_layout_matches_torchvision(n, nrow, padding, channels):
     torchvision_utils = pytest.importorskip("torchvision.utils")
     images = to_uint8(torch.rand(n, channels, 9, 7) * 2 - 1)
-    ours = make_grid(images, nrow=nrow, padding=padding)
-    theirs = torchvision_utils.make_grid(images, nrow=nrow, padding=padding)
-    assert torch.equal(ours, theirs[:channels])
+    ours = make_grid(images.numpy(), nrow=nrow, padding=padding)  # (H, W, C)
+    theirs = torchvision_utils.make_grid(images, nrow=nrow, padding=padding)  # (3, H, W)
+    assert np.array_equal(ours, theirs[:channels].permute(1, 2, 0).numpy())
 
 
 def test_a_single_image_is_padded_like_any_grid():
     # torchvision returns a lone image unpadded; a grid of one keeps its frame, so sizes stay predictable
-    grid = make_grid(torch.full((1, 1, 5, 5), 200, dtype=torch.uint8), nrow=8, padding=2)
-    assert grid.shape == (1, 9, 9) and grid[0, 0, 0] == 0 and grid[0, 2, 2] == 200
+    grid = make_grid(np.full((1, 1, 5, 5), 200, dtype=np.uint8), nrow=8, padding=2)
+    assert grid.shape == (9, 9, 1) and grid[0, 0, 0] == 0 and grid[2, 2, 0] == 200
+
+
+def test_upscale_repeats_every_pixel():
+    from shared.imaging.grids import upscale
+    grid = np.arange(6, dtype=np.uint8).reshape(2, 3, 1)
+    assert np.array_equal(upscale(grid, 2)[:, :, 0], np.repeat(np.repeat(grid[:, :, 0], 2, 0), 2, 1))
 
 
 def test_to_uint8_maps_the_tanh_range():
@@ -30,7 +37,7 @@ def test_to_uint8_maps_the_tanh_range():
 
 def test_png_has_the_predicted_size_and_pixels():
     images = torch.rand(10, 1, 28, 28) * 2 - 1
-    png = png_bytes(render_grid(images, nrow=4, padding=2, scale=3))
+    png = encode_png(np.asarray(render_grid(images, nrow=4, padding=2, scale=3)))
     im = Image.open(io.BytesIO(png))
     assert im.format == "PNG" and im.mode == "L"
     assert im.size == grid_size(10, (28, 28), 4, 2, 3) == ((4 * 30 + 2) * 3, (3 * 30 + 2) * 3)

@@ -64,6 +64,8 @@ def test_python_m_service_serves_over_a_socket(trained_store):
     ({"DEVICE": "cuda:99"}, "cuda:99"),
     ({"PORT": "not-a-port"}, "PORT"),
     ({"MAX_IMAGES": "0"}, "MAX_IMAGES"),
+    ({"MAX_SCALE": "65"}, "MAX_SCALE"),  # above the API schema's ceiling
+    ({"MAX_QUEUED_LATENTS": "100"}, "MAX_QUEUED_LATENTS"),  # less than MAX_IMAGES: the largest request could never run
 ])
 def test_bad_settings_exit_2_with_one_clear_line(tmp_path, env, needle):
     result = run_cli("service", env={"MODEL_DIR": str(tmp_path), **env}, timeout=60)
@@ -74,5 +76,5 @@ def test_help_lists_every_setting():
     result = run_cli("service", "--help", timeout=60)
     assert result.returncode == 0
     for name in ("MODEL_DIR", "DEVICE", "HOST", "PORT", "RELOAD_INTERVAL", "MAX_IMAGES", "MAX_BODY_BYTES",
-                 "PINNED_CACHE_SIZE"):
+                 "PINNED_CACHE_SIZE", "MAX_BATCH_LATENTS", "MAX_BATCH_WAIT_MS", "MAX_QUEUED_LATENTS", "CUDA_GRAPHS"):
         assert name in result.stdout

@@ -3,18 +3,22 @@ from __future__ import annotations
 
 import anyio
 import torch
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
-from service.deps import ServicesDep, resolve_model
+from service.deps import Services, ServicesDep, resolve_model
+from service.engine import ClientGone, images_for
 from service.limits import RequestLimits, field_error
 from service.registry import LoadedModel
 from service.schemas import GenerateRequest, LatentSource, SweepRequest
-from service.telemetry import Telemetry
+from shared.imaging.grids import grid_array, grid_size
 from shared.imaging.latents import seeded_latents
-from shared.imaging.png import png_bytes
-from shared.imaging.sampling import sample_image, sweep_image
+from shared.imaging.png import encode_png
+from shared.imaging.sampling import sweep_layout
 
 router = APIRouter(tags=["images"])
+
+INLINE_PIXELS = 300_000  # grids up to this size encode in about a millisecond: cheaper than a thread hop
+CLIENT_CLOSED_REQUEST = 499  # nobody reads it: the status the access log and metrics record
 
 PNG_RESPONSE = {
     200: {"content": {"image/png": {}}, "description": "the PNG grid; headers X-Model and X-Model-Version "
@@ -22,7 +26,7 @@ PNG_RESPONSE = {
     404: {"description": "unknown model or version"},
     413: {"description": "request body larger than MAX_BODY_BYTES"},
     422: {"description": "invalid request; `detail` names the field"},
-    503: {"description": "no model loaded yet"},
+    503: {"description": "no model loaded yet, or the queues are full (then with Retry-After)"},
 }
 
 
@@ -41,30 +45,19 @@ def resolve_latents(body: LatentSource, model: LoadedModel, limits: RequestLimit
     return seeded_latents(body.seed, body.count, model.latent_dim)
 
 
-def png_response(png: bytes, model: LoadedModel, n: int, telemetry: Telemetry) -> Response:
-    telemetry.images_generated(model.name, model.version, n)
-    return Response(png, media_type="image/png", headers={
-        "X-Model": model.name, "X-Model-Version": str(model.version), "X-Image-Count": str(n),
-        "Cache-Control": "no-store",
-    })
-
-
 @router.post("/generate", response_class=Response, responses=PNG_RESPONSE, summary="PNG grid from latent vectors")
-async def generate(body: GenerateRequest, services: ServicesDep) -> Response:
+async def generate(body: GenerateRequest, request: Request, services: ServicesDep) -> Response:
     """Generate one image per latent and return them as a PNG grid, `nrow` per row."""
     model = await resolve_model(services.registry, body.model, body.version)
     latents = resolve_latents(body, model, services.limits)
     n = latents.shape[0]
     services.limits.check_grid(n, model.image_shape[1:], body.nrow, body.padding, body.scale,
                                ["latents" if body.latents is not None else "count"])
-    png = await anyio.to_thread.run_sync(
-        lambda: png_bytes(sample_image(model.module, latents, device=model.device, nrow=body.nrow,
-                                       padding=body.padding, scale=body.scale)), limiter=services.inference)
-    return png_response(png, model, n, services.telemetry)
+    return await png_grid_response(request, services, model, latents, body.nrow, body.padding, body.scale)
 
 
 @router.post("/sweep", response_class=Response, responses=PNG_RESPONSE, summary="Latent-coordinate sweep as a PNG grid")
-async def sweep(body: SweepRequest, services: ServicesDep) -> Response:
+async def sweep(body: SweepRequest, request: Request, services: ServicesDep) -> Response:
     """The study's experiment: for each of `dims`, one row per value in `values` (dim-major), one column
     per base latent; each row is the base latents with that one coordinate set to (or offset by) the value."""
     model = await resolve_model(services.registry, body.model, body.version)
@@ -74,8 +67,30 @@ async def sweep(body: SweepRequest, services: ServicesDep) -> Response:
             raise field_error(["dims", i], f"dim {d} is out of range: {model.name} has coordinates 0..{model.latent_dim - 1}")
     n = len(body.dims) * len(body.values) * base.shape[0]
     services.limits.check_grid(n, model.image_shape[1:], base.shape[0], body.padding, body.scale, ["dims"])
-    png = await anyio.to_thread.run_sync(
-        lambda: png_bytes(sweep_image(model.module, base, body.dims, body.values, mode=body.mode, labels=body.labels,
-                                      device=model.device, padding=body.padding, scale=body.scale)),
-        limiter=services.inference)
-    return png_response(png, model, n, services.telemetry)
+    layout = sweep_layout(base, body.dims, body.values, body.mode, body.labels)
+    return await png_grid_response(request, services, model, layout.latents, layout.nrow, body.padding, body.scale,
+                                   layout.row_labels)
+
+
+async def png_grid_response(request: Request, services: Services, model: LoadedModel, latents: torch.Tensor,
+                            nrow: int, padding: int, scale: int, row_labels: list[str] | None = None) -> Response:
+    """Batched forward, then the grid and its PNG: inline when small (a thread hop costs more than the
+    work), in a worker thread when large, so the event loop stays responsive."""
+    try:
+        images = await images_for(model.batcher, latents, request)
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+    def encode() -> bytes:
+        return encode_png(grid_array(images, nrow, padding, scale, row_labels))
+
+    width, height = grid_size(images.shape[0], model.image_shape[1:], nrow, padding, scale)
+    if width * height <= INLINE_PIXELS and not row_labels:
+        png = encode()
+    else:
+        png = await anyio.to_thread.run_sync(encode, limiter=services.inference)
+    services.telemetry.images_generated(model.name, model.version, images.shape[0])
+    return Response(png, media_type="image/png", headers={
+        "X-Model": model.name, "X-Model-Version": str(model.version), "X-Image-Count": str(images.shape[0]),
+        "Cache-Control": "no-store",
+    })

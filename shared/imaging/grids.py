@@ -1,6 +1,7 @@
 """Image batches to grid images: one code path for the trainer's figures and the service.
 
-Everything on tensors is vectorised (no loop over images); only row labels are drawn per row.
+Quantising happens on the generator's device (torch); tiling and enlarging in NumPy, vectorised (no
+loop over images); only row labels are drawn per row.
 """
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 
@@ -18,10 +18,11 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.detach().add(1).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
-def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: int = 0) -> torch.Tensor:
-    """Tile (N, C, H, W) uint8 images into a (C, rows*(H+p)+p, nrow*(W+p)+p) grid, `nrow` per row.
+def make_grid(images: np.ndarray, nrow: int = 8, padding: int = 2, pad_value: int = 0) -> np.ndarray:
+    """Tile (N, C, H, W) uint8 images into an (rows*(H+p)+p, nrow*(W+p)+p, C) grid image, `nrow` per row.
 
-    Same layout as torchvision.utils.make_grid, without its per-image Python loop.
+    Same layout as torchvision.utils.make_grid (blank cells fill the last row), in NumPy: one copy of
+    the pixels, no per-image loop, and no torch thread pool woken outside the inference thread.
     """
     if images.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
@@ -30,20 +31,21 @@ def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: 
         raise ValueError("no images to tile")
     nrow = max(1, min(nrow, n))
     rows = -(-n // nrow)
-    if rows * nrow > n:  # fill the last row with blank cells
-        blank = images.new_full((rows * nrow - n, c, h, w), pad_value)
-        images = torch.cat([images, blank])
     p = padding
-    cells = F.pad(images, (p, 0, p, 0), value=pad_value)  # each cell: padding on top and left
-    grid = cells.view(rows, nrow, c, h + p, w + p).permute(2, 0, 3, 1, 4).reshape(c, rows * (h + p), nrow * (w + p))
-    return F.pad(grid, (0, p, 0, p), value=pad_value)  # close the bottom and right edges
+    cells = np.full((rows * nrow, c, h, w), pad_value, np.uint8)
+    cells[:n] = images
+    canvas = np.full((rows, h + p, nrow, w + p, c), pad_value, np.uint8)  # each cell: padding on top and left
+    canvas[:, p:, :, p:, :] = cells.reshape(rows, nrow, c, h, w).transpose(0, 3, 1, 4, 2)
+    grid = canvas.reshape(rows * (h + p), nrow * (w + p), c)
+    return np.pad(grid, ((0, p), (0, p), (0, 0)), constant_values=pad_value)  # close the bottom and right edges
 
 
-def upscale(grid: torch.Tensor, scale: int) -> torch.Tensor:
-    """Integer nearest-neighbour enlargement of a (C, H, W) image."""
+def upscale(grid: np.ndarray, scale: int) -> np.ndarray:
+    """Integer nearest-neighbour enlargement of an (H, W, C) image."""
     if scale == 1:
         return grid
-    return grid.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
+    h, w, c = grid.shape
+    return np.broadcast_to(grid[:, None, :, None, :], (h, scale, w, scale, c)).reshape(h * scale, w * scale, c)
 
 
 def grid_size(n: int, image_hw: tuple[int, int], nrow: int, padding: int, scale: int = 1) -> tuple[int, int]:
@@ -52,14 +54,6 @@ def grid_size(n: int, image_hw: tuple[int, int], nrow: int, padding: int, scale:
     nrow = max(1, min(nrow, n))
     rows = -(-n // nrow)
     return ((nrow * (w + padding) + padding) * scale, (rows * (h + padding) + padding) * scale)
-
-
-def to_pil(grid: torch.Tensor) -> Image.Image:
-    """(C, H, W) uint8 with C of 1 or 3 -> a PIL image ('L' or 'RGB')."""
-    array = grid.cpu().numpy()
-    if array.shape[0] == 1:
-        return Image.fromarray(array[0])
-    return Image.fromarray(np.ascontiguousarray(array.transpose(1, 2, 0)))
 
 
 @lru_cache(maxsize=8)
@@ -87,18 +81,23 @@ def add_row_labels(image: Image.Image, labels: Sequence[str], row_height: int, t
     return out
 
 
-def render_grid(
-    images: torch.Tensor,
-    nrow: int = 8,
-    padding: int = 2,
-    scale: int = 1,
-    row_labels: Sequence[str] | None = None,
-    pad_value: int = 0,
-) -> Image.Image:
-    """Generator output in [-1, 1] -> the PIL grid image, upscaled, optionally with row labels."""
-    grid = upscale(make_grid(to_uint8(images), nrow, padding, pad_value), scale)
-    image = to_pil(grid)
+def grid_array(images: torch.Tensor | np.ndarray, nrow: int = 8, padding: int = 2, scale: int = 1,
+               row_labels: Sequence[str] | None = None) -> np.ndarray:
+    """Quantised images, uint8 (N, C, H, W) -> the (H, W, C) grid image, upscaled, optionally with row labels."""
+    array = images.numpy() if isinstance(images, torch.Tensor) else images
+    grid = upscale(make_grid(array, nrow, padding), scale)
     if row_labels:
-        row_height = (images.shape[2] + padding) * scale
-        image = add_row_labels(image, row_labels, row_height, top=padding * scale // 2)
-    return image
+        row_height = (array.shape[2] + padding) * scale
+        labelled = add_row_labels(_pil(grid), row_labels, row_height, top=padding * scale // 2)
+        grid = np.asarray(labelled).reshape(labelled.height, labelled.width, -1)
+    return grid
+
+
+def _pil(grid: np.ndarray) -> Image.Image:
+    return Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
+
+
+def render_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, scale: int = 1,
+                row_labels: Sequence[str] | None = None) -> Image.Image:
+    """Generator output in [-1, 1] -> the PIL grid image (see `grid_array`)."""
+    return _pil(grid_array(to_uint8(images).cpu(), nrow, padding, scale, row_labels))

@@ -1,7 +1,8 @@
-"""Run a generator on latents and render the result: the one path behind the trainer's figures and
+"""Run a generator on latents and lay the result out: the one path behind the trainer's figures and
 the service's /generate and /sweep."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -17,6 +18,21 @@ def generate(generator: torch.nn.Module, latents: torch.Tensor, device: torch.de
         return generator(latents.to(device=device, dtype=torch.float32)).float().cpu()
 
 
+@dataclass(frozen=True)
+class SweepLayout:
+    """The study's sweep as a grid: one row per (dim, value), dim-major; one column per base latent."""
+
+    latents: torch.Tensor  # (rows * nrow, latent_dim)
+    nrow: int
+    row_labels: list[str] | None
+
+
+def sweep_layout(base: torch.Tensor, dims: Sequence[int], values: Sequence[float], mode: SweepMode = "set",
+                 labels: bool = True) -> SweepLayout:
+    return SweepLayout(sweep_latents(base, dims, values, mode), base.shape[0],
+                       sweep_labels(dims, values, mode) if labels else None)
+
+
 def sample_image(generator: torch.nn.Module, latents: torch.Tensor, *, device: torch.device | str = "cpu",
                  nrow: int = 8, padding: int = 2, scale: int = 1) -> Image.Image:
     return render_grid(generate(generator, latents, device), nrow, padding, scale)
@@ -25,7 +41,6 @@ def sample_image(generator: torch.nn.Module, latents: torch.Tensor, *, device: t
 def sweep_image(generator: torch.nn.Module, base: torch.Tensor, dims: Sequence[int], values: Sequence[float], *,
                 mode: SweepMode = "set", labels: bool = True, device: torch.device | str = "cpu",
                 padding: int = 2, scale: int = 1) -> Image.Image:
-    """The seed's sweep: one row per (dim, value), dim-major; one column per base latent."""
-    images = generate(generator, sweep_latents(base, dims, values, mode), device)
-    row_labels = sweep_labels(dims, values, mode) if labels else None
-    return render_grid(images, nrow=base.shape[0], padding=padding, scale=scale, row_labels=row_labels)
+    layout = sweep_layout(base, dims, values, mode, labels)
+    images = generate(generator, layout.latents, device)
+    return render_grid(images, nrow=layout.nrow, padding=padding, scale=scale, row_labels=layout.row_labels)

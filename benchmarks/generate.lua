@@ -1,0 +1,31 @@
+-- wrk script: POST /generate with a new seed on every request, so no cache can stand in for the work.
+--   wrk -t1 -c32 -d10s -s benchmarks/generate.lua http://127.0.0.1:8000 -- MODEL COUNT
+-- Prints one JSON line with requests, seconds, errors and latency percentiles (ms).
+local model, count = "dcgan", 1
+local counter = 0
+local thread_index = 0
+
+function setup(thread)
+  thread:set("thread_index", thread_index)
+  thread_index = thread_index + 1
+end
+
+function init(args)
+  model = args[1] or model
+  count = tonumber(args[2] or count)
+  counter = (thread_index or 0) * 1000000000
+end
+
+function request()
+  counter = counter + 1
+  local body = string.format('{"model":"%s","seed":%d,"count":%d}', model, counter, count)
+  return wrk.format("POST", "/generate", {["Content-Type"] = "application/json"}, body)
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests":%d,"seconds":%.3f,"errors":%d,"p50_ms":%.3f,"p99_ms":%.3f}\n',
+    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end

@@ -1,0 +1,266 @@
+"""Micro-batching across requests: a queue per loaded model version, one inference thread per device.
+
+Requests put their latents on their model's queue as a `Job`; the `InferenceWorker` takes whatever is
+waiting, up to `max_batch` latents (counted in latents, not requests), runs one forward and hands each
+job its rows. Every forward of the service runs on that one thread: on the CPU one OpenMP team serves
+every batch (more teams than cores make OpenMP stop spinning and every forward pay for waking its
+threads), and on CUDA the graphs are captured and replayed by the thread that owns them.
+
+- An idle worker never waits: a lone request runs the moment it arrives. Only right after a batch of
+  several requests, when more are known to be arriving, does it wait (at most `max_wait` seconds) for
+  the queue to fill a batch.
+- A job larger than a batch is taken a batch at a time and put back at the end of its queue, so small
+  interactive requests run between the chunks of a 256-image sweep instead of behind all of it; the
+  queues of different models take turns the same way.
+- The latents waiting in all queues are bounded by a shared `QueueBudget`: a job that does not fit is
+  refused at once (`Overloaded`, a 503 for HTTP), never queued into unbounded memory or latency.
+- A cancelled job (its client went away) leaves the queue without costing a forward.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, InvalidStateError
+from typing import Callable, Protocol, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+class Overloaded(Exception):
+    """The queues hold as many latents as they may; try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QueueBudget:
+    """How many latents may wait in all queues together (MAX_QUEUED_LATENTS)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, n: int) -> bool:
+        with self._lock:
+            if self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
+
+    def release(self, n: int) -> None:
+        with self._lock:
+            self.used -= n
+
+
+class BatchObserver(Protocol):
+    def batch_ran(self, model: str, latents: int, seconds: float) -> None: ...
+
+    def job_started(self, model: str, waited: float) -> None: ...
+
+    def job_shed(self, model: str) -> None: ...
+
+
+class Job:
+    """One request's latents on their way through a batcher; `future` gets uint8 (n, C, H, W) images."""
+
+    def __init__(self, latents: torch.Tensor) -> None:
+        self.latents = latents
+        self.n = latents.shape[0]
+        self.taken = 0  # rows handed to a batch so far
+        self.done = 0  # rows computed so far
+        self.images: torch.Tensor | None = None
+        self.future: Future[torch.Tensor] = Future()
+        self.cancelled = False
+        self.enqueued_at = time.monotonic()
+        self.started_at: float | None = None  # when its first rows went into a forward
+
+
+class InferenceWorker:
+    """The one thread that runs every forward on a device, for every model's `Batcher`."""
+
+    def __init__(self, name: str = "inference") -> None:
+        self.name = name
+        self.cond = threading.Condition()  # guards the worker's and every batcher's queue
+        self._ready: deque[Batcher] = deque()  # batchers with queued work, in turn
+        self._calls: deque[tuple[Callable[[], object], Future]] = deque()
+        self._thread: threading.Thread | None = None
+        self.stopping = False
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the inference thread (model warm-up, CUDA graph capture) and return its result."""
+        future: Future = Future()
+        with self.cond:
+            self._calls.append((fn, future))
+            self._wake()
+        return future.result()
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def _wake(self) -> None:
+        """Called with the lock held, when there is new work."""
+        if self.stopping:
+            raise RuntimeError("the inference worker has stopped: the service is shutting down")
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+            self._thread.start()
+        self.cond.notify()
+
+    def _ready_to_run(self, batcher: Batcher) -> None:
+        """Called with the lock held by a batcher that has just queued work."""
+        if batcher not in self._ready:
+            self._ready.append(batcher)
+        self._wake()
+
+    def _work(self) -> None:
+        while True:
+            with self.cond:
+                self.cond.wait_for(lambda: self._calls or self._ready or self.stopping)
+                if self.stopping:
+                    return
+                if self._calls:
+                    call, batch = self._calls.popleft(), None
+                else:
+                    batcher = self._ready.popleft()
+                    batcher.wait_to_fill()
+                    batch = batcher.take()
+                    if batcher.queued:
+                        self._ready.append(batcher)  # the other models' queues go first
+            if batch is None:
+                fn, future = call
+                try:
+                    _settle(future, result=fn())
+                except BaseException as e:  # the caller gets it; the worker goes on
+                    _settle(future, exception=e)
+            elif batch:
+                batcher.run(batch)
+
+
+class Batcher:
+    """The queue of one loaded model version; its batches run on the shared `InferenceWorker`."""
+
+    def __init__(self, name: str, forward: Callable[[torch.Tensor], torch.Tensor], worker: InferenceWorker,
+                 max_batch: int, max_wait: float, budget: QueueBudget, observer: BatchObserver) -> None:
+        self.name = name
+        self.forward = forward  # (n, latent_dim) latents -> uint8 (n, C, H, W) images, on the worker's thread
+        self.worker = worker
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self.budget = budget
+        self._observer = observer
+        self._queue: deque[Job] = deque()
+        self.queued = 0  # latents waiting in this queue
+        self._last_batch_end = float("-inf")
+        self._last_batch_jobs = 0
+
+    # ------------------------------------------------------------------ requests' side
+    def submit(self, latents: torch.Tensor) -> Job:
+        """Queue `latents` (n, latent_dim) float32 on the CPU; raises Overloaded when the queues are full."""
+        job = Job(latents)
+        if not self.budget.reserve(job.n):
+            self._observer.job_shed(self.name)
+            raise Overloaded(f"the service is at capacity ({self.budget.limit} latents queued, MAX_QUEUED_LATENTS); "
+                             "retry shortly", retry_after=1)
+        with self.worker.cond:
+            if self.worker.stopping:
+                self.budget.release(job.n)
+                raise RuntimeError("the inference worker has stopped: the service is shutting down")
+            self._queue.append(job)
+            self.queued += job.n
+            self.worker._ready_to_run(self)
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """Drop what of `job` has not run yet (its client went away); a forward already running finishes."""
+        self._drop(job)
+        job.future.cancel()
+
+    def _drop(self, job: Job) -> None:
+        with self.worker.cond:
+            if job.cancelled:
+                return
+            job.cancelled = True
+            remaining = job.n - job.taken
+            job.taken = job.n
+            if remaining and job in self._queue:
+                self._queue.remove(job)
+                self.queued -= remaining
+                self.budget.release(remaining)
+
+    # ------------------------------------------------------------------ the worker's side (its lock held)
+    def wait_to_fill(self) -> None:
+        """If a batch of several requests has just finished, wait up to max_wait for the queue to fill one:
+        more are arriving. One client sending one request after another never waits."""
+        if self._last_batch_jobs > 1:
+            deadline = self._last_batch_end + self.max_wait
+            while self.queued < self.max_batch and (left := deadline - time.monotonic()) > 0:
+                self.worker.cond.wait(left)
+
+    def take(self) -> list[tuple[Job, int, int]]:
+        """Up to max_batch latents from the front of the queue, as (job, first row, end row). A job with
+        rows left over goes to the back of the queue."""
+        batch, room = [], self.max_batch
+        while self._queue and room > 0:
+            job = self._queue.popleft()
+            take = min(job.n - job.taken, room)
+            batch.append((job, job.taken, job.taken + take))
+            job.taken += take
+            room -= take
+            if job.taken < job.n:
+                self._queue.append(job)
+        taken = self.max_batch - room
+        self.queued -= taken
+        self.budget.release(taken)
+        return batch
+
+    # ------------------------------------------------------------------ the worker's side (lock released)
+    def run(self, batch: list[tuple[Job, int, int]]) -> None:
+        """One forward for the whole batch, then each job its rows."""
+        started = time.monotonic()
+        self._last_batch_jobs = len(batch)
+        for job, first, _ in batch:
+            if first == 0:
+                job.started_at = started
+                self._observer.job_started(self.name, started - job.enqueued_at)
+        latents = torch.cat([job.latents[first:end] for job, first, end in batch])
+        try:
+            images = self.forward(latents)
+        except Exception as e:  # one bad batch fails its requests, never the worker
+            for job, _, _ in batch:
+                self._drop(job)
+                _settle(job.future, exception=e)
+            return
+        finally:
+            self._last_batch_end = time.monotonic()
+        self._observer.batch_ran(self.name, latents.shape[0], self._last_batch_end - started)
+        offset = 0
+        for job, first, end in batch:
+            rows = images[offset:offset + end - first]
+            offset += end - first
+            if job.cancelled:
+                continue
+            if job.images is None:
+                job.images = torch.empty((job.n, *images.shape[1:]), dtype=images.dtype)
+            job.images[first:end].copy_(rows)  # a copy: the forward may reuse its output buffer
+            job.done += end - first
+            if job.done == job.n:
+                _settle(job.future, result=job.images)
+
+
+def _settle(future: Future, result=None, exception: BaseException | None = None) -> None:
+    """Complete `future` unless its request was cancelled meanwhile (from another thread)."""
+    with contextlib.suppress(InvalidStateError):
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
