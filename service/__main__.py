@@ -36,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"service: error: {e}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    if settings.workers > 1:  # each worker process builds its own app from the same environment
+        uvicorn.run("service.app:create_app", factory=True, workers=settings.workers, host=settings.host,
+                    port=settings.port, log_level=settings.log_level.lower())
+    else:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
     return 0
 
 

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
                                      description="how long a busy batcher waits to fill a batch (never when idle)")
     max_queued_latents: int = Field(2048, ge=1, description="latents waiting in all queues; more get 503 + Retry-After")
     cuda_graphs: bool = Field(True, description="on CUDA, replay the generator as CUDA graphs per batch-size bucket")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes, each with its own models and batcher")
     inference_threads: int = Field(4, ge=1, description="large grids assembled and PNG-encoded at once, off the event loop")
     warmup_batch: int = Field(8, ge=1, description="batch run through a model before it counts as ready")
     log_level: str = Field("info", description="debug, info, warning or error")

@@ -60,6 +60,9 @@ def test_compose_services_volume_and_gpus(compose):
         else:
             assert gpu == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
     assert services["service"]["ports"][0]["target"] == 8000
+    replicas = compose_config(compose, {"PORT": "8000-8002", "WORKERS": "2"})["services"]["service"]
+    assert str(replicas["ports"][0]["published"]) == "8000-8002"  # one host port per replica under --scale
+    assert str(replicas["environment"]["WORKERS"]) == "2"
     assert services["trainer"]["command"][:4] == ["--arch", "dcgan", "--epochs", "5"]  # the defaults
     changed = compose_config(compose, {"ARCH": "gan", "EPOCHS": "40"})["services"]["trainer"]["command"]
     assert changed[:4] == ["--arch", "gan", "--epochs", "40"]  # changed from the environment, no edit

@@ -63,3 +63,14 @@ def test_manifest_files_with_a_malformed_hash_make_the_version_invisible(tmp_pat
     raw["files"][GENERATOR]["sha256"] = "not-a-hash"
     (version.path / MANIFEST).write_text(json.dumps(raw))
     assert Store(tmp_path).versions("m") == []
+
+
+def test_a_draft_copied_from_another_manifest_gets_the_stores_identity(tmp_path):
+    draft = json.loads(FORMAT_1.read_text())  # name gan, version 1, its files: all the store's to decide
+    store = Store(tmp_path)
+    for expected in (1, 2):
+        with store.staging("copy") as stage:
+            (stage / GENERATOR).write_bytes(b"weights")
+            version = store.publish("copy", stage, draft)
+        m = version.manifest
+        assert (m.name, m.version, set(m.files)) == ("copy", expected, {GENERATOR}) and m.epochs == 1

@@ -6,13 +6,15 @@ import os
 import sys
 from pathlib import Path
 
+from shared.imaging.devices import resolve_device
 from shared.store import Store, StoreError, validate_name
+from trainer import distributed
 from trainer.architectures import ARCHITECTURES
 from trainer.config import TrainConfig
 from trainer.data import DATASETS, DataError
 from trainer.evaluation.classifier import WeightsError
 from trainer.evaluation.evaluate import evaluate_version
-from trainer.loop import train
+from trainer.loop import TrainResult, train
 from trainer.publish import publish_run
 from trainer.state import mark_published, resume_or_start
 
@@ -87,24 +89,40 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as e:
         parser.error(str(e))  # exits 2
 
+    ranks = distributed.from_environment()  # torchrun sets these; a plain run is rank 0 of 1
+    say = log if ranks.is_main else (lambda message: None)
     cfg = TrainConfig(arch=args.arch, name=name, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, dataset=args.dataset, data_dir=args.data_dir, limit=args.limit,
-                      device=args.device)
-    store = Store(args.out)
+                      device=args.device, world_size=ranks.world_size)
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / ".runs" / name
 
     try:
-        cfg, saved = resume_or_start(cfg, run_dir, args.resume, log=log)
-        result = train(cfg, run_dir, saved, log=log, progress=False if args.no_progress else None)
+        cfg, saved = resume_or_start(cfg, run_dir, args.resume, log=say)
+        distributed.init(ranks, resolve_device(cfg.device))
+        result = train(cfg, run_dir, saved, log=say, progress=False if args.no_progress else None, ranks=ranks)
     except (DataError, ValueError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if result.interrupted:
+        distributed.finish(ranks)
         return EXIT_INTERRUPTED
     try:
-        version = publish_run(store, result, command=[parser.prog, *(argv if argv is not None else sys.argv[1:])])
+        if not ranks.is_main:
+            return 0  # rank 0 publishes; the barrier below waits for it
+        command = [parser.prog, *(argv if argv is not None else sys.argv[1:])]
+        return publish_and_evaluate(Store(args.out), result, run_dir, command, args, parser.prog)
+    finally:
+        distributed.barrier(ranks)
+        distributed.finish(ranks)
+
+
+def publish_and_evaluate(store: Store, result: TrainResult, run_dir: Path, command: list[str], args: argparse.Namespace,
+                         prog: str) -> int:
+    """Rank 0's part after training: the new version, its mark in the run directory, its metrics."""
+    try:
+        version = publish_run(store, result, command=command)
     except (StoreError, OSError) as e:
-        print(f"{parser.prog}: error: could not publish to {args.out}: {e}", file=sys.stderr)
+        print(f"{prog}: error: could not publish to {args.out}: {e}", file=sys.stderr)
         return 1
     mark_published(run_dir, version.version)
     trained = result.config

@@ -19,6 +19,7 @@ class TrainConfig:
     data_dir: str | None = None
     limit: int | None = None  # train on the first N images only
     device: str = "auto"
+    world_size: int = 1  # processes under torchrun; each takes batch_size images of every global batch
 
     def __post_init__(self) -> None:
         self.name = self.name or self.arch

@@ -9,10 +9,13 @@ from typing import Iterator
 
 
 class StopRequested:
-    """Turns the first SIGINT/SIGTERM into a flag checked between steps; a second one aborts."""
+    """Turns the first SIGINT/SIGTERM into a flag checked between steps; a second one aborts, except
+    under torchrun, whose agent passes on the Ctrl-C that the workers have already received (it kills
+    them itself if they do not stop in time)."""
 
-    def __init__(self) -> None:
+    def __init__(self, abort_on_second: bool = True) -> None:
         self.requested = False
+        self.abort_on_second = abort_on_second
 
     @contextlib.contextmanager
     def installed(self) -> Iterator["StopRequested"]:
@@ -23,7 +26,9 @@ class StopRequested:
 
         def handler(signum, frame):
             if self.requested:
-                raise KeyboardInterrupt
+                if self.abort_on_second:
+                    raise KeyboardInterrupt
+                return
             self.requested = True
             print("\nstopping after this step and saving the training state (again to abort now)",
                   file=sys.stderr, flush=True)

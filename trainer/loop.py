@@ -19,6 +19,7 @@ from shared.imaging.devices import resolve_device
 from trainer.architectures import get_architecture
 from trainer.config import TrainConfig
 from trainer.data import load_training_images, to_model_range
+from trainer.distributed import Ranks, any_rank, barrier, device_for, mean_over_ranks, shard
 from trainer.interrupt import StopRequested
 from trainer.recipe import GANLoss, seed_recipe
 from trainer.state import STATE_FILE, TrainingState, clear_published
@@ -36,28 +37,40 @@ class TrainResult:
     seconds: float  # training time summed over all sessions of this run
     device: str
     interrupted: bool = False
+    world_size: int = 1  # torchrun processes; the global batch is world_size x config.batch_size
+
+
+def steps_per_epoch(num_images: int, batch_size: int, ranks: Ranks = Ranks()) -> int:
+    """Global batches in an epoch; a last partial one runs if every rank gets at least one image of it."""
+    full, rest = divmod(num_images, batch_size * ranks.world_size)
+    return full + (1 if rest >= ranks.world_size else 0)
 
 
 def run_epoch(nets: Nets, loss: GANLoss, data: torch.Tensor, state: TrainingState, latent_dim: int,
-              stop: StopRequested, on_step: Callable[[int, torch.Tensor], None] | None = None) -> bool:
+              stop: StopRequested, ranks: Ranks = Ranks(),
+              on_step: Callable[[int, torch.Tensor], None] | None = None) -> bool:
     """Train from `state.step` to the end of the epoch (or until a stop); advance `state` and append to its
-    history. Returns True when the epoch is complete."""
-    batch_size = state.config.batch_size
-    steps = -(-data.shape[0] // batch_size)
+    history. Returns True when the epoch is complete.
+
+    The order and the noise are drawn for the whole global batch on every rank (see trainer.distributed),
+    and each rank trains on its shard of both."""
+    global_batch = state.config.batch_size * ranks.world_size
+    steps = steps_per_epoch(data.shape[0], state.config.batch_size, ranks)
     if state.perm is None:
         state.perm = torch.randperm(data.shape[0])  # drawn on the CPU: the same order on every device
     order = state.perm.to(data.device)
     stats = []
-    while state.step < steps and not stop.requested:
-        idx = order[state.step * batch_size:(state.step + 1) * batch_size]
-        real = to_model_range(data[idx])
-        noise = torch.randn(real.shape[0], latent_dim, device=data.device)
+    while state.step < steps and not any_rank(stop.requested, ranks):
+        idx = order[state.step * global_batch:(state.step + 1) * global_batch]
+        mine = shard(len(idx), ranks)
+        real = to_model_range(data[idx[mine]])
+        noise = torch.randn(len(idx), latent_dim, device=data.device)[mine]
         stats.append(train_step(nets, loss, real, noise))
         state.step += 1
         if on_step is not None:
             on_step(state.step, stats[-1])
     if stats:  # one device-to-host copy per epoch, not one per step
-        state.history = torch.cat([state.history, torch.stack(stats).float().cpu()])
+        state.history = torch.cat([state.history, mean_over_ranks(torch.stack(stats).float().cpu(), ranks)])
     if state.step < steps:
         return False
     state.epoch, state.step, state.perm = state.epoch + 1, 0, None
@@ -65,49 +78,55 @@ def run_epoch(nets: Nets, loss: GANLoss, data: torch.Tensor, state: TrainingStat
 
 
 def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, log: Callable[[str], None] = print,
-          progress: bool | None = None) -> TrainResult:
+          progress: bool | None = None, ranks: Ranks = Ranks()) -> TrainResult:
     """Train to `cfg.epochs`, from `state` if given (see `trainer.state.resume_or_start`), writing the state
     to `run_dir/state.pt` after every epoch. SIGINT/SIGTERM stop between steps, save the state, and
-    return a result with `interrupted=True`."""
+    return a result with `interrupted=True`. Under torchrun, every rank calls this; rank 0 writes the state."""
     run_dir = Path(run_dir)
-    device = resolve_device(cfg.device)
+    device = device_for(ranks, resolve_device(cfg.device))
     arch = get_architecture(cfg.arch)
     data = load_training_images(cfg.dataset, cfg.data_dir, arch.image_size, arch.channels, cfg.limit,
                                 log=log).to(device)
-    steps_per_epoch = -(-data.shape[0] // cfg.batch_size)
+    steps = steps_per_epoch(data.shape[0], cfg.batch_size, ranks)
 
     torch.manual_seed(cfg.seed)
     recipe = seed_recipe(cfg)
-    nets = Nets.build(arch, recipe, device)
+    nets = Nets.build(arch, recipe, device, data_parallel=ranks.distributed)
     if state is None:
         state = TrainingState(cfg)
-        clear_published(run_dir)  # a new run in this directory is not published yet
+        if ranks.is_main:
+            clear_published(run_dir)  # a new run in this directory is not published yet
     else:
         state.restore(nets, device)
     nets.train()
 
-    show_bar = sys.stderr.isatty() if progress is None else progress
-    stop = StopRequested()
+    show_bar = (sys.stderr.isatty() if progress is None else progress) and ranks.is_main
+    stop = StopRequested(abort_on_second=not ranks.distributed)
+    interrupted = False
     with stop.installed():
         while state.epoch < cfg.epochs:
             started = time.perf_counter()
-            with _ProgressBar(show_bar, state, steps_per_epoch) as bar:
-                complete = run_epoch(nets, recipe.loss, data, state, arch.latent_dim, stop, bar.update)
+            with _ProgressBar(show_bar, state, steps) as bar:
+                complete = run_epoch(nets, recipe.loss, data, state, arch.latent_dim, stop, ranks, bar.update)
             state.seconds += time.perf_counter() - started
-            state.capture(nets, device)
-            state.save(run_dir / STATE_FILE)
+            if ranks.is_main:
+                state.capture(nets, device)
+                state.save(run_dir / STATE_FILE)
+            barrier(ranks)  # nobody runs ahead of the saved state
             if not complete:
+                interrupted = True
                 break
-            means = state.history[-steps_per_epoch:].mean(0).tolist()
+            means = state.history[-steps:].mean(0).tolist()
             log(f"epoch {state.epoch}/{cfg.epochs}  " + "  ".join(f"{c} {v:.3f}" for c, v in zip(HISTORY_COLUMNS, means))
                 + f"  {time.perf_counter() - started:.1f}s")
-    if stop.requested:
+    interrupted = interrupted or stop.requested
+    if interrupted:
         log(f"interrupted at epoch {state.epoch + 1}, step {state.step}; state saved to {run_dir / STATE_FILE}; "
             "continue with the same command and --resume")
     return TrainResult(
-        config=cfg, generator=nets.G, discriminator=nets.D, history=state.history,
-        iterations_per_epoch=steps_per_epoch, num_images=data.shape[0], seconds=state.seconds, device=str(device),
-        interrupted=stop.requested,
+        config=cfg, generator=nets.G_local, discriminator=nets.D_local, history=state.history,
+        iterations_per_epoch=steps, num_images=data.shape[0], seconds=state.seconds, device=str(device),
+        interrupted=interrupted, world_size=ranks.world_size,
     )
 
 

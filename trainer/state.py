@@ -42,7 +42,7 @@ class TrainingState:
     # ------------------------------------------------------------------ live objects <-> state
     def capture(self, nets: Nets, device: torch.device) -> None:
         """Take the nets' weights and the RNG states as they are now."""
-        self.weights = {"G": nets.G.state_dict(), "D": nets.D.state_dict(),
+        self.weights = {"G": nets.G_local.state_dict(), "D": nets.D_local.state_dict(),
                         "opt_G": nets.opt_G.state_dict(), "opt_D": nets.opt_D.state_dict()}
         self.rng = {"cpu": torch.get_rng_state()}
         if device.type == "cuda":
@@ -50,8 +50,8 @@ class TrainingState:
 
     def restore(self, nets: Nets, device: torch.device) -> None:
         """Load the saved weights into `nets` and continue the saved random streams."""
-        nets.G.load_state_dict(self.weights["G"])
-        nets.D.load_state_dict(self.weights["D"])
+        nets.G_local.load_state_dict(self.weights["G"])
+        nets.D_local.load_state_dict(self.weights["D"])
         nets.opt_G.load_state_dict(self.weights["opt_G"])
         nets.opt_D.load_state_dict(self.weights["opt_D"])
         torch.set_rng_state(self.rng["cpu"])
@@ -98,8 +98,8 @@ def resume_or_start(cfg: TrainConfig, run_dir: Path, resume: bool,
                     log: Callable[[str], None] = print) -> tuple[TrainConfig, TrainingState | None]:
     """The settings to train with and the state to continue from (None: a new run).
 
-    With `resume`, an unfinished run in `run_dir` is continued with its saved settings, except `epochs`
-    and `device`, which come from `cfg`. A finished run that was published starts afresh.
+    With `resume`, an unfinished run in `run_dir` is continued with its saved settings, except `epochs`,
+    `device` and `world_size` (the number of torchrun processes), which come from `cfg`. A finished run that was published starts afresh.
     Raises ValueError when the saved run is of another architecture.
     """
     path = Path(run_dir) / STATE_FILE
@@ -112,7 +112,14 @@ def resume_or_start(cfg: TrainConfig, run_dir: Path, resume: bool,
     if saved.config.arch != cfg.arch:
         raise ValueError(f"{run_dir} holds a {saved.config.arch} run, not {cfg.arch}: resume it with --arch "
                          f"{saved.config.arch}, or give this run another --run-dir or --name")
-    saved.config = replace(saved.config, epochs=cfg.epochs, device=cfg.device)
+    if saved.config.world_size != cfg.world_size and saved.step:
+        # steps count global batches, whose size changes with the number of ranks: re-shard from the start
+        # of the interrupted epoch (its order is saved), dropping the partial epoch's history
+        log(f"{run_dir} was interrupted mid-epoch with {saved.config.world_size} process(es), resumed with "
+            f"{cfg.world_size}: epoch {saved.epoch + 1} starts again from its first step")
+        saved.history = saved.history[:len(saved.history) - saved.step]
+        saved.step = 0
+    saved.config = replace(saved.config, epochs=cfg.epochs, device=cfg.device, world_size=cfg.world_size)
     published = published_version(run_dir)
     if saved.finished() and published is not None:
         log(f"the run in {run_dir} is complete and was published as v{published}; starting a new run")

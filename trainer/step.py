@@ -20,19 +20,32 @@ HISTORY_COLUMNS = ("loss_D", "loss_G", "D_x", "D_G_z")
 
 @dataclass
 class Nets:
-    """The two networks and their optimisers."""
+    """The two networks and their optimisers. Under torchrun, `G` and `D` are DistributedDataParallel
+    wrappers of `G_local` and `D_local`; in a single process they are the same modules."""
 
     G: nn.Module
     D: nn.Module
     opt_G: torch.optim.Optimizer
     opt_D: torch.optim.Optimizer
+    G_local: nn.Module
+    D_local: nn.Module
 
     @classmethod
-    def build(cls, arch: Architecture, recipe: Recipe, device: torch.device) -> "Nets":
-        """Fresh networks; G is initialised before D, so a seed gives the same weights every time."""
+    def build(cls, arch: Architecture, recipe: Recipe, device: torch.device, data_parallel: bool = False) -> "Nets":
+        """Fresh networks; G is initialised before D, so a seed gives the same weights every time.
+
+        With `data_parallel`, both are wrapped in DDP. BatchNorm is not synchronised: each rank normalises
+        its own shard, as a single process normalises its batch (the study's nets are small, per-rank
+        batches are large enough, and SyncBatchNorm would add a collective to every layer of every step)."""
         G = arch.generator().to(device)
         D = arch.discriminator().to(device)
-        return cls(G, D, recipe.optimizer_G(G.parameters(), device), recipe.optimizer_D(D.parameters(), device))
+        opt_G, opt_D = recipe.optimizer_G(G.parameters(), device), recipe.optimizer_D(D.parameters(), device)
+        if not data_parallel:
+            return cls(G, D, opt_G, opt_D, G, D)
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [device.index] if device.type == "cuda" else None
+        return cls(DDP(G, device_ids=ids), DDP(D, device_ids=ids), opt_G, opt_D, G, D)
 
     def train(self) -> None:
         self.G.train()
@@ -43,14 +56,14 @@ def train_step(nets: Nets, loss: GANLoss, real: torch.Tensor, noise: torch.Tenso
     """Update D on `real` and G(`noise`), then G; return (loss_D, loss_G, mean D(x), mean D(G(z)))."""
     fake = nets.G(noise)
 
-    d_real = nets.D(real)
-    d_fake = nets.D(fake.detach())
+    d_real = nets.D(real)  # through DDP when distributed: this backward all-reduces D's gradients, once,
+    d_fake = nets.D_local(fake.detach())  # for both terms (the same parameters, one backward)
     loss_D = loss.discriminator(d_real, d_fake)
     nets.opt_D.zero_grad(set_to_none=True)
     loss_D.backward()
     nets.opt_D.step()
 
-    loss_G = loss.generator(nets.D(fake))
+    loss_G = loss.generator(nets.D_local(fake))  # D's gradients here are discarded; G's are reduced by DDP(G)
     nets.opt_G.zero_grad(set_to_none=True)
     loss_G.backward()
     nets.opt_G.step()

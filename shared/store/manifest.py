@@ -82,7 +82,9 @@ class ManifestDraft(_Record):
     dataset: str | None = None
     num_images: int | None = None
     epochs: int | None = None
-    batch_size: int | None = None
+    batch_size: int | None = None  # per process
+    world_size: int | None = Field(None, description="training processes (torchrun ranks)")
+    global_batch_size: int | None = Field(None, description="images per step over all processes")
     learning_rate: float | None = None
     betas: tuple[float, float] | None = None
     seed: int | None = None
@@ -115,8 +117,9 @@ class Manifest(ManifestDraft):
 
     def to_json(self) -> str:
         """The file's text: identity first, then what the publisher stated, then the file list."""
-        data = self.model_dump(mode="json")
-        ordered = {k: data.pop(k) for k in IDENTITY_FIELDS} | {k: v for k, v in data.items() if k != "files"}
+        data = self.model_dump(mode="json", exclude_unset=True)  # fields a publisher never stated stay absent
+        identity = {k: data.pop(k, getattr(self, k)) for k in IDENTITY_FIELDS}  # `format` may be a default
+        ordered = identity | {k: v for k, v in data.items() if k != "files"}
         return json.dumps({**ordered, "files": data["files"]}, indent=2) + "\n"
 
     @property

@@ -36,6 +36,9 @@ from shared.store.layout import (
 )
 from shared.store.manifest import FileEntry, Manifest, ManifestDraft
 
+# what the store itself writes into a manifest: a draft's own values for these are ignored
+STORE_FIELDS = {"format", "name", "version", "created_at", "files"}
+
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
@@ -196,8 +199,8 @@ class Store:
                 os.mkdir(target)  # the claim: exactly one publisher succeeds for each number
             except FileExistsError:
                 continue
-            manifest = Manifest(**stated.model_dump(), name=name, version=number, created_at=utc_now_iso(),
-                                files=files)
+            manifest = Manifest(**stated.model_dump(exclude=STORE_FIELDS, exclude_unset=True), name=name, version=number,
+                                created_at=utc_now_iso(), files=files)
             _write_manifest(staged / MANIFEST, manifest)
             try:
                 os.replace(staged, target)  # replaces the empty claim in one step
@@ -212,12 +215,12 @@ class Store:
         """Add or replace stated fields (metrics, say) of a published version's manifest, atomically.
 
         Only the manifest is rewritten, so the hashes of the other files stay valid."""
-        fixed = {"name", "version", "files", "format", "created_at"} & fields.keys()
+        fixed = STORE_FIELDS & fields.keys()
         if fixed:
             raise StoreError(f"manifest fields {sorted(fixed)} cannot be changed after publishing")
         current = Manifest.model_validate_json((version.path / MANIFEST).read_bytes())
         try:
-            manifest = Manifest.model_validate({**current.model_dump(), **fields})
+            manifest = Manifest.model_validate({**current.model_dump(exclude_unset=True), **fields})
         except ValidationError as e:
             raise StoreError(f"invalid manifest fields for {version.name} v{version.version}: "
                              f"{_validation_message(e)}") from None

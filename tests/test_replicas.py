@@ -1,0 +1,50 @@
+"""Several service processes on one store agree: what replicas behind a load balancer must guarantee."""
+import httpx
+import pytest
+
+from tests.service_helpers import copy_store, publish_trained, wait_for
+from tests.test_service_process import start_service, wait_ready
+
+
+def stop(proc):
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_two_replicas_on_one_store_agree_pick_up_versions_and_serve_pinned_ones(tmp_path, trained_store, fashion_dir):
+    root = copy_store(trained_store, tmp_path / "store")
+    env = {"MODEL_DIR": str(root), "DEVICE": "cpu", "RELOAD_INTERVAL": "0.5", "LOG_LEVEL": "warning"}
+    replicas = [start_service(env) for _ in range(2)]
+    try:
+        for proc, url in replicas:
+            wait_ready(url, proc)
+        body = {"model": "dcgan", "seed": 7, "count": 8, "scale": 2}
+        first, second = (httpx.post(f"{url}/generate", json=body, timeout=30) for _, url in replicas)
+        assert first.status_code == second.status_code == 200 and first.content == second.content
+
+        assert publish_trained(root, fashion_dir, seed=9) == 2  # gan v2, while both serve
+        for _, url in replicas:
+            wait_for(lambda: httpx.get(f"{url}/readyz").json()["serving"]["gan"] == 2)
+        latest = [httpx.post(f"{url}/generate", json={"model": "gan", "seed": 1}, timeout=30) for _, url in replicas]
+        assert {r.headers["x-model-version"] for r in latest} == {"2"} and latest[0].content == latest[1].content
+        pinned = [httpx.post(f"{url}/generate", json={"model": "gan", "version": 1, "seed": 1}, timeout=30)
+                  for _, url in replicas]
+        assert {r.headers["x-model-version"] for r in pinned} == {"1"} and pinned[0].content == pinned[1].content
+        assert pinned[0].content != latest[0].content
+    finally:
+        for proc, _ in replicas:
+            stop(proc)
+
+
+@pytest.mark.slow
+def test_workers_run_several_processes_behind_one_port(trained_store):
+    proc, url = start_service({"MODEL_DIR": str(trained_store), "DEVICE": "cpu", "WORKERS": "2"})
+    try:
+        wait_ready(url, proc, timeout=120)
+        bodies = [{"model": "gan", "seed": s, "count": 2} for s in range(12)]
+        with httpx.Client(timeout=30) as client:
+            assert all(client.post(f"{url}/generate", json=b).status_code == 200 for b in bodies)
+    finally:
+        stop(proc)
+    assert "Started parent process" in proc.stdout.read()  # uvicorn's supervisor of the 2 workers
