@@ -2,6 +2,7 @@
 # Every GPU check of the project in one run (under 8 minutes on an H100):
 #   1. the CUDA-marked tests (pytest -m cuda)
 #   2. the serving comparison, latentlab against the naive app, with DEVICE=cuda
+#   3. the training speed: seconds per epoch, eager against whole-step CUDA graphs, fp32 and bf16
 # Prepare here with `bash benchmarks/gpu_prepare.sh`, then run it on the GPU machine with .whl, .data and
 # .gpu carried. Without CUDA it runs the same steps on the CPU (to try the script), and says so.
 # Output: the log on stdout, and $OUT/gpu_check.log when OUT is set.
@@ -38,6 +39,13 @@ for arch in gan dcgan; do
     --no-evaluate --no-progress >/dev/null 2>"$store/train-$arch.log" || { cat "$store/train-$arch.log"; status=1; }
 done
 $python benchmarks/serve_compare.py --store "$store" --model dcgan --device "$device" --runs 3 --seconds 5 || status=1
+
+echo "== 3. training speed on $device"
+if [ "$device" = cuda ]; then
+  $python benchmarks/train_speed.py --epochs 3 || status=1
+else
+  $python benchmarks/train_speed.py --epochs 2 --limit 2048 || status=1
+fi
 
 echo "== done, status $status"
 exit $status

@@ -60,6 +60,7 @@ def test_help_is_complete():
     result = run_cli("trainer", "--help")
     assert result.returncode == 0
     for flag in ("--arch", "--epochs", "--out", "--name", "--batch-size", "--lr", "--seed", "--device",
+                 "--cuda-graphs", "--precision",
                  "--dataset", "--data-dir", "--limit", "--run-dir", "--resume", "MODEL_DIR", "DATA_DIR"):
         assert flag in result.stdout
 
@@ -70,6 +71,8 @@ def test_help_is_complete():
     (["--arch", "vae", "--epochs", "1"], "invalid choice"),
     (["--arch", "gan", "--epochs", "1", "--device", "tpu"], "device must be"),
     (["--arch", "gan", "--epochs", "1", "--lr", "nan"], "positive number"),
+    (["--arch", "gan", "--epochs", "1", "--device", "cpu", "--cuda-graphs", "on"], "needs a CUDA device"),
+    (["--arch", "gan", "--epochs", "1", "--precision", "fp8"], "invalid choice"),
 ])
 def test_bad_flags_exit_2_without_traceback(tmp_path, args, needle):
     result = run_cli("trainer", *args, "--out", str(tmp_path))
@@ -78,8 +81,8 @@ def test_bad_flags_exit_2_without_traceback(tmp_path, args, needle):
 
 
 def _config(fashion_dir, epochs, **kw):
-    return TrainConfig(arch="gan", epochs=epochs, limit=512, batch_size=64, data_dir=str(fashion_dir),
-                       device="cpu", **kw)
+    return TrainConfig(**{"arch": "gan", "epochs": epochs, "limit": 512, "batch_size": 64,
+                          "data_dir": str(fashion_dir), "device": "cpu", **kw})
 
 
 def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, fashion_dir):
@@ -172,3 +175,29 @@ def test_publishing_marks_the_run_without_rewriting_its_state(tmp_path, fashion_
     assert saved is not None and saved.epoch == 1 and cfg.epochs == 2  # more epochs asked for: continue it
     train(_config(fashion_dir, 1), run, **quiet)
     assert published_version(run) is None  # a new run in the directory is not published yet
+
+
+def test_statistics_accumulated_on_the_device_equal_the_per_step_ones(tmp_path, fashion_dir):
+    from trainer.architectures import get_architecture
+    from trainer.data import load_training_images
+    from trainer.interrupt import StopRequested
+    from trainer.loop import eager_step, run_epoch
+    from trainer.recipe import seed_recipe
+    from trainer.step import Nets
+
+    cfg = _config(fashion_dir, 1, batch_size=100)
+    arch = get_architecture("gan")
+    data = load_training_images("fashion-mnist", str(fashion_dir), 28, limit=512)
+    torch.manual_seed(0)
+    recipe = seed_recipe(cfg)
+    nets = Nets.build(arch, recipe, torch.device("cpu"))
+    state, seen = TrainingState(cfg), []
+    assert run_epoch(eager_step(nets, recipe.loss, data), data, state, 100, StopRequested(),
+                     on_step=lambda step, stats: seen.append(stats.tolist()))  # read every step, synchronising
+    assert state.history.tolist() == seen and len(seen) == 6  # 512 images: 5 batches of 100 and one of 12
+
+
+def test_bf16_autocast_trains_and_is_recorded(tmp_path, fashion_dir):
+    result = train(_config(fashion_dir, 1, precision="bf16"), tmp_path / "run", log=lambda m: None, progress=False)
+    assert torch.isfinite(result.history).all() and len(result.history) == 8
+    assert all(p.dtype == torch.float32 for p in result.generator.parameters())  # fp32 master weights

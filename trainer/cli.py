@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed; a CPU run with the same seed repeats exactly")
     p.add_argument("--device", default=os.environ.get("DEVICE", "auto"),
                    help="auto (CUDA when available), cpu, cuda or cuda:N (env DEVICE)")
+    p.add_argument("--cuda-graphs", choices=("auto", "on", "off"), default="auto",
+                   help="run each full training step as one captured CUDA graph (auto: on when training on CUDA "
+                        "in a single process; on without CUDA or under torchrun is refused)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: forward passes under bfloat16 autocast, weights and optimisers in fp32 (changes the "
+                        "recipe; fp32 is the study's)")
     p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
                    help="IDX datasets are looked for in --data-dir, then /usr/share/datasets/fashion-mnist, then "
                         "downloaded; 'folder' takes any folder of images")
@@ -93,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     say = log if ranks.is_main else (lambda message: None)
     cfg = TrainConfig(arch=args.arch, name=name, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, dataset=args.dataset, data_dir=args.data_dir, limit=args.limit,
-                      device=args.device, world_size=ranks.world_size)
+                      device=args.device, world_size=ranks.world_size, cuda_graphs=args.cuda_graphs,
+                      precision=args.precision)
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / ".runs" / name
 
     try:

@@ -20,6 +20,8 @@ class TrainConfig:
     limit: int | None = None  # train on the first N images only
     device: str = "auto"
     world_size: int = 1  # processes under torchrun; each takes batch_size images of every global batch
+    cuda_graphs: str = "auto"  # on | off | auto (on when training on CUDA in one process)
+    precision: str = "fp32"  # fp32 | bf16 (autocast; the weights and optimiser stay fp32)
 
     def __post_init__(self) -> None:
         self.name = self.name or self.arch

@@ -20,6 +20,7 @@ from trainer.architectures import get_architecture
 from trainer.config import TrainConfig
 from trainer.data import load_training_images, to_model_range
 from trainer.distributed import Ranks, any_rank, barrier, device_for, mean_over_ranks, shard
+from trainer.graphed import GraphedStep
 from trainer.interrupt import StopRequested
 from trainer.recipe import GANLoss, seed_recipe
 from trainer.state import STATE_FILE, TrainingState, clear_published
@@ -38,6 +39,7 @@ class TrainResult:
     device: str
     interrupted: bool = False
     world_size: int = 1  # torchrun processes; the global batch is world_size x config.batch_size
+    cuda_graphs: bool = False  # whether full batches ran as a captured CUDA graph
 
 
 def steps_per_epoch(num_images: int, batch_size: int, ranks: Ranks = Ranks()) -> int:
@@ -46,9 +48,25 @@ def steps_per_epoch(num_images: int, batch_size: int, ranks: Ranks = Ranks()) ->
     return full + (1 if rest >= ranks.world_size else 0)
 
 
-def run_epoch(nets: Nets, loss: GANLoss, data: torch.Tensor, state: TrainingState, latent_dim: int,
-              stop: StopRequested, ranks: Ranks = Ranks(),
-              on_step: Callable[[int, torch.Tensor], None] | None = None) -> bool:
+Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (dataset indices, noise) -> the step's statistics
+
+
+def eager_step(nets: Nets, loss: GANLoss, data: torch.Tensor, autocast: torch.dtype | None = None) -> Step:
+    return lambda idx, noise: train_step(nets, loss, to_model_range(data[idx]), noise, autocast)
+
+
+def use_cuda_graphs(setting: str, device: torch.device, ranks: Ranks) -> bool:
+    """--cuda-graphs: auto is on for a single CUDA process; on where impossible is a ValueError (exit 2)."""
+    if setting == "on" and device.type != "cuda":
+        raise ValueError(f"--cuda-graphs on needs a CUDA device, and this run is on {device}; use auto or off")
+    if setting == "on" and ranks.distributed:
+        raise ValueError("--cuda-graphs on does not work under torchrun (DDP's gradient hooks are not "
+                         "captured); use auto or off")
+    return setting != "off" and device.type == "cuda" and not ranks.distributed
+
+
+def run_epoch(step: Step, data: torch.Tensor, state: TrainingState, latent_dim: int, stop: StopRequested,
+              ranks: Ranks = Ranks(), on_step: Callable[[int, torch.Tensor], None] | None = None) -> bool:
     """Train from `state.step` to the end of the epoch (or until a stop); advance `state` and append to its
     history. Returns True when the epoch is complete.
 
@@ -63,9 +81,8 @@ def run_epoch(nets: Nets, loss: GANLoss, data: torch.Tensor, state: TrainingStat
     while state.step < steps and not any_rank(stop.requested, ranks):
         idx = order[state.step * global_batch:(state.step + 1) * global_batch]
         mine = shard(len(idx), ranks)
-        real = to_model_range(data[idx[mine]])
         noise = torch.randn(len(idx), latent_dim, device=data.device)[mine]
-        stats.append(train_step(nets, loss, real, noise))
+        stats.append(step(idx[mine], noise))
         state.step += 1
         if on_step is not None:
             on_step(state.step, stats[-1])
@@ -89,9 +106,12 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
                                 log=log).to(device)
     steps = steps_per_epoch(data.shape[0], cfg.batch_size, ranks)
 
+    graphs = use_cuda_graphs(cfg.cuda_graphs, device, ranks)
+    autocast = torch.bfloat16 if cfg.precision == "bf16" else None
+
     torch.manual_seed(cfg.seed)
     recipe = seed_recipe(cfg)
-    nets = Nets.build(arch, recipe, device, data_parallel=ranks.distributed)
+    nets = Nets.build(arch, recipe, device, data_parallel=ranks.distributed, capturable=graphs)
     if state is None:
         state = TrainingState(cfg)
         if ranks.is_main:
@@ -99,6 +119,10 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
     else:
         state.restore(nets, device)
     nets.train()
+    if graphs:
+        step = GraphedStep(nets, recipe.loss, data, cfg.batch_size, arch.latent_dim, autocast)
+    else:
+        step = eager_step(nets, recipe.loss, data, autocast)
 
     show_bar = (sys.stderr.isatty() if progress is None else progress) and ranks.is_main
     stop = StopRequested(abort_on_second=not ranks.distributed)
@@ -107,7 +131,7 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
         while state.epoch < cfg.epochs:
             started = time.perf_counter()
             with _ProgressBar(show_bar, state, steps) as bar:
-                complete = run_epoch(nets, recipe.loss, data, state, arch.latent_dim, stop, ranks, bar.update)
+                complete = run_epoch(step, data, state, arch.latent_dim, stop, ranks, bar.update)
             state.seconds += time.perf_counter() - started
             if ranks.is_main:
                 state.capture(nets, device)
@@ -126,7 +150,7 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
     return TrainResult(
         config=cfg, generator=nets.G_local, discriminator=nets.D_local, history=state.history,
         iterations_per_epoch=steps, num_images=data.shape[0], seconds=state.seconds, device=str(device),
-        interrupted=interrupted, world_size=ranks.world_size,
+        interrupted=interrupted, world_size=ranks.world_size, cuda_graphs=graphs,
     )
 
 

@@ -44,6 +44,10 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
             batch_size=cfg.batch_size,
             world_size=result.world_size,
             global_batch_size=cfg.batch_size * result.world_size,
+            precision=cfg.precision,
+            cuda_graphs=result.cuda_graphs,
+            last_partial_batch=("trained eagerly, outside the graph" if result.cuda_graphs else "trained")
+            if result.num_images % (cfg.batch_size * result.world_size) else "none: the batches divide the data",
             learning_rate=cfg.lr,
             betas=(cfg.beta1, cfg.beta2),
             seed=cfg.seed,

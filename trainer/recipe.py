@@ -7,7 +7,7 @@ nets; other recipes swap any part without touching the training loop.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Protocol
+from typing import Iterable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,11 @@ class NonSaturatingBCE:
         return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
-OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], torch.device], torch.optim.Optimizer]
+class OptimizerFactory(Protocol):
+    """Builds one network's optimiser. `capturable`: its step will run inside a CUDA graph."""
+
+    def __call__(self, params: Iterable[torch.nn.Parameter], device: torch.device,
+                 capturable: bool = False) -> torch.optim.Optimizer: ...
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,11 @@ class Adam:
     lr: float
     betas: tuple[float, float]
 
-    def __call__(self, params: Iterable[torch.nn.Parameter], device: torch.device) -> torch.optim.Optimizer:
+    def __call__(self, params: Iterable[torch.nn.Parameter], device: torch.device,
+                 capturable: bool = False) -> torch.optim.Optimizer:
         # fused Adam on CUDA: one kernel for all parameters; small GANs on a GPU are launch-bound
-        return torch.optim.Adam(params, lr=self.lr, betas=self.betas, fused=device.type == "cuda")
+        return torch.optim.Adam(params, lr=self.lr, betas=self.betas, fused=device.type == "cuda",
+                                capturable=capturable)
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,8 @@ def resume_or_start(cfg: TrainConfig, run_dir: Path, resume: bool,
     """The settings to train with and the state to continue from (None: a new run).
 
     With `resume`, an unfinished run in `run_dir` is continued with its saved settings, except `epochs`,
-    `device` and `world_size` (the number of torchrun processes), which come from `cfg`. A finished run that was published starts afresh.
+    `device`, `world_size` (the number of torchrun processes) and `cuda_graphs`, which come from `cfg`
+    (how the steps run, not what they compute). A finished run that was published starts afresh.
     Raises ValueError when the saved run is of another architecture.
     """
     path = Path(run_dir) / STATE_FILE
@@ -119,7 +120,8 @@ def resume_or_start(cfg: TrainConfig, run_dir: Path, resume: bool,
             f"{cfg.world_size}: epoch {saved.epoch + 1} starts again from its first step")
         saved.history = saved.history[:len(saved.history) - saved.step]
         saved.step = 0
-    saved.config = replace(saved.config, epochs=cfg.epochs, device=cfg.device, world_size=cfg.world_size)
+    saved.config = replace(saved.config, epochs=cfg.epochs, device=cfg.device, world_size=cfg.world_size,
+                           cuda_graphs=cfg.cuda_graphs)
     published = published_version(run_dir)
     if saved.finished() and published is not None:
         log(f"the run in {run_dir} is complete and was published as v{published}; starting a new run")

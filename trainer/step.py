@@ -31,7 +31,8 @@ class Nets:
     D_local: nn.Module
 
     @classmethod
-    def build(cls, arch: Architecture, recipe: Recipe, device: torch.device, data_parallel: bool = False) -> "Nets":
+    def build(cls, arch: Architecture, recipe: Recipe, device: torch.device, data_parallel: bool = False,
+              capturable: bool = False) -> "Nets":
         """Fresh networks; G is initialised before D, so a seed gives the same weights every time.
 
         With `data_parallel`, both are wrapped in DDP. BatchNorm is not synchronised: each rank normalises
@@ -39,7 +40,8 @@ class Nets:
         batches are large enough, and SyncBatchNorm would add a collective to every layer of every step)."""
         G = arch.generator().to(device)
         D = arch.discriminator().to(device)
-        opt_G, opt_D = recipe.optimizer_G(G.parameters(), device), recipe.optimizer_D(D.parameters(), device)
+        opt_G = recipe.optimizer_G(G.parameters(), device, capturable=capturable)
+        opt_D = recipe.optimizer_D(D.parameters(), device, capturable=capturable)
         if not data_parallel:
             return cls(G, D, opt_G, opt_D, G, D)
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -52,19 +54,29 @@ class Nets:
         self.D.train()
 
 
-def train_step(nets: Nets, loss: GANLoss, real: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """Update D on `real` and G(`noise`), then G; return (loss_D, loss_G, mean D(x), mean D(G(z)))."""
-    fake = nets.G(noise)
+def train_step(nets: Nets, loss: GANLoss, real: torch.Tensor, noise: torch.Tensor,
+               autocast: torch.dtype | None = None) -> torch.Tensor:
+    """Update D on `real` and G(`noise`), then G; return (loss_D, loss_G, mean D(x), mean D(G(z))).
 
-    d_real = nets.D(real)  # through DDP when distributed: this backward all-reduces D's gradients, once,
-    d_fake = nets.D_local(fake.detach())  # for both terms (the same parameters, one backward)
-    loss_D = loss.discriminator(d_real, d_fake)
+    With `autocast` (torch.bfloat16), the forward passes run in that precision; the weights, their
+    gradients and the optimisers stay fp32. The cast cache is off: inside a CUDA graph it must be."""
+    device_type = real.device.type
+    with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None,
+                        cache_enabled=False):
+        fake = nets.G(noise)
+        d_real = nets.D(real)  # through DDP when distributed: this backward all-reduces D's gradients, once,
+        d_fake = nets.D_local(fake.detach())  # for both terms (the same parameters, one backward)
+        loss_D = loss.discriminator(d_real.float(), d_fake.float())
     nets.opt_D.zero_grad(set_to_none=True)
     loss_D.backward()
     nets.opt_D.step()
 
-    loss_G = loss.generator(nets.D_local(fake))  # D's gradients here are discarded; G's are reduced by DDP(G)
+    with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None,
+                        cache_enabled=False):
+        # D's gradients here are discarded; G's are reduced by DDP(G)
+        loss_G = loss.generator(nets.D_local(fake).float())
     nets.opt_G.zero_grad(set_to_none=True)
     loss_G.backward()
     nets.opt_G.step()
-    return torch.stack([loss_D, loss_G, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean()]).detach()
+    return torch.stack([loss_D, loss_G, torch.sigmoid(d_real.float()).mean(),
+                        torch.sigmoid(d_fake.float()).mean()]).detach()

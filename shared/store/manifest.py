@@ -85,6 +85,9 @@ class ManifestDraft(_Record):
     batch_size: int | None = None  # per process
     world_size: int | None = Field(None, description="training processes (torchrun ranks)")
     global_batch_size: int | None = Field(None, description="images per step over all processes")
+    precision: str | None = Field(None, description="fp32, or bf16 autocast with fp32 weights")
+    cuda_graphs: bool | None = Field(None, description="whether full training steps ran as a captured CUDA graph")
+    last_partial_batch: str | None = Field(None, description="what happened to each epoch's last partial batch")
     learning_rate: float | None = None
     betas: tuple[float, float] | None = None
     seed: int | None = None

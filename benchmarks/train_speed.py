@@ -1,0 +1,73 @@
+"""Training speed: seconds per epoch for each architecture and mode on this machine's device.
+
+Median of epochs 2..N (the first includes CUDA graph capture and warm-up), and the speed-up over the
+eager fp32 loop measured in the same run. On a CPU only the eager modes run.
+
+    python benchmarks/train_speed.py                      # full FashionMNIST, 4 epochs each
+    python benchmarks/train_speed.py --limit 8192 --epochs 3
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.loop import train  # noqa: E402
+
+MODES = (("eager", "off", "fp32"), ("eager bf16", "off", "bf16"), ("CUDA graph", "on", "fp32"),
+         ("CUDA graph bf16", "on", "bf16"))
+
+
+def seconds_per_epoch(arch: str, graphs: str, precision: str, args) -> float:
+    epoch_times: list[float] = []
+    last = [time.perf_counter()]
+
+    def log(message: str) -> None:
+        if message.startswith("epoch "):
+            now = time.perf_counter()
+            epoch_times.append(now - last[0])
+            last[0] = now
+
+    cfg = TrainConfig(arch=arch, epochs=args.epochs, batch_size=args.batch_size or (128 if arch == "dcgan" else 64),
+                      limit=args.limit, data_dir=args.data_dir, device=args.device, cuda_graphs=graphs,
+                      precision=precision)
+    with tempfile.TemporaryDirectory() as run_dir:
+        last[0] = time.perf_counter()
+        train(cfg, Path(run_dir), log=log, progress=False)
+    return statistics.median(epoch_times[1:] or epoch_times)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--limit", type=int, default=None, help="train on the first N images (default: all 60,000)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the study's (gan 64, dcgan 128)")
+    p.add_argument("--archs", nargs="+", default=["gan", "dcgan"])
+    p.add_argument("--data-dir", default=None)
+    args = p.parse_args()
+    cuda = torch.device(args.device).type == "cuda"
+    name = torch.cuda.get_device_name() if cuda else "CPU"
+    print(f"{name}, torch {torch.__version__}; {args.limit or 'all'} images, median of epochs 2..{args.epochs}")
+    print("| architecture | mode | s/epoch | speed-up over eager fp32 |\n|---|---|---|---|")
+    for arch in args.archs:
+        baseline = None
+        for label, graphs, precision in MODES:
+            if graphs == "on" and not cuda:
+                continue
+            seconds = seconds_per_epoch(arch, graphs, precision, args)
+            baseline = baseline or seconds
+            print(f"| {arch} | {label} | {seconds:.2f} | {baseline / seconds:.2f}x |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
