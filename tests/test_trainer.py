@@ -39,6 +39,7 @@ def test_cli_trains_and_publishes_versions(tmp_path, fashion_dir, arch, size):
     assert m["dataset"] == "fashion-mnist" and m["learning_rate"] == 2e-4 and m["torch_version"] == torch.__version__
     assert {"generator.pt", "discriminator.pt"} | {f"report/{f}" for f in REPORT_FILES} == set(m["files"])
     assert m["iterations"] == 4
+    assert (m["precision"], m["cuda_graphs"], m["world_size"], m["global_batch_size"]) == ("fp32", False, 1, 64)
 
     G = torchscript.load(version.generator_path)
     D = torchscript.load(version.discriminator_path)
