@@ -68,14 +68,22 @@ def test_torchrun_stops_together_and_resumes_with_another_number_of_processes(tm
     assert len(saved.history) == saved.epoch * 16 + saved.step  # one row per global step, on rank 0 only
     assert Store(tmp_path / "models").versions("gan") == []
 
-    single = subprocess.run([sys.executable, "-m", "trainer", "--arch", "gan", "--epochs", str(saved.epoch + 1),
+    # resumed by the same two processes: the interrupted epoch continues where it stopped
+    code, out, err = torchrun(tmp_path, fashion_dir, 2, "--epochs", str(saved.epoch + 1), "--no-evaluate",
+                              "--batch-size", "64", "--resume")
+    assert code == 0 and "resuming" in err, err
+    (first,) = Store(tmp_path / "models").versions("gan")
+    assert first.manifest.world_size == 2 and first.manifest.iterations == (saved.epoch + 1) * 16
+
+    # and one more epoch by a single process, re-sharded: global batches of 64, 32 steps
+    single = subprocess.run([sys.executable, "-m", "trainer", "--arch", "gan", "--epochs", str(saved.epoch + 2),
                              "--limit", "2048", "--device", "cpu", "--out", str(tmp_path / "models"), "--data-dir",
                              str(fashion_dir), "--no-progress", "--no-evaluate", "--batch-size", "64", "--resume"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
-    (version,) = Store(tmp_path / "models").versions("gan")
-    # the first epochs ran in global batches of 128 (16 steps), the last in batches of 64 (32 steps)
-    assert version.manifest.world_size == 1 and version.manifest.iterations == saved.epoch * 16 + 32
+    second = Store(tmp_path / "models").get("gan")
+    assert second.version == 2 and second.manifest.world_size == 1
+    assert second.manifest.iterations == (saved.epoch + 1) * 16 + 32
 
 
 @pytest.mark.slow
