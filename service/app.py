@@ -49,8 +49,8 @@ async def poll_store(registry: ModelRegistry, interval: float) -> None:
             await anyio.to_thread.run_sync(registry.refresh)
         except Exception:  # keep polling whatever happened: the next look may succeed
             log.exception("reading the model store failed")
-        if registry.loaded_versions() != held:
-            held = registry.loaded_versions()
+        if (now := registry.loaded_versions()) != held:
+            held = now
             # torch, FastAPI and the loaded models are hundreds of thousands of long-lived objects: left
             # to the cyclic collector, each full pass over them stalls a request by 50-150 ms on a small
             # CPU. Frozen, they are never scanned; refcounting still frees what is dropped.

@@ -34,10 +34,6 @@ class RequestLimits:
         self.max_scale = settings.max_scale
         self.max_pixels = settings.max_pixels
 
-    def check_count(self, n: int, loc: Sequence[Any]) -> None:
-        if n > self.max_images:
-            raise field_error(loc, f"{n} images; the most in one request is {self.max_images} (MAX_IMAGES)")
-
     def check_latent_length(self, vector: Sequence[float], latent_dim: int, model_label: str,
                             loc: Sequence[Any]) -> None:
         if len(vector) != latent_dim:
@@ -46,7 +42,8 @@ class RequestLimits:
     def check_grid(self, n: int, image_hw: tuple[int, int], nrow: int, padding: int, scale: int,
                    count_loc: Sequence[Any]) -> None:
         """The whole response: image count, upscaling factor and the PNG's pixel count."""
-        self.check_count(n, count_loc)
+        if n > self.max_images:
+            raise field_error(count_loc, f"{n} images; the most in one request is {self.max_images} (MAX_IMAGES)")
         if scale > self.max_scale:
             raise field_error(["scale"], f"scale {scale} is larger than the maximum, {self.max_scale} (MAX_SCALE)")
         width, height = grid_size(n, image_hw, nrow, padding, scale)

@@ -48,6 +48,14 @@ def ids_of(images: torch.Tensor) -> list[int]:
     return (flat[:, 0] + 256 * flat[:, 1]).tolist()
 
 
+def occupy(batcher: Batcher, rec: Recorder, n: int = 1):
+    """A job whose forward has started and is held until `rec.gate` opens: the queue fills behind it."""
+    rec.hold()
+    job = batcher.submit(latents(0, n))
+    assert rec.entered.wait(5)
+    return job
+
+
 def make(max_batch=8, max_wait=0.002, budget=1000):
     rec = Recorder()
     return Batcher("m", rec.forward, InferenceWorker(), max_batch, max_wait, QueueBudget(budget), rec), rec
@@ -85,9 +93,7 @@ def test_a_lone_request_on_an_idle_batcher_does_not_wait_for_a_batch():
 
 def test_a_busy_batcher_waits_briefly_to_fill_a_batch():
     batcher, rec = make(max_batch=8, max_wait=0.3)
-    rec.hold()
-    blocker = batcher.submit(latents(0, 1))
-    assert rec.entered.wait(5)
+    blocker = occupy(batcher, rec)
     pair = [batcher.submit(latents(1, 1)), batcher.submit(latents(2, 1))]
     rec.gate.set()
     for job in [blocker, *pair]:
@@ -116,9 +122,7 @@ def test_a_request_larger_than_a_batch_is_split_and_reassembled():
 
 def test_small_requests_run_between_the_chunks_of_a_big_one():
     batcher, rec = make(max_batch=4)
-    rec.hold()
-    blocker = batcher.submit(latents(0, 1))
-    assert rec.entered.wait(5)
+    blocker = occupy(batcher, rec)
     big = batcher.submit(latents(100, 12))
     small = batcher.submit(latents(200, 1))
     rec.gate.set()
@@ -129,9 +133,7 @@ def test_small_requests_run_between_the_chunks_of_a_big_one():
 
 def test_a_full_queue_refuses_at_once_and_serves_again_when_drained():
     batcher, rec = make(max_batch=4, budget=8)
-    rec.hold()
-    running = batcher.submit(latents(0, 4))
-    assert rec.entered.wait(5)  # taken into a forward: no longer counts as queued
+    running = occupy(batcher, rec, 4)  # taken into a forward: no longer counts as queued
     queued = [batcher.submit(latents(10, 4)), batcher.submit(latents(20, 4))]
     started = time.monotonic()
     with pytest.raises(Overloaded) as refused:
@@ -145,9 +147,7 @@ def test_a_full_queue_refuses_at_once_and_serves_again_when_drained():
 
 def test_a_cancelled_request_costs_no_forward():
     batcher, rec = make(max_batch=4, budget=100)
-    rec.hold()
-    running = batcher.submit(latents(0, 1))
-    assert rec.entered.wait(5)
+    running = occupy(batcher, rec)
     gone = batcher.submit(latents(50, 3))
     kept = batcher.submit(latents(60, 2))
     batcher.cancel(gone)
@@ -174,9 +174,7 @@ def test_models_share_one_inference_thread_and_take_turns():
                 QueueBudget(100), rec)
     b = Batcher("b", lambda z: threads.append(threading.current_thread()) or rec.forward(z), worker, 4, 0.0,
                 QueueBudget(100), rec)
-    rec.hold()
-    blocker = a.submit(latents(0, 1))
-    assert rec.entered.wait(5)
+    blocker = occupy(a, rec)
     big = a.submit(latents(100, 8))
     small = b.submit(latents(200, 1))
     rec.gate.set()

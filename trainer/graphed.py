@@ -14,9 +14,8 @@ import logging
 
 import torch
 
-from trainer.data import to_model_range
 from trainer.recipe import GANLoss
-from trainer.step import Nets, train_step
+from trainer.step import Nets, eager_step
 
 log = logging.getLogger("latentlab.trainer")
 
@@ -28,7 +27,7 @@ class GraphedStep:
 
     def __init__(self, nets: Nets, loss: GANLoss, data: torch.Tensor, batch_size: int, latent_dim: int,
                  autocast: torch.dtype | None = None) -> None:
-        self.nets, self.loss, self.data, self.autocast = nets, loss, data, autocast
+        self.eager = eager_step(nets, loss, data, autocast)
         self.batch_size = batch_size
         device = data.device
         self.idx = torch.zeros(batch_size, dtype=torch.long, device=device)
@@ -38,9 +37,6 @@ class GraphedStep:
         self.warmup_left = WARMUP_STEPS
         self.failed = False
         self.side = torch.cuda.Stream(device)
-
-    def eager(self, idx: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return train_step(self.nets, self.loss, to_model_range(self.data[idx]), noise, self.autocast)
 
     def __call__(self, idx: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         if len(idx) != self.batch_size or self.failed:
@@ -63,8 +59,7 @@ class GraphedStep:
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
-                self.stats = train_step(self.nets, self.loss, to_model_range(self.data[self.idx]), self.noise,
-                                        self.autocast)
+                self.stats = self.eager(self.idx, self.noise)
         except Exception as e:  # an optimisation, never a reason to stop training
             log.warning("capturing the training step in a CUDA graph failed; training eagerly: %s", e)
             self.failed = True

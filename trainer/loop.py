@@ -18,13 +18,13 @@ from torch import nn
 from shared.imaging.devices import resolve_device
 from trainer.architectures import get_architecture
 from trainer.config import TrainConfig
-from trainer.data import load_training_images, to_model_range
+from trainer.data import load_training_images
 from trainer.distributed import Ranks, any_rank, barrier, device_for, mean_over_ranks, shard
 from trainer.graphed import GraphedStep
 from trainer.interrupt import StopRequested
-from trainer.recipe import GANLoss, seed_recipe
+from trainer.recipe import seed_recipe
 from trainer.state import STATE_FILE, TrainingState, clear_published
-from trainer.step import HISTORY_COLUMNS, Nets, train_step
+from trainer.step import HISTORY_COLUMNS, Nets, Step, eager_step
 
 
 @dataclass
@@ -46,13 +46,6 @@ def steps_per_epoch(num_images: int, batch_size: int, ranks: Ranks = Ranks()) ->
     """Global batches in an epoch; a last partial one runs if every rank gets at least one image of it."""
     full, rest = divmod(num_images, batch_size * ranks.world_size)
     return full + (1 if rest >= ranks.world_size else 0)
-
-
-Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (dataset indices, noise) -> the step's statistics
-
-
-def eager_step(nets: Nets, loss: GANLoss, data: torch.Tensor, autocast: torch.dtype | None = None) -> Step:
-    return lambda idx, noise: train_step(nets, loss, to_model_range(data[idx]), noise, autocast)
 
 
 def use_cuda_graphs(setting: str, device: torch.device, ranks: Ranks) -> bool:

@@ -7,11 +7,13 @@ captured whole in a CUDA graph and replayed with new data copied into the same b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 from trainer.architectures import Architecture
+from trainer.data import to_model_range
 from trainer.recipe import GANLoss, Recipe
 
 # what every step records, in this order: the history's columns everywhere (state, CSV, figures, manifest)
@@ -80,3 +82,11 @@ def train_step(nets: Nets, loss: GANLoss, real: torch.Tensor, noise: torch.Tenso
     nets.opt_G.step()
     return torch.stack([loss_D, loss_G, torch.sigmoid(d_real.float()).mean(),
                         torch.sigmoid(d_fake.float()).mean()]).detach()
+
+
+Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (dataset indices, noise) -> the step's statistics
+
+
+def eager_step(nets: Nets, loss: GANLoss, data: torch.Tensor, autocast: torch.dtype | None = None) -> Step:
+    """`train_step` on the dataset's rows `idx` (uint8, on the device) and `noise`."""
+    return lambda idx, noise: train_step(nets, loss, to_model_range(data[idx]), noise, autocast)

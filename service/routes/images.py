@@ -31,17 +31,16 @@ PNG_RESPONSE = {
 
 
 def resolve_latents(body: LatentSource, model: LoadedModel, limits: RequestLimits) -> torch.Tensor:
-    """The request's latents as (N, latent_dim) float32, checked against the model and the limits."""
+    """The request's latents as (N, latent_dim) float32, their length checked against the model. The count
+    is bounded by the schema here and checked against MAX_IMAGES with the whole grid (`check_grid`)."""
     label = f"{model.name} v{model.version}"
     if body.latent is not None:
         limits.check_latent_length(body.latent, model.latent_dim, label, ["latent"])
         return torch.tensor([body.latent], dtype=torch.float32)
     if body.latents is not None:
-        limits.check_count(len(body.latents), ["latents"])
         for i, row in enumerate(body.latents):
             limits.check_latent_length(row, model.latent_dim, label, ["latents", i])
         return torch.tensor(body.latents, dtype=torch.float32)
-    limits.check_count(body.count, ["count"])
     return seeded_latents(body.seed, body.count, model.latent_dim)
 
 

@@ -107,6 +107,7 @@ class ManifestDraft(_Record):
 
 
 IDENTITY_FIELDS = ("format", "name", "version", "created_at")
+STORE_FIELDS = {*IDENTITY_FIELDS, "files"}  # what the store writes itself: a draft's values for these are ignored
 
 
 class Manifest(ManifestDraft):

@@ -34,10 +34,7 @@ from shared.store.layout import (
     StoreError,
     validate_name,
 )
-from shared.store.manifest import FileEntry, Manifest, ManifestDraft
-
-# what the store itself writes into a manifest: a draft's own values for these are ignored
-STORE_FIELDS = {"format", "name", "version", "created_at", "files"}
+from shared.store.manifest import STORE_FIELDS, FileEntry, Manifest, ManifestDraft
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -186,7 +183,7 @@ class Store:
         if staged.parent.resolve() != model_dir.resolve():
             raise StoreError(f"staged directory {staged} must come from Store.staging({name!r})")
         try:
-            stated = ManifestDraft.model_validate(draft if isinstance(draft, Mapping) else draft.model_dump())
+            stated = ManifestDraft.model_validate(draft if isinstance(draft, Mapping) else draft.model_dump(exclude_unset=True))
         except ValidationError as e:
             raise StoreError(f"refusing to publish {name}: its manifest is invalid: {_validation_message(e)}") from None
         files = file_entries(staged)
