@@ -9,6 +9,9 @@ from pydantic import ValidationError
 
 from service.app import create_app
 from service.settings import Settings
+from shared.errors import UserError, command
+
+PROG = "service"
 
 
 def usage() -> str:
@@ -20,22 +23,23 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def read_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as e:  # one line for all of them, each named by its variable
+        raise UserError("; ".join(f"{'.'.join(map(str, err['loc'])).upper() or 'settings'}: {err['msg']}"
+                                  for err in e.errors())) from None
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv:
         print(usage())
         return 0 if argv[0] in ("-h", "--help") else 2
-    try:
-        settings = Settings()
-        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        app = create_app(settings)
-    except ValidationError as e:
-        for err in e.errors():
-            print(f"service: error: {'.'.join(map(str, err['loc'])).upper()}: {err['msg']}", file=sys.stderr)
-        return 2
-    except ValueError as e:
-        print(f"service: error: {e}", file=sys.stderr)
-        return 2
+    settings = read_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)  # DeviceError, KeysFileError: one line, exit 2
     if settings.workers > 1:  # each worker process builds its own app from the same environment
         uvicorn.run("service.app:create_app", factory=True, workers=settings.workers, host=settings.host,
                     port=settings.port, log_level=settings.log_level.lower())

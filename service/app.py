@@ -11,13 +11,15 @@ import anyio
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from service.auth import ApiKeys, is_loopback, read_keys
 from service.deps import Services
 from service.engine import Engine
 from service.errors import validation_error
-from service.limits import RequestLimits
+from service.limits import RequestLimits, tighten_schema
 from service.middleware import BodySizeLimit, RequestMetrics
 from service.registry import ModelRegistry
 from service.routes import api_router
@@ -61,13 +63,19 @@ async def poll_store(registry: ModelRegistry, interval: float) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     device = resolve_device(settings.device)  # ValueError with the fix when CUDA is asked for and absent
+    api_keys = ApiKeys(read_keys(settings.api_keys.get_secret_value(), settings.api_keys_file))
     telemetry = Telemetry()
     engine = Engine(settings, device, telemetry)
     registry = ModelRegistry(Store(settings.model_dir), device, engine, telemetry, settings.pinned_cache_size)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        log.info("serving %s on %s", settings.model_dir, device)
+        log.info("serving %s on %s (%s)", settings.model_dir, device,
+                 "API keys required" if api_keys.enabled else "no API keys: open to anyone who can connect")
+        if not api_keys.enabled and not is_loopback(settings.host):
+            log.warning("no API keys are set and the service listens on %s: anyone who can reach the port can use "
+                        "it. Set API_KEYS or API_KEYS_FILE (README: Security)", settings.host)
+        engine.resume()
         poller = asyncio.create_task(poll_store(registry, settings.reload_interval))
         try:
             yield
@@ -80,8 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="latentlab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
     app.state.services = Services(settings, registry, engine, telemetry, RequestLimits(settings),
-                                  anyio.CapacityLimiter(settings.inference_threads))
-    app.include_router(api_router)
+                                  anyio.CapacityLimiter(settings.inference_threads), api_keys)
+    app.include_router(api_router(keys_required=api_keys.enabled, metrics_public=settings.metrics_public))
 
     # FastAPI's default /docs loads Swagger UI from a CDN and is blank offline: serve the assets ourselves
     app.mount("/static/swagger", StaticFiles(directory=swagger_assets()), name="swagger")
@@ -97,6 +105,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def index() -> RedirectResponse:
         return RedirectResponse("/docs")
 
+    def openapi() -> dict:
+        if app.openapi_schema is None:  # FastAPI's, with the ceilings lowered to this service's settings
+            app.openapi_schema = tighten_schema(get_openapi(title=app.title, version=app.version, routes=app.routes,
+                                                            description=app.description), settings)
+        return app.openapi_schema
+
+    app.openapi = openapi
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, telemetry=telemetry)  # added last, runs first: it also counts the 413s

@@ -106,6 +106,12 @@ class InferenceWorker:
             self.cond.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
+            self._thread = None
+
+    def resume(self) -> None:
+        """Accept work again after `stop` (an ASGI server may run an app's lifespan more than once)."""
+        with self.cond:
+            self.stopping = False
 
     def _wake(self) -> None:
         """Called with the lock held, when there is new work."""

@@ -8,6 +8,7 @@ from typing import Annotated
 import anyio
 from fastapi import Depends, HTTPException, Request
 
+from service.auth import ApiKeys
 from service.engine import Engine
 from service.limits import RequestLimits
 from service.registry import LoadedModel, ModelRegistry
@@ -26,6 +27,7 @@ class Services:
     telemetry: Telemetry
     limits: RequestLimits
     inference: anyio.CapacityLimiter  # requests computing at once (INFERENCE_THREADS)
+    api_keys: ApiKeys
 
 
 # `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per call

@@ -48,6 +48,9 @@ class Engine:
         return Batcher(version.name, runner, self.worker, s.max_batch_latents, s.max_batch_wait_ms / 1000,
                        self.budget, self.observer)
 
+    def resume(self) -> None:
+        self.worker.resume()
+
     def stop(self) -> None:
         self.worker.stop()
 

@@ -1,12 +1,36 @@
-"""Error responses FastAPI does not get right by itself."""
+"""Error responses: their documented shapes, and those FastAPI does not get right by itself."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+
+class Problem(BaseModel):
+    """Every error answer: FastAPI's shape, a sentence or a list of field errors (`loc`, `msg`, `type`)."""
+
+    detail: str | list[dict[str, Any]] = Field(description="what went wrong and what to do about it")
+
+
+WHY = {
+    400: "the body is not JSON (or not UTF-8), or a header is malformed",
+    401: "an API key is required (API_KEYS): send `Authorization: Bearer <key>`",
+    404: "unknown model or version",
+    413: "request body larger than MAX_BODY_BYTES",
+    422: "invalid request; `detail` names the field. `type` model_mismatch: valid for another model, not this one "
+         "(latent length, coordinates); limit_exceeded: the fields' product is over MAX_IMAGES or MAX_PIXELS",
+    503: "no model loaded yet, or the queues are full (then with Retry-After)",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for these status codes, each with the `Problem` shape."""
+    return {code: {"model": Problem, "description": WHY[code]} for code in codes}
 
 
 def _json_safe(value):
@@ -21,5 +45,8 @@ def _json_safe(value):
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422, except that an input holding NaN would make the error itself fail to render."""
-    return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+    """FastAPI's 422 for a body that does not fit the schema; 400 for one that is not JSON at all (FastAPI
+    says 422 for both). NaN in the input would make the error itself fail to render: echoed as text."""
+    errors = _json_safe(jsonable_encoder(exc.errors()))
+    status = 400 if any(e.get("type") == "json_invalid" for e in errors) else 422
+    return JSONResponse({"detail": errors}, status_code=status)

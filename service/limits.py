@@ -1,10 +1,12 @@
 """Request limits: the ceilings the API schema declares, and the one place requests are checked against
 the operator's settings.
 
-The schema's bounds come from the `*_CEILING` numbers here, and the settings may not go above them, so
-what the docs page promises and what the service enforces cannot drift apart. Checks that need the
-model (latent length, grid size) or the settings happen in `RequestLimits` and answer 422 in FastAPI's
-own error shape.
+The request models' bounds are the `*_CEILING` numbers here, and the settings may not go above them;
+`tighten_schema` then rewrites those ceilings in the published OpenAPI schema to the operator's settings,
+so what the docs page promises and what the service enforces cannot drift apart. What no JSON schema can
+say is checked in `RequestLimits` and answered with a 422 in FastAPI's own error shape, whose `type`
+names the reason: `model_mismatch` (the latent length or a coordinate the named model does not have) or
+`limit_exceeded` (a product of fields over MAX_IMAGES or MAX_PIXELS).
 """
 from __future__ import annotations
 
@@ -23,9 +25,32 @@ SCALE_CEILING = 64  # integer upscaling factor
 PADDING_CEILING = 64  # pixels between grid cells
 
 
-def field_error(loc: Sequence[Any], message: str) -> HTTPException:
+MODEL_MISMATCH = "model_mismatch"  # valid for some model, not for the one named
+LIMIT_EXCEEDED = "limit_exceeded"  # each field within its bounds, their product over a limit
+BEYOND_SCHEMA = frozenset({MODEL_MISMATCH, LIMIT_EXCEEDED})
+
+
+def field_error(loc: Sequence[Any], message: str, kind: str) -> HTTPException:
     """A 422 in FastAPI's own validation-error shape, for checks that need the model or the settings."""
-    return HTTPException(422, detail=[{"type": "value_error", "loc": ["body", *loc], "msg": message}])
+    return HTTPException(422, detail=[{"type": kind, "loc": ["body", *loc], "msg": message}])
+
+
+# request fields whose bound in the published schema is the operator's setting, not the ceiling
+SETTING_BOUNDS = {"count": "max_images", "latents": "max_images", "dims": "max_images", "values": "max_images",
+                  "scale": "max_scale"}
+
+
+def tighten_schema(schema: dict, settings: "Settings") -> dict:
+    """Lower the ceilings of SETTING_BOUNDS' fields, in every request model of an OpenAPI schema, to the settings."""
+    for model in schema.get("components", {}).get("schemas", {}).values():
+        for field, prop in model.get("properties", {}).items():
+            if field in SETTING_BOUNDS:
+                limit = getattr(settings, SETTING_BOUNDS[field])
+                for node in (prop, *prop.get("anyOf", ())):
+                    for key in ("maximum", "maxItems"):
+                        if key in node:
+                            node[key] = min(node[key], limit)
+    return schema
 
 
 class RequestLimits:
@@ -37,16 +62,19 @@ class RequestLimits:
     def check_latent_length(self, vector: Sequence[float], latent_dim: int, model_label: str,
                             loc: Sequence[Any]) -> None:
         if len(vector) != latent_dim:
-            raise field_error(loc, f"{model_label} takes {latent_dim} numbers, got {len(vector)}")
+            raise field_error(loc, f"{model_label} takes {latent_dim} numbers, got {len(vector)}", MODEL_MISMATCH)
 
     def check_grid(self, n: int, image_hw: tuple[int, int], nrow: int, padding: int, scale: int,
                    count_loc: Sequence[Any]) -> None:
         """The whole response: image count, upscaling factor and the PNG's pixel count."""
         if n > self.max_images:
-            raise field_error(count_loc, f"{n} images; the most in one request is {self.max_images} (MAX_IMAGES)")
+            raise field_error(count_loc, f"{n} images; the most in one request is {self.max_images} (MAX_IMAGES)",
+                              LIMIT_EXCEEDED)
         if scale > self.max_scale:
-            raise field_error(["scale"], f"scale {scale} is larger than the maximum, {self.max_scale} (MAX_SCALE)")
+            raise field_error(["scale"], f"scale {scale} is larger than the maximum, {self.max_scale} (MAX_SCALE)",
+                              "less_than_equal")
         width, height = grid_size(n, image_hw, nrow, padding, scale)
         if width * height > self.max_pixels:
             raise field_error(["scale"], f"the grid would be {width}x{height} pixels, more than the maximum of "
-                                         f"{self.max_pixels} (MAX_PIXELS); lower scale, padding or the number of images")
+                                         f"{self.max_pixels} (MAX_PIXELS); lower scale, padding or the number of images",
+                              LIMIT_EXCEEDED)

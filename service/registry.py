@@ -49,6 +49,11 @@ class LoadedModel:
     version = property(lambda self: self.stored.version)
     latent_dim = property(lambda self: self.stored.latent_dim)
     image_shape = property(lambda self: self.stored.image_shape)
+    sha256 = property(lambda self: self.stored.manifest.generator_sha256)
+
+    def is_in(self, versions: list[Version]) -> bool:
+        """Whether the store still holds these very weights under this number (a store edited by hand may not)."""
+        return any(v.version == self.version and v.manifest.generator_sha256 == self.sha256 for v in versions)
 
 
 class ModelRegistry:
@@ -119,9 +124,14 @@ class ModelRegistry:
         self.last_refresh = time.time()
 
     def refresh_model(self, name: str) -> LoadedModel | None:
-        """Make the newest loadable version of `name` its latest; returns what serves it now."""
+        """Make the newest loadable version of `name` its latest; returns what serves it now.
+
+        What is in memory is known by number and generator sha256: a version that is gone from the store,
+        or whose number now names other weights, is dropped, never served under that number."""
         with self._load_lock:  # one model change at a time; lookups of loaded models never wait on this
-            for version in reversed(self.versions(name)):
+            versions = self.versions(name)
+            self._locked(lambda events: self._forget_stale(name, versions, events))
+            for version in reversed(versions):
                 current = self._latest.get(name)
                 if current is not None and current.version >= version.version:
                     break
@@ -208,6 +218,17 @@ class ModelRegistry:
         self._locked(swap)
         self.last_error = None
         log.info("serving %s v%d as latest", loaded.name, loaded.version)
+
+    def _forget_stale(self, name: str, versions: list[Version], events: list[tuple]) -> None:
+        """Drop (caller holds the lock) what of `name` the store no longer holds as it was loaded."""
+        latest = self._latest.get(name)
+        if latest is not None and not latest.is_in(versions):
+            del self._latest[name]
+            events.append(("version_released", name, latest.version, "latest"))
+            log.warning("%s v%d is gone from the store or changed: no longer served", name, latest.version)
+        for key in [k for k, m in self._pinned.items() if k[0] == name and not m.is_in(versions)]:
+            self._pinned.pop(key)
+            events.append(("version_released", name, key[1], "pinned"))
 
     def _remember_pinned(self, model: LoadedModel, events: list[tuple]) -> None:
         """Add to the LRU of older versions (caller holds the lock); evict beyond its size."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.limits import IMAGES_CEILING, SCALE_CEILING
@@ -34,7 +34,16 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes, each with its own models and batcher")
     inference_threads: int = Field(4, ge=1, description="large grids assembled and PNG-encoded at once, off the event loop")
     warmup_batch: int = Field(8, ge=1, description="batch run through a model before it counts as ready")
+    api_keys: SecretStr = Field(SecretStr(""), description="comma-separated API keys; when set (or API_KEYS_FILE), "
+                                                          "requests need `Authorization: Bearer <key>`")
+    api_keys_file: Path | None = Field(None, description="file of API keys, one per line (# comments), e.g. a secret")
+    metrics_public: bool = Field(False, description="serve /metrics without a key even when keys are set")
     log_level: str = Field("info", description="debug, info, warning or error")
+
+    @field_validator("api_keys_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        return None if value == "" else value  # compose passes API_KEYS_FILE= when it is not set
 
     @model_validator(mode="after")
     def _queue_holds_a_full_request(self):

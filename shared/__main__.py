@@ -1,14 +1,23 @@
 """`python -m shared [MODEL_DIR]`: list the store's complete versions; exit 1 when it has none."""
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
+from shared.errors import command
 from shared.store import Store
 
+PROG = "python -m shared"
 
-def main(argv: list[str]) -> int:
-    root = argv[0] if argv else os.environ.get("MODEL_DIR", "./models")
+
+@command(PROG)
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog=PROG, description="List the model store's complete, verified versions. "
+                                                       "Exit 0 when there is one at least, 1 when there is none.")
+    p.add_argument("store", nargs="?", default=os.environ.get("MODEL_DIR", "./models"),
+                   help="model store directory (env MODEL_DIR)")
+    root = p.parse_args(argv).store
     store = Store(root)
     found = 0
     for name in store.model_names():
@@ -23,4 +32,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())

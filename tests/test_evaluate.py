@@ -106,7 +106,7 @@ def test_a_collapsed_generator_scores_low(tmp_path, fashion_dir):
 @pytest.mark.parametrize("extra,needle", [
     (["--model", "nope"], "no model named"),
     (["--model", "../x"], "invalid model name"),
-    (["--model", "gan", "--samples", "1"], "at least 2"),
+    (["--model", "gan", "--samples", "3"], "at least 4"),  # k=3 neighbourhoods need 4 points
     (["--model", "gan", "--version", "two"], "--version"),
 ])
 def test_evaluate_bad_input_exits_2(tmp_path, trained_store, extra, needle):

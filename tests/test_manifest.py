@@ -51,7 +51,7 @@ def test_publish_refuses_a_broken_manifest_before_claiming_a_number(tmp_path, dr
         (stage / GENERATOR).write_bytes(b"weights")
         with pytest.raises(StoreError, match=needle):
             store.publish("m", stage, draft)
-    assert [p.name for p in (tmp_path / "m").iterdir()] == []  # no claim, no staging left
+    assert [p.name for p in (tmp_path / "m").iterdir()] == [".lock"]  # no claim, no staging, no high-water mark
 
 
 def test_manifest_files_with_a_malformed_hash_make_the_version_invisible(tmp_path):

@@ -1,4 +1,5 @@
 import json
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -92,7 +93,7 @@ BAD_REQUESTS = [
     ("/generate", {"model": "gan", "seed": 0, "count": 0}, 422, "count"),
     ("/generate", {"model": "gan", "latents": [[0.0] * 100] * 257}, 422, "latents"),
     ("/generate", {"model": "gan", "seed": -1}, 422, "seed"),
-    ("/generate", {"model": "gan", "count": 4, "latent": [0.0] * 100}, 422, "exactly one"),
+    ("/generate", {"model": "gan", "count": 4, "latent": [0.0] * 100}, 422, "goes with `seed`"),
     ("/generate", {"model": "gan", "seed": 0, "latent": [0.0] * 100}, 422, "exactly one"),
     ("/generate", {"model": "gan"}, 422, "one of"),
     ("/generate", {"model": "gan", "seed": 0, "scale": 17}, 422, "scale"),
@@ -128,11 +129,12 @@ def test_bad_input_gets_a_clear_4xx(client, route, body, status, needle):
     ('{"model": "gan", "values": [-Infinity]}', "values"),
     ('{"model": "gan", "seed": 0', "json"),
     ("not json at all", "json"),
+    (b'{"model": "g\xff\xfe"}', "body"),  # not UTF-8
 ])
-def test_non_finite_numbers_and_broken_json_are_422(client, raw, field):
-    route = "/sweep" if "values" in raw else "/generate"
+def test_non_finite_numbers_are_422_and_broken_json_400(client, raw, field):
+    route = "/sweep" if "values" in str(raw) else "/generate"
     r = client.post(route, content=raw, headers={"content-type": "application/json"})
-    assert r.status_code == 422 and field in json.dumps(r.json())
+    assert r.status_code == (400 if field in ("json", "body") else 422) and field in json.dumps(r.json())
 
 
 def test_oversized_bodies_get_413_and_the_service_keeps_serving(client):
@@ -279,3 +281,24 @@ def test_pinned_versions_load_on_demand_and_are_evicted_lru(tmp_path, trained_st
             r = c.post("/generate", json={"model": "gan", "version": version, "seed": 0})
             assert r.headers["x-model-version"] == str(version)
             assert loaded() == sorted({4, version})  # the latest stays, one older version at most
+
+
+@pytest.mark.slow
+def test_a_number_reused_by_hand_never_serves_the_old_weights(tmp_path, fashion_dir):
+    root = tmp_path / "store"
+    publish_trained(root, fashion_dir, seed=1)
+    body = {"model": "gan", "seed": 0, "count": 4}
+    with make_client(root) as client:
+        wait_ready(client)
+        old = client.post("/generate", json=body).content
+        # by hand, around the publisher: delete v1 and the high-water mark, so other weights become v1 again
+        shutil.rmtree(root / "gan" / "v1")
+        (root / "gan" / ".high-water").unlink()
+        assert publish_trained(root, fashion_dir, seed=2) == 1
+        new = wait_for(lambda: (r := client.post("/generate", json=body)).status_code == 200 and r.content != old
+                       and r.content)
+        pinned = client.post("/generate", json={**body, "version": 1})
+        assert pinned.status_code == 200, pinned.text
+        assert pinned.headers["x-model-version"] == "1" and pinned.content == new
+        shutil.rmtree(root / "gan" / "v1")  # gone for good: no longer served at all
+        wait_for(lambda: client.post("/generate", json=body).status_code == 503)

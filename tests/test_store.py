@@ -1,6 +1,7 @@
 import json
 import multiprocessing
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,9 @@ def test_publish_lists_and_hashes(tmp_path):
     assert manifest["files"][GENERATOR]["size"] == 5
     assert store.get("m").version == 2 and store.get("m", 1).version == 1
     assert store.model_names() == ["m"]
-    assert not [p for p in (tmp_path / "m").iterdir() if p.name.startswith(".")]  # no staging left behind
+    hidden = {p.name for p in (tmp_path / "m").iterdir() if p.name.startswith(".")}
+    assert hidden == {".lock", ".high-water"}  # the writers' lock and the number mark; no staging left behind
+    assert store.high_water("m") == 2
 
 
 def _publish_in_process(args):
@@ -72,8 +75,23 @@ def test_manifest_must_name_its_own_version(tmp_path):
 
 def test_next_version_skips_numbers_already_claimed(tmp_path):
     publish_dummy(tmp_path)
-    (tmp_path / "m" / "v2").mkdir()  # a publisher died after claiming v2
-    assert publish_dummy(tmp_path) == 3
+    (tmp_path / "m" / ".high-water").write_text("2\n")  # a publisher died after claiming v2 ...
+    (tmp_path / "m" / "v2").mkdir()  # ... and before its rename
+    (tmp_path / "m" / "v3").mkdir()
+    (tmp_path / "m" / "v3" / "notes.txt").write_text("made by hand")
+    assert publish_dummy(tmp_path) == 4
+    assert not (tmp_path / "m" / "v2").exists()  # the dead claim is gone, its number stays spent
+    assert (tmp_path / "m" / "v3" / "notes.txt").exists()  # what a person put there is left alone
+
+
+def test_a_deleted_versions_number_is_never_reused(tmp_path):
+    assert publish_dummy(tmp_path) == 1
+    assert publish_dummy(tmp_path, payload=b"two") == 2
+    shutil.rmtree(tmp_path / "m" / "v2")
+    assert publish_dummy(tmp_path, payload=b"three") == 3
+    assert [v.version for v in Store(tmp_path).versions("m")] == [1, 3]
+    shutil.rmtree(tmp_path / "m")  # the model deleted as a whole takes its mark along: numbering starts again
+    assert publish_dummy(tmp_path, payload=b"again") == 1
 
 
 @pytest.mark.parametrize("name", ["", "../etc", "a/b", ".hidden", "UPPER", "-x", "x" * 65, "a b", "ok\n", "..", "v1/../x"])

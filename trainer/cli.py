@@ -6,19 +6,19 @@ import os
 import sys
 from pathlib import Path
 
+from shared.errors import UserError, command
 from shared.imaging.devices import resolve_device
-from shared.store import Store, StoreError, validate_name
+from shared.store import Store, StoreWriteFailed, validate_name
 from trainer import distributed
 from trainer.architectures import ARCHITECTURES
 from trainer.config import TrainConfig
-from trainer.data import DATASETS, DataError
-from trainer.evaluation.classifier import WeightsError
-from trainer.evaluation.evaluate import evaluate_version
+from trainer.data import DATASETS
+from trainer.evaluation.evaluate import check_samples, evaluate_version
 from trainer.loop import TrainResult, train
 from trainer.publish import publish_run
 from trainer.state import mark_published, resume_or_start
 
-EXIT_BAD_INPUT = 2
+PROG = "python -m trainer"
 EXIT_INTERRUPTED = 130
 
 
@@ -39,12 +39,13 @@ def _positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     archs = "; ".join(f"{a.name}: {a.description}" for a in ARCHITECTURES.values())
     p = argparse.ArgumentParser(
-        prog="python -m trainer",
+        prog=PROG,
         description="Train one of the seed's GANs and publish it to the model store as a new version "
                     "(TorchScript generator and discriminator, manifest, report figures). "
                     "Prints the published version's path on success.",
-        epilog="Exit codes: 0 published; 2 bad input (flags, data, names); 130 interrupted (state saved, "
-               "resume with --resume). Example: python -m trainer --arch gan --epochs 1 --out ./models",
+        epilog="Exit codes: 0 published; 1 a write failed (disk full: the store and the last saved state are intact, "
+               "free space and run again with --resume); 2 bad input (flags, data, names); 130 interrupted (state "
+               "saved, resume with --resume). Example: python -m trainer --arch gan --epochs 1 --out ./models",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--arch", required=True, choices=sorted(ARCHITECTURES), help=f"architecture ({archs})")
@@ -86,14 +87,13 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    name = args.name or args.arch
-    try:
-        validate_name(name)
-    except StoreError as e:
-        parser.error(str(e))  # exits 2
+    name = validate_name(args.name or args.arch)
+    if not args.no_evaluate:
+        check_samples(args.eval_samples)  # now, not after hours of training
 
     ranks = distributed.from_environment()  # torchrun sets these; a plain run is rank 0 of 1
     say = log if ranks.is_main else (lambda message: None)
@@ -103,34 +103,30 @@ def main(argv: list[str] | None = None) -> int:
                       precision=args.precision)
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / ".runs" / name
 
-    try:
-        cfg, saved = resume_or_start(cfg, run_dir, args.resume, log=say)
-        distributed.init(ranks, resolve_device(cfg.device))
-        result = train(cfg, run_dir, saved, log=say, progress=False if args.no_progress else None, ranks=ranks)
-    except (DataError, ValueError) as e:
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    cfg, saved = resume_or_start(cfg, run_dir, args.resume, log=say)
+    distributed.init(ranks, resolve_device(cfg.device))
+    result = train(cfg, run_dir, saved, log=say, progress=False if args.no_progress else None, ranks=ranks)
     if result.interrupted:
         distributed.finish(ranks)
         return EXIT_INTERRUPTED
     try:
         if not ranks.is_main:
             return 0  # rank 0 publishes; the barrier below waits for it
-        command = [parser.prog, *(argv if argv is not None else sys.argv[1:])]
-        return publish_and_evaluate(Store(args.out), result, run_dir, command, args, parser.prog)
+        invocation = [parser.prog, *(argv if argv is not None else sys.argv[1:])]
+        return publish_and_evaluate(Store(args.out), result, run_dir, invocation, args)
     finally:
         distributed.barrier(ranks)
         distributed.finish(ranks)
 
 
-def publish_and_evaluate(store: Store, result: TrainResult, run_dir: Path, command: list[str], args: argparse.Namespace,
-                         prog: str) -> int:
+def publish_and_evaluate(store: Store, result: TrainResult, run_dir: Path, invocation: list[str],
+                         args: argparse.Namespace) -> int:
     """Rank 0's part after training: the new version, its mark in the run directory, its metrics."""
     try:
-        version = publish_run(store, result, command=command)
-    except (StoreError, OSError) as e:
-        print(f"{prog}: error: could not publish to {args.out}: {e}", file=sys.stderr)
-        return 1
+        version = publish_run(store, result, command=invocation)
+    except StoreWriteFailed as e:  # exit 1; the trained state is saved
+        raise StoreWriteFailed(f"{e}. Free some space, then run the same command with --resume: it publishes "
+                               "without training again") from e
     mark_published(run_dir, version.version)
     trained = result.config
     log(f"published {version.name} v{version.version} "
@@ -138,7 +134,8 @@ def publish_and_evaluate(store: Store, result: TrainResult, run_dir: Path, comma
     if trained.dataset == "fashion-mnist" and not args.no_evaluate:
         try:
             evaluate_version(store, version, args.eval_samples, device=trained.device, data_dir=trained.data_dir, log=log)
-        except (DataError, WeightsError, ValueError) as e:
-            log(f"warning: {version.name} v{version.version} is published but was not evaluated: {e}")
+        except UserError as e:  # the version stands without its numbers: say so, and how to add them
+            log(f"warning: {version.name} v{version.version} is published but was not evaluated: {e}; "
+                f"measure it later with python -m trainer.evaluate --store {args.out} --model {version.name}")
     print(version.path)
     return 0

@@ -4,6 +4,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from shared.errors import UserError
+
+
+class ConfigError(UserError, ValueError):
+    """Settings that cannot work together, or with this machine or saved run."""
+
 
 @dataclass
 class TrainConfig:

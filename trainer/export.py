@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import copy
+import io
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from shared.errors import UserError
 from shared.imaging import torchscript
 
 TOLERANCE = 1e-5
 
 
-class ExportError(Exception):
+class ExportError(UserError):
     pass
 
 
@@ -25,7 +27,11 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, chec
     check = example if check is None else check
     with torch.no_grad(), torchscript.quiet_jit():
         traced = torch.jit.trace(eager, example.cpu())
-        torch.jit.save(traced, str(path))
+        # through memory: torch.jit.save straight to a file aborts the whole process when the disk is full,
+        # while a Python write raises an OSError the store reports in one line
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+        Path(path).write_bytes(buffer.getbuffer())
         reloaded = torchscript.load(path)
         diff = (reloaded(check.cpu()) - eager(check.cpu())).abs().max().item()
     if not diff <= TOLERANCE:  # also catches NaN

@@ -17,7 +17,7 @@ from torch import nn
 
 from shared.imaging.devices import resolve_device
 from trainer.architectures import get_architecture
-from trainer.config import TrainConfig
+from trainer.config import ConfigError, TrainConfig
 from trainer.data import load_training_images
 from trainer.distributed import Ranks, any_rank, barrier, device_for, mean_over_ranks, shard
 from trainer.graphed import GraphedStep
@@ -49,11 +49,11 @@ def steps_per_epoch(num_images: int, batch_size: int, ranks: Ranks = Ranks()) ->
 
 
 def use_cuda_graphs(setting: str, device: torch.device, ranks: Ranks) -> bool:
-    """--cuda-graphs: auto is on for a single CUDA process; on where impossible is a ValueError (exit 2)."""
+    """--cuda-graphs: auto is on for a single CUDA process; on where impossible is a ConfigError (exit 2)."""
     if setting == "on" and device.type != "cuda":
-        raise ValueError(f"--cuda-graphs on needs a CUDA device, and this run is on {device}; use auto or off")
+        raise ConfigError(f"--cuda-graphs on needs a CUDA device, and this run is on {device}; use auto or off")
     if setting == "on" and ranks.distributed:
-        raise ValueError("--cuda-graphs on does not work under torchrun (DDP's gradient hooks are not "
+        raise ConfigError("--cuda-graphs on does not work under torchrun (DDP's gradient hooks are not "
                          "captured); use auto or off")
     return setting != "off" and device.type == "cuda" and not ranks.distributed
 

@@ -7,14 +7,16 @@ was published gets a small `published` marker beside it instead of a rewrite of 
 from __future__ import annotations
 
 import contextlib
+import io
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from shared.store.atomic import atomic_write
-from trainer.config import TrainConfig
+from shared.errors import WriteFailed
+from shared.store.atomic import atomic_write, remove_leftovers
+from trainer.config import ConfigError, TrainConfig
 from trainer.step import HISTORY_COLUMNS, Nets
 
 STATE_FILE = "state.pt"
@@ -60,11 +62,19 @@ class TrainingState:
 
     # ------------------------------------------------------------------ the file
     def save(self, path: Path) -> None:
-        """Atomically (temp file, fsync, os.replace): a kill at any moment leaves the previous state intact."""
+        """Atomically (temp file, fsync, os.replace): a kill at any moment leaves the previous state intact,
+        and a full disk too, with a one-line WriteFailed. What a killed save left behind goes first."""
         data = {"config": self.config.to_dict(), "epoch": self.epoch, "step": self.step, "perm": self.perm,
                 "history": self.history, "seconds": self.seconds, "rng": self.rng, **self.weights}
-        with atomic_write(path) as f:
-            torch.save(data, f)
+        buffer = io.BytesIO()  # torch.save into a file on a full disk fails with an unreadable RuntimeError
+        torch.save(data, buffer)
+        remove_leftovers(path)  # one run, one writer: no other save of this file can be under way
+        try:
+            with atomic_write(path) as f:
+                f.write(buffer.getbuffer())
+        except OSError as e:
+            raise WriteFailed(f"could not save the training state to {path}: {e.strerror or e}; the previous "
+                              "state is intact: free some space and run the same command with --resume") from e
 
     @classmethod
     def load(cls, path: Path) -> "TrainingState":
@@ -101,7 +111,7 @@ def resume_or_start(cfg: TrainConfig, run_dir: Path, resume: bool,
     With `resume`, an unfinished run in `run_dir` is continued with its saved settings, except `epochs`,
     `device`, `world_size` (the number of torchrun processes) and `cuda_graphs`, which come from `cfg`
     (how the steps run, not what they compute). A finished run that was published starts afresh.
-    Raises ValueError when the saved run is of another architecture.
+    Raises ConfigError when the saved run is of another architecture.
     """
     path = Path(run_dir) / STATE_FILE
     if not resume:
@@ -111,7 +121,7 @@ def resume_or_start(cfg: TrainConfig, run_dir: Path, resume: bool,
         return cfg, None
     saved = TrainingState.load(path)
     if saved.config.arch != cfg.arch:
-        raise ValueError(f"{run_dir} holds a {saved.config.arch} run, not {cfg.arch}: resume it with --arch "
+        raise ConfigError(f"{run_dir} holds a {saved.config.arch} run, not {cfg.arch}: resume it with --arch "
                          f"{saved.config.arch}, or give this run another --run-dir or --name")
     if saved.config.world_size != cfg.world_size and saved.step:
         # steps count global batches, whose size changes with the number of ranks: re-shard from the start

@@ -1,9 +1,17 @@
 """The HTTP API, one router per tag: images (/generate, /sweep), models (/models), operations
-(/healthz, /readyz, /metrics)."""
-from fastapi import APIRouter
+(/healthz, /readyz, /metrics). With API keys configured, all but the probes need one."""
+from fastapi import APIRouter, Depends
 
+from service.auth import require_api_key
+from service.errors import error_responses
 from service.routes import images, models, operations
 
-api_router = APIRouter()
-for module in (images, models, operations):
-    api_router.include_router(module.router)
+
+def api_router(keys_required: bool, metrics_public: bool) -> APIRouter:
+    guarded = {"dependencies": [Depends(require_api_key)], "responses": error_responses(401)} if keys_required else {}
+    router = APIRouter()
+    router.include_router(images.router, **guarded)
+    router.include_router(models.router, **guarded)
+    router.include_router(operations.probes)  # liveness and readiness probes carry no key
+    router.include_router(operations.metrics, **({} if metrics_public else guarded))
+    return router

@@ -7,7 +7,8 @@ from fastapi import APIRouter, Request, Response
 
 from service.deps import Services, ServicesDep, resolve_model
 from service.engine import ClientGone, images_for
-from service.limits import RequestLimits, field_error
+from service.errors import error_responses
+from service.limits import MODEL_MISMATCH, RequestLimits, field_error
 from service.registry import LoadedModel
 from service.schemas import GenerateRequest, LatentSource, SweepRequest
 from shared.imaging.grids import grid_array, grid_size
@@ -23,10 +24,7 @@ CLIENT_CLOSED_REQUEST = 499  # nobody reads it: the status the access log and me
 PNG_RESPONSE = {
     200: {"content": {"image/png": {}}, "description": "the PNG grid; headers X-Model and X-Model-Version "
                                                        "name the model and the resolved version"},
-    404: {"description": "unknown model or version"},
-    413: {"description": "request body larger than MAX_BODY_BYTES"},
-    422: {"description": "invalid request; `detail` names the field"},
-    503: {"description": "no model loaded yet, or the queues are full (then with Retry-After)"},
+    **error_responses(400, 404, 413, 422, 503),
 }
 
 
@@ -63,7 +61,8 @@ async def sweep(body: SweepRequest, request: Request, services: ServicesDep) -> 
     base = resolve_latents(body, model, services.limits)
     for i, d in enumerate(body.dims):
         if d >= model.latent_dim:
-            raise field_error(["dims", i], f"dim {d} is out of range: {model.name} has coordinates 0..{model.latent_dim - 1}")
+            raise field_error(["dims", i], f"dim {d} is out of range: {model.name} has coordinates 0..{model.latent_dim - 1}",
+                              MODEL_MISMATCH)
     n = len(body.dims) * len(body.values) * base.shape[0]
     services.limits.check_grid(n, model.image_shape[1:], base.shape[0], body.padding, body.scale, ["dims"])
     layout = sweep_layout(base, body.dims, body.values, body.mode, body.labels)

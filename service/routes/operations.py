@@ -2,20 +2,21 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.deps import RegistryDep, TelemetryDep, not_ready_detail
 
-router = APIRouter(tags=["operations"])
+probes = APIRouter(tags=["operations"])
+metrics = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Liveness: the process answers")
+@probes.get("/healthz", summary="Liveness: the process answers")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: a model is loaded and warmed up",
+@probes.get("/readyz", summary="Readiness: a model is loaded and warmed up",
             responses={503: {"description": "not ready; `detail` says why"}})
 async def readyz(registry: RegistryDep) -> JSONResponse:
     if not registry.ready:
@@ -24,6 +25,7 @@ async def readyz(registry: RegistryDep) -> JSONResponse:
     return JSONResponse({"status": "ready", "device": str(registry.device), "serving": serving})
 
 
-@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
-async def metrics(telemetry: TelemetryDep) -> Response:
+@metrics.get("/metrics", summary="Prometheus metrics", response_class=Response,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition format"}})
+async def prometheus_metrics(telemetry: TelemetryDep) -> Response:
     return Response(telemetry.render(), media_type=CONTENT_TYPE_LATEST)

@@ -9,6 +9,7 @@ from shared.store.layout import (
     InvalidName,
     NotFound,
     StoreError,
+    StoreWriteFailed,
     validate_name,
 )
 from shared.store.manifest import Manifest, ManifestDraft, Metrics
@@ -16,6 +17,6 @@ from shared.store.store import Store, Version, sha256_file, utc_now_iso
 
 __all__ = [
     "DISCRIMINATOR", "GENERATOR", "MANIFEST", "NAME_PATTERN", "REPORT_DIR", "InvalidName", "Manifest",
-    "ManifestDraft", "Metrics", "NotFound", "Store", "StoreError", "Version", "sha256_file", "utc_now_iso",
+    "ManifestDraft", "Metrics", "NotFound", "Store", "StoreError", "StoreWriteFailed", "Version", "sha256_file", "utc_now_iso",
     "validate_name",
 ]

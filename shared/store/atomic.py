@@ -28,6 +28,24 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", permissions: int = 0
         raise
 
 
+def leftovers(path: str | os.PathLike) -> list[Path]:
+    """Temporary files that `atomic_write(path)` calls killed before their rename left behind."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+def remove_leftovers(path: str | os.PathLike) -> None:
+    """Remove them: only safe where no other process may be writing `path` right now."""
+    for tmp in leftovers(path):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_write(path, "w") as f:
+        f.write(text)
+
+
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     with atomic_write(path, "w") as f:
         json.dump(data, f, indent=2)

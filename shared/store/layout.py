@@ -3,18 +3,29 @@ from __future__ import annotations
 
 import re
 
+from shared.errors import UserError, WriteFailed
+
 GENERATOR = "generator.pt"  # TorchScript: (N, latent_dim) float32 -> (N, C, H, W) in [-1, 1]
 DISCRIMINATOR = "discriminator.pt"  # TorchScript: (N, C, H, W) -> (N,) logits
 REPORT_DIR = "report"  # the study's figures and history.csv
 MANIFEST = "manifest.json"
+# hidden entries of a model's directory, which listings skip: writers' lock, the highest number ever
+# handed out (a deleted version's number is never reused), and versions being built
+LOCK_FILE = ".lock"
+HIGH_WATER = ".high-water"
+STAGING_PREFIX = ".staging-"
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 NAME_RE = re.compile(NAME_PATTERN)
 VERSION_DIR_RE = re.compile(r"^v([1-9][0-9]{0,8})$")
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """Base class for store problems a caller can report to a user."""
+
+
+class StoreWriteFailed(StoreError, WriteFailed):
+    """Writing to the store failed (disk full, permissions); nothing was published."""
 
 
 class InvalidName(StoreError, ValueError):

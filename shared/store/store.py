@@ -2,10 +2,12 @@
 
 A version directory holds `generator.pt`, `discriminator.pt` (TorchScript), `report/` and
 `manifest.json`; the manifest lists every other file with its size and sha256. Publishing stages
-everything in a hidden directory beside the versions (same filesystem), claims the next number with
-`mkdir` (atomic: two publishers never get the same one) and renames the staged directory over the
-empty claim (atomic: a reader sees no version or a whole one). Listings skip anything hidden,
-anything without a valid manifest and anything whose files do not match their hashes.
+everything in a hidden directory beside the versions (same filesystem); then, under the model's writer
+lock, it raises the model's high-water mark (so a number is never handed out twice, even after its
+version is deleted), claims that number with `mkdir`, and renames the staged directory over the empty
+claim (atomic: a reader sees no version or a whole one). Whatever a killed publisher left behind is
+removed by the next writer. Listings skip anything hidden, anything without a valid manifest and
+anything whose files do not match their hashes; readers take no lock.
 """
 from __future__ import annotations
 
@@ -23,15 +25,20 @@ from typing import Any, Iterator, Mapping
 
 from pydantic import ValidationError
 
-from shared.store.atomic import atomic_write
+from shared.store import locks
+from shared.store.atomic import remove_leftovers, write_text_atomic
 from shared.store.layout import (
     DISCRIMINATOR,
     GENERATOR,
+    HIGH_WATER,
+    LOCK_FILE,
     MANIFEST,
     NAME_RE,
+    STAGING_PREFIX,
     VERSION_DIR_RE,
     NotFound,
     StoreError,
+    StoreWriteFailed,
     validate_name,
 )
 from shared.store.manifest import STORE_FIELDS, FileEntry, Manifest, ManifestDraft
@@ -57,11 +64,6 @@ def file_entries(directory: Path) -> dict[str, FileEntry]:
         if rel != MANIFEST:
             entries[rel] = FileEntry(size=path.stat().st_size, sha256=sha256_file(path))
     return entries
-
-
-def _write_manifest(path: Path, manifest: Manifest) -> None:
-    with atomic_write(path, "w") as f:
-        f.write(manifest.to_json())
 
 
 def _validation_message(e: ValidationError) -> str:
@@ -166,18 +168,30 @@ class Store:
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
     def staging(self, name: str) -> Iterator[Path]:
-        """A hidden directory beside `name`'s versions to build a version in; removed if not published."""
+        """A hidden directory beside `name`'s versions to build a version in; removed if not published.
+
+        It is held (`locks.hold`) while in use, so that the next publisher can tell it from the leftover of
+        a killed one. An OSError inside the block (a full disk) becomes a one-line StoreWriteFailed."""
         model_dir = self.root / validate_name(name)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
+        try:
+            model_dir.mkdir(parents=True, exist_ok=True)
+            with self._writing(model_dir):
+                path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=model_dir))
+                held = locks.hold(path)
+        except OSError as e:
+            raise self._write_failed(name, e) from e
         try:
             yield path
+        except OSError as e:
+            raise self._write_failed(name, e) from e
         finally:
+            os.close(held)
             shutil.rmtree(path, ignore_errors=True)
 
     def publish(self, name: str, staged: Path, draft: ManifestDraft | Mapping[str, Any]) -> Version:
-        """Validate the draft, hash the staged files, write the manifest, move the directory in as the
-        next version. A draft missing required fields is refused before any number is claimed."""
+        """Validate the draft, hash the staged files, then, holding the model's lock: raise its high-water
+        mark, claim the next number, write the manifest, and move the directory in as that version. A
+        draft missing required fields is refused before any number is claimed."""
         model_dir = self.root / validate_name(name)
         staged = Path(staged)
         if staged.parent.resolve() != model_dir.resolve():
@@ -189,24 +203,54 @@ class Store:
         files = file_entries(staged)
         if GENERATOR not in files:
             raise StoreError(f"nothing to publish: {staged / GENERATOR} is missing")
-        while True:
-            number = self._next_number(model_dir)
-            target = model_dir / f"v{number}"
-            try:
-                os.mkdir(target)  # the claim: exactly one publisher succeeds for each number
-            except FileExistsError:
-                continue
-            manifest = Manifest(**stated.model_dump(exclude=STORE_FIELDS, exclude_unset=True), name=name, version=number,
-                                created_at=utc_now_iso(), files=files)
-            _write_manifest(staged / MANIFEST, manifest)
-            try:
-                os.replace(staged, target)  # replaces the empty claim in one step
-            except OSError as e:
-                if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                    continue  # someone wrote into our claim by hand; take the next number
-                raise
-            os.chmod(target, 0o755)  # mkdtemp made it 0700; the service may run as another user
-            return Version(name, number, target, manifest)
+        with self._writing(model_dir):
+            while True:
+                number = max([self.high_water(name), *self._numbers(model_dir)]) + 1
+                # first the mark, then the claim: a number is spent even if we die right after
+                write_text_atomic(model_dir / HIGH_WATER, f"{number}\n")
+                target = model_dir / f"v{number}"
+                try:
+                    os.mkdir(target)
+                except FileExistsError:  # a directory made by hand: skip its number
+                    continue
+                manifest = Manifest(**stated.model_dump(exclude=STORE_FIELDS, exclude_unset=True), name=name,
+                                    version=number, created_at=utc_now_iso(), files=files)
+                write_text_atomic(staged / MANIFEST, manifest.to_json())
+                try:
+                    os.replace(staged, target)  # replaces the empty claim in one step
+                except OSError as e:
+                    if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                        continue  # someone wrote into our claim by hand; take the next number
+                    raise
+                os.chmod(target, 0o755)  # mkdtemp made it 0700; the service may run as another user
+                return Version(name, number, target, manifest)
+
+    def high_water(self, name: str) -> int:
+        """The highest version number ever handed out for `name` (0: none), deleted versions included."""
+        try:
+            return int((self.root / validate_name(name) / HIGH_WATER).read_text())
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    @contextlib.contextmanager
+    def _writing(self, model_dir: Path) -> Iterator[None]:
+        """The model's writer lock, with what killed writers left behind removed first: nobody alive is
+        writing while we hold it, apart from stagings, whose owners hold them."""
+        with locks.exclusive(model_dir / LOCK_FILE):
+            for entry in model_dir.iterdir():
+                if entry.name.startswith(STAGING_PREFIX) and entry.is_dir() and locks.abandoned(entry):
+                    shutil.rmtree(entry, ignore_errors=True)
+                elif VERSION_DIR_RE.fullmatch(entry.name) and entry.is_dir():
+                    with contextlib.suppress(OSError):
+                        entry.rmdir()  # only an empty claim of a publisher killed before its rename goes
+                    remove_leftovers(entry / MANIFEST)
+            remove_leftovers(model_dir / HIGH_WATER)
+            yield
+
+    def _write_failed(self, name: str, e: OSError) -> StoreWriteFailed:
+        return StoreWriteFailed(f"could not publish {name} to {self.root}: {e.strerror or e}"
+                                f"{f' ({e.filename})' if e.filename else ''}; nothing was published and the store "
+                                "is as it was")
 
     def update_manifest(self, version: Version, **fields: Any) -> Version:
         """Add or replace stated fields (metrics, say) of a published version's manifest, atomically.
@@ -215,16 +259,19 @@ class Store:
         fixed = STORE_FIELDS & fields.keys()
         if fixed:
             raise StoreError(f"manifest fields {sorted(fixed)} cannot be changed after publishing")
-        current = Manifest.model_validate_json((version.path / MANIFEST).read_bytes())
-        try:
-            manifest = Manifest.model_validate({**current.model_dump(exclude_unset=True), **fields})
-        except ValidationError as e:
-            raise StoreError(f"invalid manifest fields for {version.name} v{version.version}: "
-                             f"{_validation_message(e)}") from None
-        _write_manifest(version.path / MANIFEST, manifest)
+        with self._writing(version.path.parent):
+            current = Manifest.model_validate_json((version.path / MANIFEST).read_bytes())
+            try:
+                manifest = Manifest.model_validate({**current.model_dump(exclude_unset=True), **fields})
+            except ValidationError as e:
+                raise StoreError(f"invalid manifest fields for {version.name} v{version.version}: "
+                                 f"{_validation_message(e)}") from None
+            try:
+                write_text_atomic(version.path / MANIFEST, manifest.to_json())
+            except OSError as e:
+                raise self._write_failed(version.name, e) from e
         return Version(version.name, version.version, version.path, manifest)
 
     @staticmethod
-    def _next_number(model_dir: Path) -> int:
-        numbers = [int(m.group(1)) for p in model_dir.iterdir() if (m := VERSION_DIR_RE.fullmatch(p.name))]
-        return max(numbers, default=0) + 1
+    def _numbers(model_dir: Path) -> list[int]:
+        return [int(m.group(1)) for p in model_dir.iterdir() if (m := VERSION_DIR_RE.fullmatch(p.name))]

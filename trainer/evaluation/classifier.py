@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -21,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared.errors import UserError, command
 from shared.store import sha256_file
 from shared.store.atomic import atomic_write, write_json_atomic
-from trainer.data import DEBIAN_FASHION_MNIST, DataError, load_idx_split, locate_idx_dir, to_model_range
+from trainer.data import DEBIAN_FASHION_MNIST, load_idx_split, locate_idx_dir, to_model_range
 from trainer.evaluation.metrics import compare
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -56,7 +56,7 @@ class FashionClassifier(nn.Module):
         return self.head(self.dropout(self.features(x)))
 
 
-class WeightsError(Exception):
+class WeightsError(UserError):
     pass
 
 
@@ -169,8 +169,12 @@ def retrain(data_dir: str | None, epochs: int = 6, seed: int = 0, batch_size: in
     return card
 
 
+PROG = "python -m trainer.classifier"
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainer.classifier",
+    p = argparse.ArgumentParser(prog=PROG,
                                 description="Check, or retrain, the FashionMNIST feature classifier used by trainer.evaluate.")
     p.add_argument("--retrain", action="store_true", help="train it again from scratch (fixed seed) and rewrite "
                                                          f"{WEIGHTS.name} and {CARD.name}")
@@ -178,18 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=None, help=f"FashionMNIST IDX folder (default: DATA_DIR, then {DEBIAN_FASHION_MNIST})")
     args = p.parse_args(argv)
     data_dir = args.data_dir or os.environ.get("DATA_DIR")
-    try:
-        if args.retrain:
-            card = retrain(data_dir, epochs=args.epochs)
-            print(json.dumps(card, indent=2))
-            return 0
-        net = load_classifier()
-        test_x, test_y = load_idx_split(locate_idx_dir("fashion-mnist", data_dir), "test")
-        print(f"{WEIGHTS}: sha256 ok, test accuracy {accuracy(net, test_x, test_y):.4f}")
+    if args.retrain:
+        card = retrain(data_dir, epochs=args.epochs)
+        print(json.dumps(card, indent=2))
         return 0
-    except (DataError, WeightsError) as e:
-        print(f"{p.prog}: error: {e}", file=sys.stderr)
-        return 2
+    net = load_classifier()
+    test_x, test_y = load_idx_split(locate_idx_dir("fashion-mnist", data_dir), "test")
+    print(f"{WEIGHTS}: sha256 ok, test accuracy {accuracy(net, test_x, test_y):.4f}")
+    return 0
 
 
 if __name__ == "__main__":

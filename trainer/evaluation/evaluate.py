@@ -11,27 +11,50 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from typing import Callable
 
 import torch
 
+from shared.errors import UserError, command
 from shared.imaging import torchscript
 from shared.imaging.devices import resolve_device
 from shared.imaging.latents import seeded_latents
-from shared.store import NotFound, Store, StoreError, Version, utc_now_iso, validate_name
-from trainer.data import DataError, load_idx_split, locate_idx_dir
-from trainer.evaluation.classifier import WeightsError, batches, classifier_card, embed, embed_dataset, load_classifier
-from trainer.evaluation.metrics import compare
+from shared.store import Store, Version, utc_now_iso, validate_name
+from trainer.data import load_idx_split, locate_idx_dir
+from trainer.evaluation.classifier import batches, classifier_card, embed, embed_dataset, load_classifier
+from trainer.evaluation.metrics import compare, minimum_samples
+
+PROG = "python -m trainer.evaluate"
+K = 3  # precision/recall neighbourhood size
 
 ROWS = (("FID", "fid"), ("KID", "kid"), ("KID std", "kid_std"), ("precision", "precision"), ("recall", "recall"),
         ("class entropy", "class_entropy"), ("confidence", "mean_confidence"))
 
 
+class EvaluationError(UserError):
+    """The version cannot be measured as asked."""
+
+
+def check_samples(samples: int) -> int:
+    if samples < minimum_samples(K):
+        raise EvaluationError(f"{samples} samples are too few: precision/recall need at least {minimum_samples(K)} "
+                              f"(k={K} neighbours each), and FID/KID mean little below a few thousand")
+    return samples
+
+
+def check_evaluable(version: Version) -> Version:
+    if (version.manifest.dataset or "fashion-mnist") != "fashion-mnist":
+        raise EvaluationError(f"{version.name} v{version.version} was trained on {version.manifest.dataset}; "
+                              "these metrics use a FashionMNIST feature space")
+    return version
+
+
 def evaluate_version(store: Store, version: Version, samples: int = 10_000, seed: int = 0, device: str = "auto",
                      data_dir: str | None = None, log: Callable[[str], None] = print) -> dict:
     """Compute the metrics of `version` and write them into its manifest (atomically); returns them."""
+    check_samples(samples)
+    check_evaluable(version)
     started = time.perf_counter()
     dev = resolve_device(device)
     net = load_classifier(dev)
@@ -44,8 +67,8 @@ def evaluate_version(store: Store, version: Version, samples: int = 10_000, seed
     with torch.inference_mode():
         fake, fake_probs = embed(net, (generator(b.to(dev)) for b in batches(z)))
     record = {
-        **compare(real, fake, fake_probs),
-        "samples": samples, "latent_seed": seed, "k": 3,
+        **compare(real, fake, fake_probs, k=K),
+        "samples": samples, "latent_seed": seed, "k": K,
         "reference": f"fashion-mnist test images ({len(test_x)})",
         "feature_net": {k: card[k] for k in ("name", "sha256", "test_accuracy", "note")},
         "real_floor": card["real_floor"],  # measured once per classifier by --retrain
@@ -65,35 +88,32 @@ def format_table(label: str, record: dict) -> str:
     return "\n".join(lines)
 
 
+def version_spec(text: str) -> int | str:
+    if text != "latest" and not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a number or latest, not {text!r}")
+    return text
+
+
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m trainer.evaluate",
+        prog=PROG,
         description="Measure a published generator (FID, KID, precision/recall, class coverage in the feature space "
                     "of latentlab's FashionMNIST classifier) and record the numbers under `metrics` in its manifest.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--store", default=os.environ.get("MODEL_DIR", "./models"), help="model store (env MODEL_DIR)")
     p.add_argument("--model", required=True, help="model name in the store")
-    p.add_argument("--version", default="latest", help="version number, or latest")
-    p.add_argument("--samples", type=int, default=10_000, help="generated images to measure")
+    p.add_argument("--version", type=version_spec, default="latest", help="version number, or latest")
+    p.add_argument("--samples", type=int, default=10_000,
+                   help=f"generated images to measure (at least {minimum_samples(K)}; thousands for a meaningful FID)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated images' latents")
     p.add_argument("--device", default=os.environ.get("DEVICE", "auto"), help="auto, cpu, cuda or cuda:N")
     p.add_argument("--data-dir", default=os.environ.get("DATA_DIR"), help="FashionMNIST IDX folder (env DATA_DIR)")
     args = p.parse_args(argv)
-    try:
-        validate_name(args.model)
-        if args.version != "latest" and not args.version.isdigit():
-            raise ValueError(f"--version must be a number or latest, not {args.version!r}")
-        if args.samples < 2:
-            raise ValueError("--samples must be at least 2")
-        store = Store(args.store)
-        version = store.get(args.model, args.version)
-        if (version.manifest.dataset or "fashion-mnist") != "fashion-mnist":
-            raise ValueError(f"{args.model} v{version.version} was trained on {version.manifest.dataset}; "
-                             "these metrics use a FashionMNIST feature space")
-        evaluate_version(store, version, args.samples, args.seed, args.device, args.data_dir)
-    except (ValueError, StoreError, NotFound, DataError, WeightsError) as e:
-        print(f"{p.prog}: error: {e}", file=sys.stderr)
-        return 2
+    check_samples(args.samples)  # before loading anything
+    store = Store(args.store)
+    version = check_evaluable(store.get(validate_name(args.model), args.version))
+    evaluate_version(store, version, args.samples, args.seed, args.device, args.data_dir)
     return 0
 
 

@@ -108,6 +108,12 @@ def class_coverage(probabilities: torch.Tensor) -> dict:
     }
 
 
+def minimum_samples(k: int = 3) -> int:
+    """The fewest samples `compare` works on: every point needs k other points for its neighbourhood radius.
+    (FID and KID are only meaningful with thousands; they are computable from this many.)"""
+    return k + 1
+
+
 def compare(real: torch.Tensor, other: torch.Tensor, other_probs: torch.Tensor, k: int = 3) -> dict:
     """Every metric of one feature set against the real one (`other_probs`: its class probabilities)."""
     kid_mean, kid_std = kid(real, other)
