@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from service.auth import ApiKeys, is_loopback, read_keys
@@ -35,6 +35,9 @@ Serves the GANs that `python -m trainer` publishes to the model store: PNG grids
 vectors (`POST /generate`) and the seed study's latent-coordinate sweeps (`POST /sweep`).
 New versions are picked up without a restart; `GET /models` lists what there is.
 """
+
+
+EXPLORER = Path(__file__).parent / "static" / "explorer"
 
 
 def swagger_assets() -> Path:
@@ -101,9 +104,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    swagger_css_url="/static/swagger/swagger-ui.css",
                                    swagger_favicon_url="/static/swagger/favicon-32x32.png")
 
+    # the latent explorer: a page over this API, its files served from here too (no CDN, no build step)
+    app.mount("/static/explorer", StaticFiles(directory=EXPLORER), name="explorer")
+
     @app.get("/", include_in_schema=False)
-    async def index() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    @app.get("/explore", include_in_schema=False)
+    async def explorer() -> FileResponse:
+        return FileResponse(EXPLORER / "index.html")
 
     def openapi() -> dict:
         if app.openapi_schema is None:  # FastAPI's, with the ceilings lowered to this service's settings

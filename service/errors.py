@@ -23,7 +23,8 @@ WHY = {
     404: "unknown model or version",
     413: "request body larger than MAX_BODY_BYTES",
     422: "invalid request; `detail` names the field. `type` model_mismatch: valid for another model, not this one "
-         "(latent length, coordinates); limit_exceeded: the fields' product is over MAX_IMAGES or MAX_PIXELS",
+         "(latent length, coordinates); limit_exceeded: the fields' product is over MAX_IMAGES or MAX_PIXELS; "
+         "invalid_image: an upload that is not a picture",
     503: "no model loaded yet, or the queues are full (then with Retry-After)",
 }
 

@@ -5,8 +5,9 @@ The request models' bounds are the `*_CEILING` numbers here, and the settings ma
 `tighten_schema` then rewrites those ceilings in the published OpenAPI schema to the operator's settings,
 so what the docs page promises and what the service enforces cannot drift apart. What no JSON schema can
 say is checked in `RequestLimits` and answered with a 422 in FastAPI's own error shape, whose `type`
-names the reason: `model_mismatch` (the latent length or a coordinate the named model does not have) or
-`limit_exceeded` (a product of fields over MAX_IMAGES or MAX_PIXELS).
+names the reason: `model_mismatch` (the latent length or a coordinate the named model does not have),
+`limit_exceeded` (a product of fields over MAX_IMAGES or MAX_PIXELS) or `invalid_image` (an upload
+that is not a picture).
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ PADDING_CEILING = 64  # pixels between grid cells
 
 MODEL_MISMATCH = "model_mismatch"  # valid for some model, not for the one named
 LIMIT_EXCEEDED = "limit_exceeded"  # each field within its bounds, their product over a limit
-BEYOND_SCHEMA = frozenset({MODEL_MISMATCH, LIMIT_EXCEEDED})
+INVALID_IMAGE = "invalid_image"  # an uploaded file that no image decoder reads
+BEYOND_SCHEMA = frozenset({MODEL_MISMATCH, LIMIT_EXCEEDED, INVALID_IMAGE})
 
 
 def field_error(loc: Sequence[Any], message: str, kind: str) -> HTTPException:
@@ -37,7 +39,7 @@ def field_error(loc: Sequence[Any], message: str, kind: str) -> HTTPException:
 
 # request fields whose bound in the published schema is the operator's setting, not the ceiling
 SETTING_BOUNDS = {"count": "max_images", "latents": "max_images", "dims": "max_images", "values": "max_images",
-                  "scale": "max_scale"}
+                  "directions": "max_images", "steps": "max_images", "files": "max_images", "scale": "max_scale"}
 
 
 def tighten_schema(schema: dict, settings: "Settings") -> dict:

@@ -14,13 +14,17 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import torch
 
 from service.batcher import Batcher
+from service.directions import Directions
 from service.schemas import ModelInfo, ModelVersion
 from shared.store import NotFound, Store, Version
+
+if TYPE_CHECKING:
+    from service.engine import Started
 
 log = logging.getLogger("latentlab.registry")
 
@@ -34,9 +38,9 @@ class RegistryObserver(Protocol):
 
 
 class Engine(Protocol):
-    def start(self, version: Version) -> Batcher:
+    def start(self, version: Version) -> "Started":
         """Load, warm up and check the version's generator (ValueError if it is not what its manifest
-        says); its batcher."""
+        says); its batcher and semantic directions."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class LoadedModel:
     stored: Version  # what the store holds: name, version, manifest
     device: torch.device
     batcher: Batcher  # where requests for this version queue up for a forward
+    directions: Directions | None = None  # SeFa directions of its first layer, found once at load
 
     name = property(lambda self: self.stored.name)
     version = property(lambda self: self.stored.version)
@@ -184,7 +189,8 @@ class ModelRegistry:
                 return None
             started = time.perf_counter()
             try:
-                loaded = LoadedModel(version, self.device, self._engine.start(version))
+                prepared = self._engine.start(version)
+                loaded = LoadedModel(version, self.device, prepared.batcher, prepared.directions)
             except Exception as e:  # a broken file must never take the service down
                 self._failed[(version.name, version.version)] = version.manifest.generator_sha256
                 self._observer.model_loaded(version.name, ok=False)

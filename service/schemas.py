@@ -1,5 +1,5 @@
-"""The API's shapes: request bodies of /generate and /sweep (with the examples the OpenAPI page shows)
-and the response models of /models. Bounds come from `service.limits`."""
+"""The API's shapes: request bodies (with the examples the OpenAPI page shows) and the JSON responses.
+Bounds come from `service.limits`."""
 from __future__ import annotations
 
 from typing import Annotated, Literal, Union
@@ -29,20 +29,38 @@ VersionSpec = Union[Literal["latest"], integer(ge=1)]
 MAX_SEED = 2**53 - 1  # the largest integer a JSON number holds exactly everywhere (JavaScript included)
 DEFAULT_COUNT = 8  # the study's 8 images
 SOURCES = ("latent", "latents", "seed")
-# The schema's own statement of "at most one source": no two of them together (`count` goes with `seed`)
-AT_MOST_ONE_SOURCE = {"not": {"anyOf": [{"required": list(pair)} for pair in (
-    ("latent", "latents"), ("latent", "seed"), ("latents", "seed"), ("latent", "count"), ("latents", "count"))]}}
+SOURCE_PAIRS = (("latent", "latents"), ("latent", "seed"), ("latents", "seed"), ("latent", "count"),
+                ("latents", "count"))
+Padding = integer(ge=0, le=PADDING_CEILING)
+Scale = integer(ge=1, le=SCALE_CEILING)
 
 
-class LatentSource(BaseModel):
-    """Where the latents come from: exactly one of `latent`, `latents`, or `seed` (+ `count`)."""
+def none_together(*pairs: tuple[str, str]) -> dict:
+    """The schema's own statement that no two fields of a pair come together."""
+    return {"not": {"anyOf": [{"required": list(pair)} for pair in pairs]}}
 
-    # NaN and Infinity parse as JSON floats in Python: refuse them here, field by field
+
+def never_null(value):
+    """Optional fields are left out, not sent as null (SkipJsonSchema keeps null out of the schema too)."""
+    if value is None:
+        raise ValueError("must not be null: leave the field out instead")
+    return value
+
+
+class Strict(BaseModel):
+    # strict types; NaN and Infinity parse as JSON floats in Python: refuse them here, field by field
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
+
+class ModelRef(Strict):
     model: ModelName
     version: VersionSpec = Field("latest", description='"latest" (the newest complete version) or a version number',
                                  examples=["latest", 1])
+
+
+class LatentSource(ModelRef):
+    """Where the latents come from: exactly one of `latent`, `latents`, or `seed` (+ `count`)."""
+
     # Optional but never null: leave a source out rather than sending null (SkipJsonSchema: no null in the
     # schema). The bounds sit inside the union so that the schema shows them on the array or integer.
     latent: Annotated[list[float], Field(min_length=1)] | SkipJsonSchema[None] = Field(
@@ -53,16 +71,10 @@ class LatentSource(BaseModel):
         None, examples=[0], description="draw `count` N(0,1) latents from this seed (the same on every machine)")
     count: integer(ge=1, le=IMAGES_CEILING) | SkipJsonSchema[None] = Field(
         None, examples=[8], description="how many latents to draw from `seed` (default 8; alone, seed 0)")
-    padding: integer(ge=0, le=PADDING_CEILING) = Field(2, description="pixels between images in the grid")
-    scale: integer(ge=1, le=SCALE_CEILING) = Field(1, description="integer nearest-neighbour enlargement (1 = the model's size)",
-                       examples=[4])
+    padding: Padding = Field(2, description="pixels between images in the grid")
+    scale: Scale = Field(1, description="integer nearest-neighbour enlargement (1 = the model's size)", examples=[4])
 
-    @field_validator("latent", "latents", "seed", "count", mode="before")
-    @classmethod
-    def _not_null(cls, value):
-        if value is None:
-            raise ValueError("must not be null: leave the field out instead")
-        return value
+    _not_null = field_validator("latent", "latents", "seed", "count", mode="before")(never_null)
 
     def _sources(self) -> list[str]:
         return [name for name in SOURCES if getattr(self, name) is not None]
@@ -81,7 +93,7 @@ class LatentSource(BaseModel):
 
 
 class GenerateRequest(LatentSource):
-    model_config = ConfigDict(json_schema_extra={**AT_MOST_ONE_SOURCE, "anyOf": [
+    model_config = ConfigDict(json_schema_extra={**none_together(*SOURCE_PAIRS), "anyOf": [
         {"required": [name]} for name in (*SOURCES, "count")], "examples": [
         {"model": "dcgan", "seed": 0, "count": 8, "scale": 4},
         {"model": "gan", "version": 1, "latent": [0.0] * 100, "scale": 8},
@@ -97,24 +109,88 @@ class GenerateRequest(LatentSource):
 
 
 class SweepRequest(LatentSource):
-    """The study's experiment: change one latent coordinate at a time over the same base images."""
+    """The study's experiment: change one latent coordinate at a time over the same base images; or, with
+    `directions`, move along semantic directions (`GET /models/{name}/directions`) instead."""
 
-    model_config = ConfigDict(json_schema_extra={**AT_MOST_ONE_SOURCE, "examples": [
+    model_config = ConfigDict(json_schema_extra={**none_together(*SOURCE_PAIRS, ("dims", "directions")), "examples": [
         {"model": "dcgan", "dims": list(STUDY_SWEEP_DIMS), "values": list(STUDY_SWEEP_VALUES), "seed": 0,
          "count": 8, "mode": "set", "labels": True, "scale": 3},
+        {"model": "dcgan", "directions": [0, 1, 2], "values": [-6, -3, 0, 3, 6], "seed": 0, "count": 6, "mode": "add",
+         "scale": 3},
     ]})
 
     dims: list[integer(ge=0)] = Field(list(STUDY_SWEEP_DIMS), min_length=1, max_length=IMAGES_CEILING,
-                                                    description="0-based latent coordinates to sweep, one group of rows each")
-    values: list[float] = Field(list(STUDY_SWEEP_VALUES), min_length=1, max_length=IMAGES_CEILING, description="values for each coordinate, one row each")
-    mode: Literal["set", "add"] = Field("set", description='"set": replace the coordinate (the study\'s way); "add": offset it')
+                                      description="0-based latent coordinates to sweep, one group of rows each")
+    directions: Annotated[list[integer(ge=0)], Field(min_length=1, max_length=IMAGES_CEILING)] | SkipJsonSchema[None] = Field(
+        None, description="instead of `dims`: semantic directions by rank (0 = strongest), one group of rows each; "
+                          "rows are labelled d[i]=v")
+    values: list[float] = Field(list(STUDY_SWEEP_VALUES), min_length=1, max_length=IMAGES_CEILING,
+                                description="values for each coordinate or direction, one row each")
+    mode: Literal["set", "add"] = Field("set", description='"set": replace the coordinate (the study\'s way), or the '
+                                                           'projection on the direction; "add": offset it')
     labels: bool = Field(True, description="label every row, e.g. z[5]=-3")
+
+    _directions_not_null = field_validator("directions", mode="before")(never_null)
 
     @model_validator(mode="after")
     def _default_base(self):
         if not self._sources():
             self.seed, self.count = 0, DEFAULT_COUNT
+        if self.directions is not None and "dims" in self.model_fields_set:
+            raise ValueError("give `dims` or `directions`, not both")
         return self
+
+
+class LatentRef(Strict):
+    """One latent: given outright, or the `index`-th of the latents `seed` draws (image `index` of the grid
+    that `/generate` makes from that seed)."""
+
+    model_config = ConfigDict(json_schema_extra={**none_together(("latent", "seed"), ("latent", "index")),
+                                                 "anyOf": [{"required": ["latent"]}, {"required": ["seed"]}],
+                                                 "examples": [{"seed": 0, "index": 3}]})
+
+    latent: Annotated[list[float], Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        None, description="the latent vector (latent_dim floats)")
+    seed: integer(ge=0, le=MAX_SEED) | SkipJsonSchema[None] = Field(None, examples=[0], description="a latent seed")
+    index: integer(ge=0, le=IMAGES_CEILING - 1) | SkipJsonSchema[None] = Field(
+        None, examples=[3], description="which of the seed's latents (default 0)")
+
+    _not_null = field_validator("latent", "seed", "index", mode="before")(never_null)
+
+    @model_validator(mode="after")
+    def _one_way(self):
+        if (self.latent is None) == (self.seed is None):
+            raise ValueError("give `latent`, or `seed` (with `index`), not both and not neither")
+        if self.latent is not None and self.index is not None:
+            raise ValueError("`index` goes with `seed`")
+        return self
+
+
+class InterpolateRequest(ModelRef):
+    """A path from one latent to another, as a PNG grid or a looping animation."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"model": "dcgan", "start": {"seed": 0, "index": 0}, "end": {"seed": 0, "index": 1}, "steps": 8,
+         "method": "slerp", "format": "png", "scale": 3},
+        {"model": "dcgan", "start": {"seed": 0, "index": 2}, "end": {"seed": 7, "index": 5}, "steps": 24,
+         "format": "gif", "frame_ms": 80, "scale": 4},
+    ]})
+
+    start: LatentRef = Field(description="where the path starts")
+    end: LatentRef = Field(description="where it ends")
+    steps: integer(ge=2, le=IMAGES_CEILING) = Field(8, description="images along the path, both ends included")
+    method: Literal["slerp", "lerp"] = Field(
+        "slerp", description="slerp: along the great circle, length changing linearly (Gaussian latents live near a "
+                             "sphere); lerp: the straight line")
+    format: Literal["png", "gif", "webp"] = Field(
+        "png", description="png: the steps as a grid; gif, webp: an animation that loops, one frame per step")
+    frame_ms: integer(ge=20, le=10_000) = Field(100, description="milliseconds per frame of an animation")
+    nrow: integer(ge=1, le=IMAGES_CEILING) | SkipJsonSchema[None] = Field(
+        None, description="images per grid row of a png (default: all in one row)")
+    padding: Padding = Field(2, description="pixels between images in the grid (png)")
+    scale: Scale = Field(1, description="integer nearest-neighbour enlargement", examples=[4])
+
+    _not_null = field_validator("nrow", mode="before")(never_null)
 
 
 # ---------------------------------------------------------------------- responses
@@ -134,3 +210,32 @@ class ModelInfo(BaseModel):
 
 class ModelList(BaseModel):
     models: list[ModelInfo]
+
+
+class DirectionList(BaseModel):
+    model: str = Field(examples=["dcgan"])
+    version: int
+    layer: str = Field(description="the generator's first layer, which the directions come from",
+                       examples=["main.0 (ConvTranspose2d)"])
+    eigenvalues: list[float] = Field(description="how much the first layer stretches each direction, descending")
+    directions: list[list[float]] = Field(description="unit vectors (latent_dim floats each), strongest first, "
+                                                      "orthogonal to each other")
+
+
+class SeededLatent(BaseModel):
+    seed: int
+    index: int
+    latent: list[float] = Field(description="the index-th N(0,1) latent drawn from seed (NumPy PCG64)")
+
+
+class Score(BaseModel):
+    filename: str = Field(description="the uploaded file's name")
+    logit: float = Field(description="the discriminator's raw output")
+    probability: float = Field(description="sigmoid(logit): how real the discriminator finds the image")
+
+
+class ScoreList(BaseModel):
+    model: str = Field(examples=["dcgan"])
+    version: int
+    image_shape: list[int] = Field(description="what each image was converted to (channels, height, width)")
+    scores: list[Score]

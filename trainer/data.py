@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from shared.errors import UserError
+from shared.imaging.pixels import fit_image
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "latentlab" / "datasets"
@@ -140,13 +141,11 @@ def load_folder(directory: str | os.PathLike, image_size: int, channels: int = 1
     paths = sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if not paths:
         raise DataError(f"{directory}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in it or below it")
-    mode = "L" if channels == 1 else "RGB"
     arrays = []
     for p in paths:
         try:
             with Image.open(p) as im:
-                im = im.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
-                arrays.append(np.asarray(im, dtype=np.uint8).reshape(image_size, image_size, channels))
+                arrays.append(fit_image(im, image_size, channels))
         except (UnidentifiedImageError, OSError) as e:
             raise DataError(f"{p}: not a readable image ({e}); remove it from the folder") from None
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
@@ -186,6 +185,3 @@ def load_training_images(dataset: str, data_dir: str | None, image_size: int, ch
     return resize_uint8(images, image_size).contiguous()
 
 
-def to_model_range(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float32 [-1, 1], the generator's tanh range."""
-    return batch.float().div_(127.5).sub_(1.0)

@@ -12,8 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from shared.imaging.pixels import to_model_range
 from trainer.architectures import Architecture
-from trainer.data import to_model_range
 from trainer.recipe import GANLoss, Recipe
 
 # what every step records, in this order: the history's columns everywhere (state, CSV, figures, manifest)

@@ -1,20 +1,24 @@
-"""/generate and /sweep: PNG grids from latent vectors, and the study's latent-coordinate sweeps."""
+"""/generate, /sweep and /interpolate: PNG grids from latent vectors, the study's latent-coordinate (or
+semantic-direction) sweeps, and paths between two latents as grids or looping animations."""
 from __future__ import annotations
 
 import anyio
+import numpy as np
 import torch
 from fastapi import APIRouter, Request, Response
 
+from service.animation import MEDIA_TYPES, encode_animation
 from service.deps import Services, ServicesDep, resolve_model
 from service.engine import ClientGone, images_for
 from service.errors import error_responses
+from service.interpolation import interpolate
 from service.limits import MODEL_MISMATCH, RequestLimits, field_error
 from service.registry import LoadedModel
-from service.schemas import GenerateRequest, LatentSource, SweepRequest
-from shared.imaging.grids import grid_array, grid_size
+from service.schemas import GenerateRequest, InterpolateRequest, LatentRef, LatentSource, SweepRequest
+from shared.imaging.grids import grid_array, grid_size, upscale
 from shared.imaging.latents import seeded_latents
 from shared.imaging.png import encode_png
-from shared.imaging.sampling import sweep_layout
+from shared.imaging.sampling import direction_sweep_layout, sweep_layout
 
 router = APIRouter(tags=["images"])
 
@@ -59,15 +63,75 @@ async def sweep(body: SweepRequest, request: Request, services: ServicesDep) -> 
     per base latent; each row is the base latents with that one coordinate set to (or offset by) the value."""
     model = await resolve_model(services.registry, body.model, body.version)
     base = resolve_latents(body, model, services.limits)
-    for i, d in enumerate(body.dims):
+    along = "dims" if body.directions is None else "directions"
+    for i, d in enumerate(getattr(body, along)):
         if d >= model.latent_dim:
-            raise field_error(["dims", i], f"dim {d} is out of range: {model.name} has coordinates 0..{model.latent_dim - 1}",
-                              MODEL_MISMATCH)
-    n = len(body.dims) * len(body.values) * base.shape[0]
-    services.limits.check_grid(n, model.image_shape[1:], base.shape[0], body.padding, body.scale, ["dims"])
-    layout = sweep_layout(base, body.dims, body.values, body.mode, body.labels)
+            raise field_error([along, i], f"{along[:-1]} {d} is out of range: {model.name} has {model.latent_dim}, "
+                                          f"0..{model.latent_dim - 1}", MODEL_MISMATCH)
+    n = len(getattr(body, along)) * len(body.values) * base.shape[0]
+    services.limits.check_grid(n, model.image_shape[1:], base.shape[0], body.padding, body.scale, [along])
+    if body.directions is None:
+        layout = sweep_layout(base, body.dims, body.values, body.mode, body.labels)
+    else:
+        vectors = torch.from_numpy(directions_of(model).vectors[body.directions])
+        layout = direction_sweep_layout(base, vectors, body.directions, body.values, body.mode, body.labels)
     return await png_grid_response(request, services, model, layout.latents, layout.nrow, body.padding, body.scale,
                                    layout.row_labels)
+
+
+ANIMATION_RESPONSE = {
+    200: {"content": {"image/png": {}, "image/gif": {}, "image/webp": {}},
+          "description": "a PNG grid of the steps, or a looping GIF or WebP with one frame per step"},
+    **error_responses(400, 404, 413, 422, 503),
+}
+
+
+@router.post("/interpolate", response_class=Response, responses=ANIMATION_RESPONSE,
+             summary="The path between two latents, as a grid or a looping animation")
+async def interpolate_route(body: InterpolateRequest, request: Request, services: ServicesDep) -> Response:
+    """`steps` images from `start` to `end`, both included: along the great circle (slerp, the default) or the
+    straight line (lerp). A PNG grid, or a GIF/WebP that loops with `frame_ms` per frame."""
+    model = await resolve_model(services.registry, body.model, body.version)
+    ends = [latent_of(ref, model, services.limits, [name]) for name, ref in (("start", body.start), ("end", body.end))]
+    latents = torch.from_numpy(interpolate(*ends, body.steps, body.method))
+    nrow = body.nrow or body.steps
+    if body.format == "png":
+        services.limits.check_grid(body.steps, model.image_shape[1:], nrow, body.padding, body.scale, ["steps"])
+        return await png_grid_response(request, services, model, latents, nrow, body.padding, body.scale)
+    services.limits.check_grid(body.steps, model.image_shape[1:], 1, 0, body.scale, ["steps"])  # the frames
+    try:
+        images = await images_for(model.batcher, latents, request)
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+    def encode() -> bytes:
+        frames = np.stack([upscale(frame, body.scale) for frame in images.numpy().transpose(0, 2, 3, 1)])
+        return encode_animation(frames, body.format, body.frame_ms)
+
+    data = await anyio.to_thread.run_sync(encode, limiter=services.inference)
+    services.telemetry.images_generated(model.name, model.version, images.shape[0])
+    return Response(data, media_type=MEDIA_TYPES[body.format], headers=image_headers(model, images.shape[0]))
+
+
+def latent_of(ref: LatentRef, model: LoadedModel, limits: RequestLimits, loc: list) -> np.ndarray:
+    """The (latent_dim,) vector a reference names, its length checked against the model."""
+    if ref.latent is not None:
+        limits.check_latent_length(ref.latent, model.latent_dim, f"{model.name} v{model.version}", [*loc, "latent"])
+        return np.asarray(ref.latent, dtype=np.float32)
+    index = ref.index or 0
+    return seeded_latents(ref.seed, index + 1, model.latent_dim)[index].numpy()
+
+
+def directions_of(model: LoadedModel):
+    if model.directions is None:
+        raise field_error(["directions"], f"{model.name} v{model.version} has no first Linear or ConvTranspose2d "
+                                          "layer reading the latent, so no semantic directions", MODEL_MISMATCH)
+    return model.directions
+
+
+def image_headers(model: LoadedModel, count: int) -> dict[str, str]:
+    return {"X-Model": model.name, "X-Model-Version": str(model.version), "X-Image-Count": str(count),
+            "Cache-Control": "no-store"}
 
 
 async def png_grid_response(request: Request, services: Services, model: LoadedModel, latents: torch.Tensor,
@@ -88,7 +152,4 @@ async def png_grid_response(request: Request, services: Services, model: LoadedM
     else:
         png = await anyio.to_thread.run_sync(encode, limiter=services.inference)
     services.telemetry.images_generated(model.name, model.version, images.shape[0])
-    return Response(png, media_type="image/png", headers={
-        "X-Model": model.name, "X-Model-Version": str(model.version), "X-Image-Count": str(images.shape[0]),
-        "Cache-Control": "no-store",
-    })
+    return Response(png, media_type="image/png", headers=image_headers(model, images.shape[0]))

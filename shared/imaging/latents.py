@@ -55,10 +55,26 @@ def sweep_latents(
     return out.reshape(n_dims * n_vals * b, d)
 
 
-def sweep_labels(dims: Sequence[int], values: Sequence[float], mode: SweepMode = "set") -> list[str]:
-    """One label per sweep row, e.g. 'z[5]=-3' (or 'z[5]+=3' when adding)."""
+def sweep_along(base: torch.Tensor, directions: torch.Tensor, values: Sequence[float],
+                mode: SweepMode = "set") -> torch.Tensor:
+    """`sweep_latents` along unit vectors instead of coordinates: row order as there. `set` moves each base
+    latent along direction u until its projection on u is the value (z + (v - z.u) u); `add` moves it by
+    the value (z + v u). For u a basis vector e_d, these are setting and offsetting coordinate d."""
+    b, d = base.shape
+    k, vals = directions.shape[0], torch.as_tensor(list(values), dtype=base.dtype)
+    u = directions.to(base.dtype).view(k, 1, 1, d)
+    step = vals.view(1, -1, 1, 1).expand(k, len(vals), b, 1)
+    if mode == "set":
+        step = step - (base.view(1, 1, b, d) * u).sum(-1, keepdim=True)
+    elif mode != "add":
+        raise ValueError(f"mode must be 'set' or 'add', not {mode!r}")
+    return (base.view(1, 1, b, d) + step * u).reshape(k * len(vals) * b, d)
+
+
+def sweep_labels(dims: Sequence[int], values: Sequence[float], mode: SweepMode = "set", prefix: str = "z") -> list[str]:
+    """One label per sweep row, e.g. 'z[5]=-3' (or 'z[5]+=3' when adding; 'd[0]=2' for directions)."""
     op = "=" if mode == "set" else "+="
-    return [f"z[{d}]{op}{_fmt(v)}" for d in dims for v in values]
+    return [f"{prefix}[{d}]{op}{_fmt(v)}" for d in dims for v in values]
 
 
 def _fmt(value: float) -> str:

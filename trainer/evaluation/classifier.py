@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.errors import UserError, command
+from shared.imaging.pixels import to_model_range
 from shared.store import sha256_file
 from shared.store.atomic import atomic_write, write_json_atomic
-from trainer.data import DEBIAN_FASHION_MNIST, load_idx_split, locate_idx_dir, to_model_range
+from trainer.data import DEBIAN_FASHION_MNIST, load_idx_split, locate_idx_dir
 from trainer.evaluation.metrics import compare
 
 ASSETS = Path(__file__).resolve().parent / "assets"

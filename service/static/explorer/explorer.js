@@ -1,0 +1,375 @@
+// latentlab explorer: a page over the service's own API (no build step, no dependencies).
+// The whole state lives in the URL (#s=<base64url JSON>): a copied link reopens the same pictures.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const GRID = { count: 16, nrow: 8, padding: 2, scale: 3 };
+const MAIN_SCALE = 8;
+const STRIP_SCALE = 3;
+const DIRECTIONS_SHOWN = 6;
+const DEBOUNCE_MS = 60;
+
+// A latent is a seed's image (seed, index) plus edits: z sets coordinates, d moves along directions.
+const state = { model: "", version: "latest", compare: "", seed: 0, index: 0, z: {}, d: {}, b: null, steps: 8,
+                method: "slerp" };
+let models = [];
+let directions = null;  // {model, version, vectors, eigenvalues} for state.model / state.version
+const seedLatents = new Map();
+
+// ------------------------------------------------------------------ the API, with a key when it asks
+let apiKey = sessionStorage.getItem("latentlab-api-key") || "";
+let keyPrompt = null;
+
+function askForKey() {
+  keyPrompt ??= new Promise((resolve) => {
+    const dialog = $("key-dialog");
+    $("key-form").onsubmit = () => {
+      apiKey = $("key").value.trim();
+      sessionStorage.setItem("latentlab-api-key", apiKey);
+      keyPrompt = null;
+      resolve();
+    };
+    dialog.showModal();
+  });
+  return keyPrompt;
+}
+
+async function api(path, options = {}) {
+  for (;;) {
+    const headers = { ...(options.headers || {}) };
+    if (apiKey) headers.Authorization = `Bearer ${apiKey}`;
+    const response = await fetch(path, { ...options, headers });
+    if (response.status === 401) { await askForKey(); continue; }
+    if (!response.ok) throw new Error(await explain(response));
+    return response;
+  }
+}
+
+async function explain(response) {
+  try {
+    const { detail } = await response.json();
+    return typeof detail === "string" ? detail : detail.map((e) => `${e.loc.slice(1).join(".")}: ${e.msg}`).join("; ");
+  } catch {
+    return `${response.status} ${response.statusText}`;
+  }
+}
+
+const postJSON = (path, body) => api(path, { method: "POST", headers: { "Content-Type": "application/json" },
+                                            body: JSON.stringify(body) });
+
+function say(message, isError = false) {
+  $("status").textContent = message;
+  $("status").classList.toggle("error", isError);
+}
+
+// ------------------------------------------------------------------ state <-> URL
+function saveState() {
+  const bytes = new TextEncoder().encode(JSON.stringify(state));
+  const text = btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  history.replaceState(null, "", `#s=${text}`);
+}
+
+function loadState() {
+  const match = location.hash.match(/^#s=([A-Za-z0-9_-]+)$/);
+  if (!match) return;
+  try {
+    const binary = atob(match[1].replace(/-/g, "+").replace(/_/g, "/"));
+    Object.assign(state, JSON.parse(new TextDecoder().decode(Uint8Array.from(binary, (c) => c.charCodeAt(0)))));
+  } catch {
+    say("the link's state could not be read; starting afresh", true);
+  }
+}
+
+// ------------------------------------------------------------------ latents
+const currentModel = () => models.find((m) => m.name === state.model);
+const latentDim = () => currentModel().versions.at(-1).manifest.latent_dim;
+const imageSize = () => currentModel().versions.at(-1).manifest.image_shape[2];
+
+async function seedLatent(seed, index) {
+  const key = `${seed}/${index}/${latentDim()}`;
+  if (!seedLatents.has(key)) {
+    const r = await api(`/latents?seed=${seed}&index=${index}&dim=${latentDim()}`);
+    seedLatents.set(key, (await r.json()).latent);
+  }
+  return seedLatents.get(key);
+}
+
+// The vector a latent stands for: its seed's, coordinates set, then moved along directions
+async function vectorOf(latent) {
+  const v = (await seedLatent(latent.seed, latent.index)).slice();
+  for (const [i, value] of Object.entries(latent.z)) v[Number(i)] = value;
+  for (const [j, amount] of Object.entries(latent.d)) {
+    const u = directions?.vectors[Number(j)];
+    if (u) for (let k = 0; k < v.length; k++) v[k] += amount * u[k];
+  }
+  return v;
+}
+
+const currentLatent = () => ({ seed: state.seed, index: state.index, z: { ...state.z }, d: { ...state.d } });
+
+// ------------------------------------------------------------------ pictures
+const shown = new Map();  // img id -> number of the latest request, so a late answer never replaces a newer one
+
+async function show(imgId, request) {
+  const ticket = (shown.get(imgId) || 0) + 1;
+  shown.set(imgId, ticket);
+  const img = $(imgId);
+  img.dataset.state = "loading";
+  try {
+    const blob = await (await request()).blob();
+    if (shown.get(imgId) !== ticket) return;
+    URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(blob);
+    await img.decode();
+    img.dataset.state = "ready";
+    img.hidden = false;
+  } catch (e) {
+    if (shown.get(imgId) === ticket) { img.dataset.state = "error"; say(e.message, true); }
+  }
+}
+
+function renderSeedGrid() {
+  return show("seed-grid", () => postJSON("/generate", { model: state.model, version: state.version, seed: state.seed,
+                                                         count: GRID.count, nrow: GRID.nrow, padding: GRID.padding,
+                                                         scale: GRID.scale }));
+}
+
+async function renderCurrent() {
+  saveState();
+  const latent = await vectorOf(currentLatent());
+  const one = (version) => () => postJSON("/generate", { model: state.model, version, latent, padding: 0,
+                                                         scale: MAIN_SCALE });
+  $("current-caption").textContent = `${state.model} ${state.version === "latest" ? "latest" : "v" + state.version}`;
+  const jobs = [show("current", one(state.version))];
+  $("compare-figure").hidden = !state.compare;
+  if (state.compare) {
+    $("compare-caption").textContent = `${state.model} v${state.compare}`;
+    jobs.push(show("compared", one(Number(state.compare))));
+  }
+  jobs.push(renderStrip());
+  await Promise.all(jobs);
+}
+
+async function interpolation(format, scale) {
+  const [start, end] = await Promise.all([vectorOf(currentLatent()), vectorOf(state.b)]);
+  return postJSON("/interpolate", { model: state.model, version: state.version, start: { latent: start },
+                                    end: { latent: end }, steps: state.steps, method: state.method, format, scale,
+                                    padding: 2, frame_ms: 100 });
+}
+
+function renderStrip() {
+  const ready = Boolean(state.b);
+  $("download-gif").disabled = $("download-webp").disabled = !ready;
+  $("b-info").textContent = ready ? `B is image ${state.b.index} of seed ${state.b.seed}` +
+    (Object.keys(state.b.z).length + Object.keys(state.b.d).length ? ", edited" : "") :
+    "Set a second latent (B) to see the path.";
+  if (!ready) { $("strip").hidden = true; return Promise.resolve(); }
+  return show("strip", () => interpolation("png", STRIP_SCALE));
+}
+
+async function download(format) {
+  try {
+    const blob = await (await interpolation(format, 4)).blob();
+    const link = Object.assign(document.createElement("a"), { href: URL.createObjectURL(blob),
+                                                              download: `${state.model}-interpolation.${format}` });
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  } catch (e) {
+    say(e.message, true);
+  }
+}
+
+let pending = null;
+function renderSoon() {  // debounced: one small request once the slider rests for DEBOUNCE_MS
+  clearTimeout(pending);
+  pending = setTimeout(renderCurrent, DEBOUNCE_MS);
+}
+
+// ------------------------------------------------------------------ sliders
+function sliderRow({ label, id, min, max, step, value, onChange, onRemove }) {
+  const row = document.createElement("div");
+  row.className = "slider";
+  row.innerHTML = `<label for="${id}">${label}</label>
+    <input id="${id}" type="range" min="${min}" max="${max}" step="${step}">
+    <input id="${id}-value" type="number" step="${step}" aria-label="${label} value">`;
+  const [range, number] = row.querySelectorAll("input");
+  range.value = value;
+  number.value = Number(Number(value).toFixed(3));  // shown rounded; the state keeps the exact value
+  range.addEventListener("input", () => { number.value = range.value; onChange(Number(range.value)); });
+  number.addEventListener("change", () => {
+    if (Number.isFinite(Number(number.value))) { range.value = number.value; onChange(Number(number.value)); }
+  });
+  if (onRemove) {
+    const remove = Object.assign(document.createElement("button"), { type: "button", className: "remove",
+                                                                     textContent: "×" });
+    remove.setAttribute("aria-label", `remove ${label}`);
+    remove.addEventListener("click", () => { row.remove(); onRemove(); });
+    row.append(remove);
+  }
+  return row;
+}
+
+function buildDirectionSliders() {
+  const box = $("directions");
+  box.replaceChildren();
+  if (!directions) { box.textContent = "This model has no semantic directions."; return; }
+  directions.eigenvalues.slice(0, DIRECTIONS_SHOWN).forEach((ev, j) => {
+    box.append(sliderRow({ label: `d[${j}]`, id: `dir-${j}`, min: -10, max: 10, step: 0.1, value: state.d[j] ?? 0,
+                           onChange: (v) => { if (v) state.d[j] = v; else delete state.d[j]; renderSoon(); } }));
+    box.lastChild.title = `eigenvalue ${ev.toFixed(3)}: how strongly the first layer responds to this direction`;
+  });
+}
+
+async function buildCoordinateSliders() {
+  const box = $("coordinates");
+  box.replaceChildren();
+  for (const i of Object.keys(state.z)) box.append(coordinateSlider(Number(i)));
+}
+
+function coordinateSlider(i) {
+  return sliderRow({ label: `z[${i}]`, id: `z-${i}`, min: -4, max: 4, step: 0.05, value: state.z[i],
+                     onChange: (v) => { state.z[i] = v; renderSoon(); },
+                     onRemove: () => { delete state.z[i]; renderSoon(); } });
+}
+
+async function addCoordinate(event) {
+  event.preventDefault();
+  const i = Number($("coordinate").value);
+  if (!Number.isInteger(i) || i < 0 || i >= latentDim()) {
+    say(`coordinates of ${state.model} are 0..${latentDim() - 1}`, true);
+    return;
+  }
+  if (!(i in state.z)) {
+    state.z[i] = (await seedLatent(state.seed, state.index))[i];  // starts where the latent is
+    $("coordinates").append(coordinateSlider(i));
+    saveState();
+  }
+}
+
+// ------------------------------------------------------------------ model and version
+function fillVersions() {
+  const versions = currentModel().versions.map((v) => v.version);
+  const options = (select, first) => {
+    select.replaceChildren(...[first, ...versions.map(String)].filter((v) => v !== null).map((v) =>
+      Object.assign(document.createElement("option"), { value: v, textContent: v === "" ? "none" : v === "latest" ? "latest" : `v${v}` })));
+  };
+  options($("version"), "latest");
+  options($("compare"), "");
+  if (!["latest", ...versions.map(String)].includes(String(state.version))) state.version = "latest";
+  $("version").value = String(state.version);
+  if (state.compare && !versions.map(String).includes(String(state.compare))) state.compare = "";
+  $("compare").value = String(state.compare);
+}
+
+async function loadDirections() {
+  try {
+    const r = await api(`/models/${state.model}/directions?version=${state.version}&k=${DIRECTIONS_SHOWN}`);
+    const found = await r.json();
+    directions = { vectors: found.directions, eigenvalues: found.eigenvalues };
+  } catch {
+    directions = null;
+  }
+  buildDirectionSliders();
+}
+
+async function selectModel(keepLatent) {
+  fillVersions();
+  if (!keepLatent) Object.assign(state, { z: {}, d: {}, b: null });
+  await loadDirections();
+  await buildCoordinateSliders();
+  $("seed").value = state.seed;
+  $("index").value = state.index;
+  $("steps").value = state.steps;
+  $("method").value = state.method;
+  await Promise.all([renderSeedGrid(), renderCurrent()]);
+}
+
+function pickFromGrid(event) {
+  const img = $("seed-grid");
+  const rect = img.getBoundingClientRect();
+  const x = (event.clientX - rect.left) * img.naturalWidth / rect.width / GRID.scale;
+  const y = (event.clientY - rect.top) * img.naturalHeight / rect.height / GRID.scale;
+  const cell = imageSize() + GRID.padding;
+  const col = Math.min(GRID.nrow - 1, Math.max(0, Math.floor((x - GRID.padding / 2) / cell)));
+  const row = Math.max(0, Math.floor((y - GRID.padding / 2) / cell));
+  pick(state.seed, Math.min(GRID.count - 1, row * GRID.nrow + col));
+}
+
+async function pick(seed, index) {
+  Object.assign(state, { seed, index, d: {} });
+  $("index").value = index;
+  const base = await seedLatent(seed, index);
+  for (const i of Object.keys(state.z)) state.z[i] = base[i];  // sliders stay, at the new latent's values
+  buildDirectionSliders();
+  await buildCoordinateSliders();
+  await renderCurrent();
+}
+
+async function scoreUploads() {
+  const files = $("upload").files;
+  if (!files.length) return;
+  const form = new FormData();
+  form.append("model", state.model);
+  form.append("version", state.version);
+  for (const f of files) form.append("files", f);
+  try {
+    const { scores } = await (await api("/score", { method: "POST", body: form })).json();
+    $("scores").tBodies[0].replaceChildren(...scores.map((s) => {
+      const tr = document.createElement("tr");
+      tr.append(...[s.filename, s.logit.toFixed(3), s.probability.toFixed(3)].map((t) =>
+        Object.assign(document.createElement("td"), { textContent: t })));
+      return tr;
+    }));
+    $("scores").hidden = false;
+  } catch (e) {
+    say(e.message, true);
+  }
+}
+
+// ------------------------------------------------------------------ wiring
+async function start() {
+  loadState();
+  try {
+    models = (await (await api("/models")).json()).models;
+  } catch (e) {
+    say(`cannot list the models: ${e.message}`, true);
+    return;
+  }
+  if (!models.length) { say("the store has no model yet: publish one with python -m trainer", true); return; }
+  $("model").replaceChildren(...models.map((m) => Object.assign(document.createElement("option"),
+                                                                { value: m.name, textContent: m.name })));
+  const fromLink = models.some((m) => m.name === state.model);
+  if (!fromLink) state.model = models[0].name;
+  $("model").value = state.model;
+
+  $("model").addEventListener("change", () => { state.model = $("model").value; state.version = "latest";
+                                                state.compare = ""; selectModel(false); });
+  $("version").addEventListener("change", () => { state.version = $("version").value === "latest" ? "latest"
+                                                    : Number($("version").value); selectModel(true); });
+  $("compare").addEventListener("change", () => { state.compare = $("compare").value; renderCurrent(); });
+  $("seed").addEventListener("change", () => { state.seed = Math.max(0, Math.floor(Number($("seed").value) || 0));
+                                                renderSeedGrid(); pick(state.seed, state.index); });
+  $("seed-random").addEventListener("click", () => { $("seed").value = Math.floor(Math.random() * 1e6);
+                                                     $("seed").dispatchEvent(new Event("change")); });
+  $("index").addEventListener("change", () => pick(state.seed, Math.min(GRID.count - 1,
+                                                   Math.max(0, Math.floor(Number($("index").value) || 0)))));
+  $("seed-grid").addEventListener("click", pickFromGrid);
+  $("add-coordinate").addEventListener("submit", addCoordinate);
+  $("reset").addEventListener("click", () => pick(state.seed, state.index));
+  $("set-b").addEventListener("click", () => { state.b = currentLatent(); renderCurrent(); });
+  $("steps").addEventListener("change", () => { state.steps = Math.min(32, Math.max(2, Number($("steps").value) || 8));
+                                                 renderCurrent(); });
+  $("method").addEventListener("change", () => { state.method = $("method").value; renderCurrent(); });
+  $("download-gif").addEventListener("click", () => download("gif"));
+  $("download-webp").addEventListener("click", () => download("webp"));
+  $("upload").addEventListener("change", scoreUploads);
+  $("copy-link").addEventListener("click", async () => {
+    saveState();
+    try { await navigator.clipboard.writeText(location.href); say("link copied: it reopens exactly this view"); }
+    catch { say(`copy this link: ${location.href}`); }
+  });
+  await selectModel(fromLink);
+  document.body.dataset.ready = "true";
+}
+
+start();

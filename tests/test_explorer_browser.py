@@ -1,0 +1,129 @@
+"""The latent explorer in headless Chromium, with every request off this machine blocked: pick a model, drag a
+slider and see the picture change, set a second latent and get the path, reopen the shared link and get
+the same pixels. With SCREENSHOT_DIR set, its screenshots are kept there (the README's come from here)."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from PIL import Image, ImageChops
+
+from tests.test_docs_browser import CHROMIUM, OFFLINE_ARGS
+from tests.test_service_process import start_service, wait_ready
+
+KEY = "explorer-key-5be1"
+
+
+def offline_page(browser, blocked: list):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+
+    def only_local(route):
+        if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    return page
+
+
+def pixels(page, selector: str) -> Image.Image:
+    """The element's picture as the browser decoded it (not a screenshot: no scaling, no antialiasing)."""
+    page.wait_for_selector(f"{selector}[data-state=ready]", timeout=30_000)
+    data = page.evaluate("""(sel) => { const img = document.querySelector(sel);
+        const c = Object.assign(document.createElement('canvas'), {width: img.naturalWidth, height: img.naturalHeight});
+        c.getContext('2d').drawImage(img, 0, 0); return c.toDataURL('image/png'); }""", selector)
+    import base64
+    return Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1]))).convert("L")
+
+
+def settled(page, selector: str) -> Image.Image:
+    page.wait_for_timeout(300)  # past the debounce, so the request in flight is the last one
+    return pixels(page, selector)
+
+
+def same(a: Image.Image, b: Image.Image) -> bool:
+    return a.size == b.size and ImageChops.difference(a, b).getbbox() is None
+
+
+def keep(page, name: str, tmp_path: Path) -> None:
+    page.screenshot(path=str(tmp_path / name), full_page=True)
+    if os.environ.get("SCREENSHOT_DIR"):
+        shutil.copy(tmp_path / name, Path(os.environ["SCREENSHOT_DIR"]) / name)
+
+
+@pytest.mark.slow
+def test_the_explorer_works_offline_and_its_links_reproduce_the_picture(trained_store, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    proc, url = start_service({"MODEL_DIR": str(os.environ.get("EXPLORER_STORE", trained_store)), "API_KEYS": KEY})
+    blocked: list[str] = []
+    try:
+        wait_ready(url, proc)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_ARGS)
+            page = offline_page(browser, blocked)
+            page.goto(f"{url}/explore")
+            page.fill("#key", KEY)  # the service wants a key: the page asks once and sends it from then on
+            page.click("#key-form button")
+            page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+            page.select_option("#model", "dcgan")
+            page.wait_for_selector("#dir-0", timeout=30_000)
+            first = settled(page, "#current")
+
+            # pick image 3 of the seed's grid by clicking it, then drag the strongest direction's slider
+            grid = page.locator("#seed-grid").bounding_box()
+            cell = grid["width"] / 8
+            page.mouse.click(grid["x"] + 3.5 * cell, grid["y"] + 0.5 * cell)
+            page.wait_for_function("document.querySelector('#index').value === '3'")
+            picked = settled(page, "#current")
+            assert not same(first, picked)
+            slider = page.locator("#dir-0").bounding_box()
+            page.mouse.move(slider["x"] + slider["width"] / 2, slider["y"] + slider["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(slider["x"] + slider["width"] * 0.95, slider["y"] + slider["height"] / 2, steps=8)
+            page.mouse.up()
+            dragged = settled(page, "#current")
+            assert float(page.input_value("#dir-0-value")) > 5 and not same(picked, dragged)
+
+            # a typed coordinate, a second latent, and the path between them
+            page.fill("#coordinate", "25")
+            page.click("#add-coordinate button")
+            page.fill("#z-25-value", "-2.5")
+            page.press("#z-25-value", "Enter")
+            page.click("#set-b")
+            page.fill("#index", "6")
+            page.press("#index", "Enter")
+            page.wait_for_function("document.querySelector('#index').value === '6'")
+            strip = settled(page, "#strip")
+            assert strip.width > 8 * 32 * 3 and strip.height > 32 * 3
+            page.select_option("#compare", "1")
+            compared = settled(page, "#compared")
+            assert compared.size == dragged.size
+            keep(page, "explorer.png", tmp_path)
+
+            with page.expect_download() as gif:
+                page.click("#download-gif")
+            animation = Image.open(gif.value.path())
+            assert animation.format == "GIF" and animation.n_frames == 8
+
+            # the shared link, opened in a fresh page, shows exactly the same pictures
+            link, current, strip = page.url, settled(page, "#current"), settled(page, "#strip")
+            again = offline_page(browser, blocked)
+            again.goto(link)
+            again.fill("#key", KEY)
+            again.click("#key-form button")
+            again.wait_for_selector("body[data-ready=true]", timeout=60_000)
+            assert same(settled(again, "#current"), current)
+            assert same(settled(again, "#strip"), strip)
+            assert same(settled(again, "#compared"), compared)
+            assert again.input_value("#z-25-value") == page.input_value("#z-25-value")  # the new latent's value
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert blocked == [], f"the explorer tried to reach the network: {blocked}"
