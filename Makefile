@@ -39,6 +39,7 @@ demo: $(VENV)/.stamp-run  ## train the seed's plain GAN into ./models if it is e
 	fi
 	@echo ""
 	@echo "  latentlab is starting on http://$(HOST):$(PORT)"
+	@echo "  explorer:   http://$(HOST):$(PORT)/"
 	@echo "  API docs:   http://$(HOST):$(PORT)/docs"
 	@echo "  8 samples:  curl -s -X POST http://$(HOST):$(PORT)/generate -H 'Content-Type: application/json' -d '{\"model\": \"$(DEMO_ARCH)\", \"seed\": 0, \"count\": 8, \"scale\": 4}' -o samples.png"
 	@echo "  the sweep:  curl -s -X POST http://$(HOST):$(PORT)/sweep -H 'Content-Type: application/json' -d '{\"model\": \"$(DEMO_ARCH)\", \"scale\": 3}' -o sweep.png"

@@ -64,3 +64,15 @@ def test_graph_mode_resumes(tmp_path, fashion_dir):
     cfg, saved = resume_or_start(cuda_config(fashion_dir, 2, cuda_graphs="on"), tmp_path / "run", True, lambda m: None)
     resumed = train(cfg, tmp_path / "run", saved, **quiet)
     assert resumed.cuda_graphs and len(resumed.history) == 2 * 16 and torch.isfinite(resumed.history).all()
+
+
+def test_every_recipe_component_runs_in_a_cuda_graph(tmp_path, fashion_dir):
+    """EMA, spectral norm, the hinge loss, DiffAugment's random draws and R1's double backward, captured."""
+    from trainer.loop import train
+    from trainer.recipe import recipe_settings
+
+    quiet = dict(log=lambda m: None, progress=False)
+    result = train(cuda_config(fashion_dir, 1, cuda_graphs="on", **recipe_settings("stable", loss="hinge", augment="translation,cutout", augment_p=0.5)),
+                   tmp_path / "run", **quiet)
+    assert result.cuda_graphs and torch.isfinite(result.history).all()
+    assert any(p.abs().sum() > 0 for p in result.generator.parameters())  # the EMA generator was trained

@@ -183,17 +183,17 @@ def test_statistics_accumulated_on_the_device_equal_the_per_step_ones(tmp_path, 
     from trainer.data import load_training_images
     from trainer.interrupt import StopRequested
     from trainer.loop import eager_step, run_epoch
-    from trainer.recipe import seed_recipe
+    from trainer.recipe import build_recipe
     from trainer.step import Nets
 
     cfg = _config(fashion_dir, 1, batch_size=100)
     arch = get_architecture("gan")
     data = load_training_images("fashion-mnist", str(fashion_dir), 28, limit=512)
     torch.manual_seed(0)
-    recipe = seed_recipe(cfg)
+    recipe = build_recipe(cfg)
     nets = Nets.build(arch, recipe, torch.device("cpu"))
     state, seen = TrainingState(cfg), []
-    assert run_epoch(eager_step(nets, recipe.loss, data), data, state, 100, StopRequested(),
+    assert run_epoch(eager_step(nets, recipe, data), data, state, 100, StopRequested(),
                      on_step=lambda step, stats: seen.append(stats.tolist()))  # read every step, synchronising
     assert state.history.tolist() == seen and len(seen) == 6  # 512 images: 5 batches of 100 and one of 12
 

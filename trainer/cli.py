@@ -11,11 +11,13 @@ from shared.imaging.devices import resolve_device
 from shared.store import Store, StoreWriteFailed, validate_name
 from trainer import distributed
 from trainer.architectures import ARCHITECTURES
+from trainer.augment import parse_policies
 from trainer.config import TrainConfig
 from trainer.data import DATASETS
 from trainer.evaluation.evaluate import check_samples, evaluate_version
 from trainer.loop import TrainResult, train
 from trainer.publish import publish_run
+from trainer.recipe import COMPONENTS, LOSSES, RECIPES, recipe_settings
 from trainer.state import mark_published, resume_or_start
 
 PROG = "python -m trainer"
@@ -34,6 +36,34 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
     return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text}")
+    return value
+
+
+def _decay(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), e.g. 0.999, not {text}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {text}")
+    return value
+
+
+def _policies(text: str) -> str:
+    try:
+        return ",".join(parse_policies(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +85,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="model name in the store (default: the architecture's name); "
                                                 "1-64 of a-z 0-9 . _ -")
     p.add_argument("--batch-size", type=_positive_int, default=128, help="images per iteration")
-    p.add_argument("--lr", type=_positive_float, default=2e-4, help="Adam learning rate of both nets")
+    p.add_argument("--lr", type=_positive_float, default=2e-4, help="Adam learning rate of both nets (unless "
+                                                                    "--lr-g/--lr-d or the recipe set them)")
+    r = p.add_argument_group("recipe", "How the nets learn, apart from the architecture. A recipe names a preset "
+                                       "(seed: the study's training, exactly; stable: every stabiliser below); each "
+                                       "flag overrides its part of the preset. Recorded in the manifest.")
+    r.add_argument("--recipe", choices=sorted(RECIPES), default="seed", help="preset: " + "; ".join(
+        f"{name}: {', '.join(f'{k}={v}' for k, v in vars(c).items() if v != getattr(RECIPES['seed'], k)) or 'BCE, Adam'}"
+        for name, c in RECIPES.items()))
+    r.add_argument("--loss", choices=sorted(LOSSES), default=argparse.SUPPRESS,
+                   help="bce (the study's, non-saturating G) or hinge (default: the recipe's)")
+    r.add_argument("--lr-g", type=_positive_float, default=argparse.SUPPRESS,
+                   help="the generator's learning rate (TTUR; default: the recipe's, else --lr)")
+    r.add_argument("--lr-d", type=_positive_float, default=argparse.SUPPRESS,
+                   help="the discriminator's learning rate (TTUR; default: the recipe's, else --lr)")
+    r.add_argument("--ema", type=_decay, default=argparse.SUPPRESS, metavar="DECAY",
+                   help="publish an exponential moving average of G's weights with this decay (e.g. 0.999; 0: off), "
+                        "warmed up as min(DECAY, (1+t)/(10+t)); the raw G stays in the training state")
+    r.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                   help="spectral normalisation on every conv/linear layer of D (default: the recipe's)")
+    r.add_argument("--augment", type=_policies, default=argparse.SUPPRESS, metavar="POLICIES",
+                   help="DiffAugment for both players: translation, cutout, or both comma-separated; none: off")
+    r.add_argument("--augment-p", type=_probability, default=argparse.SUPPRESS, metavar="P",
+                   help="probability that an image is augmented (default: the recipe's, 1)")
+    r.add_argument("--r1", type=_non_negative_float, default=argparse.SUPPRESS, metavar="GAMMA",
+                   help="R1 gradient penalty on real images, weight GAMMA (e.g. 10 for bce; 0: off)")
     p.add_argument("--seed", type=int, default=0, help="random seed; a CPU run with the same seed repeats exactly")
     p.add_argument("--device", default=os.environ.get("DEVICE", "auto"),
                    help="auto (CUDA when available), cpu, cuda or cuda:N (env DEVICE)")
@@ -100,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(arch=args.arch, name=name, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, dataset=args.dataset, data_dir=args.data_dir, limit=args.limit,
                       device=args.device, world_size=ranks.world_size, cuda_graphs=args.cuda_graphs,
-                      precision=args.precision)
+                      precision=args.precision, **recipe_settings(args.recipe, **{
+                          k: getattr(args, k, None) for k in COMPONENTS}))
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / ".runs" / name
 
     cfg, saved = resume_or_start(cfg, run_dir, args.resume, log=say)

@@ -28,6 +28,16 @@ class TrainConfig:
     world_size: int = 1  # processes under torchrun; each takes batch_size images of every global batch
     cuda_graphs: str = "auto"  # on | off | auto (on when training on CUDA in one process)
     precision: str = "fp32"  # fp32 | bf16 (autocast; the weights and optimiser stay fp32)
+    # the recipe (trainer.recipe): a preset's name and its components, each overridable; defaults: the study's
+    recipe: str = "seed"
+    loss: str = "bce"  # bce | hinge
+    lr_g: float | None = None  # None: lr
+    lr_d: float | None = None
+    ema: float = 0.0  # decay of the generator's moving average (0: none)
+    spectral_norm: bool = False  # on every conv/linear of the discriminator
+    augment: str = ""  # DiffAugment policies: translation, cutout (comma-separated)
+    augment_p: float = 1.0  # probability that an image is augmented
+    r1: float = 0.0  # R1 gradient penalty weight on real images (0: none)
 
     def __post_init__(self) -> None:
         self.name = self.name or self.arch

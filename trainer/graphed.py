@@ -14,7 +14,7 @@ import logging
 
 import torch
 
-from trainer.recipe import GANLoss
+from trainer.recipe import Recipe
 from trainer.step import Nets, eager_step
 
 log = logging.getLogger("latentlab.trainer")
@@ -25,9 +25,9 @@ WARMUP_STEPS = 3
 class GraphedStep:
     """Calls like `train_step` on (dataset, indices, noise); replays a captured graph for full batches."""
 
-    def __init__(self, nets: Nets, loss: GANLoss, data: torch.Tensor, batch_size: int, latent_dim: int,
+    def __init__(self, nets: Nets, recipe: Recipe, data: torch.Tensor, batch_size: int, latent_dim: int,
                  autocast: torch.dtype | None = None) -> None:
-        self.eager = eager_step(nets, loss, data, autocast)
+        self.eager = eager_step(nets, recipe, data, autocast)
         self.batch_size = batch_size
         device = data.device
         self.idx = torch.zeros(batch_size, dtype=torch.long, device=device)

@@ -22,7 +22,7 @@ from trainer.data import load_training_images
 from trainer.distributed import Ranks, any_rank, barrier, device_for, mean_over_ranks, shard
 from trainer.graphed import GraphedStep
 from trainer.interrupt import StopRequested
-from trainer.recipe import seed_recipe
+from trainer.recipe import build_recipe
 from trainer.state import STATE_FILE, TrainingState, clear_published
 from trainer.step import HISTORY_COLUMNS, Nets, Step, eager_step
 
@@ -30,7 +30,7 @@ from trainer.step import HISTORY_COLUMNS, Nets, Step, eager_step
 @dataclass
 class TrainResult:
     config: TrainConfig
-    generator: nn.Module
+    generator: nn.Module  # what gets published: G's moving average when the recipe keeps one, else G
     discriminator: nn.Module
     history: torch.Tensor  # (steps, len(HISTORY_COLUMNS)) float32 on the CPU
     iterations_per_epoch: int
@@ -102,8 +102,11 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
     graphs = use_cuda_graphs(cfg.cuda_graphs, device, ranks)
     autocast = torch.bfloat16 if cfg.precision == "bf16" else None
 
+    if cfg.r1 and ranks.distributed:
+        raise ConfigError("the R1 penalty (--r1, part of --recipe stable) does not work under torchrun: its double "
+                          "backward does not pass through DDP; add --r1 0, or train in one process")
     torch.manual_seed(cfg.seed)
-    recipe = seed_recipe(cfg)
+    recipe = build_recipe(cfg)
     nets = Nets.build(arch, recipe, device, data_parallel=ranks.distributed, capturable=graphs)
     if state is None:
         state = TrainingState(cfg)
@@ -113,9 +116,9 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
         state.restore(nets, device)
     nets.train()
     if graphs:
-        step = GraphedStep(nets, recipe.loss, data, cfg.batch_size, arch.latent_dim, autocast)
+        step = GraphedStep(nets, recipe, data, cfg.batch_size, arch.latent_dim, autocast)
     else:
-        step = eager_step(nets, recipe.loss, data, autocast)
+        step = eager_step(nets, recipe, data, autocast)
 
     show_bar = (sys.stderr.isatty() if progress is None else progress) and ranks.is_main
     stop = StopRequested(abort_on_second=not ranks.distributed)
@@ -141,7 +144,8 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
         log(f"interrupted at epoch {state.epoch + 1}, step {state.step}; state saved to {run_dir / STATE_FILE}; "
             "continue with the same command and --resume")
     return TrainResult(
-        config=cfg, generator=nets.G_local, discriminator=nets.D_local, history=state.history,
+        config=cfg, generator=nets.G_ema if nets.G_ema is not None else nets.G_local, discriminator=nets.D_local,
+        history=state.history,
         iterations_per_epoch=steps, num_images=data.shape[0], seconds=state.seconds, device=str(device),
         interrupted=interrupted, world_size=ranks.world_size, cuda_graphs=graphs,
     )

@@ -13,8 +13,9 @@ from shared.store.manifest import ParameterCounts
 from trainer.architectures import count_parameters, get_architecture
 from trainer.export import export_torchscript
 from trainer.loop import TrainResult
+from trainer.recipe import describe
 from trainer.report import write_report
-from trainer.step import HISTORY_COLUMNS
+from trainer.step import HISTORY_COLUMNS, without_parametrizations
 
 CHECK_SEED, CHECK_COUNT = 1234, 16
 
@@ -22,8 +23,9 @@ CHECK_SEED, CHECK_COUNT = 1234, 16
 def publish_run(store: Store, result: TrainResult, command: list[str] | None = None) -> Version:
     cfg = result.config
     arch = get_architecture(cfg.arch)
-    G = copy.deepcopy(result.generator).cpu().eval()
-    D = copy.deepcopy(result.discriminator).cpu().eval()
+    G = copy.deepcopy(result.generator).cpu().eval()  # G's moving average when the recipe keeps one
+    with torch.random.fork_rng(devices=[]):  # building a plain D initialises weights: leave the RNG alone
+        D = without_parametrizations(result.discriminator, arch.discriminator()).eval()
     z = seeded_latents(CHECK_SEED, CHECK_COUNT, arch.latent_dim)
     with store.staging(cfg.name) as stage:
         g_diff = export_torchscript(G, z[:2], stage / GENERATOR, check=z)
@@ -31,8 +33,11 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
             fakes = G(z)
         d_diff = export_torchscript(D, fakes[:2], stage / DISCRIMINATOR, check=fakes)
         scripted_G = torchscript.load(stage / GENERATOR)
+        recipe = describe(cfg)
         write_report(stage / REPORT_DIR, result.history, result.iterations_per_epoch, scripted_G,
-                     arch.latent_dim, title=f"{cfg.name} ({arch.name}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''})")
+                     arch.latent_dim, title=f"{cfg.name} ({arch.name}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+                                            f"{'' if cfg.recipe == 'seed' else ', ' + cfg.recipe + ' recipe'})",
+                     d_scores=recipe["d_scores"])
         last_epoch = result.history[-result.iterations_per_epoch:]
         manifest = ManifestDraft(
             architecture=arch.name,
@@ -49,6 +54,7 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
             last_partial_batch=("trained eagerly, outside the graph" if result.cuda_graphs else "trained")
             if result.num_images % (cfg.batch_size * result.world_size) else "none: the batches divide the data",
             learning_rate=cfg.lr,
+            recipe=recipe,
             betas=(cfg.beta1, cfg.beta2),
             seed=cfg.seed,
             limit=cfg.limit,
@@ -58,7 +64,7 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
             iterations=len(result.history),
             parameters=ParameterCounts(generator=count_parameters(G), discriminator=count_parameters(D)),
             generator_io={"input": ["N", arch.latent_dim], "output": ["N", *arch.image_shape], "range": [-1, 1]},
-            discriminator_output="logits",
+            discriminator_output="logits" if recipe["d_scores"] == "probability" else "raw scores (hinge loss)",
             export_max_abs_diff={"generator": g_diff, "discriminator": d_diff},
             final_epoch_means=dict(zip(HISTORY_COLUMNS, last_epoch.mean(0).tolist())) if len(last_epoch) else None,
             config=cfg.to_dict(),

@@ -1,17 +1,26 @@
-"""How the networks learn: the loss and the optimisers, behind small interfaces a recipe can replace.
+"""How the networks learn, apart from what they are: the loss, the optimisers and the stabilisers.
 
-A `Recipe` is a loss plus one optimiser factory per network. The study's recipe (`seed_recipe`) is
-BCE on logits with the non-saturating generator loss and Adam(lr 2e-4, betas 0.5/0.999) for both
-nets; other recipes swap any part without touching the training loop.
+A `Recipe` is a loss, one optimiser factory per network, and the stabilisers the literature found to help
+small GANs, each off in the study's recipe and each usable alone:
+
+- an exponential moving average of G's weights (`ema`, Yazici et al. 2019), which is what gets published;
+- spectral normalisation of every conv and linear layer of D (`spectral_norm`, Miyato et al. 2018);
+- the hinge loss instead of BCE (`loss`, Lim & Ye 2017; Miyato et al. 2018);
+- separate learning rates for D and G (`lr_d`, `lr_g`: two time-scale updates, Heusel et al. 2017);
+- differentiable augmentation of what D sees (`augment`, `augment_p`: DiffAugment, Zhao et al. 2020);
+- an R1 gradient penalty on real images (`r1`, Mescheder et al. 2018).
+
+`RECIPES` names presets of them: `seed` is the study's training, exactly; flags override any component.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Protocol
+from dataclasses import dataclass, fields
+from typing import Any, Iterable, Protocol
 
 import torch
 import torch.nn.functional as F
 
+from trainer.augment import DiffAugment, parse_policies
 from trainer.config import TrainConfig
 
 
@@ -19,13 +28,20 @@ class GANLoss(Protocol):
     """Losses from the discriminator's logits. Implementations must not synchronise with the host
     (no `.item()`, no data-dependent Python branches): the training step may run in a CUDA graph."""
 
+    name: str
+    scores: str  # what `score` reports: "probability" (sigmoid of D's output) or "raw" (D's output itself)
+
     def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor: ...
 
     def generator(self, fake_logits: torch.Tensor) -> torch.Tensor: ...
 
+    def score(self, logits: torch.Tensor) -> torch.Tensor: ...
+
 
 class NonSaturatingBCE:
     """The study's loss: D separates real (1) from fake (0) by BCE; G maximises log D(G(z))."""
+
+    name, scores = "bce", "probability"
 
     def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
@@ -33,6 +49,28 @@ class NonSaturatingBCE:
 
     def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits).mean()
+
+
+class Hinge:
+    """D: mean(relu(1 - D(x))) + mean(relu(1 + D(G(z)))); G: -mean(D(G(z))). D's outputs are raw scores,
+    not probabilities: above +1 confidently real, below -1 confidently fake."""
+
+    name, scores = "hinge", "raw"
+
+    def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+    def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return -fake_logits.mean()
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.mean()
+
+
+LOSSES: dict[str, type] = {"bce": NonSaturatingBCE, "hinge": Hinge}
 
 
 class OptimizerFactory(Protocol):
@@ -55,13 +93,61 @@ class Adam:
 
 
 @dataclass(frozen=True)
+class Components:
+    """A recipe's settings as plain values: what the flags set, the presets name and the manifest records."""
+
+    loss: str = "bce"
+    lr_g: float | None = None  # None: --lr
+    lr_d: float | None = None
+    ema: float = 0.0  # decay of G's moving average; 0: none
+    spectral_norm: bool = False
+    augment: str = ""  # DiffAugment policies, comma-separated: translation, cutout
+    augment_p: float = 1.0  # probability that an image is augmented
+    r1: float = 0.0  # R1 penalty weight (gamma); 0: none
+
+
+RECIPES: dict[str, Components] = {
+    "seed": Components(),  # the study: BCE, Adam 2e-4 for both, nothing else
+    # the best combination the ablation measured (benchmarks/ablation.py; the README's table): the hinge loss
+    # and two time scales made the plain GAN worse alone, and DiffAugment cut its recall, so they stay off
+    "stable": Components(ema=0.999, spectral_norm=True, r1=1.0),
+}
+COMPONENTS = tuple(f.name for f in fields(Components))
+
+
+def recipe_settings(name: str, **overrides: Any) -> dict[str, Any]:
+    """The preset's components, with every override that is not None: the TrainConfig fields of a run."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    preset = RECIPES[name]
+    return {"recipe": name, **{k: overrides[k] if overrides.get(k) is not None else getattr(preset, k)
+                               for k in COMPONENTS}}
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     loss: GANLoss
     optimizer_G: OptimizerFactory
     optimizer_D: OptimizerFactory
+    ema: float = 0.0
+    spectral_norm: bool = False
+    augment: DiffAugment | None = None
+    r1: float = 0.0
+
+    def augmented(self, images: torch.Tensor) -> torch.Tensor:
+        return images if self.augment is None else self.augment(images)
 
 
-def seed_recipe(cfg: TrainConfig) -> Recipe:
-    adam = Adam(cfg.lr, (cfg.beta1, cfg.beta2))
-    return Recipe("seed", NonSaturatingBCE(), optimizer_G=adam, optimizer_D=adam)
+def build_recipe(cfg: TrainConfig) -> Recipe:
+    betas = (cfg.beta1, cfg.beta2)
+    policies = parse_policies(cfg.augment)
+    return Recipe(cfg.recipe, LOSSES[cfg.loss](), optimizer_G=Adam(cfg.lr_g or cfg.lr, betas),
+                  optimizer_D=Adam(cfg.lr_d or cfg.lr, betas), ema=cfg.ema, spectral_norm=cfg.spectral_norm,
+                  augment=DiffAugment(policies, cfg.augment_p) if policies else None, r1=cfg.r1)
+
+
+def describe(cfg: TrainConfig) -> dict[str, Any]:
+    """The manifest's `recipe`: its name and every component's setting, learning rates resolved."""
+    return {"name": cfg.recipe, **{k: getattr(cfg, k) for k in COMPONENTS},
+            "lr_g": cfg.lr_g or cfg.lr, "lr_d": cfg.lr_d or cfg.lr, "d_scores": LOSSES[cfg.loss].scores}

@@ -21,12 +21,13 @@ SWEEP_SCALE = 3
 
 
 def write_report(report_dir: Path, history: torch.Tensor, iterations_per_epoch: int,
-                 generator: torch.nn.Module, latent_dim: int, title: str) -> list[Path]:
+                 generator: torch.nn.Module, latent_dim: int, title: str, d_scores: str = "probability") -> list[Path]:
+    """`d_scores`: what the history's D_x and D_G_z are, "probability" (BCE: sigmoid of D) or "raw" (hinge)."""
     report_dir.mkdir(parents=True, exist_ok=True)
     paths = [
         write_history_csv(report_dir / "history.csv", history, iterations_per_epoch),
-        plot_losses(report_dir / "losses.png", history, title),
-        plot_d_scores(report_dir / "d_scores.png", history, title),
+        plot_losses(report_dir / "losses.png", history, title, d_scores),
+        plot_d_scores(report_dir / "d_scores.png", history, title, d_scores),
     ]
     base = seeded_latents(SAMPLE_SEED, SAMPLE_COUNT, latent_dim)
     sample_image(generator, base, scale=SAMPLE_SCALE).save(report_dir / "samples.png")
@@ -73,7 +74,7 @@ def _curve(ax, x: np.ndarray, y: np.ndarray, color: str, label: str, window: int
     ax.xaxis.get_major_locator().set_params(integer=True)  # iterations are whole numbers
 
 
-def plot_losses(path: Path, history: torch.Tensor, title: str) -> Path:
+def plot_losses(path: Path, history: torch.Tensor, title: str, d_scores: str = "probability") -> Path:
     plt = _pyplot()
     h = history.numpy()
     x = np.arange(1, len(h) + 1)
@@ -81,7 +82,8 @@ def plot_losses(path: Path, history: torch.Tensor, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
     _curve(ax, x, h[:, _column("loss_D")], "tab:blue", "discriminator loss", window)
     _curve(ax, x, h[:, _column("loss_G")], "tab:orange", "generator loss", window)
-    ax.set(xlabel="iteration", ylabel="BCE loss", title=f"{title}: discriminator and generator loss")
+    ax.set(xlabel="iteration", ylabel="BCE loss" if d_scores == "probability" else "hinge loss",
+           title=f"{title}: discriminator and generator loss")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
@@ -90,7 +92,7 @@ def plot_losses(path: Path, history: torch.Tensor, title: str) -> Path:
     return path
 
 
-def plot_d_scores(path: Path, history: torch.Tensor, title: str) -> Path:
+def plot_d_scores(path: Path, history: torch.Tensor, title: str, d_scores: str = "probability") -> Path:
     plt = _pyplot()
     h = history.numpy()
     x = np.arange(1, len(h) + 1)
@@ -99,8 +101,12 @@ def plot_d_scores(path: Path, history: torch.Tensor, title: str) -> Path:
     for ax, col, series, label, color in ((axes[0], _column("D_x"), "D(x)", "mean D(x), real images", "tab:green"),
                                           (axes[1], _column("D_G_z"), "D(G(z))", "mean D(G(z)), generated images", "tab:red")):
         _curve(ax, x, h[:, col], color, series, window)
-        ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="0.5: cannot tell")
-        ax.set(xlabel="iteration", ylabel="discriminator output (probability real)", title=label, ylim=(0, 1))
+        if d_scores == "probability":
+            ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="0.5: cannot tell")
+            ax.set(xlabel="iteration", ylabel="discriminator output (probability real)", title=label, ylim=(0, 1))
+        else:  # the hinge loss's D outputs unbounded scores: +1 and beyond is "real", -1 and below "fake"
+            ax.axhline(0, color="grey", linestyle="--", linewidth=1, label="0: cannot tell")
+            ax.set(xlabel="iteration", ylabel="discriminator's raw score (not a probability)", title=label)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
     fig.suptitle(f"{title}: how well the discriminator separates real from generated")

@@ -20,6 +20,7 @@ from trainer.config import ConfigError, TrainConfig
 from trainer.step import HISTORY_COLUMNS, Nets
 
 STATE_FILE = "state.pt"
+WEIGHTS = ("G", "D", "opt_G", "opt_D", "G_ema", "ema_steps")
 PUBLISHED_MARKER = "published"
 
 
@@ -35,7 +36,7 @@ class TrainingState:
     perm: torch.Tensor | None = None  # the current epoch's image order (None: draw one at the epoch's start)
     history: torch.Tensor = field(default_factory=_empty_history)  # (steps, len(HISTORY_COLUMNS)) on the CPU
     seconds: float = 0.0
-    weights: dict[str, Any] = field(default_factory=dict)  # state dicts: G, D, opt_G, opt_D
+    weights: dict[str, Any] = field(default_factory=dict)  # state dicts: G, D, opt_G, opt_D (+ G_ema, ema_steps)
     rng: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def finished(self) -> bool:
@@ -46,6 +47,8 @@ class TrainingState:
         """Take the nets' weights and the RNG states as they are now."""
         self.weights = {"G": nets.G_local.state_dict(), "D": nets.D_local.state_dict(),
                         "opt_G": nets.opt_G.state_dict(), "opt_D": nets.opt_D.state_dict()}
+        if nets.G_ema is not None:
+            self.weights |= {"G_ema": nets.G_ema.state_dict(), "ema_steps": nets.ema_steps.detach().cpu().clone()}
         self.rng = {"cpu": torch.get_rng_state()}
         if device.type == "cuda":
             self.rng["cuda"] = torch.cuda.get_rng_state(device)
@@ -56,6 +59,9 @@ class TrainingState:
         nets.D_local.load_state_dict(self.weights["D"])
         nets.opt_G.load_state_dict(self.weights["opt_G"])
         nets.opt_D.load_state_dict(self.weights["opt_D"])
+        if nets.G_ema is not None:
+            nets.G_ema.load_state_dict(self.weights["G_ema"])
+            nets.ema_steps.copy_(self.weights["ema_steps"])
         torch.set_rng_state(self.rng["cpu"])
         if device.type == "cuda" and "cuda" in self.rng:
             torch.cuda.set_rng_state(self.rng["cuda"], device)
@@ -81,7 +87,7 @@ class TrainingState:
         data = torch.load(path, map_location="cpu", weights_only=True)
         return cls(config=TrainConfig.from_dict(data["config"]), epoch=data["epoch"], step=data["step"],
                    perm=data["perm"], history=data["history"], seconds=data["seconds"],
-                   weights={k: data[k] for k in ("G", "D", "opt_G", "opt_D")}, rng=data["rng"])
+                   weights={k: data[k] for k in WEIGHTS if k in data}, rng=data["rng"])
 
 
 # ---------------------------------------------------------------------- published marker

@@ -1,4 +1,4 @@
-"""One training step: a discriminator update, then a generator update.
+"""One training step: a discriminator update, then a generator update, then the generator's moving average.
 
 The step is one function of static inputs (the real batch and the noise) that returns its statistics
 as one device tensor: no host synchronisation and no data-dependent Python, so on CUDA it can be
@@ -6,15 +6,18 @@ captured whole in a CUDA graph and replayed with new data copied into the same b
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
 
 from shared.imaging.pixels import to_model_range
 from trainer.architectures import Architecture
-from trainer.recipe import GANLoss, Recipe
+from trainer.recipe import Recipe
 
 # what every step records, in this order: the history's columns everywhere (state, CSV, figures, manifest)
 HISTORY_COLUMNS = ("loss_D", "loss_G", "D_x", "D_G_z")
@@ -31,6 +34,8 @@ class Nets:
     opt_D: torch.optim.Optimizer
     G_local: nn.Module
     D_local: nn.Module
+    G_ema: nn.Module | None = None  # the moving average of G's weights (recipe.ema), what gets published
+    ema_steps: torch.Tensor = field(default_factory=lambda: torch.zeros(()))  # updates so far, on the device
 
     @classmethod
     def build(cls, arch: Architecture, recipe: Recipe, device: torch.device, data_parallel: bool = False,
@@ -42,33 +47,83 @@ class Nets:
         batches are large enough, and SyncBatchNorm would add a collective to every layer of every step)."""
         G = arch.generator().to(device)
         D = arch.discriminator().to(device)
+        if recipe.spectral_norm:
+            add_spectral_norm(D)
         opt_G = recipe.optimizer_G(G.parameters(), device, capturable=capturable)
         opt_D = recipe.optimizer_D(D.parameters(), device, capturable=capturable)
+        G_ema = copy.deepcopy(G).requires_grad_(False) if recipe.ema else None
+        extra = {"G_ema": G_ema, "ema_steps": torch.zeros((), device=device)}
         if not data_parallel:
-            return cls(G, D, opt_G, opt_D, G, D)
+            return cls(G, D, opt_G, opt_D, G, D, **extra)
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [device.index] if device.type == "cuda" else None
-        return cls(DDP(G, device_ids=ids), DDP(D, device_ids=ids), opt_G, opt_D, G, D)
+        return cls(DDP(G, device_ids=ids), DDP(D, device_ids=ids), opt_G, opt_D, G, D, **extra)
 
     def train(self) -> None:
         self.G.train()
         self.D.train()
 
 
-def train_step(nets: Nets, loss: GANLoss, real: torch.Tensor, noise: torch.Tensor,
-               autocast: torch.dtype | None = None) -> torch.Tensor:
-    """Update D on `real` and G(`noise`), then G; return (loss_D, loss_G, mean D(x), mean D(G(z))).
+def add_spectral_norm(D: nn.Module) -> nn.Module:
+    """Spectral normalisation on every conv and linear layer of D (in place). The parameters stay the same in
+    number (each weight becomes `parametrizations.weight.original`); the power iteration's u and v are buffers."""
+    for module in list(D.modules()):
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            spectral_norm(module)
+    return D
 
-    With `autocast` (torch.bfloat16), the forward passes run in that precision; the weights, their
-    gradients and the optimisers stay fp32. The cast cache is off: inside a CUDA graph it must be."""
-    device_type = real.device.type
+
+@torch.no_grad()
+def without_parametrizations(module: nn.Module, plain: nn.Module) -> nn.Module:
+    """`plain` (the same architecture, unparametrised) given `module`'s effective weights, spectral norm
+    baked in: what gets exported. `module` is left as it was (torch's remove_parametrizations on a copy
+    would break the original, whose class the copy shares)."""
+    training = module.training
+    module.eval()  # reading a normalised weight in training mode would run a power iteration
+    state = {k: v for k, v in module.state_dict().items() if ".parametrizations." not in f".{k}"}
+    for name, m in module.named_modules():
+        if parametrize.is_parametrized(m):
+            for tensor in m.parametrizations:
+                state[f"{name}.{tensor}" if name else tensor] = getattr(m, tensor).detach().clone()
+    module.train(training)
+    plain.load_state_dict(state)
+    return plain
+
+
+@torch.no_grad()
+def update_ema(G_ema: nn.Module, G: nn.Module, steps: torch.Tensor, decay: float) -> None:
+    """ema <- d * ema + (1 - d) * G, with d = min(decay, (1 + t) / (10 + t)) after t updates: a warm-up that
+    lets the average leave G's random initialisation quickly. Buffers (BatchNorm statistics) are copied.
+    Tensor arithmetic only (no host sync): it runs inside the captured step."""
+    d = torch.clamp((1 + steps) / (10 + steps), max=decay)
+    for average, live in zip(G_ema.parameters(), G.parameters()):
+        average.lerp_(live, 1 - d)
+    for average, live in zip(G_ema.buffers(), G.buffers()):
+        average.copy_(live)
+    steps += 1
+
+
+def train_step(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tensor,
+               autocast: torch.dtype | None = None) -> torch.Tensor:
+    """Update D on `real` and G(`noise`), then G, then G's average; return (loss_D, loss_G, D's mean score on
+    real images, on generated ones): probabilities for BCE, raw outputs for the hinge loss.
+
+    Both players see D's inputs through the recipe's augmentation. With `autocast` (torch.bfloat16), the
+    forward passes run in that precision; the weights, their gradients and the optimisers stay fp32. The
+    cast cache is off: inside a CUDA graph it must be."""
+    loss, device_type = recipe.loss, real.device.type
+    if recipe.r1:
+        real = real.detach().requires_grad_(True)
     with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None,
                         cache_enabled=False):
         fake = nets.G(noise)
-        d_real = nets.D(real)  # through DDP when distributed: this backward all-reduces D's gradients, once,
-        d_fake = nets.D_local(fake.detach())  # for both terms (the same parameters, one backward)
+        d_real = nets.D(recipe.augmented(real))  # through DDP when distributed: this backward all-reduces D's
+        d_fake = nets.D_local(recipe.augmented(fake.detach()))  # gradients once, for both terms
         loss_D = loss.discriminator(d_real.float(), d_fake.float())
+    if recipe.r1:  # gamma/2 * E|grad_x D(x)|^2 on real images
+        (grad,) = torch.autograd.grad(d_real.float().sum(), real, create_graph=True)
+        loss_D = loss_D + recipe.r1 / 2 * grad.square().flatten(1).sum(1).mean()
     nets.opt_D.zero_grad(set_to_none=True)
     loss_D.backward()
     nets.opt_D.step()
@@ -76,17 +131,19 @@ def train_step(nets: Nets, loss: GANLoss, real: torch.Tensor, noise: torch.Tenso
     with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None,
                         cache_enabled=False):
         # D's gradients here are discarded; G's are reduced by DDP(G)
-        loss_G = loss.generator(nets.D_local(fake).float())
+        loss_G = loss.generator(nets.D_local(recipe.augmented(fake)).float())
     nets.opt_G.zero_grad(set_to_none=True)
     loss_G.backward()
     nets.opt_G.step()
-    return torch.stack([loss_D, loss_G, torch.sigmoid(d_real.float()).mean(),
-                        torch.sigmoid(d_fake.float()).mean()]).detach()
+    if nets.G_ema is not None:
+        update_ema(nets.G_ema, nets.G_local, nets.ema_steps, recipe.ema)
+    return torch.stack([loss_D.detach(), loss_G.detach(), loss.score(d_real.detach().float()),
+                        loss.score(d_fake.detach().float())])
 
 
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (dataset indices, noise) -> the step's statistics
 
 
-def eager_step(nets: Nets, loss: GANLoss, data: torch.Tensor, autocast: torch.dtype | None = None) -> Step:
+def eager_step(nets: Nets, recipe: Recipe, data: torch.Tensor, autocast: torch.dtype | None = None) -> Step:
     """`train_step` on the dataset's rows `idx` (uint8, on the device) and `noise`."""
-    return lambda idx, noise: train_step(nets, loss, to_model_range(data[idx]), noise, autocast)
+    return lambda idx, noise: train_step(nets, recipe, to_model_range(data[idx]), noise, autocast)

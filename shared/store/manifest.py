@@ -89,6 +89,9 @@ class ManifestDraft(_Record):
     cuda_graphs: bool | None = Field(None, description="whether full training steps ran as a captured CUDA graph")
     last_partial_batch: str | None = Field(None, description="what happened to each epoch's last partial batch")
     learning_rate: float | None = None
+    recipe: dict[str, Any] | None = Field(None, description="the training recipe: its name and every component's "
+                                                            "setting (loss, lr_g, lr_d, ema, spectral_norm, augment, "
+                                                            "augment_p, r1)")
     betas: tuple[float, float] | None = None
     seed: int | None = None
     limit: int | None = None

@@ -1,0 +1,240 @@
+"""Recipes: each component against a known case, the seed recipe against the study's step, and a run with
+every component interrupted mid-epoch and resumed, bit for bit."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from shared.imaging import torchscript
+from shared.imaging.latents import seeded_latents
+from shared.store import Store
+from tests.conftest import run_cli
+from trainer import loop
+from trainer.architectures import count_parameters, get_architecture
+from trainer.augment import DiffAugment, cutout, translation
+from trainer.config import TrainConfig
+from trainer.data import load_training_images
+from trainer.interrupt import StopRequested
+from trainer.recipe import Hinge, NonSaturatingBCE, build_recipe, recipe_settings
+from trainer.state import STATE_FILE, TrainingState, resume_or_start
+from trainer.step import Nets, add_spectral_norm, train_step, update_ema, without_parametrizations
+
+EVERYTHING = recipe_settings("stable", loss="hinge", lr_g=1e-4, lr_d=4e-4, augment="translation,cutout",
+                             augment_p=0.7)  # every component on
+
+
+# ---------------------------------------------------------------------- components, one by one
+def test_ema_arithmetic_and_warm_up():
+    G = torch.nn.Linear(2, 1, bias=False)
+    average = torch.nn.Linear(2, 1, bias=False).requires_grad_(False)
+    with torch.no_grad():
+        average.weight.fill_(0.0)
+        G.weight.fill_(1.0)
+    steps = torch.zeros(())
+    update_ema(average, G, steps, decay=0.999)  # t=0: d = min(0.999, 1/10) = 0.1
+    assert torch.allclose(average.weight, torch.full((1, 2), 0.9)) and steps.item() == 1
+    with torch.no_grad():
+        G.weight.fill_(2.0)
+    update_ema(average, G, steps, decay=0.999)  # t=1: d = 2/11
+    expected = 2 / 11 * 0.9 + 9 / 11 * 2.0
+    assert torch.allclose(average.weight, torch.full((1, 2), expected))
+    steps.fill_(10_000)  # long after the warm-up, d is the decay itself
+    before = average.weight.clone()
+    update_ema(average, G, steps, decay=0.9)
+    assert torch.allclose(average.weight, 0.9 * before + 0.1 * 2.0)
+
+
+@pytest.mark.parametrize("arch,counts", [("gan", (100_609,)), ("dcgan", (661_697,))])
+def test_spectral_norm_makes_each_layers_largest_singular_value_one(arch, counts):
+    torch.manual_seed(0)
+    D = add_spectral_norm(get_architecture(arch).discriminator())
+    assert count_parameters(D) == counts[0]  # the seed's count: SN adds only buffers (u, v)
+    x = torch.randn(16, 1, *((28, 28) if arch == "gan" else (32, 32)))
+    for _ in range(30):  # each training-mode forward runs one power iteration
+        D(x)
+    layers = [m for m in D.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert layers and all(torch.nn.utils.parametrize.is_parametrized(m) for m in layers)
+    for m in layers:
+        sigma = torch.linalg.matrix_norm(m.weight.reshape(m.weight.shape[0], -1), ord=2)
+        assert abs(sigma.item() - 1) < 0.02
+    exported = without_parametrizations(D, get_architecture(arch).discriminator())
+    assert count_parameters(exported) == counts[0] and not any(
+        torch.nn.utils.parametrize.is_parametrized(m) for m in exported.modules())
+    D.eval()
+    exported.eval()
+    assert torch.allclose(D(x), exported(x), atol=1e-6)
+
+
+def test_hinge_loss_on_hand_computed_logits():
+    real, fake = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-2.0, 0.0, 1.0])
+    # D: mean(relu(1 - [2, .5, -1])) + mean(relu(1 + [-2, 0, 1])) = mean(0, .5, 2) + mean(0, 1, 2)
+    assert Hinge().discriminator(real, fake).item() == pytest.approx(2.5 / 3 + 1.0)
+    assert Hinge().generator(fake).item() == pytest.approx(1 / 3)  # -mean(fake)
+    assert Hinge().score(real).item() == pytest.approx(0.5)  # raw, not a probability
+    assert NonSaturatingBCE().score(torch.zeros(3)).item() == 0.5
+
+
+def test_augmentation_is_differentiable_and_repeats_with_the_seed():
+    x = torch.rand(8, 1, 32, 32, requires_grad=True)
+    augment = DiffAugment(("translation", "cutout"), probability=0.6)
+    torch.manual_seed(3)
+    first = augment(x)
+    torch.manual_seed(3)
+    assert torch.equal(augment(x), first)
+    torch.manual_seed(4)
+    assert not torch.equal(augment(x), first)
+    first.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+    # and through it, gradients reach G
+    arch = get_architecture("dcgan")
+    G, D = arch.generator(), arch.discriminator()
+    Hinge().generator(D(augment(G(torch.randn(4, 100))))).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters())
+
+
+def test_translation_shifts_and_cutout_blanks_half_the_side():
+    x = torch.ones(64, 1, 16, 16)
+    cut = cutout(x)
+    blanked = (cut == 0).flatten(1).sum(1)
+    assert blanked.max().item() == 8 * 8 and blanked.min().item() > 0  # a half-side square, maybe over an edge
+    marker = torch.zeros(64, 1, 16, 16)
+    marker[:, :, 8, 8] = 1
+    moved = translation(marker)
+    positions = moved.flatten(1).argmax(1)
+    rows, cols = positions // 16, positions % 16
+    assert (rows - 8).abs().max() <= 2 and (cols - 8).abs().max() <= 2 and len(set(positions.tolist())) > 5
+
+
+# ---------------------------------------------------------------------- the seed recipe is the study's step
+def study_step(G, D, opt_G, opt_D, real, noise):
+    """The trainer's step before recipes existed, copied: BCE, D then G, sigmoid means."""
+    fake = G(noise)
+    d_real, d_fake = D(real), D(fake.detach())
+    loss_D = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+              + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+    opt_D.zero_grad(set_to_none=True)
+    loss_D.backward()
+    opt_D.step()
+    out = D(fake)
+    loss_G = F.binary_cross_entropy_with_logits(out, torch.ones_like(out))
+    opt_G.zero_grad(set_to_none=True)
+    loss_G.backward()
+    opt_G.step()
+    return torch.stack([loss_D, loss_G, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean()]).detach()
+
+
+@pytest.mark.parametrize("arch", ["gan", "dcgan"])
+def test_the_seed_recipe_trains_bit_identically_to_the_study_step(arch, fashion_dir):
+    spec = get_architecture(arch)
+    data = load_training_images("fashion-mnist", str(fashion_dir), spec.image_size, limit=96).float() / 127.5 - 1
+    cfg = TrainConfig(arch=arch, **recipe_settings("seed"))
+    runs = []
+    for use_recipe in (True, False):
+        torch.manual_seed(0)
+        nets = Nets.build(spec, build_recipe(cfg), torch.device("cpu"))
+        assert nets.G_ema is None
+        stats = []
+        for i in range(3):
+            real, noise = data[i * 32:(i + 1) * 32], torch.randn(32, spec.latent_dim)
+            stats.append(train_step(nets, build_recipe(cfg), real, noise) if use_recipe else
+                         study_step(nets.G, nets.D, nets.opt_G, nets.opt_D, real, noise))
+        runs.append((nets, torch.stack(stats)))
+    (a, stats_a), (b, stats_b) = runs
+    assert torch.equal(stats_a, stats_b)
+    for x, y in zip([*a.G.state_dict().values(), *a.D.state_dict().values()],
+                    [*b.G.state_dict().values(), *b.D.state_dict().values()]):
+        assert torch.equal(x, y)
+
+
+# ---------------------------------------------------------------------- resume with everything on
+def equal(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+class StopAfter(StopRequested):
+    """A stop request that arrives after `checks` looks at it: mid-epoch, as a Ctrl-C would."""
+
+    def __init__(self, checks: int, **kw) -> None:
+        super().__init__(**kw)
+        self.left = checks
+
+    @property
+    def requested(self) -> bool:
+        self.left -= 1
+        return self.left < 0
+
+    @requested.setter
+    def requested(self, value) -> None:
+        pass
+
+
+@pytest.mark.parametrize("arch", ["gan", "dcgan"])
+def test_every_component_resumes_bit_identically_from_mid_epoch(tmp_path, fashion_dir, monkeypatch, arch):
+    cfg = TrainConfig(arch=arch, epochs=2, limit=160, batch_size=32, data_dir=str(fashion_dir), device="cpu",
+                      **EVERYTHING)
+    quiet = dict(log=lambda m: None, progress=False)
+    straight = loop.train(cfg, tmp_path / "straight", **quiet)
+
+    monkeypatch.setattr(loop, "StopRequested", lambda **kw: StopAfter(7, **kw))  # epoch 2, step 2 of 5
+    stopped = loop.train(cfg, tmp_path / "resumed", **quiet)
+    assert stopped.interrupted
+    saved = TrainingState.load(tmp_path / "resumed" / STATE_FILE)
+    assert (saved.epoch, saved.step) == (1, 2) and {"G_ema", "ema_steps"} <= saved.weights.keys()
+    monkeypatch.undo()
+    cfg2, saved = resume_or_start(cfg, tmp_path / "resumed", resume=True, log=lambda m: None)
+    resumed = loop.train(cfg2, tmp_path / "resumed", saved, **quiet)
+
+    a, b = (TrainingState.load(tmp_path / run / STATE_FILE) for run in ("straight", "resumed"))
+    for key in ("G", "G_ema", "ema_steps", "D", "opt_G", "opt_D"):
+        assert equal(a.weights[key], b.weights[key]), key
+    assert torch.equal(a.history, b.history) and len(a.history) == 10
+    assert equal(straight.generator.state_dict(), resumed.generator.state_dict())
+    assert b.weights["ema_steps"].item() == 10
+
+
+# ---------------------------------------------------------------------- what gets published
+@pytest.mark.slow
+def test_a_recipe_run_publishes_the_average_and_records_every_component(tmp_path, fashion_dir):
+    out = tmp_path / "models"
+    result = run_cli("trainer", "--arch", "gan", "--epochs", "1", "--limit", "256", "--batch-size", "64",
+                     "--out", str(out), "--data-dir", str(fashion_dir), "--no-evaluate", "--recipe", "stable",
+                     "--augment", "translation,cutout", "--augment-p", "0.5", "--lr-g", "3e-4", "--loss", "hinge")
+    assert result.returncode == 0, result.stderr
+    version = Store(out).get("gan")
+    recipe = version.manifest.recipe
+    assert recipe == {"name": "stable", "loss": "hinge", "lr_g": 3e-4, "lr_d": 2e-4, "ema": 0.999,
+                      "spectral_norm": True, "augment": "translation,cutout", "augment_p": 0.5, "r1": 1.0,
+                      "d_scores": "raw"}
+    assert version.manifest.parameters.discriminator == 100_609  # SN baked into plain weights on export
+    assert json.loads((version.path / "manifest.json").read_text())["discriminator_output"].startswith("raw")
+
+    # the published generator is G's moving average, not the last G
+    state = TrainingState.load(out / ".runs" / "gan" / STATE_FILE)
+    spec = get_architecture("gan")
+    G, G_ema = spec.generator(), spec.generator()
+    G.load_state_dict(state.weights["G"])
+    G_ema.load_state_dict(state.weights["G_ema"])
+    z = seeded_latents(0, 8, 100)
+    published = torchscript.load(version.generator_path)
+    with torch.no_grad():
+        assert torch.allclose(published(z), G_ema.eval()(z), atol=1e-5)
+        assert not torch.allclose(published(z), G.eval()(z), atol=1e-3)
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--ema", "1.5"], "[0, 1)"), (["--augment", "rotate"], "unknown augmentation"),
+    (["--augment-p", "0"], "(0, 1]"), (["--r1", "-1"], ">= 0"), (["--recipe", "best"], "invalid choice"),
+])
+def test_bad_recipe_flags_exit_2(flags, needle):
+    result = run_cli("trainer", "--arch", "gan", "--epochs", "1", *flags)
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
