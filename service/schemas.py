@@ -212,9 +212,14 @@ class ModelList(BaseModel):
     models: list[ModelInfo]
 
 
-class DirectionList(BaseModel):
+class ServedVersion(BaseModel):
+    """What an answer came from: the model and the resolved version."""
+
     model: str = Field(examples=["dcgan"])
     version: int
+
+
+class DirectionList(ServedVersion):
     layer: str = Field(description="the generator's first layer, which the directions come from",
                        examples=["main.0 (ConvTranspose2d)"])
     eigenvalues: list[float] = Field(description="how much the first layer stretches each direction, descending")
@@ -234,8 +239,6 @@ class Score(BaseModel):
     probability: float = Field(description="sigmoid(logit): how real the discriminator finds the image")
 
 
-class ScoreList(BaseModel):
-    model: str = Field(examples=["dcgan"])
-    version: int
+class ScoreList(ServedVersion):
     image_shape: list[int] = Field(description="what each image was converted to (channels, height, width)")
     scores: list[Score]

@@ -11,6 +11,21 @@ OFFLINE_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-ba
                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
+def offline_page(browser, blocked: list, **options):
+    """A page whose requests off this machine are refused and recorded in `blocked`."""
+    page = browser.new_page(**options)
+
+    def only_local(route):
+        if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    return page
+
+
 @pytest.mark.slow
 def test_docs_page_works_offline_in_chromium(trained_store, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -20,16 +35,7 @@ def test_docs_page_works_offline_in_chromium(trained_store, tmp_path):
         wait_ready(url, proc)
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_ARGS)
-            page = browser.new_page()
-
-            def only_local(route):
-                if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost"):
-                    route.continue_()
-                else:
-                    blocked.append(route.request.url)
-                    route.abort()
-
-            page.route("**/*", only_local)
+            page = offline_page(browser, blocked)
             page.goto(f"{url}/docs")
             page.wait_for_selector(".opblock-summary-path", timeout=30_000)
             paths = {el.inner_text().strip().replace("\u200b", "") for el in page.query_selector_all(".opblock-summary-path")}

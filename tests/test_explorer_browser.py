@@ -8,29 +8,14 @@ import io
 import os
 import shutil
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 from PIL import Image, ImageChops
 
-from tests.test_docs_browser import CHROMIUM, OFFLINE_ARGS
+from tests.test_docs_browser import CHROMIUM, OFFLINE_ARGS, offline_page
 from tests.test_service_process import start_service, wait_ready
 
 KEY = "explorer-key-5be1"
-
-
-def offline_page(browser, blocked: list):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-
-    def only_local(route):
-        if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost"):
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_local)
-    return page
 
 
 def pixels(page, selector: str) -> Image.Image:
@@ -67,7 +52,7 @@ def test_the_explorer_works_offline_and_its_links_reproduce_the_picture(trained_
         wait_ready(url, proc)
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_ARGS)
-            page = offline_page(browser, blocked)
+            page = offline_page(browser, blocked, viewport={"width": 1400, "height": 1000})
             page.goto(f"{url}/explore")
             page.fill("#key", KEY)  # the service wants a key: the page asks once and sends it from then on
             page.click("#key-form button")
@@ -114,7 +99,7 @@ def test_the_explorer_works_offline_and_its_links_reproduce_the_picture(trained_
 
             # the shared link, opened in a fresh page, shows exactly the same pictures
             link, current, strip = page.url, settled(page, "#current"), settled(page, "#strip")
-            again = offline_page(browser, blocked)
+            again = offline_page(browser, blocked, viewport={"width": 1400, "height": 1000})
             again.goto(link)
             again.fill("#key", KEY)
             again.click("#key-form button")
