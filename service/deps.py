@@ -9,8 +9,9 @@ import anyio
 from fastapi import Depends, HTTPException, Request
 
 from service.auth import ApiKeys
+from service.directions import Directions
 from service.engine import Engine
-from service.limits import RequestLimits
+from service.limits import MODEL_MISMATCH, RequestLimits, field_error
 from service.registry import LoadedModel, ModelRegistry
 from service.settings import Settings
 from service.telemetry import Telemetry
@@ -69,3 +70,11 @@ async def resolve_model(registry: ModelRegistry, name: str, version: int | str) 
         return await anyio.to_thread.run_sync(registry.get, name, version)  # may load a pinned version
     except NotFound as e:
         raise HTTPException(404, detail=str(e)) from None
+
+
+def directions_of(model: LoadedModel) -> Directions:
+    """The loaded version's semantic directions; a 422 for a generator without a first layer to find them in."""
+    if model.directions is None:
+        raise field_error(["directions"], f"{model.name} v{model.version} has no first Linear or ConvTranspose2d "
+                                          "layer reading the latent, so no semantic directions", MODEL_MISMATCH)
+    return model.directions

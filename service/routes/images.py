@@ -8,7 +8,7 @@ import torch
 from fastapi import APIRouter, Request, Response
 
 from service.animation import MEDIA_TYPES, encode_animation
-from service.deps import Services, ServicesDep, resolve_model
+from service.deps import Services, ServicesDep, directions_of, resolve_model
 from service.engine import ClientGone, images_for
 from service.errors import error_responses
 from service.interpolation import interpolate
@@ -120,13 +120,6 @@ def latent_of(ref: LatentRef, model: LoadedModel, limits: RequestLimits, loc: li
         return np.asarray(ref.latent, dtype=np.float32)
     index = ref.index or 0
     return seeded_latents(ref.seed, index + 1, model.latent_dim)[index].numpy()
-
-
-def directions_of(model: LoadedModel):
-    if model.directions is None:
-        raise field_error(["directions"], f"{model.name} v{model.version} has no first Linear or ConvTranspose2d "
-                                          "layer reading the latent, so no semantic directions", MODEL_MISMATCH)
-    return model.directions
 
 
 def image_headers(model: LoadedModel, count: int) -> dict[str, str]:

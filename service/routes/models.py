@@ -4,9 +4,8 @@ from __future__ import annotations
 import anyio
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from service.deps import RegistryDep, resolve_model
+from service.deps import RegistryDep, directions_of, resolve_model
 from service.errors import error_responses
-from service.routes.images import directions_of
 from service.schemas import DirectionList, ModelInfo, ModelList
 from shared.store import NAME_PATTERN
 
