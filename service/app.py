@@ -17,11 +17,11 @@ from fastapi.staticfiles import StaticFiles
 
 from service.auth import ApiKeys, is_loopback, read_keys
 from service.deps import Services
-from service.engine import Engine
+from service.engine.engine import Engine, EngineConfig
+from service.engine.registry import ModelRegistry
 from service.errors import validation_error
 from service.limits import RequestLimits, tighten_schema
 from service.middleware import BodySizeLimit, RequestMetrics
-from service.registry import ModelRegistry
 from service.routes import api_router
 from service.settings import Settings
 from service.telemetry import Telemetry
@@ -68,7 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     device = resolve_device(settings.device)  # ValueError with the fix when CUDA is asked for and absent
     api_keys = ApiKeys(read_keys(settings.api_keys.get_secret_value(), settings.api_keys_file))
     telemetry = Telemetry()
-    engine = Engine(settings, device, telemetry)
+    engine = Engine(EngineConfig(max_batch_latents=settings.max_batch_latents, max_batch_wait_ms=settings.max_batch_wait_ms,
+                                 max_queued_latents=settings.max_queued_latents, cuda_graphs=settings.cuda_graphs,
+                                 warmup_batch=settings.warmup_batch,
+                                 discriminators_kept=settings.pinned_cache_size + 1), device, telemetry)
     registry = ModelRegistry(Store(settings.model_dir), device, engine, telemetry, settings.pinned_cache_size)
 
     @contextlib.asynccontextmanager

@@ -9,10 +9,10 @@ import anyio
 from fastapi import Depends, HTTPException, Request
 
 from service.auth import ApiKeys
-from service.directions import Directions
-from service.engine import Engine
+from service.engine.directions import Directions
+from service.engine.engine import Engine
+from service.engine.registry import LoadedModel, ModelRegistry
 from service.limits import MODEL_MISMATCH, RequestLimits, field_error
-from service.registry import LoadedModel, ModelRegistry
 from service.settings import Settings
 from service.telemetry import Telemetry
 from shared.store import NotFound

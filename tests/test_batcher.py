@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from service.batcher import Batcher, InferenceWorker, Overloaded, QueueBudget
+from service.engine.batcher import Batcher, InferenceWorker, Overloaded, QueueBudget
 
 
 class Recorder:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.runner import GeneratorRunner, bucket_sizes
+from service.engine.runner import GeneratorRunner, bucket_sizes
 from shared.imaging import torchscript
 from shared.imaging.latents import seeded_latents
 from tests.service_helpers import make_client, png, wait_ready

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image, ImageChops
 
-from service.directions import semantic_directions
+from service.engine.directions import semantic_directions
 from service.interpolation import interpolate
 from shared.imaging import torchscript
 from shared.imaging.latents import seeded_latents

@@ -1,6 +1,6 @@
 import torch
 
-from service.runner import GeneratorRunner, bucket_sizes
+from service.engine.runner import GeneratorRunner, bucket_sizes
 from shared.imaging import torchscript
 from shared.imaging.grids import to_uint8
 from shared.imaging.latents import seeded_latents

@@ -2,18 +2,20 @@
 semantic-direction) sweeps, and paths between two latents as grids or looping animations."""
 from __future__ import annotations
 
+import asyncio
+
 import anyio
 import numpy as np
 import torch
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 
 from service.animation import MEDIA_TYPES, encode_animation
 from service.deps import Services, ServicesDep, directions_of, resolve_model
-from service.engine import ClientGone, images_for
+from service.engine.batcher import Batcher, Overloaded
+from service.engine.registry import LoadedModel
 from service.errors import error_responses
 from service.interpolation import interpolate
 from service.limits import MODEL_MISMATCH, RequestLimits, field_error
-from service.registry import LoadedModel
 from service.schemas import GenerateRequest, InterpolateRequest, LatentRef, LatentSource, SweepRequest
 from shared.imaging.grids import grid_array, grid_size, upscale
 from shared.imaging.latents import seeded_latents
@@ -30,6 +32,35 @@ PNG_RESPONSE = {
                                                        "name the model and the resolved version"},
     **error_responses(400, 404, 413, 422, 503),
 }
+
+
+class ClientGone(Exception):
+    """The client disconnected before its images were computed."""
+
+
+async def images_for(batcher: Batcher, latents: torch.Tensor, request: Request) -> torch.Tensor:
+    """uint8 (n, C, H, W) images of `latents` from the batcher. Raises HTTPException(503) when the queues
+    are full, and ClientGone (after dropping the job) if the client disconnects first."""
+    try:
+        job = batcher.submit(latents)
+    except Overloaded as e:
+        raise HTTPException(503, detail=str(e), headers={"Retry-After": str(e.retry_after)}) from None
+    result = asyncio.wrap_future(job.future)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((result, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not result.done():
+        batcher.cancel(job)
+        raise ClientGone()
+    return result.result()
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client closes the connection (the body has been read: nothing else can arrive)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def resolve_latents(body: LatentSource, model: LoadedModel, limits: RequestLimits) -> torch.Tensor:

@@ -5,17 +5,33 @@ import anyio
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from service.deps import RegistryDep, directions_of, resolve_model
+from service.engine.registry import ModelRegistry
 from service.errors import error_responses
-from service.schemas import DirectionList, ModelInfo, ModelList
+from service.schemas import DirectionList, ModelInfo, ModelList, ModelVersion
 from shared.store import NAME_PATTERN
 
 router = APIRouter(tags=["models"])
 
 
+def describe(registry: ModelRegistry, name: str) -> ModelInfo | None:
+    """The store's versions of `name` and what of it is in memory; None if it has no complete version."""
+    versions = registry.versions(name)
+    if not versions:
+        return None
+    serving = registry.serving().get(name)
+    return ModelInfo(
+        name=name,
+        latest=versions[-1].version,
+        serving=serving.version if serving else None,
+        loaded=registry.loaded_versions().get(name, []),
+        versions=[ModelVersion(version=v.version, latest=v is versions[-1], manifest=v.manifest) for v in versions],
+    )
+
+
 @router.get("/models", response_model=ModelList, summary="Every model in the store, its versions and manifests")
 async def list_models(registry: RegistryDep) -> ModelList:
     def collect() -> ModelList:
-        found = (registry.describe(name) for name in registry.model_names())
+        found = (describe(registry, name) for name in registry.model_names())
         return ModelList(models=[m for m in found if m is not None])
 
     return await anyio.to_thread.run_sync(collect)
@@ -28,7 +44,7 @@ ModelNamePath = Path(pattern=NAME_PATTERN, examples=["dcgan"])
             summary="One model: its versions, which is latest, each manifest",
             responses={404: {"description": "no complete version of that model"}})
 async def get_model(registry: RegistryDep, name: str = ModelNamePath) -> ModelInfo:
-    found = await anyio.to_thread.run_sync(registry.describe, name)
+    found = await anyio.to_thread.run_sync(describe, registry, name)
     if found is None:
         raise HTTPException(404, detail=f"no model named {name!r} with a complete version in the store")
     return found

@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 import torch
 
-from service.batcher import Batcher
-from service.directions import Directions
-from service.schemas import ModelInfo, ModelVersion
+from service.engine.batcher import Batcher
+from service.engine.directions import Directions
 from shared.store import NotFound, Store, Version
 
 if TYPE_CHECKING:
-    from service.engine import Started
+    from service.engine.engine import Started
 
 log = logging.getLogger("latentlab.registry")
 
@@ -103,20 +102,6 @@ class ModelRegistry:
 
     def versions(self, name: str) -> list[Version]:
         return self._store.versions(name)
-
-    def describe(self, name: str) -> ModelInfo | None:
-        """The store's versions of `name` and what of it is in memory; None if it has no complete version."""
-        versions = self.versions(name)
-        if not versions:
-            return None
-        serving = self.serving().get(name)
-        return ModelInfo(
-            name=name,
-            latest=versions[-1].version,
-            serving=serving.version if serving else None,
-            loaded=self.loaded_versions().get(name, []),
-            versions=[ModelVersion(version=v.version, latest=v is versions[-1], manifest=v.manifest) for v in versions],
-        )
 
     # ------------------------------------------------------------------ loading
     def refresh(self) -> None:

@@ -2,33 +2,37 @@
 
 `Engine.start` warms a freshly loaded generator up, finds its semantic directions, and gives it its
 runner (CUDA graphs on CUDA) and its batcher, whose batches run on the engine's one inference thread;
-`Engine.score` runs a version's discriminator (loaded on first use) on the same thread;
-`images_for` is what a route awaits: the request's rows from the shared forward, a 503 with
-Retry-After when the queues are full, and nothing computed at all for a client that has gone away.
+`Engine.score` runs a version's discriminator (loaded on first use) on the same thread. The engine
+knows nothing of HTTP: the service's routes turn its answers and refusals into responses.
 """
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from fastapi import HTTPException, Request
 
-from service.batcher import Batcher, BatchObserver, InferenceWorker, Overloaded, QueueBudget
-from service.directions import Directions, semantic_directions
-from service.runner import GeneratorRunner
-from service.settings import Settings
+from service.engine.batcher import Batcher, BatchObserver, InferenceWorker, QueueBudget
+from service.engine.directions import Directions, semantic_directions
+from service.engine.runner import GeneratorRunner
 from shared.imaging import torchscript
 from shared.imaging.latents import seeded_latents
 from shared.imaging.pixels import to_model_range
 from shared.store import DISCRIMINATOR, NotFound, Version
 
 
-class ClientGone(Exception):
-    """The client disconnected before its images were computed."""
+@dataclass(frozen=True)
+class EngineConfig:
+    """The engine's knobs (the service's settings of the same names fill them in)."""
+
+    max_batch_latents: int = 256  # most latents in one forward; larger requests are split
+    max_batch_wait_ms: float = 2.0  # how long a busy batcher waits to fill a batch
+    max_queued_latents: int = 2048  # latents waiting in all queues together: the memory cap
+    cuda_graphs: bool = True
+    warmup_batch: int = 8
+    discriminators_kept: int = 5  # discriminators held for /score, most recently used first
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,12 @@ class Started:
 
 
 class Engine:
-    def __init__(self, settings: Settings, device: torch.device, observer: BatchObserver) -> None:
-        self.settings = settings
+    def __init__(self, config: EngineConfig, device: torch.device, observer: BatchObserver) -> None:
+        self.config = config
         self.device = device
         self.observer = observer
         self.worker = InferenceWorker(f"inference-{device}")  # every forward on this device runs here
-        self.budget = QueueBudget(settings.max_queued_latents)  # shared by every loaded version
+        self.budget = QueueBudget(config.max_queued_latents)  # shared by every loaded version
         self._discriminators: OrderedDict[tuple[str, int, str], torch.jit.ScriptModule] = OrderedDict()
         self._discriminators_lock = threading.Lock()
 
@@ -55,7 +59,7 @@ class Engine:
         (capturing CUDA graphs), all on the inference thread (on the CPU, torch work on any other thread
         would start a second OpenMP team); return its batcher. Raises ValueError for a generator that does
         not produce what its manifest promises."""
-        s = self.settings
+        s = self.config
 
         def prepare() -> tuple[GeneratorRunner, Directions | None]:
             module = torchscript.load(version.generator_path, self.device)
@@ -81,7 +85,7 @@ class Engine:
                 module = torchscript.load(version.discriminator_path, self.device)
                 with self._discriminators_lock:
                     self._discriminators[key] = module
-                    while len(self._discriminators) > self.settings.pinned_cache_size + 1:
+                    while len(self._discriminators) > self.config.discriminators_kept:
                         self._discriminators.popitem(last=False)
             x = to_model_range(torch.from_numpy(images).permute(0, 3, 1, 2).to(self.device))
             with torch.inference_mode():
@@ -108,28 +112,3 @@ def warm_up(module: torch.jit.ScriptModule, version: Version, device: torch.devi
         raise ValueError(f"generator output shape {tuple(out.shape)} does not match the manifest's {expected}")
     if not torch.isfinite(out).all():
         raise ValueError("generator output is not finite")
-
-
-async def images_for(batcher: Batcher, latents: torch.Tensor, request: Request) -> torch.Tensor:
-    """uint8 (n, C, H, W) images of `latents` from the batcher. Raises HTTPException(503) when the queues
-    are full, and ClientGone (after dropping the job) if the client disconnects first."""
-    try:
-        job = batcher.submit(latents)
-    except Overloaded as e:
-        raise HTTPException(503, detail=str(e), headers={"Retry-After": str(e.retry_after)}) from None
-    result = asyncio.wrap_future(job.future)
-    gone = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait((result, gone), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-    if not result.done():
-        batcher.cancel(job)
-        raise ClientGone()
-    return result.result()
-
-
-async def _disconnected(request: Request) -> None:
-    """Return when the client closes the connection (the body has been read: nothing else can arrive)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
