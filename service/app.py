@@ -69,7 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_keys = ApiKeys(read_keys(settings.api_keys.get_secret_value(), settings.api_keys_file))
     telemetry = Telemetry()
     engine = Engine(EngineConfig(max_batch_latents=settings.max_batch_latents, max_batch_wait_ms=settings.max_batch_wait_ms,
-                                 max_queued_latents=settings.max_queued_latents, cuda_graphs=settings.cuda_graphs,
+                                 max_queued_latents=settings.max_queued_latents,
+                                 max_queue_delay_ms=settings.max_queue_delay_ms, cuda_graphs=settings.cuda_graphs,
                                  warmup_batch=settings.warmup_batch,
                                  discriminators_kept=settings.pinned_cache_size + 1), device, telemetry)
     registry = ModelRegistry(Store(settings.model_dir), device, engine, telemetry, settings.pinned_cache_size)

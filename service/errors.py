@@ -25,7 +25,8 @@ WHY = {
     422: "invalid request; `detail` names the field. `type` model_mismatch: valid for another model, not this one "
          "(latent length, coordinates); limit_exceeded: the fields' product is over MAX_IMAGES or MAX_PIXELS; "
          "invalid_image: an upload that is not a picture",
-    503: "no model loaded yet, or the queues are full (then with Retry-After)",
+    503: "no model loaded yet, or the service is too busy to answer within MAX_QUEUE_DELAY_MS (then with "
+         "Retry-After: the predicted wait in seconds, rounded up)",
 }
 
 

@@ -29,7 +29,10 @@ class Settings(BaseSettings):
                                    description="most latents in one batched forward (requests are split above it)")
     max_batch_wait_ms: float = Field(2.0, ge=0, le=1000,
                                      description="how long a busy batcher waits to fill a batch (never when idle)")
-    max_queued_latents: int = Field(2048, ge=1, description="latents waiting in all queues; more get 503 + Retry-After")
+    max_queued_latents: int = Field(2048, ge=1, description="latents waiting in all queues (the memory cap); more get 503")
+    max_queue_delay_ms: float = Field(1000.0, gt=0, le=600_000,
+                                      description="a request predicted to be done later than this after it arrives "
+                                                  "gets 503 + Retry-After at once; one still waiting then is dropped")
     cuda_graphs: bool = Field(True, description="on CUDA, replay the generator as CUDA graphs per batch-size bucket")
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes, each with its own models and batcher")
     inference_threads: int = Field(4, ge=1, description="large grids assembled and PNG-encoded at once, off the event loop")

@@ -35,8 +35,12 @@ class Telemetry:
                                     ["model"], buckets=WAIT_BUCKETS, registry=self.registry)
         self.forward_time = Histogram("latentlab_forward_seconds", "time of one batched forward, by model",
                                       ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.shed = Counter("latentlab_shed_requests_total", "requests refused with 503 because the queues were full",
-                            ["model"], registry=self.registry)
+        self.shed = Counter("latentlab_shed_requests_total", "requests refused or dropped with 503, by reason: "
+                            "predicted_wait (would finish after MAX_QUEUE_DELAY_MS), deadline (still waiting then), "
+                            "queue_full (MAX_QUEUED_LATENTS)", ["model", "reason"], registry=self.registry)
+        self.wait = Histogram("latentlab_request_wait_seconds", "seconds from a request's arrival at the queue to its "
+                              "last image: as predicted at admission (kind=predicted) and as it happened (kind=actual)",
+                              ["model", "kind"], buckets=WAIT_BUCKETS, registry=self.registry)
 
     # ------------------------------------------------------------------ the batchers' observer
     def batch_ran(self, model: str, latents: int, seconds: float) -> None:
@@ -46,8 +50,12 @@ class Telemetry:
     def job_started(self, model: str, waited: float) -> None:
         self.queue_wait.labels(model).observe(waited)
 
-    def job_shed(self, model: str) -> None:
-        self.shed.labels(model).inc()
+    def job_finished(self, model: str, predicted: float, actual: float) -> None:
+        self.wait.labels(model, "predicted").observe(predicted)
+        self.wait.labels(model, "actual").observe(actual)
+
+    def job_shed(self, model: str, reason: str) -> None:
+        self.shed.labels(model, reason).inc()
 
     # ------------------------------------------------------------------ the registry's observer
     def model_loaded(self, name: str, ok: bool) -> None:

@@ -2,12 +2,13 @@
 import asyncio
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from tests.service_helpers import make_client, png, wait_ready
+from tests.service_helpers import copy_store, make_client, png, wait_for, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_a_full_queue_gets_503_with_retry_after_and_the_service_keeps_serving(cl
     finally:
         budget.release(taken)
     assert png(client.post("/generate", json={"model": "gan", "seed": 0, "count": 4}))
-    assert 'latentlab_shed_requests_total{model="gan"} 1.0' in client.get("/metrics").text
+    assert 'latentlab_shed_requests_total{model="gan",reason="queue_full"} 1.0' in client.get("/metrics").text
 
 
 class Gate:
@@ -128,3 +129,62 @@ async def asyncio_request_then_disconnect(app, body: bytes) -> int:
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
     await app(scope, receive, send)
     return next(m["status"] for m in sent if m["type"] == "http.response.start")
+
+
+@pytest.fixture
+def bounded(trained_store, tmp_path):
+    """A service that allows 200 ms from a request's arrival to its last image, whose gan forward costs a known
+    20 ms per latent (a sleep before the real forward) and can be held at a gate."""
+    from service.engine.admission import ForwardCost
+
+    with make_client(copy_store(trained_store, tmp_path / "store"), max_queue_delay_ms=200, max_batch_latents=4) as c:
+        wait_ready(c)
+        batcher = services(c).registry.get("gan").batcher
+        gate = Gate(batcher)
+        real = gate.forward
+        gate.forward = lambda z: (time.sleep(0.020 * len(z)), real(z))[1]
+        batcher.cost = ForwardCost(batcher.max_batch)
+        for n in (1, 2, 4, 4):
+            batcher.cost.observe(n, 0.020 * n)
+        gate.open.set()
+        yield c, gate
+        gate.restore()
+
+
+def test_a_request_predicted_past_max_queue_delay_gets_503_at_once(bounded):
+    client, gate = bounded
+    batcher = services(client).registry.get("gan").batcher
+    gate.open.clear()
+    with ThreadPoolExecutor(8) as pool:
+        held = pool.submit(client.post, "/generate", json={"model": "gan", "seed": 1, "count": 1})
+        assert gate.entered.wait(10)
+        time.sleep(0.1)  # past the held forward's predicted 20 ms: the predictions count only the queue now
+        queued = [pool.submit(client.post, "/generate", json={"model": "gan", "seed": 2 + i, "count": 4}) for i in range(2)]
+        wait_for(lambda: batcher.queued == 8)  # 80 and 160 ms of work: both admitted
+        started = time.monotonic()
+        refused = client.post("/generate", json={"model": "gan", "seed": 9, "count": 4})  # 240 ms: refused
+        assert time.monotonic() - started < 0.5  # at once, not after waiting
+        gate.open.set()
+        assert all(f.result(30).status_code == 200 for f in [held, *queued])
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"  # 240 ms predicted, rounded up
+    assert "MAX_QUEUE_DELAY_MS" in refused.json()["detail"]
+    metrics = client.get("/metrics").text
+    assert 'latentlab_shed_requests_total{model="gan",reason="predicted_wait"} 1.0' in metrics
+    assert 'latentlab_request_wait_seconds_count{kind="predicted",model="gan"}' in metrics
+    assert 'latentlab_request_wait_seconds_count{kind="actual",model="gan"}' in metrics
+
+
+def test_a_request_still_waiting_at_its_deadline_gets_503(bounded):
+    client, gate = bounded
+    gate.open.clear()
+    with ThreadPoolExecutor(2) as pool:
+        held = pool.submit(client.post, "/generate", json={"model": "gan", "seed": 1, "count": 1})
+        assert gate.entered.wait(10)
+        late = pool.submit(client.post, "/generate", json={"model": "gan", "seed": 2, "count": 2})
+        time.sleep(0.4)  # the held forward overruns its prediction, past the queued request's deadline
+        gate.open.set()
+        assert held.result(30).status_code == 200
+        dropped = late.result(30)
+    assert dropped.status_code == 503 and int(dropped.headers["retry-after"]) >= 1
+    assert "waited" in dropped.json()["detail"]
+    assert 'reason="deadline"} 1.0' in client.get("/metrics").text

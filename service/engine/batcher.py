@@ -10,15 +10,19 @@ threads), and on CUDA the graphs are captured and replayed by the thread that ow
   several requests, when more are known to be arriving, does it wait (at most `max_wait` seconds) for
   the queue to fill a batch.
 - A job larger than a batch is taken a batch at a time and put back at the end of its queue, so small
-  interactive requests run between the chunks of a 256-image sweep instead of behind all of it; the
-  queues of different models take turns the same way.
-- The latents waiting in all queues are bounded by a shared `QueueBudget`: a job that does not fit is
-  refused at once (`Overloaded`, a 503 for HTTP), never queued into unbounded memory or latency.
+  interactive requests run between the chunks of a 256-image sweep instead of behind all of it (unless
+  it is already past its deadline: then it is finished first); the queues of different models take
+  turns the same way.
+- Admission is by predicted wait (`admission`): a job the forwards ahead of it would finish later than
+  `max_delay` seconds after it arrives is refused at once (`Overloaded`, a 503 for HTTP); one whose
+  deadline passes while it waits is dropped the same way before it costs a forward. The latents waiting
+  in all queues are also bounded by a shared `QueueBudget`, the memory cap.
 - A cancelled job (its client went away) leaves the queue without costing a forward.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections import deque
@@ -27,15 +31,17 @@ from typing import Callable, Protocol, TypeVar
 
 import torch
 
+from service.engine.admission import (
+    DEADLINE,
+    PREDICTED_WAIT,
+    QUEUE_FULL,
+    ForwardCost,
+    Overloaded,
+    forwards_for_all,
+    forwards_until_done,
+)
+
 T = TypeVar("T")
-
-
-class Overloaded(Exception):
-    """The queues hold as many latents as they may; try again after `retry_after` seconds."""
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class QueueBudget:
@@ -63,13 +69,17 @@ class BatchObserver(Protocol):
 
     def job_started(self, model: str, waited: float) -> None: ...
 
-    def job_shed(self, model: str) -> None: ...
+    def job_finished(self, model: str, predicted: float, actual: float) -> None:
+        """Seconds from arrival to the last row: as predicted at admission, and as it happened."""
+
+    def job_shed(self, model: str, reason: str) -> None:
+        """A job refused or dropped; `reason` is one of admission.REASONS."""
 
 
 class Job:
     """One request's latents on their way through a batcher; `future` gets uint8 (n, C, H, W) images."""
 
-    def __init__(self, latents: torch.Tensor) -> None:
+    def __init__(self, latents: torch.Tensor, max_delay: float = math.inf) -> None:
         self.latents = latents
         self.n = latents.shape[0]
         self.taken = 0  # rows handed to a batch so far
@@ -78,7 +88,10 @@ class Job:
         self.future: Future[torch.Tensor] = Future()
         self.cancelled = False
         self.enqueued_at = time.monotonic()
+        self.deadline = self.enqueued_at + max_delay  # not started by then: dropped
+        self.predicted_wait = 0.0  # seconds from arrival to the last row, as predicted at admission
         self.started_at: float | None = None  # when its first rows went into a forward
+        self.finished_at: float | None = None  # when its last rows came out
 
 
 class InferenceWorker:
@@ -91,6 +104,14 @@ class InferenceWorker:
         self._calls: deque[tuple[Callable[[], object], Future]] = deque()
         self._thread: threading.Thread | None = None
         self.stopping = False
+        self._running: tuple[Batcher, int, float] | None = None  # the forward in progress: whose, size, start
+
+    def running_left(self, now: float) -> float:
+        """Predicted seconds until the forward in progress ends (0 when none runs). Caller holds `cond`."""
+        if self._running is None:
+            return 0.0
+        batcher, n, started = self._running
+        return max(0.0, started + batcher.cost.predict(n) - now)
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the inference thread (model warm-up, CUDA graph capture) and return its result."""
@@ -142,6 +163,8 @@ class InferenceWorker:
                     batch = batcher.take()
                     if batcher.queued:
                         self._ready.append(batcher)  # the other models' queues go first
+                    if batch:
+                        self._running = (batcher, sum(end - first for _, first, end in batch), time.monotonic())
             if batch is None:
                 fn, future = call
                 try:
@@ -150,19 +173,24 @@ class InferenceWorker:
                     _settle(future, exception=e)
             elif batch:
                 batcher.run(batch)
+                with self.cond:
+                    self._running = None
 
 
 class Batcher:
     """The queue of one loaded model version; its batches run on the shared `InferenceWorker`."""
 
     def __init__(self, name: str, forward: Callable[[torch.Tensor], torch.Tensor], worker: InferenceWorker,
-                 max_batch: int, max_wait: float, budget: QueueBudget, observer: BatchObserver) -> None:
+                 max_batch: int, max_wait: float, budget: QueueBudget, observer: BatchObserver,
+                 max_delay: float = math.inf) -> None:
         self.name = name
         self.forward = forward  # (n, latent_dim) latents -> uint8 (n, C, H, W) images, on the worker's thread
         self.worker = worker
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self.max_delay = max_delay  # seconds from arrival to the last row that admission allows
         self.budget = budget
+        self.cost = ForwardCost(max_batch)  # what this version's forwards take on this device
         self._observer = observer
         self._queue: deque[Job] = deque()
         self.queued = 0  # latents waiting in this queue
@@ -171,20 +199,43 @@ class Batcher:
 
     # ------------------------------------------------------------------ requests' side
     def submit(self, latents: torch.Tensor) -> Job:
-        """Queue `latents` (n, latent_dim) float32 on the CPU; raises Overloaded when the queues are full."""
-        job = Job(latents)
-        if not self.budget.reserve(job.n):
-            self._observer.job_shed(self.name)
-            raise Overloaded(f"the service is at capacity ({self.budget.limit} latents queued, MAX_QUEUED_LATENTS); "
-                             "retry shortly", retry_after=1)
+        """Queue `latents` (n, latent_dim) float32 on the CPU. Raises Overloaded when the job is predicted to
+        finish later than `max_delay` after now, or the queues hold MAX_QUEUED_LATENTS already."""
+        job = Job(latents, self.max_delay)
         with self.worker.cond:
             if self.worker.stopping:
-                self.budget.release(job.n)
                 raise RuntimeError("the inference worker has stopped: the service is shutting down")
-            self._queue.append(job)
-            self.queued += job.n
-            self.worker._ready_to_run(self)
-        return job
+            wait = self.predict_wait(job.n, job.enqueued_at)
+            if not self.budget.reserve(job.n):
+                refused = Overloaded(f"the service is at capacity ({self.budget.limit} latents queued, "
+                                     "MAX_QUEUED_LATENTS); retry shortly", wait, QUEUE_FULL)
+            elif wait > self.max_delay:
+                self.budget.release(job.n)
+                refused = Overloaded(f"the service is busy: this request would be done in {wait:.2f}s, later than "
+                                     f"MAX_QUEUE_DELAY_MS ({self.max_delay * 1000:.0f} ms) allows", wait, PREDICTED_WAIT)
+            else:
+                job.predicted_wait = wait
+                self._queue.append(job)
+                self.queued += job.n
+                self.worker._ready_to_run(self)
+                return job
+        self._observer.job_shed(self.name, refused.reason)
+        raise refused
+
+    def predict_wait(self, n: int, now: float) -> float:
+        """Seconds until a job of `n` latents queued now would be done: the forward in progress, then the
+        forwards the scheduler runs before this job's last rows (its queue's chunks, and the other models'
+        queues taking turns with it). Caller holds the worker's lock."""
+        late = frozenset(i for i, job in enumerate(self._queue) if job.taken and now > job.deadline)
+        mine = forwards_until_done([job.n - job.taken for job in self._queue] + [n], self.max_batch, late)
+        wait = self.worker.running_left(now) + self.cost.seconds(mine)
+        ready = list(self.worker._ready)
+        position = ready.index(self) if self in ready else len(ready)
+        for i, other in enumerate(ready):
+            if other is not self:  # a turn per forward of ours; those ahead of us in the turn order go first
+                turns = len(mine) if i < position else len(mine) - 1
+                wait += other.cost.seconds(forwards_for_all(other.queued, other.max_batch)[:turns])
+        return wait
 
     def cancel(self, job: Job) -> None:
         """Drop what of `job` has not run yet (its client went away); a forward already running finishes."""
@@ -214,20 +265,35 @@ class Batcher:
 
     def take(self) -> list[tuple[Job, int, int]]:
         """Up to max_batch latents from the front of the queue, as (job, first row, end row). A job with
-        rows left over goes to the back of the queue."""
-        batch, room = [], self.max_batch
+        rows left over goes to the back of the queue; one whose deadline passed before it started is
+        dropped with Overloaded."""
+        batch, room, now = [], self.max_batch, time.monotonic()
         while self._queue and room > 0:
             job = self._queue.popleft()
+            if job.taken == 0 and now > job.deadline:
+                self._expire(job, now)
+                continue
             take = min(job.n - job.taken, room)
             batch.append((job, job.taken, job.taken + take))
             job.taken += take
             room -= take
-            if job.taken < job.n:
-                self._queue.append(job)
+            if job.taken < job.n:  # the rest waits its turn behind the others; once late, it goes first
+                (self._queue.appendleft if now > job.deadline else self._queue.append)(job)
         taken = self.max_batch - room
         self.queued -= taken
         self.budget.release(taken)
         return batch
+
+    def _expire(self, job: Job, now: float) -> None:
+        """Drop a job (already off the queue) that waited past its deadline; retry when the queue has drained."""
+        job.cancelled, job.taken = True, job.n
+        self.queued -= job.n
+        self.budget.release(job.n)
+        drain = self.worker.running_left(now) + self.cost.seconds(forwards_for_all(self.queued, self.max_batch))
+        _settle(job.future, exception=Overloaded(
+            f"the service is busy: this request waited {now - job.enqueued_at:.2f}s without starting, past "
+            f"MAX_QUEUE_DELAY_MS ({self.max_delay * 1000:.0f} ms)", drain, DEADLINE))
+        self._observer.job_shed(self.name, DEADLINE)
 
     # ------------------------------------------------------------------ the worker's side (lock released)
     def run(self, batch: list[tuple[Job, int, int]]) -> None:
@@ -248,7 +314,9 @@ class Batcher:
             return
         finally:
             self._last_batch_end = time.monotonic()
-        self._observer.batch_ran(self.name, latents.shape[0], self._last_batch_end - started)
+        seconds = self._last_batch_end - started
+        self.cost.observe(latents.shape[0], seconds)
+        self._observer.batch_ran(self.name, latents.shape[0], seconds)
         offset = 0
         for job, first, end in batch:
             rows = images[offset:offset + end - first]
@@ -260,7 +328,9 @@ class Batcher:
             job.images[first:end].copy_(rows)  # a copy: the forward may reuse its output buffer
             job.done += end - first
             if job.done == job.n:
+                job.finished_at = self._last_batch_end
                 _settle(job.future, result=job.images)
+                self._observer.job_finished(self.name, job.predicted_wait, job.finished_at - job.enqueued_at)
 
 
 def _settle(future: Future, result=None, exception: BaseException | None = None) -> None:

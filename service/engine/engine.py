@@ -8,6 +8,7 @@ knows nothing of HTTP: the service's routes turn its answers and refusals into r
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ class EngineConfig:
     max_batch_latents: int = 256  # most latents in one forward; larger requests are split
     max_batch_wait_ms: float = 2.0  # how long a busy batcher waits to fill a batch
     max_queued_latents: int = 2048  # latents waiting in all queues together: the memory cap
+    max_queue_delay_ms: float = 1000.0  # a request predicted to be done later than this after arrival is refused
     cuda_graphs: bool = True
     warmup_batch: int = 8
     discriminators_kept: int = 5  # discriminators held for /score, most recently used first
@@ -61,15 +63,19 @@ class Engine:
         not produce what its manifest promises."""
         s = self.config
 
-        def prepare() -> tuple[GeneratorRunner, Directions | None]:
+        def prepare() -> tuple[GeneratorRunner, Directions | None, list[tuple[int, float]]]:
             module = torchscript.load(version.generator_path, self.device)
             warm_up(module, version, self.device, s.warmup_batch)
             directions = semantic_directions(module, version.latent_dim)  # once per version: a small eigh
-            return GeneratorRunner(module, self.device, version.latent_dim, s.max_batch_latents, s.cuda_graphs), directions
+            runner = GeneratorRunner(module, self.device, version.latent_dim, s.max_batch_latents, s.cuda_graphs)
+            return runner, directions, time_forwards(runner, version.latent_dim, {1, s.warmup_batch, s.max_batch_latents})
 
-        runner, directions = self.worker.call(prepare)
-        return Started(Batcher(version.name, runner, self.worker, s.max_batch_latents, s.max_batch_wait_ms / 1000,
-                               self.budget, self.observer), directions)
+        runner, directions, timings = self.worker.call(prepare)
+        batcher = Batcher(version.name, runner, self.worker, s.max_batch_latents, s.max_batch_wait_ms / 1000,
+                          self.budget, self.observer, max_delay=s.max_queue_delay_ms / 1000)
+        for n, seconds in timings:  # admission can predict from the first request on; real batches refine it
+            batcher.cost.observe(n, seconds)
+        return Started(batcher, directions)
 
     def score(self, version: Version, images: np.ndarray) -> np.ndarray:
         """The discriminator's logits (N,) for uint8 images (N, H, W, C) at the model's size. Blocking: call
@@ -112,3 +118,15 @@ def warm_up(module: torch.jit.ScriptModule, version: Version, device: torch.devi
         raise ValueError(f"generator output shape {tuple(out.shape)} does not match the manifest's {expected}")
     if not torch.isfinite(out).all():
         raise ValueError("generator output is not finite")
+
+
+def time_forwards(runner: GeneratorRunner, latent_dim: int, sizes: set[int]) -> list[tuple[int, float]]:
+    """Seconds of one forward at each batch size, as the batcher will run it (after the warm-up)."""
+    timings = []
+    for n in sorted(sizes):
+        z = seeded_latents(1, n, latent_dim)
+        runner(z)  # the size's first call may pick kernels or capture a graph: time the second
+        started = time.perf_counter()
+        runner(z)
+        timings.append((n, time.perf_counter() - started))
+    return timings

@@ -38,27 +38,37 @@ class ClientGone(Exception):
     """The client disconnected before its images were computed."""
 
 
+def busy(e: Overloaded) -> HTTPException:
+    """A refusal by the engine's admission (at once, or a queued request dropped at its deadline) as a 503."""
+    return HTTPException(503, detail=str(e), headers={"Retry-After": str(e.retry_after)})
+
+
 async def images_for(batcher: Batcher, latents: torch.Tensor, request: Request) -> torch.Tensor:
-    """uint8 (n, C, H, W) images of `latents` from the batcher. Raises HTTPException(503) when the queues
-    are full, and ClientGone (after dropping the job) if the client disconnects first."""
+    """uint8 (n, C, H, W) images of `latents` from the batcher. Raises HTTPException(503) when admission
+    refuses the request or drops it at its deadline, and ClientGone if the client disconnects before its
+    images are computed (its queued rows are dropped: they cost no forward)."""
     try:
         job = batcher.submit(latents)
     except Overloaded as e:
-        raise HTTPException(503, detail=str(e), headers={"Retry-After": str(e.retry_after)}) from None
+        raise busy(e) from None
     result = asyncio.wrap_future(job.future)
-    gone = asyncio.ensure_future(_disconnected(request))
+    # Not cancelled when the images come first: the server ends this receive() itself once the response is
+    # complete, which is cheaper than cancelling a task on every request.
+    watcher = asyncio.ensure_future(_disconnected(request))
+    watcher.add_done_callback(lambda _: job.future.done() or batcher.cancel(job))
     try:
-        await asyncio.wait((result, gone), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-    if not result.done():
-        batcher.cancel(job)
-        raise ClientGone()
-    return result.result()
+        return await result
+    except asyncio.CancelledError:
+        if job.cancelled and not watcher.cancelled():  # the client went away, not the server
+            raise ClientGone() from None
+        raise
+    except Overloaded as e:
+        raise busy(e) from None
 
 
 async def _disconnected(request: Request) -> None:
-    """Return when the client closes the connection (the body has been read: nothing else can arrive)."""
+    """Return when the client closes the connection or the response is complete (the body has been read:
+    nothing else can arrive)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
 
