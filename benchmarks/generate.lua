@@ -1,7 +1,7 @@
 -- wrk script: POST /generate with a new seed on every request, so no cache can stand in for the work.
---   wrk -t1 -c32 -d10s -s benchmarks/generate.lua http://127.0.0.1:8000 -- MODEL COUNT
+--   wrk -t1 -c32 -d10s -s benchmarks/generate.lua http://127.0.0.1:8000 -- MODEL COUNT [PATH]
 -- Prints one JSON line with requests, seconds, errors and latency percentiles (ms).
-local model, count = "dcgan", 1
+local model, count, path = "dcgan", 1, "/generate"
 local counter = 0
 local thread_index = 0
 
@@ -13,13 +13,14 @@ end
 function init(args)
   model = args[1] or model
   count = tonumber(args[2] or count)
+  path = args[3] or path
   counter = (thread_index or 0) * 1000000000
 end
 
 function request()
   counter = counter + 1
   local body = string.format('{"model":"%s","seed":%d,"count":%d}', model, counter, count)
-  return wrk.format("POST", "/generate", {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
 end
 
 function done(summary, latency, requests)

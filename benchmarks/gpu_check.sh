@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check of the project in one run (under 8 minutes on an H100):
 #   1. the CUDA-marked tests (pytest -m cuda)
-#   2. the serving comparison, latentlab against the naive app, with DEVICE=cuda
+#   2. the serving comparison with DEVICE=cuda: the forward limit, latentlab against the naive app, the
+#      overload burst (admission by predicted wait), and the request path's own cost (request_cost.py)
 #   3. the training speed: seconds per epoch, eager against whole-step CUDA graphs, fp32 and bf16
 # Prepare here with `bash benchmarks/gpu_prepare.sh`, then run it on the GPU machine with .whl, .data and
 # .gpu carried. Without CUDA it runs the same steps on the CPU (to try the script), and says so.
@@ -38,7 +39,8 @@ for arch in gan dcgan; do
   $python -m trainer --arch $arch --epochs 1 --limit 4096 --out "$store" --device "$device" \
     --no-evaluate --no-progress >/dev/null 2>"$store/train-$arch.log" || { cat "$store/train-$arch.log"; status=1; }
 done
-$python benchmarks/serve_compare.py --store "$store" --model dcgan --device "$device" --runs 3 --seconds 5 || status=1
+$python benchmarks/serve_compare.py --store "$store" --model dcgan --device "$device" --runs 3 --seconds 5 --burst || status=1
+DEVICE=$device $python benchmarks/request_cost.py --runs 3 --seconds 3 || status=1
 
 echo "== 3. training speed on $device"
 if [ "$device" = cuda ]; then

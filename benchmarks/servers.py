@@ -1,27 +1,50 @@
-"""Start the servers the benchmarks load: latentlab's `python -m service`, and the naive reference app."""
+"""Start the servers the benchmarks load: latentlab's `python -m service`, the naive reference app, and the
+serving systems a user would pick instead (../shared/peers: BentoML, Ray Serve, TorchServe), each from its
+own virtualenv, serving the same generator file."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+PEERS_DIR = ROOT.parent / "shared" / "peers"
 
 
-def wait_ready(proc: subprocess.Popen, port: int, timeout: float = 120) -> subprocess.Popen:
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen
+    port: int
+    path: str = "/generate"  # where POST {"model", "seed", "count"} answers with a PNG grid
+    cleanup: list[list[str]] = field(default_factory=list)  # commands that stop what the process left running
+
+    def stop(self) -> None:
+        stop(self.proc)
+        for command in self.cleanup:
+            subprocess.run(command, capture_output=True, timeout=60)
+
+
+def wait_ready(proc: subprocess.Popen, port: int, timeout: float = 120, path: str = "/readyz") -> subprocess.Popen:
+    """Until GET `path` answers 200, or (for a POST route such as a peer's /generate) a one-image request does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+            url = f"http://127.0.0.1:{port}{path}"
+            r = httpx.get(url, timeout=5) if path == "/readyz" else httpx.post(
+                url, json={"model": "dcgan", "seed": 0, "count": 1}, timeout=30)
+            if r.status_code == 200:
                 return proc
         except httpx.TransportError:
             pass
-        time.sleep(0.3)
-    proc.kill()
+        time.sleep(0.5)
+    stop(proc)
     raise SystemExit(f"the server on port {port} did not become ready")
 
 
@@ -29,7 +52,8 @@ def start_service(store: str, port: int, device: str = "auto", **settings: str) 
     """`python -m service` on `store`, once it answers /readyz; `settings` are more environment variables."""
     env = {**os.environ, "MODEL_DIR": store, "PORT": str(port), "HOST": "127.0.0.1", "DEVICE": device,
            "LOG_LEVEL": "warning", **settings}
-    return wait_ready(subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env), port)
+    return wait_ready(subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env, start_new_session=True),
+                      port)
 
 
 def start_naive(generator: str | Path, port: int, device: str = "auto") -> subprocess.Popen:
@@ -38,12 +62,39 @@ def start_naive(generator: str | Path, port: int, device: str = "auto") -> subpr
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     cmd = [sys.executable, str(ROOT / "benchmarks" / "naive_app.py"), "--generator", str(generator), "--port", str(port)]
-    return wait_ready(subprocess.Popen(cmd, cwd=ROOT, env=env), port)
+    return wait_ready(subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True), port)
+
+
+def start_peer(name: str, generator: str | Path, port: int, venv: Path, peers_dir: Path = PEERS_DIR) -> Server:
+    """One of ../shared/peers, configured as its header says, in its own virtualenv `venv`."""
+    env = {**os.environ, "GEN": str(generator), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv),
+           "PYTHONPATH": ""}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True, "cwd": peers_dir}
+    if name == "bentoml":
+        env["BENTO_KEEP_SESSION"] = "1"  # works around its inter-service client closing sessions mid-request
+        proc = subprocess.Popen([str(venv / "bin" / "bentoml"), "serve", "bentoml_service:LatentLab", "--host",
+                                 "127.0.0.1", "--port", str(port)], env=env, **quiet)
+        return Server(name, wait_ready(proc, port, 240, "/generate"), port)
+    if name == "rayserve":  # its documented high-throughput mode, the faster one here
+        env.update(PORT=str(port), RAY_SERVE_THROUGHPUT_OPTIMIZED="1", RAY_SERVE_ENABLE_HA_PROXY="1")
+        proc = subprocess.Popen([str(venv / "bin" / "python"), "rayserve_app.py"], env=env, **quiet)
+        return Server(name, wait_ready(proc, port, 300, "/generate"), port,  # its haproxy outlives `ray stop`
+                      cleanup=[[str(venv / "bin" / "ray"), "stop", "--force"], ["pkill", "-f", f"{venv}/.*haproxy"]])
+    if name == "torchserve":
+        env.update(PORT=str(port), TS_VENV=str(venv))
+        proc = subprocess.Popen(["bash", "torchserve_run.sh"], env=env, **quiet)
+        return Server(name, wait_ready(proc, port, 300, "/predictions/dcgan"), port, "/predictions/dcgan",
+                      cleanup=[[str(venv / "bin" / "torchserve"), "--stop"]])
+    raise ValueError(f"unknown peer {name!r}")
 
 
 def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
+    """SIGTERM to the process and everything it started (its own session), SIGKILL after 30 s."""
     try:
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+    except ProcessLookupError:
+        return
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

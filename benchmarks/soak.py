@@ -22,7 +22,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from servers import start_service  # noqa: E402  (this folder is on sys.path when run as a script)
+from servers import start_service, stop  # noqa: E402  (this folder is on sys.path when run as a script)
 
 from shared.store import MANIFEST, ManifestDraft, Store, Version  # noqa: E402
 
@@ -79,8 +79,7 @@ def main() -> int:
             print(f"RSS after round 1: {first:.1f} MB; after round {args.rounds}: {rss:.1f} MB; "
                   f"{latest} versions published and reloaded; {errors} failed requests")
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop(proc)
     return 0
 
 

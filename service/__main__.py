@@ -8,6 +8,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from service.app import create_app
+from service.protocol import GatheringHttpToolsProtocol
 from service.settings import Settings
 from shared.errors import UserError, command
 
@@ -40,11 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = read_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)  # DeviceError, KeysFileError: one line, exit 2
+    server = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower(),
+              "http": GatheringHttpToolsProtocol or "auto"}
     if settings.workers > 1:  # each worker process builds its own app from the same environment
-        uvicorn.run("service.app:create_app", factory=True, workers=settings.workers, host=settings.host,
-                    port=settings.port, log_level=settings.log_level.lower())
+        uvicorn.run("service.app:create_app", factory=True, workers=settings.workers, **server)
     else:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+        uvicorn.run(app, **server)
     return 0
 
 

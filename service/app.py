@@ -20,9 +20,11 @@ from service.deps import Services
 from service.engine.engine import Engine, EngineConfig
 from service.engine.registry import ModelRegistry
 from service.errors import validation_error
+from service.lane import LeanRoutes
 from service.limits import RequestLimits, tighten_schema
 from service.middleware import BodySizeLimit, RequestMetrics
 from service.routes import api_router
+from service.routes.images import LEAN_ROUTES
 from service.settings import Settings
 from service.telemetry import Telemetry
 from shared.imaging.devices import resolve_device
@@ -63,7 +65,9 @@ async def poll_store(registry: ModelRegistry, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, lean_routes: bool = True) -> FastAPI:
+    """The service. `lean_routes=False` leaves the image routes to FastAPI alone, the reference the lean
+    path must match (tests compare the two)."""
     settings = settings or Settings()
     device = resolve_device(settings.device)  # ValueError with the fix when CUDA is asked for and absent
     api_keys = ApiKeys(read_keys(settings.api_keys.get_secret_value(), settings.api_keys_file))
@@ -124,6 +128,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = openapi
     app.add_exception_handler(RequestValidationError, validation_error)
+    if lean_routes:  # added first, so innermost: the body limit and the metrics apply to it too
+        app.add_middleware(LeanRoutes, routes=LEAN_ROUTES, keys_required=api_keys.enabled)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, telemetry=telemetry)  # added last, runs first: it also counts the 413s
     return app

@@ -64,14 +64,18 @@ def unauthorized(detail: str, error: str | None = None) -> HTTPException:
     return HTTPException(401, detail=detail, headers={"WWW-Authenticate": challenge})
 
 
-async def require_api_key(request: Request,
-                          credentials: HTTPAuthorizationCredentials | None = Depends(SCHEME)) -> None:
-    """Attached to the protected routes only when keys are configured (so the schema asks for them only then)."""
-    keys: ApiKeys = request.app.state.services.api_keys
+def check_api_key(keys: ApiKeys, credentials: HTTPAuthorizationCredentials | None) -> None:
+    """401 unless the request carried one of the keys (`credentials`: what SCHEME read from its headers)."""
     if credentials is None:
         raise unauthorized("an API key is required: send `Authorization: Bearer <key>`")
     if not keys.accepts(credentials.credentials):
         raise unauthorized("the API key is not valid", error="invalid_token")
+
+
+async def require_api_key(request: Request,
+                          credentials: HTTPAuthorizationCredentials | None = Depends(SCHEME)) -> None:
+    """Attached to the protected routes only when keys are configured (so the schema asks for them only then)."""
+    check_api_key(request.app.state.services.api_keys, credentials)
 
 
 def is_loopback(host: str) -> bool:

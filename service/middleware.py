@@ -31,11 +31,8 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            route = scope.get("route")
-            label = getattr(route, "path", None) or "unmatched"
-            labels = (label, scope["method"], str(status))
-            self.telemetry.requests.labels(*labels).inc()
-            self.telemetry.latency.labels(*labels).observe(time.perf_counter() - started)
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.telemetry.request_done(route, scope["method"], status, time.perf_counter() - started)
 
 
 class BodySizeLimit:

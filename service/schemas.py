@@ -79,6 +79,11 @@ class LatentSource(ModelRef):
     def _sources(self) -> list[str]:
         return [name for name in SOURCES if getattr(self, name) is not None]
 
+    @property
+    def image_count(self) -> int:
+        """How many latents the source gives, without drawing them."""
+        return 1 if self.latent is not None else len(self.latents) if self.latents is not None else self.count
+
     @model_validator(mode="after")
     def _one_source_at_most(self):
         if self.count is not None and self.seed is None:

@@ -18,6 +18,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 class Telemetry:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple, tuple] = {}  # label values -> metric children: labels() costs a lock and checks
         self.requests = Counter("latentlab_requests_total", "HTTP requests by route, method and status",
                                 ["route", "method", "status"], registry=self.registry)
         self.latency = Histogram("latentlab_request_duration_seconds", "HTTP request latency by route",
@@ -41,6 +42,16 @@ class Telemetry:
         self.wait = Histogram("latentlab_request_wait_seconds", "seconds from a request's arrival at the queue to its "
                               "last image: as predicted at admission (kind=predicted) and as it happened (kind=actual)",
                               ["model", "kind"], buckets=WAIT_BUCKETS, registry=self.registry)
+
+    # ------------------------------------------------------------------ the HTTP middleware's
+    def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:  # label values are bounded: route templates, methods, status codes
+            labels = (route, method, str(status))
+            children = self._children[key] = (self.requests.labels(*labels), self.latency.labels(*labels))
+        children[0].inc()
+        children[1].observe(seconds)
 
     # ------------------------------------------------------------------ the batchers' observer
     def batch_ran(self, model: str, latents: int, seconds: float) -> None:
@@ -69,7 +80,11 @@ class Telemetry:
             self.loaded.remove(name, str(version), role)
 
     def images_generated(self, name: str, version: int, count: int) -> None:
-        self.images.labels(name, str(version)).inc(count)
+        key = ("images", name, version)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.images.labels(name, str(version))
+        child.inc(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

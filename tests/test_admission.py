@@ -265,3 +265,21 @@ def test_other_models_taking_turns_count_in_the_prediction():
     for job in [held, *a_jobs, b_job]:
         job.future.result(5)
     assert b_job.finished_at < a_jobs[1].finished_at  # it really ran between a's chunks of work
+
+
+def test_admission_can_be_asked_before_the_request_costs_anything():
+    clock = Clocked(per_latent=0.010)
+    batcher = make(clock, max_batch=4, max_delay=0.15)
+    learn(batcher)
+    clock.hold()
+    held = batcher.submit(ids(0, 4))
+    assert clock.entered.wait(5)
+    batcher.admit(4)  # the held forward and its own: 80 ms, within the bound; and nothing was queued
+    assert batcher.queued == 0
+    queued = [batcher.submit(ids(10, 4)), batcher.submit(ids(20, 4))]  # 80 and 120 ms
+    with pytest.raises(Overloaded) as refused:
+        batcher.admit(4)  # 160 ms
+    assert refused.value.reason == PREDICTED_WAIT and clock.shed == [PREDICTED_WAIT] and batcher.queued == 8
+    clock.gate.set()
+    for job in [held, *queued]:
+        job.future.result(5)

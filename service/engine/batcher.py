@@ -205,22 +205,36 @@ class Batcher:
         with self.worker.cond:
             if self.worker.stopping:
                 raise RuntimeError("the inference worker has stopped: the service is shutting down")
-            wait = self.predict_wait(job.n, job.enqueued_at)
-            if not self.budget.reserve(job.n):
+            refused = self._refusal(job.n, job.enqueued_at)
+            if refused is None and not self.budget.reserve(job.n):
                 refused = Overloaded(f"the service is at capacity ({self.budget.limit} latents queued, "
-                                     "MAX_QUEUED_LATENTS); retry shortly", wait, QUEUE_FULL)
-            elif wait > self.max_delay:
-                self.budget.release(job.n)
-                refused = Overloaded(f"the service is busy: this request would be done in {wait:.2f}s, later than "
-                                     f"MAX_QUEUE_DELAY_MS ({self.max_delay * 1000:.0f} ms) allows", wait, PREDICTED_WAIT)
-            else:
-                job.predicted_wait = wait
+                                     "MAX_QUEUED_LATENTS); retry shortly", self.predict_wait(job.n, job.enqueued_at),
+                                     QUEUE_FULL)
+            if refused is None:
+                job.predicted_wait = self.predict_wait(job.n, job.enqueued_at)
                 self._queue.append(job)
                 self.queued += job.n
                 self.worker._ready_to_run(self)
                 return job
         self._observer.job_shed(self.name, refused.reason)
         raise refused
+
+    def admit(self, n: int) -> None:
+        """Raise Overloaded now if a job of `n` latents would be refused for its predicted wait: a caller can ask
+        before it spends anything on the request (drawing its latents, say)."""
+        with self.worker.cond:
+            refused = self._refusal(n, time.monotonic())
+        if refused is not None:
+            self._observer.job_shed(self.name, refused.reason)
+            raise refused
+
+    def _refusal(self, n: int, now: float) -> Overloaded | None:
+        """The refusal a job of `n` latents would get for its predicted wait, if any. Caller holds the lock."""
+        wait = self.predict_wait(n, now)
+        if wait <= self.max_delay:
+            return None
+        return Overloaded(f"the service is busy: this request would be done in {wait:.2f}s, later than "
+                          f"MAX_QUEUE_DELAY_MS ({self.max_delay * 1000:.0f} ms) allows", wait, PREDICTED_WAIT)
 
     def predict_wait(self, n: int, now: float) -> float:
         """Seconds until a job of `n` latents queued now would be done: the forward in progress, then the

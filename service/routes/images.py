@@ -15,6 +15,7 @@ from service.engine.batcher import Batcher, Overloaded
 from service.engine.registry import LoadedModel
 from service.errors import error_responses
 from service.interpolation import interpolate
+from service.lane import LeanRoute
 from service.limits import MODEL_MISMATCH, RequestLimits, field_error
 from service.schemas import GenerateRequest, InterpolateRequest, LatentRef, LatentSource, SweepRequest
 from shared.imaging.grids import grid_array, grid_size, upscale
@@ -73,9 +74,20 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def resolve_latents(body: LatentSource, model: LoadedModel, limits: RequestLimits) -> torch.Tensor:
-    """The request's latents as (N, latent_dim) float32, their length checked against the model. The count
-    is bounded by the schema here and checked against MAX_IMAGES with the whole grid (`check_grid`)."""
+def admit(batcher: Batcher, n: int) -> None:
+    """503 at once if `n` more latents would be refused for their predicted wait: before the request costs
+    anything more (a flood of refused requests must stay cheap)."""
+    try:
+        batcher.admit(n)
+    except Overloaded as e:
+        raise busy(e) from None
+
+
+def resolve_latents(body: LatentSource, model: LoadedModel, limits: RequestLimits,
+                    batcher: Batcher | None = None) -> torch.Tensor:
+    """The request's latents as (N, latent_dim) float32, their length checked against the model; with a
+    `batcher`, its admission is asked before any is drawn from a seed. The count is bounded by the schema here and checked
+    against MAX_IMAGES with the whole grid (`check_grid`)."""
     label = f"{model.name} v{model.version}"
     if body.latent is not None:
         limits.check_latent_length(body.latent, model.latent_dim, label, ["latent"])
@@ -84,6 +96,8 @@ def resolve_latents(body: LatentSource, model: LoadedModel, limits: RequestLimit
         for i, row in enumerate(body.latents):
             limits.check_latent_length(row, model.latent_dim, label, ["latents", i])
         return torch.tensor(body.latents, dtype=torch.float32)
+    if batcher is not None:
+        admit(batcher, body.count)
     return seeded_latents(body.seed, body.count, model.latent_dim)
 
 
@@ -91,10 +105,9 @@ def resolve_latents(body: LatentSource, model: LoadedModel, limits: RequestLimit
 async def generate(body: GenerateRequest, request: Request, services: ServicesDep) -> Response:
     """Generate one image per latent and return them as a PNG grid, `nrow` per row."""
     model = await resolve_model(services.registry, body.model, body.version)
-    latents = resolve_latents(body, model, services.limits)
-    n = latents.shape[0]
-    services.limits.check_grid(n, model.image_shape[1:], body.nrow, body.padding, body.scale,
+    services.limits.check_grid(body.image_count, model.image_shape[1:], body.nrow, body.padding, body.scale,
                                ["latents" if body.latents is not None else "count"])
+    latents = resolve_latents(body, model, services.limits, model.batcher)
     return await png_grid_response(request, services, model, latents, body.nrow, body.padding, body.scale)
 
 
@@ -111,6 +124,7 @@ async def sweep(body: SweepRequest, request: Request, services: ServicesDep) -> 
                                           f"0..{model.latent_dim - 1}", MODEL_MISMATCH)
     n = len(getattr(body, along)) * len(body.values) * base.shape[0]
     services.limits.check_grid(n, model.image_shape[1:], base.shape[0], body.padding, body.scale, [along])
+    admit(model.batcher, n)
     if body.directions is None:
         layout = sweep_layout(base, body.dims, body.values, body.mode, body.labels)
     else:
@@ -187,3 +201,8 @@ async def png_grid_response(request: Request, services: Services, model: LoadedM
         png = await anyio.to_thread.run_sync(encode, limiter=services.inference)
     services.telemetry.images_generated(model.name, model.version, images.shape[0])
     return Response(png, media_type="image/png", headers=image_headers(model, images.shape[0]))
+
+
+# served by the lean path (service/lane.py): the same endpoints, without FastAPI's per-request machinery
+LEAN_ROUTES = [LeanRoute("/generate", GenerateRequest, generate), LeanRoute("/sweep", SweepRequest, sweep),
+               LeanRoute("/interpolate", InterpolateRequest, interpolate_route)]

@@ -32,12 +32,16 @@ def make_grid(images: np.ndarray, nrow: int = 8, padding: int = 2, pad_value: in
     nrow = max(1, min(nrow, n))
     rows = -(-n // nrow)
     p = padding
-    cells = np.full((rows * nrow, c, h, w), pad_value, np.uint8)
-    cells[:n] = images
-    canvas = np.full((rows, h + p, nrow, w + p, c), pad_value, np.uint8)  # each cell: padding on top and left
-    canvas[:, p:, :, p:, :] = cells.reshape(rows, nrow, c, h, w).transpose(0, 3, 1, 4, 2)
-    grid = canvas.reshape(rows * (h + p), nrow * (w + p), c)
-    return np.pad(grid, ((0, p), (0, p), (0, 0)), constant_values=pad_value)  # close the bottom and right edges
+    grid = np.full((rows * (h + p) + p, nrow * (w + p) + p, c), pad_value, np.uint8)
+    # the cells as a (rows, h, nrow, w, c) view into the grid, each starting after its top and left padding
+    row_bytes = grid.strides[0]
+    cells = np.ndarray((rows, h, nrow, w, c), np.uint8, buffer=grid, offset=p * row_bytes + p * c,
+                       strides=((h + p) * row_bytes, row_bytes, (w + p) * c, c, 1))
+    full, rest = divmod(n, nrow)
+    cells[:full] = images[:full * nrow].reshape(full, nrow, c, h, w).transpose(0, 3, 1, 4, 2)
+    if rest:  # blank cells fill the last row
+        cells[full, :, :rest] = images[full * nrow:].transpose(2, 0, 3, 1)
+    return grid
 
 
 def upscale(grid: np.ndarray, scale: int) -> np.ndarray:

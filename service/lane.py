@@ -1,0 +1,122 @@
+"""The lean path of the image routes: POST /generate, /sweep and /interpolate without FastAPI's per-request
+machinery.
+
+On a one-image request FastAPI's walk through the nested routers, its dependency solving and its JSON
+parsed into dicts and then validated cost about as much as everything else the request does (measured
+with `benchmarks/request_cost.py`). This ASGI middleware, the innermost of the app, answers those three
+routes itself: it reads the body the body-limit middleware has already buffered, validates a valid one in one pass
+from the bytes with the same pydantic model (`model_validate_json`), checks the API key with the same
+`HTTPBearer` scheme and `check_api_key`, and awaits the same endpoint function. Errors are rendered by the
+same handlers FastAPI uses, so answers are identical (`tests/test_lane.py` compares them request by
+request). FastAPI still declares these routes (the OpenAPI schema, /docs) and serves every other request.
+"""
+from __future__ import annotations
+
+import email.message
+import json
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from fastapi import HTTPException
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.auth import SCHEME, check_api_key
+from service.errors import validation_error
+
+Endpoint = Callable[[Any, Request, Any], Awaitable[Response]]  # (body, request, services) -> response
+
+
+@dataclass(frozen=True)
+class LeanRoute:
+    path: str  # also what the request metrics label the route with, as they label FastAPI's routes
+    body: type[BaseModel]
+    endpoint: Endpoint
+
+
+class LeanRoutes:
+    """Serve `routes` (POST only, by exact path) directly; pass everything else to the app."""
+
+    def __init__(self, app: ASGIApp, routes: list[LeanRoute], keys_required: bool) -> None:
+        self.app = app
+        self.routes = {route.path: route for route in routes}
+        self.keys_required = keys_required
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if route is None or scope.get("root_path"):
+            return await self.app(scope, receive, send)
+        scope["route"] = route
+        request = Request(scope, receive)
+        services = scope["app"].state.services
+        try:
+            raw, content_type = await request.body(), request.headers.get("content-type")
+            body = valid_body(route.body, raw, content_type)
+            if body is None:  # not the usual case: FastAPI's way, in FastAPI's order (400, then 401, then 422)
+                data = read_json(raw, content_type)
+            if self.keys_required:
+                check_api_key(services.api_keys, await SCHEME(request))
+            if body is None:
+                body = validate(route.body, data)
+            response = await route.endpoint(body, request, services)
+        except RequestValidationError as e:
+            response = await validation_error(request, e)
+        except HTTPException as e:
+            response = await http_exception_handler(request, e)
+        await response(scope, receive, send)
+
+
+MISSING = object()  # no body at all
+
+
+def valid_body(model: type[BaseModel], body: bytes, content_type: str | None) -> BaseModel | None:
+    """The request model, validated in one pass from JSON bytes; None for anything else (no body, another
+    content type, invalid JSON or fields), which then goes FastAPI's way for FastAPI's exact answer."""
+    if not body or not _is_json(content_type):
+        return None
+    try:
+        return model.model_validate_json(body)
+    except ValidationError:
+        return None
+
+
+def read_json(body: bytes, content_type: str | None) -> Any:
+    """The body as FastAPI reads it: parsed when declared JSON, else the bytes; its 400s for what does not parse."""
+    if not body:
+        return MISSING
+    if not _is_json(content_type):
+        return body  # validated as it is, and refused
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as e:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", e.pos), "msg": "JSON decode error",
+                                       "input": {}, "ctx": {"error": e.msg}}]) from None
+    except ValueError:  # not text at all (bad UTF-8)
+        raise HTTPException(400, detail="There was an error parsing the body") from None
+
+
+def validate(model: type[BaseModel], data: Any) -> BaseModel:
+    """FastAPI's validation of a body it has read, with its errors (located under "body")."""
+    if data is MISSING:
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+    try:
+        return model.model_validate(data, from_attributes=True)
+    except ValidationError as e:
+        raise RequestValidationError([{**error, "loc": ("body", *error["loc"])}
+                                      for error in e.errors(include_url=False)]) from None
+
+
+def _is_json(content_type: str | None) -> bool:
+    """application/json or application/*+json, as FastAPI decides it."""
+    if content_type == "application/json":
+        return True
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
