@@ -55,7 +55,7 @@ test: $(VENV)/.stamp-dev  ## install the test dependencies, lint, check the impo
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.stamp-dev  ## serving benchmark: latentlab vs a naive FastAPI app under wrk, on MODEL_DIR's dcgan
+bench: $(VENV)/.stamp-dev  ## serving benchmark on MODEL_DIR's dcgan: the forward limit, latentlab vs a naive FastAPI app under wrk
 	@command -v wrk >/dev/null || { echo "the benchmark needs wrk: apt-get install wrk"; exit 2; }
 	$(BIN)/python benchmarks/serve_compare.py --store "$(MODEL_DIR)" --model dcgan
 
