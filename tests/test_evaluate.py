@@ -112,3 +112,18 @@ def test_a_collapsed_generator_scores_low(tmp_path, fashion_dir):
 def test_evaluate_bad_input_exits_2(tmp_path, trained_store, extra, needle):
     result = run_cli("trainer.evaluate", "--store", str(trained_store), *extra)
     assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_eval_every_measures_while_training_and_publishes_the_curve(tmp_path, fashion_dir):
+    out = tmp_path / "models"
+    result = run_cli("trainer", "--arch", "gan", "--epochs", "2", "--limit", "512", "--out", str(out), "--data-dir",
+                     str(fashion_dir), "--no-evaluate", "--eval-every", "1", "--eval-samples", "200", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "epoch 1: FID" in result.stderr and "epoch 2: FID" in result.stderr
+    version = Store(out).get("gan")
+    history = version.manifest.quality_history
+    assert [r["epoch"] for r in history] == [1, 2] and all(r["fid"] > 0 and 0 <= r["recall"] <= 1 for r in history)
+    rows = (version.path / "report" / "quality.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,fid") and len(rows) == 3
+    assert (version.path / "report" / "quality.png").stat().st_size > 1000

@@ -2,6 +2,7 @@
 every component interrupted mid-epoch and resumed, bit for bit."""
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -15,15 +16,26 @@ from tests.conftest import run_cli
 from trainer import loop
 from trainer.architectures import count_parameters, get_architecture
 from trainer.augment import DiffAugment, cutout, translation
-from trainer.config import TrainConfig
+from trainer.config import ConfigError, TrainConfig
 from trainer.data import load_training_images
+from trainer.distributed import Ranks
 from trainer.interrupt import StopRequested
 from trainer.recipe import Hinge, NonSaturatingBCE, build_recipe, recipe_settings
 from trainer.state import STATE_FILE, TrainingState, resume_or_start
-from trainer.step import Nets, add_spectral_norm, train_step, update_ema, without_parametrizations
+from trainer.step import (
+    Nets,
+    add_spectral_norm,
+    standing_statistics,
+    train_step,
+    update_ema,
+    without_parametrizations,
+)
 
-EVERYTHING = recipe_settings("stable", loss="hinge", lr_g=1e-4, lr_d=4e-4, augment="translation,cutout",
-                             augment_p=0.7)  # every component on
+
+def everything(arch: str) -> dict:
+    """Every component on, away from its default."""
+    return recipe_settings("stable", arch, loss="hinge", lr_g=1e-4, lr_d=4e-4, augment="translation,cutout",
+                           augment_p=0.7, d_steps=2, ema_warmup=False)
 
 
 # ---------------------------------------------------------------------- components, one by one
@@ -109,6 +121,63 @@ def test_translation_shifts_and_cutout_blanks_half_the_side():
     assert (rows - 8).abs().max() <= 2 and (cols - 8).abs().max() <= 2 and len(set(positions.tolist())) > 5
 
 
+def test_ema_without_warm_up_uses_the_decay_from_the_first_update():
+    G = torch.nn.Linear(2, 1, bias=False)
+    average = torch.nn.Linear(2, 1, bias=False).requires_grad_(False)
+    with torch.no_grad():
+        average.weight.fill_(0.0)
+        G.weight.fill_(1.0)
+    update_ema(average, G, torch.zeros(()), decay=0.99, warmup=False)
+    assert torch.allclose(average.weight, torch.full((1, 2), 0.01))
+
+
+def test_standing_statistics_are_the_generators_own():
+    """BatchNorm statistics that belong to other weights are replaced by the generator's own: each BN layer's
+    running mean is that of its inputs over the standing batches."""
+    torch.manual_seed(0)
+    G = get_architecture("dcgan").generator()
+    for m in G.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.fill_(5.0)  # as if copied from another generator
+            m.running_var.fill_(9.0)
+    fixed = standing_statistics(G, 100, 16, "cpu")
+    assert fixed is not G and not fixed.training
+    assert all(m.running_mean[0].item() == 5.0 for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    inputs: dict[str, list] = {}
+    replay = copy.deepcopy(fixed).train()  # the same weights, the same standing noise, inputs recorded
+    hooks = [m.register_forward_hook(lambda m, x, y, name=name: inputs.setdefault(name, []).append(x[0]))
+             for name, m in replay.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    generator = torch.Generator().manual_seed(1234)
+    with torch.no_grad():
+        for _ in range(64):
+            replay(torch.randn(16, 100, generator=generator))
+    for hook in hooks:
+        hook.remove()
+    for name, m in fixed.named_modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            assert torch.allclose(m.running_mean, torch.cat(inputs[name]).mean((0, 2, 3)), atol=1e-4)
+    lone = get_architecture("gan").generator()
+    assert standing_statistics(lone, 100, 16, "cpu") is lone  # no BatchNorm: nothing to recompute
+
+
+def test_two_discriminator_steps_per_generator_step(tmp_path, fashion_dir):
+    """--d-steps 2: every step takes two batches, D is updated on each, G once; an epoch has half the steps."""
+    cfg = TrainConfig(arch="gan", epochs=1, limit=256, batch_size=32, data_dir=str(fashion_dir), device="cpu",
+                      **recipe_settings("seed", "gan", d_steps=2))
+    result = loop.train(cfg, tmp_path / "run", log=lambda m: None, progress=False)
+    state = TrainingState.load(tmp_path / "run" / STATE_FILE)
+    assert len(result.history) == 4 and result.iterations_per_epoch == 4  # 256 images, 64 a step
+    assert {int(v["step"]) for v in state.weights["opt_D"]["state"].values()} == {8}
+    assert {int(v["step"]) for v in state.weights["opt_G"]["state"].values()} == {4}
+
+
+def test_d_steps_are_refused_across_ranks(tmp_path, fashion_dir):
+    cfg = TrainConfig(arch="gan", epochs=1, limit=256, data_dir=str(fashion_dir), device="cpu",
+                      **recipe_settings("seed", "gan", d_steps=2))
+    with pytest.raises(ConfigError, match="--d-steps"):
+        loop.train(cfg, tmp_path / "run", log=lambda m: None, progress=False, ranks=Ranks(0, 2, 0))
+
+
 # ---------------------------------------------------------------------- the seed recipe is the study's step
 def study_step(G, D, opt_G, opt_D, real, noise):
     """The trainer's step before recipes existed, copied: BCE, D then G, sigmoid means."""
@@ -131,7 +200,7 @@ def study_step(G, D, opt_G, opt_D, real, noise):
 def test_the_seed_recipe_trains_bit_identically_to_the_study_step(arch, fashion_dir):
     spec = get_architecture(arch)
     data = load_training_images("fashion-mnist", str(fashion_dir), spec.image_size, limit=96).float() / 127.5 - 1
-    cfg = TrainConfig(arch=arch, **recipe_settings("seed"))
+    cfg = TrainConfig(arch=arch, **recipe_settings("seed", arch))
     runs = []
     for use_recipe in (True, False):
         torch.manual_seed(0)
@@ -180,8 +249,8 @@ class StopAfter(StopRequested):
 
 @pytest.mark.parametrize("arch", ["gan", "dcgan"])
 def test_every_component_resumes_bit_identically_from_mid_epoch(tmp_path, fashion_dir, monkeypatch, arch):
-    cfg = TrainConfig(arch=arch, epochs=2, limit=160, batch_size=32, data_dir=str(fashion_dir), device="cpu",
-                      **EVERYTHING)
+    cfg = TrainConfig(arch=arch, epochs=2, limit=320, batch_size=32, data_dir=str(fashion_dir), device="cpu",
+                      **everything(arch))  # two D steps: 5 steps an epoch
     quiet = dict(log=lambda m: None, progress=False)
     straight = loop.train(cfg, tmp_path / "straight", **quiet)
 
@@ -212,9 +281,9 @@ def test_a_recipe_run_publishes_the_average_and_records_every_component(tmp_path
     assert result.returncode == 0, result.stderr
     version = Store(out).get("gan")
     recipe = version.manifest.recipe
-    assert recipe == {"name": "stable", "loss": "hinge", "lr_g": 3e-4, "lr_d": 2e-4, "ema": 0.999,
+    assert recipe == {"name": "stable", "loss": "hinge", "lr_g": 3e-4, "lr_d": 2e-4, "ema": 0.999, "ema_warmup": True,
                       "spectral_norm": True, "augment": "translation,cutout", "augment_p": 0.5, "r1": 1.0,
-                      "d_scores": "raw"}
+                      "d_steps": 1, "d_scores": "raw"}
     assert version.manifest.parameters.discriminator == 100_609  # SN baked into plain weights on export
     assert json.loads((version.path / "manifest.json").read_text())["discriminator_output"].startswith("raw")
 

@@ -34,10 +34,14 @@ class TrainConfig:
     lr_g: float | None = None  # None: lr
     lr_d: float | None = None
     ema: float = 0.0  # decay of the generator's moving average (0: none)
+    ema_warmup: bool = True  # the average's decay ramps up to `ema` over its first updates
     spectral_norm: bool = False  # on every conv/linear of the discriminator
     augment: str = ""  # DiffAugment policies: translation, cutout (comma-separated)
     augment_p: float = 1.0  # probability that an image is augmented
     r1: float = 0.0  # R1 gradient penalty weight on real images (0: none)
+    d_steps: int = 1  # discriminator updates per generator update, each on its own batch
+    eval_every: int = 0  # measure the generator every N epochs while training (0: only the published version)
+    eval_samples: int = 10_000  # generated images each measurement uses
 
     def __post_init__(self) -> None:
         self.name = self.name or self.arch

@@ -6,6 +6,7 @@ resumed run continues exactly where it stopped (bit-identical on the CPU).
 """
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from trainer.graphed import GraphedStep
 from trainer.interrupt import StopRequested
 from trainer.recipe import build_recipe
 from trainer.state import STATE_FILE, TrainingState, clear_published
-from trainer.step import HISTORY_COLUMNS, Nets, Step, eager_step
+from trainer.step import HISTORY_COLUMNS, Nets, Step, eager_step, published_generator
 
 
 @dataclass
@@ -33,6 +34,7 @@ class TrainResult:
     generator: nn.Module  # what gets published: G's moving average when the recipe keeps one, else G
     discriminator: nn.Module
     history: torch.Tensor  # (steps, len(HISTORY_COLUMNS)) float32 on the CPU
+    quality: list[dict]  # what --eval-every measured, epoch by epoch
     iterations_per_epoch: int
     num_images: int
     seconds: float  # training time summed over all sessions of this run
@@ -42,10 +44,11 @@ class TrainResult:
     cuda_graphs: bool = False  # whether full batches ran as a captured CUDA graph
 
 
-def steps_per_epoch(num_images: int, batch_size: int, ranks: Ranks = Ranks()) -> int:
-    """Global batches in an epoch; a last partial one runs if every rank gets at least one image of it."""
-    full, rest = divmod(num_images, batch_size * ranks.world_size)
-    return full + (1 if rest >= ranks.world_size else 0)
+def steps_per_epoch(num_images: int, batch_size: int, ranks: Ranks = Ranks(), d_steps: int = 1) -> int:
+    """Steps in an epoch, each taking d_steps global batches (one per update of D); a last partial step runs if
+    every rank gets at least one image for each of them."""
+    full, rest = divmod(num_images, batch_size * ranks.world_size * d_steps)
+    return full + (1 if rest >= ranks.world_size * d_steps else 0)
 
 
 def use_cuda_graphs(setting: str, device: torch.device, ranks: Ranks) -> bool:
@@ -65,8 +68,8 @@ def run_epoch(step: Step, data: torch.Tensor, state: TrainingState, latent_dim: 
 
     The order and the noise are drawn for the whole global batch on every rank (see trainer.distributed),
     and each rank trains on its shard of both."""
-    global_batch = state.config.batch_size * ranks.world_size
-    steps = steps_per_epoch(data.shape[0], state.config.batch_size, ranks)
+    global_batch = state.config.batch_size * ranks.world_size * state.config.d_steps
+    steps = steps_per_epoch(data.shape[0], state.config.batch_size, ranks, state.config.d_steps)
     if state.perm is None:
         state.perm = torch.randperm(data.shape[0])  # drawn on the CPU: the same order on every device
     order = state.perm.to(data.device)
@@ -97,7 +100,7 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
     arch = get_architecture(cfg.arch)
     data = load_training_images(cfg.dataset, cfg.data_dir, arch.image_size, arch.channels, cfg.limit,
                                 log=log).to(device)
-    steps = steps_per_epoch(data.shape[0], cfg.batch_size, ranks)
+    steps = steps_per_epoch(data.shape[0], cfg.batch_size, ranks, cfg.d_steps)
 
     graphs = use_cuda_graphs(cfg.cuda_graphs, device, ranks)
     autocast = torch.bfloat16 if cfg.precision == "bf16" else None
@@ -105,6 +108,11 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
     if cfg.r1 and ranks.distributed:
         raise ConfigError("the R1 penalty (--r1, part of --recipe stable) does not work under torchrun: its double "
                           "backward does not pass through DDP; add --r1 0, or train in one process")
+    if cfg.eval_every and cfg.dataset != "fashion-mnist":
+        raise ConfigError(f"--eval-every measures in a FashionMNIST feature space; this run trains on {cfg.dataset}")
+    if cfg.d_steps > 1 and ranks.distributed:
+        raise ConfigError("--d-steps above 1 does not work under torchrun (a step's batches would be sharded "
+                          "differently from one process's); use --d-steps 1, or train in one process")
     torch.manual_seed(cfg.seed)
     recipe = build_recipe(cfg)
     nets = Nets.build(arch, recipe, device, data_parallel=ranks.distributed, capturable=graphs)
@@ -116,7 +124,7 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
         state.restore(nets, device)
     nets.train()
     if graphs:
-        step = GraphedStep(nets, recipe, data, cfg.batch_size, arch.latent_dim, autocast)
+        step = GraphedStep(nets, recipe, data, cfg.batch_size * cfg.d_steps, arch.latent_dim, autocast)
     else:
         step = eager_step(nets, recipe, data, autocast)
 
@@ -129,6 +137,8 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
             with _ProgressBar(show_bar, state, steps) as bar:
                 complete = run_epoch(step, data, state, arch.latent_dim, stop, ranks, bar.update)
             state.seconds += time.perf_counter() - started
+            if complete and cfg.eval_every and state.epoch % cfg.eval_every == 0 and ranks.is_main:
+                state.quality.append(measure_epoch(nets, cfg, arch.latent_dim, device, state.epoch, log))
             if ranks.is_main:
                 state.capture(nets, device)
                 state.save(run_dir / STATE_FILE)
@@ -144,11 +154,31 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
         log(f"interrupted at epoch {state.epoch + 1}, step {state.step}; state saved to {run_dir / STATE_FILE}; "
             "continue with the same command and --resume")
     return TrainResult(
-        config=cfg, generator=nets.G_ema if nets.G_ema is not None else nets.G_local, discriminator=nets.D_local,
-        history=state.history,
+        config=cfg, generator=published_generator(nets, arch.latent_dim, cfg.batch_size, device),
+        discriminator=nets.D_local, history=state.history, quality=state.quality,
         iterations_per_epoch=steps, num_images=data.shape[0], seconds=state.seconds, device=str(device),
         interrupted=interrupted, world_size=ranks.world_size, cuda_graphs=graphs,
     )
+
+
+_evaluators: dict[tuple, object] = {}  # one per device and data: the classifier and the test set, loaded once
+
+
+def measure_epoch(nets: Nets, cfg: TrainConfig, latent_dim: int, device: torch.device, epoch: int,
+                  log: Callable[[str], None]) -> dict:
+    """--eval-every: the metrics of what would be published now, with the epoch they belong to."""
+    from trainer.evaluation.evaluate import Evaluator  # the classifier and its weights: only when asked for
+
+    key = (str(device), cfg.data_dir)
+    if key not in _evaluators:
+        _evaluators[key] = Evaluator(device, cfg.data_dir)
+    generator = copy.deepcopy(published_generator(nets, latent_dim, cfg.batch_size, device)).eval()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # training's stream untouched
+        record = _evaluators[key].measure(generator, latent_dim, cfg.eval_samples)
+    kept = {k: record[k] for k in ("fid", "kid", "precision", "recall", "class_entropy", "mean_confidence", "seconds")}
+    log(f"epoch {epoch}: FID {kept['fid']:.2f}, recall {kept['recall']:.3f}, class entropy {kept['class_entropy']:.3f} "
+        f"({cfg.eval_samples} samples, {kept['seconds']:.0f}s)")
+    return {"epoch": epoch, **kept}
 
 
 class _ProgressBar:

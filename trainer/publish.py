@@ -37,7 +37,7 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
         write_report(stage / REPORT_DIR, result.history, result.iterations_per_epoch, scripted_G,
                      arch.latent_dim, title=f"{cfg.name} ({arch.name}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
                                             f"{'' if cfg.recipe == 'seed' else ', ' + cfg.recipe + ' recipe'})",
-                     d_scores=recipe["d_scores"])
+                     d_scores=recipe["d_scores"], quality=result.quality)
         last_epoch = result.history[-result.iterations_per_epoch:]
         manifest = ManifestDraft(
             architecture=arch.name,
@@ -67,6 +67,7 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
             discriminator_output="logits" if recipe["d_scores"] == "probability" else "raw scores (hinge loss)",
             export_max_abs_diff={"generator": g_diff, "discriminator": d_diff},
             final_epoch_means=dict(zip(HISTORY_COLUMNS, last_epoch.mean(0).tolist())) if len(last_epoch) else None,
+            quality_history=result.quality or None,
             config=cfg.to_dict(),
             command=command if command is not None else sys.argv,
         )

@@ -8,9 +8,11 @@ small GANs, each off in the study's recipe and each usable alone:
 - the hinge loss instead of BCE (`loss`, Lim & Ye 2017; Miyato et al. 2018);
 - separate learning rates for D and G (`lr_d`, `lr_g`: two time-scale updates, Heusel et al. 2017);
 - differentiable augmentation of what D sees (`augment`, `augment_p`: DiffAugment, Zhao et al. 2020);
-- an R1 gradient penalty on real images (`r1`, Mescheder et al. 2018).
+- an R1 gradient penalty on real images (`r1`, Mescheder et al. 2018);
+- several discriminator updates per generator update (`d_steps`, as WGAN's n_critic: each on its own batch).
 
-`RECIPES` names presets of them: `seed` is the study's training, exactly; flags override any component.
+`RECIPES` names presets of them per architecture: `seed` is the study's training, exactly, for every
+architecture; `stable` is the best combination measured for each one. Flags override any component.
 """
 from __future__ import annotations
 
@@ -100,27 +102,36 @@ class Components:
     lr_g: float | None = None  # None: --lr
     lr_d: float | None = None
     ema: float = 0.0  # decay of G's moving average; 0: none
+    ema_warmup: bool = True  # decay min(ema, (1+t)/(10+t)) after t updates, so the average leaves G's start quickly
     spectral_norm: bool = False
     augment: str = ""  # DiffAugment policies, comma-separated: translation, cutout
     augment_p: float = 1.0  # probability that an image is augmented
     r1: float = 0.0  # R1 penalty weight (gamma); 0: none
+    d_steps: int = 1  # discriminator updates per generator update, each on its own batch
 
 
-RECIPES: dict[str, Components] = {
-    "seed": Components(),  # the study: BCE, Adam 2e-4 for both, nothing else
-    # the best combination the ablation measured (benchmarks/ablation.py; the README's table): the hinge loss
-    # and two time scales made the plain GAN worse alone, and DiffAugment cut its recall, so they stay off
-    "stable": Components(ema=0.999, spectral_norm=True, r1=1.0),
+SEED = Components()  # the study: BCE, Adam 2e-4 for both, nothing else
+# the best combination each architecture's ablation measured (benchmarks/ablation.py; the README's tables)
+RECIPES: dict[str, dict[str, Components]] = {
+    "seed": {"gan": SEED, "dcgan": SEED},
+    # the plain GAN: the hinge loss and two time scales made it worse alone, DiffAugment cut its recall
+    "stable": {"gan": Components(ema=0.999, spectral_norm=True, r1=1.0),
+               "dcgan": Components(ema=0.999, spectral_norm=True, r1=1.0)},
 }
 COMPONENTS = tuple(f.name for f in fields(Components))
 
 
-def recipe_settings(name: str, **overrides: Any) -> dict[str, Any]:
-    """The preset's components, with every override that is not None: the TrainConfig fields of a run."""
+def preset(name: str, arch: str) -> Components:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
-    preset = RECIPES[name]
-    return {"recipe": name, **{k: overrides[k] if overrides.get(k) is not None else getattr(preset, k)
+    return RECIPES[name][arch]
+
+
+def recipe_settings(name: str, arch: str, **overrides: Any) -> dict[str, Any]:
+    """The preset's components for the architecture, with every override that is not None: the TrainConfig
+    fields of a run."""
+    chosen = preset(name, arch)
+    return {"recipe": name, **{k: overrides[k] if overrides.get(k) is not None else getattr(chosen, k)
                                for k in COMPONENTS}}
 
 
@@ -131,9 +142,11 @@ class Recipe:
     optimizer_G: OptimizerFactory
     optimizer_D: OptimizerFactory
     ema: float = 0.0
+    ema_warmup: bool = True
     spectral_norm: bool = False
     augment: DiffAugment | None = None
     r1: float = 0.0
+    d_steps: int = 1
 
     def augmented(self, images: torch.Tensor) -> torch.Tensor:
         return images if self.augment is None else self.augment(images)
@@ -143,8 +156,9 @@ def build_recipe(cfg: TrainConfig) -> Recipe:
     betas = (cfg.beta1, cfg.beta2)
     policies = parse_policies(cfg.augment)
     return Recipe(cfg.recipe, LOSSES[cfg.loss](), optimizer_G=Adam(cfg.lr_g or cfg.lr, betas),
-                  optimizer_D=Adam(cfg.lr_d or cfg.lr, betas), ema=cfg.ema, spectral_norm=cfg.spectral_norm,
-                  augment=DiffAugment(policies, cfg.augment_p) if policies else None, r1=cfg.r1)
+                  optimizer_D=Adam(cfg.lr_d or cfg.lr, betas), ema=cfg.ema, ema_warmup=cfg.ema_warmup,
+                  spectral_norm=cfg.spectral_norm, augment=DiffAugment(policies, cfg.augment_p) if policies else None,
+                  r1=cfg.r1, d_steps=cfg.d_steps)
 
 
 def describe(cfg: TrainConfig) -> dict[str, Any]:

@@ -20,15 +20,23 @@ SAMPLE_SEED, SAMPLE_COUNT, SAMPLE_SCALE = 0, 8, 4
 SWEEP_SCALE = 3
 
 
+QUALITY_COLUMNS = ("epoch", "fid", "kid", "precision", "recall", "class_entropy", "mean_confidence", "seconds")
+
+
 def write_report(report_dir: Path, history: torch.Tensor, iterations_per_epoch: int,
-                 generator: torch.nn.Module, latent_dim: int, title: str, d_scores: str = "probability") -> list[Path]:
-    """`d_scores`: what the history's D_x and D_G_z are, "probability" (BCE: sigmoid of D) or "raw" (hinge)."""
+                 generator: torch.nn.Module, latent_dim: int, title: str, d_scores: str = "probability",
+                 quality: list[dict] = ()) -> list[Path]:
+    """`d_scores`: what the history's D_x and D_G_z are, "probability" (BCE: sigmoid of D) or "raw" (hinge);
+    `quality`: what --eval-every measured, epoch by epoch (quality.csv and quality.png when there is any)."""
     report_dir.mkdir(parents=True, exist_ok=True)
     paths = [
         write_history_csv(report_dir / "history.csv", history, iterations_per_epoch),
         plot_losses(report_dir / "losses.png", history, title, d_scores),
         plot_d_scores(report_dir / "d_scores.png", history, title, d_scores),
     ]
+    if quality:
+        paths += [write_quality_csv(report_dir / "quality.csv", quality), plot_quality(report_dir / "quality.png",
+                                                                                      {title: quality})]
     base = seeded_latents(SAMPLE_SEED, SAMPLE_COUNT, latent_dim)
     sample_image(generator, base, scale=SAMPLE_SCALE).save(report_dir / "samples.png")
     sweep_image(generator, base, STUDY_SWEEP_DIMS, STUDY_SWEEP_VALUES, scale=SWEEP_SCALE).save(report_dir / "sweep.png")
@@ -41,6 +49,35 @@ def write_history_csv(path: Path, history: torch.Tensor, iterations_per_epoch: i
         writer.writerow(("iteration", "epoch", *HISTORY_COLUMNS))
         for i, row in enumerate(history.tolist()):
             writer.writerow((i + 1, i // max(1, iterations_per_epoch) + 1, *(f"{v:.6g}" for v in row)))
+    return path
+
+
+def write_quality_csv(path: Path, quality: list[dict]) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(QUALITY_COLUMNS)
+        for record in quality:
+            writer.writerow(record[c] if c == "epoch" else f"{record[c]:.6g}" for c in QUALITY_COLUMNS)
+    return path
+
+
+def plot_quality(path: Path, runs: dict[str, list[dict]]) -> Path:
+    """FID and recall against epochs, one line per run (a run's --eval-every measurements)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
+    for label, quality in runs.items():
+        epochs = [r["epoch"] for r in quality]
+        axes[0].plot(epochs, [r["fid"] for r in quality], marker="o", label=label)
+        axes[1].plot(epochs, [r["recall"] for r in quality], marker="o", label=label)
+    for ax, what in ((axes[0], "FID (lower is better)"), (axes[1], "recall (higher is better)")):
+        ax.set(xlabel="epoch", ylabel=what)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    fig.suptitle("sample quality while training (latentlab's FashionMNIST feature space)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
     return path
 
 

@@ -38,6 +38,7 @@ class TrainingState:
     seconds: float = 0.0
     weights: dict[str, Any] = field(default_factory=dict)  # state dicts: G, D, opt_G, opt_D (+ G_ema, ema_steps)
     rng: dict[str, torch.Tensor] = field(default_factory=dict)
+    quality: list[dict[str, Any]] = field(default_factory=list)  # the measurements of --eval-every, by epoch
 
     def finished(self) -> bool:
         return self.epoch >= self.config.epochs and self.step == 0
@@ -71,7 +72,8 @@ class TrainingState:
         """Atomically (temp file, fsync, os.replace): a kill at any moment leaves the previous state intact,
         and a full disk too, with a one-line WriteFailed. What a killed save left behind goes first."""
         data = {"config": self.config.to_dict(), "epoch": self.epoch, "step": self.step, "perm": self.perm,
-                "history": self.history, "seconds": self.seconds, "rng": self.rng, **self.weights}
+                "history": self.history, "seconds": self.seconds, "rng": self.rng, "quality": self.quality,
+                **self.weights}
         buffer = io.BytesIO()  # torch.save into a file on a full disk fails with an unreadable RuntimeError
         torch.save(data, buffer)
         remove_leftovers(path)  # one run, one writer: no other save of this file can be under way
@@ -87,7 +89,8 @@ class TrainingState:
         data = torch.load(path, map_location="cpu", weights_only=True)
         return cls(config=TrainConfig.from_dict(data["config"]), epoch=data["epoch"], step=data["step"],
                    perm=data["perm"], history=data["history"], seconds=data["seconds"],
-                   weights={k: data[k] for k in WEIGHTS if k in data}, rng=data["rng"])
+                   weights={k: data[k] for k in WEIGHTS if k in data}, rng=data["rng"],
+                   quality=data.get("quality", []))
 
 
 # ---------------------------------------------------------------------- published marker

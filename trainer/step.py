@@ -92,11 +92,12 @@ def without_parametrizations(module: nn.Module, plain: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def update_ema(G_ema: nn.Module, G: nn.Module, steps: torch.Tensor, decay: float) -> None:
-    """ema <- d * ema + (1 - d) * G, with d = min(decay, (1 + t) / (10 + t)) after t updates: a warm-up that
-    lets the average leave G's random initialisation quickly. Buffers (BatchNorm statistics) are copied.
+def update_ema(G_ema: nn.Module, G: nn.Module, steps: torch.Tensor, decay: float, warmup: bool = True) -> None:
+    """ema <- d * ema + (1 - d) * G, with d = min(decay, (1 + t) / (10 + t)) after t updates (the warm-up,
+    which lets the average leave G's random initialisation quickly), or d = decay without it. Buffers
+    (BatchNorm statistics) are copied; `standing_statistics` gives the average its own before it is used.
     Tensor arithmetic only (no host sync): it runs inside the captured step."""
-    d = torch.clamp((1 + steps) / (10 + steps), max=decay)
+    d = torch.clamp((1 + steps) / (10 + steps), max=decay) if warmup else torch.full_like(steps, decay)
     for average, live in zip(G_ema.parameters(), G.parameters()):
         average.lerp_(live, 1 - d)
     for average, live in zip(G_ema.buffers(), G.buffers()):
@@ -104,14 +105,63 @@ def update_ema(G_ema: nn.Module, G: nn.Module, steps: torch.Tensor, decay: float
     steps += 1
 
 
+STANDING_BATCHES, STANDING_SEED = 64, 1234
+
+
+@torch.no_grad()
+def standing_statistics(G: nn.Module, latent_dim: int, batch_size: int, device: torch.device | str) -> nn.Module:
+    """A copy of G whose BatchNorm layers hold G's own activation statistics (BigGAN's "standing statistics"),
+    in eval mode. A moving average of G's weights carries the live G's BatchNorm statistics, which belong to
+    other weights: normalised with them, the average's images come out wrong. Averaged over 64 batches of
+    fixed noise, so the result is the same every time. G without BatchNorm is returned as it is."""
+    norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return G
+    G = copy.deepcopy(G)
+    for m in G.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the batches below
+    G.train()
+    generator = torch.Generator(device=device).manual_seed(STANDING_SEED)
+    for _ in range(STANDING_BATCHES):
+        G(torch.randn(batch_size, latent_dim, device=device, generator=generator))
+    for m in G.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = 0.1
+    return G.eval()
+
+
 def train_step(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tensor,
                autocast: torch.dtype | None = None) -> torch.Tensor:
-    """Update D on `real` and G(`noise`), then G, then G's average; return (loss_D, loss_G, D's mean score on
-    real images, on generated ones): probabilities for BCE, raw outputs for the hinge loss.
+    """Update D on `real` and G(`noise`) (`recipe.d_steps` times, each on its own equal share of both), then G
+    on the last share's fakes, then G's average; return the last (loss_D, loss_G, D's mean score on real
+    images, on generated ones): probabilities for BCE, raw outputs for the hinge loss.
 
     Both players see D's inputs through the recipe's augmentation. With `autocast` (torch.bfloat16), the
     forward passes run in that precision; the weights, their gradients and the optimisers stay fp32. The
     cast cache is off: inside a CUDA graph it must be."""
+    loss, device_type = recipe.loss, real.device.type
+    for real_share, noise_share in zip(real.tensor_split(recipe.d_steps), noise.tensor_split(recipe.d_steps)):
+        fake, d_real, d_fake, loss_D = discriminator_update(nets, recipe, real_share, noise_share, autocast)
+
+    with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None,
+                        cache_enabled=False):
+        # D's gradients here are discarded; G's are reduced by DDP(G)
+        loss_G = loss.generator(nets.D_local(recipe.augmented(fake)).float())
+    nets.opt_G.zero_grad(set_to_none=True)
+    loss_G.backward()
+    nets.opt_G.step()
+    if nets.G_ema is not None:
+        update_ema(nets.G_ema, nets.G_local, nets.ema_steps, recipe.ema, recipe.ema_warmup)
+    return torch.stack([loss_D.detach(), loss_G.detach(), loss.score(d_real.detach().float()),
+                        loss.score(d_fake.detach().float())])
+
+
+def discriminator_update(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tensor,
+                         autocast: torch.dtype | None) -> tuple[torch.Tensor, ...]:
+    """One step of D's optimiser on `real` against G(`noise`); returns the fakes (still attached to G), D's
+    outputs on both, and its loss."""
     loss, device_type = recipe.loss, real.device.type
     if recipe.r1:
         real = real.detach().requires_grad_(True)
@@ -127,18 +177,14 @@ def train_step(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tens
     nets.opt_D.zero_grad(set_to_none=True)
     loss_D.backward()
     nets.opt_D.step()
+    return fake, d_real, d_fake, loss_D
 
-    with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None,
-                        cache_enabled=False):
-        # D's gradients here are discarded; G's are reduced by DDP(G)
-        loss_G = loss.generator(nets.D_local(recipe.augmented(fake)).float())
-    nets.opt_G.zero_grad(set_to_none=True)
-    loss_G.backward()
-    nets.opt_G.step()
-    if nets.G_ema is not None:
-        update_ema(nets.G_ema, nets.G_local, nets.ema_steps, recipe.ema)
-    return torch.stack([loss_D.detach(), loss_G.detach(), loss.score(d_real.detach().float()),
-                        loss.score(d_fake.detach().float())])
+
+def published_generator(nets: Nets, latent_dim: int, batch_size: int, device: torch.device) -> nn.Module:
+    """What a run publishes and measures: G's moving average with its own BatchNorm statistics, or G itself."""
+    if nets.G_ema is None:
+        return nets.G_local
+    return standing_statistics(nets.G_ema, latent_dim, batch_size, device)
 
 
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (dataset indices, noise) -> the step's statistics

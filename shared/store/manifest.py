@@ -104,6 +104,9 @@ class ManifestDraft(_Record):
     discriminator_output: str | None = None
     export_max_abs_diff: dict[str, float] | None = None
     final_epoch_means: dict[str, float] | None = None
+    quality_history: list[dict[str, Any]] | None = Field(
+        None, description="the sample quality measured while training (--eval-every): epoch, fid, kid, precision, "
+                          "recall, class_entropy, mean_confidence, seconds")
     config: dict[str, Any] | None = Field(None, description="the full training configuration")
     command: list[str] | None = None
     metrics: Metrics | None = Field(None, description="sample quality, once the version has been evaluated")

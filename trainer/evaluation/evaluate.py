@@ -50,30 +50,44 @@ def check_evaluable(version: Version) -> Version:
     return version
 
 
+class Evaluator:
+    """Measures generators against the FashionMNIST test set; the classifier and the test set's features are
+    loaded once, so a training run can measure its generator every few epochs cheaply."""
+
+    def __init__(self, device: str | torch.device = "auto", data_dir: str | None = None) -> None:
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.net = load_classifier(self.device)
+        self.card = classifier_card()
+        test_x, _ = load_idx_split(locate_idx_dir("fashion-mnist", data_dir), "test")
+        self.reference = f"fashion-mnist test images ({len(test_x)})"
+        self.real, _ = embed_dataset(self.net, test_x)
+
+    def measure(self, generator: torch.nn.Module, latent_dim: int, samples: int = 10_000, seed: int = 0) -> dict:
+        """Every metric of `generator` (in eval mode, on this evaluator's device) from `samples` latents of `seed`."""
+        check_samples(samples)
+        started = time.perf_counter()
+        z = seeded_latents(seed, samples, latent_dim)
+        with torch.inference_mode():
+            fake, fake_probs = embed(self.net, (generator(b.to(self.device)) for b in batches(z)))
+        return {
+            **compare(self.real, fake, fake_probs, k=K),
+            "samples": samples, "latent_seed": seed, "k": K, "reference": self.reference,
+            "feature_net": {k: self.card[k] for k in ("name", "sha256", "test_accuracy", "note")},
+            "real_floor": self.card["real_floor"],  # measured once per classifier by --retrain
+            "device": str(self.device), "seconds": round(time.perf_counter() - started, 2), "evaluated_at": utc_now_iso(),
+        }
+
+
 def evaluate_version(store: Store, version: Version, samples: int = 10_000, seed: int = 0, device: str = "auto",
                      data_dir: str | None = None, log: Callable[[str], None] = print) -> dict:
     """Compute the metrics of `version` and write them into its manifest (atomically); returns them."""
     check_samples(samples)
     check_evaluable(version)
     started = time.perf_counter()
-    dev = resolve_device(device)
-    net = load_classifier(dev)
-    card = classifier_card()
-    test_x, _ = load_idx_split(locate_idx_dir("fashion-mnist", data_dir), "test")
-    real, _ = embed_dataset(net, test_x)
-
-    generator = torchscript.load(version.generator_path, dev)
-    z = seeded_latents(seed, samples, version.latent_dim)
-    with torch.inference_mode():
-        fake, fake_probs = embed(net, (generator(b.to(dev)) for b in batches(z)))
-    record = {
-        **compare(real, fake, fake_probs, k=K),
-        "samples": samples, "latent_seed": seed, "k": K,
-        "reference": f"fashion-mnist test images ({len(test_x)})",
-        "feature_net": {k: card[k] for k in ("name", "sha256", "test_accuracy", "note")},
-        "real_floor": card["real_floor"],  # measured once per classifier by --retrain
-        "device": str(dev), "seconds": round(time.perf_counter() - started, 2), "evaluated_at": utc_now_iso(),
-    }
+    evaluator = Evaluator(device, data_dir)
+    generator = torchscript.load(version.generator_path, evaluator.device)
+    record = evaluator.measure(generator, version.latent_dim, samples, seed)
+    record["seconds"] = round(time.perf_counter() - started, 2)  # with loading the classifier and the test set
     store.update_manifest(version, metrics=record)
     log(format_table(f"{version.name} v{version.version}", record))
     return record
