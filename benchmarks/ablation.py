@@ -1,18 +1,25 @@
-"""What each part of a recipe buys: train one architecture with the seed recipe, with each stabiliser added
-alone, and with all of them (the `stable` recipe), at equal epochs and the same seed; every run is evaluated
-by `python -m trainer.evaluate` (10,000 samples) as the trainer publishes it. Prints one Markdown table.
+"""What each part of a recipe buys: train one architecture with the seed recipe and with variants of it, at equal
+epochs, and evaluate every run with `python -m trainer.evaluate` (10,000 samples) as the trainer publishes it.
+Prints one Markdown table, with each run's FID as a multiple of the seed recipe's (same architecture, epochs,
+data and seed).
 
-    python benchmarks/ablation.py --arch gan --epochs 40
-    python benchmarks/ablation.py --arch dcgan --epochs 5 --variants seed,stable
+    python benchmarks/ablation.py --arch gan --epochs 40                          # every component, alone
+    python benchmarks/ablation.py --arch gan --epochs 40 --variants stable,stable+r1=10,stable+ema=0.99
+    python benchmarks/ablation.py --arch dcgan --epochs 3 --limit 20000 --variants seed,+ema,+spectral-norm
+    python benchmarks/ablation.py --arch dcgan --epochs 5 --variants seed,stable --seed 1
+    python benchmarks/ablation.py --arch dcgan --epochs 5 --variants seed,stable --eval-every 1 --figure fid.png
 
-Results are appended to --results (JSON lines) as each run finishes, and variants already there are
-skipped, so an interrupted ablation continues where it stopped. `--table` only prints what is there.
+A variant is a name from VARIANTS, or a base (`seed` or `stable`) followed by `+name=value` overrides of
+trainer flags (`stable+r1=10`, `seed+batch-size=64`, `stable+ema=0.99+no-ema-warmup`). Results are appended to
+--results (JSON lines) as each run finishes, keyed by architecture, variant, epochs, limit and seed, so an
+interrupted ablation continues where it stopped. `--table` only prints what is there.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,37 +43,61 @@ VARIANTS = {
     "+ema+r1+spectral-norm": ["--ema", "0.999", "--r1", "1", "--spectral-norm"],
     "stable": ["--recipe", "stable"],
 }
-COLUMNS = ("architecture", "recipe", "epochs", "FID", "KID", "precision", "recall", "class entropy", "seconds")
+COLUMNS = ("architecture", "recipe", "epochs", "seed", "FID", "KID", "precision", "recall", "class entropy", "seconds")
+
+
+def flags_of(variant: str) -> list[str]:
+    """The trainer flags of a named variant, or of `base+flag=value+flag...` (a flag without a value is a switch)."""
+    if variant in VARIANTS:
+        return VARIANTS[variant]
+    base, *overrides = variant.split("+")
+    if base not in ("seed", "stable") or not overrides:
+        raise ValueError(f"unknown variant {variant!r}: a name of {', '.join(VARIANTS)}, or seed/stable+flag=value")
+    flags = ["--recipe", base]
+    for override in overrides:
+        name, _, value = override.partition("=")
+        flags += [f"--{name}", value] if value else [f"--{name}"]
+    return flags
 
 
 def model_name(arch: str, variant: str) -> str:
-    return f"{arch}-{variant.lstrip('+').replace('+', '-')}"
+    return re.sub(r"[^a-z0-9._-]+", "-", f"{arch}-{variant.lstrip('+')}").strip("-")[:64]
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def run(arch: str, variant: str, args) -> dict:
-    name = model_name(arch, variant)
+    name = model_name(arch, variant) + (f"-s{args.seed}" if args.seed else "")
     command = [sys.executable, "-m", "trainer", "--arch", arch, "--epochs", str(args.epochs), "--name", name,
                "--out", str(args.store), "--seed", str(args.seed), "--batch-size", str(args.batch_size),
-               "--no-progress", *VARIANTS[variant]]
-    if args.limit:
-        command += ["--limit", str(args.limit)]
+               "--no-progress", *(["--limit", str(args.limit)] if args.limit else []),
+               *(["--eval-every", str(args.eval_every)] if args.eval_every else []), *flags_of(variant)]
     print(f"$ {' '.join(command[1:])}", file=sys.stderr, flush=True)
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     manifest = Store(args.store).get(name).manifest
     m = manifest.metrics
-    return {"architecture": arch, "recipe": variant, "epochs": args.epochs, "FID": m.fid, "KID": m.kid,
-            "precision": m.precision, "recall": m.recall, "class entropy": m.class_entropy,
+    return {"architecture": arch, "recipe": variant, "epochs": args.epochs, "seed": args.seed, "FID": m.fid,
+            "KID": m.kid, "precision": m.precision, "recall": m.recall, "class entropy": m.class_entropy,
             "seconds": manifest.train_seconds, "model": name, "limit": args.limit,
-            "flags": " ".join(VARIANTS[variant]) or "(none)"}
+            "flags": " ".join(flags_of(variant)) or "(none)", "quality": manifest.quality_history,
+            "commit": commit()}
 
 
 def table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
         seed = next((s for s in rows if s["architecture"] == r["architecture"] and s["recipe"] == "seed"
-                     and s["epochs"] == r["epochs"]), None)
+                     and s["epochs"] == r["epochs"] and s.get("limit") == r.get("limit")
+                     and s.get("seed", 0) == r.get("seed", 0)), None)
         fid = f"{r['FID']:.2f}" + (f" ({r['FID'] / seed['FID']:.2f}x)" if seed and r is not seed else "")
-        lines.append(f"| {r['architecture']} | {r['recipe']} | {r['epochs']} | {fid} | {r['KID']:.4f} | "
+        epochs = f"{r['epochs']}" + (f" ({r['limit']:,} images)" if r.get("limit") else "")
+        lines.append(f"| {r['architecture']} | {r['recipe']} | {epochs} | {r.get('seed', 0)} | {fid} | {r['KID']:.4f} | "
                      f"{r['precision']:.3f} | {r['recall']:.3f} | {r['class entropy']:.3f} | {r['seconds']:.0f} |")
     return "\n".join(lines)
 
@@ -75,21 +106,28 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", choices=("gan", "dcgan"), default="gan")
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}, "
+                                                                  "or seed/stable+flag=value...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--limit", type=int, default=None, help="train on the first N images only (a quick check)")
+    p.add_argument("--limit", type=int, default=None, help="train on the first N images only (a quicker ranking)")
+    p.add_argument("--eval-every", type=int, default=None, help="also measure every N epochs (the FID curve)")
     p.add_argument("--store", type=Path, default=Path("ablation-store"))
     p.add_argument("--results", type=Path, default=Path("ablation.jsonl"))
     p.add_argument("--table", action="store_true", help="print the table of --results and stop")
+    p.add_argument("--figure", type=Path, default=None,
+                   help="draw FID and recall against epochs for the runs of --variants that measured them")
     args = p.parse_args()
     done = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.exists() else []
+    variants = args.variants.split(",")
     if not args.table:
-        for variant in args.variants.split(","):
-            if variant not in VARIANTS:
-                p.error(f"unknown variant {variant!r}")
+        for variant in variants:
+            try:
+                flags_of(variant)
+            except ValueError as e:
+                p.error(str(e))
             if any(r["architecture"] == args.arch and r["recipe"] == variant and r["epochs"] == args.epochs
-                   and r.get("limit") == args.limit for r in done):
+                   and r.get("limit") == args.limit and r.get("seed", 0) == args.seed for r in done):
                 continue
             row = run(args.arch, variant, args)
             done.append(row)
@@ -97,6 +135,14 @@ def main() -> int:
                 f.write(json.dumps(row) + "\n")
             print(table([row]), file=sys.stderr, flush=True)
     print(table(done))
+    if args.figure:
+        from trainer.report import plot_quality
+
+        curves = {f"{r['architecture']} {r['recipe']}, seed {r.get('seed', 0)}": r["quality"] for r in done
+                  if r.get("quality") and r["architecture"] == args.arch and r["recipe"] in variants
+                  and r["epochs"] == args.epochs}
+        plot_quality(args.figure, curves)
+        print(f"figure: {args.figure}", file=sys.stderr)
     return 0
 
 
