@@ -33,6 +33,11 @@ SOURCE_PAIRS = (("latent", "latents"), ("latent", "seed"), ("latents", "seed"), 
                 ("latents", "count"))
 Padding = integer(ge=0, le=PADDING_CEILING)
 Scale = integer(ge=1, le=SCALE_CEILING)
+ClassRef = Union[Annotated[str, StringConstraints(min_length=1, max_length=64)], integer(ge=0, le=255)]
+Truncation = Annotated[float, Field(gt=0, le=1)]
+TRUNCATION_DOC = ("pull the latents towards the mean latent (0, or the class's mean with `class`) by this factor: "
+                  "1 leaves them as they are, smaller values give more typical, less varied images (StyleGAN's "
+                  "truncation trick)")
 
 
 def none_together(*pairs: tuple[str, str]) -> dict:
@@ -98,18 +103,32 @@ class LatentSource(ModelRef):
 
 
 class GenerateRequest(LatentSource):
-    model_config = ConfigDict(json_schema_extra={**none_together(*SOURCE_PAIRS), "anyOf": [
-        {"required": [name]} for name in (*SOURCES, "count")], "examples": [
-        {"model": "dcgan", "seed": 0, "count": 8, "scale": 4},
-        {"model": "gan", "version": 1, "latent": [0.0] * 100, "scale": 8},
-    ]})
+    model_config = ConfigDict(json_schema_extra={
+        **none_together(*SOURCE_PAIRS, ("class", "latent"), ("class", "latents")), "anyOf": [
+            {"required": [name]} for name in (*SOURCES, "count", "class")], "examples": [
+            {"model": "dcgan", "seed": 0, "count": 8, "scale": 4},
+            {"model": "dcgan", "class": "Trouser", "seed": 3, "count": 8, "scale": 4},
+            {"model": "gan", "version": 1, "latent": [0.0] * 100, "scale": 8},
+        ]})
 
     nrow: integer(ge=1, le=IMAGES_CEILING) = Field(8, description="images per grid row")
+    class_: ClassRef | SkipJsonSchema[None] = Field(
+        None, alias="class", description="only images of this class (a name, e.g. \"Trouser\", or an index; GET "
+                                         "/models/{name}/classes lists them), drawn from `seed`: candidates the latent "
+                                         "space puts in the class, kept when the version's classifier agrees")
+    truncation: Truncation | SkipJsonSchema[None] = Field(None, description=TRUNCATION_DOC, examples=[0.7])
+
+    _class_not_null = field_validator("class_", "truncation", mode="before")(never_null)
 
     @model_validator(mode="after")
     def _one_source(self):
+        if self.class_ is not None:
+            if self.latent is not None or self.latents is not None:
+                raise ValueError("`class` draws its latents from `seed`: leave out `latent` and `latents`")
+            if self.seed is None:
+                self.seed, self.count = 0, self.count or DEFAULT_COUNT
         if not self._sources():
-            raise ValueError("give one of `latent`, `latents` or `seed` (with `count`)")
+            raise ValueError("give one of `latent`, `latents` or `seed` (with `count`), or a `class`")
         return self
 
 
@@ -117,11 +136,15 @@ class SweepRequest(LatentSource):
     """The study's experiment: change one latent coordinate at a time over the same base images; or, with
     `directions`, move along semantic directions (`GET /models/{name}/directions`) instead."""
 
-    model_config = ConfigDict(json_schema_extra={**none_together(*SOURCE_PAIRS, ("dims", "directions")), "examples": [
+    model_config = ConfigDict(json_schema_extra={**none_together(*SOURCE_PAIRS, ("dims", "directions"),
+                                                                 ("dims", "classes"), ("directions", "classes")),
+                                                 "examples": [
         {"model": "dcgan", "dims": list(STUDY_SWEEP_DIMS), "values": list(STUDY_SWEEP_VALUES), "seed": 0,
          "count": 8, "mode": "set", "labels": True, "scale": 3},
         {"model": "dcgan", "directions": [0, 1, 2], "values": [-6, -3, 0, 3, 6], "seed": 0, "count": 6, "mode": "add",
          "scale": 3},
+        {"model": "dcgan", "classes": ["Sneaker", "Trouser"], "values": [0, 2, 4, 6], "seed": 0, "count": 6,
+         "mode": "add", "scale": 3},
     ]})
 
     dims: list[integer(ge=0)] = Field(list(STUDY_SWEEP_DIMS), min_length=1, max_length=IMAGES_CEILING,
@@ -129,21 +152,32 @@ class SweepRequest(LatentSource):
     directions: Annotated[list[integer(ge=0)], Field(min_length=1, max_length=IMAGES_CEILING)] | SkipJsonSchema[None] = Field(
         None, description="instead of `dims`: semantic directions by rank (0 = strongest), one group of rows each; "
                           "rows are labelled d[i]=v")
+    classes: Annotated[list[ClassRef], Field(min_length=1, max_length=256)] | SkipJsonSchema[None] = Field(
+        None, description="instead of `dims`: move towards classes (names or indices, GET /models/{name}/classes), "
+                          "along each class's boundary normal; rows are labelled Sneaker+=3")
     values: list[float] = Field(list(STUDY_SWEEP_VALUES), min_length=1, max_length=IMAGES_CEILING,
-                                description="values for each coordinate or direction, one row each")
+                                description="values for each coordinate, direction or class, one row each")
+    truncation: Truncation | SkipJsonSchema[None] = Field(None, description="pull the base latents towards the mean "
+                                                          "latent (0) by this factor before sweeping (1: as they are)")
     mode: Literal["set", "add"] = Field("set", description='"set": replace the coordinate (the study\'s way), or the '
                                                            'projection on the direction; "add": offset it')
     labels: bool = Field(True, description="label every row, e.g. z[5]=-3")
 
-    _directions_not_null = field_validator("directions", mode="before")(never_null)
+    _directions_not_null = field_validator("directions", "classes", "truncation", mode="before")(never_null)
 
     @model_validator(mode="after")
     def _default_base(self):
         if not self._sources():
             self.seed, self.count = 0, DEFAULT_COUNT
-        if self.directions is not None and "dims" in self.model_fields_set:
-            raise ValueError("give `dims` or `directions`, not both")
+        chosen = [name for name in ("dims", "directions", "classes") if name in self.model_fields_set]
+        if len(chosen) > 1:
+            raise ValueError(f"give one of `dims`, `directions` or `classes`, not {' and '.join(chosen)}")
         return self
+
+    @property
+    def along(self) -> str:
+        """What the rows move along: "dims", "directions" or "classes"."""
+        return "classes" if self.classes is not None else "directions" if self.directions is not None else "dims"
 
 
 class LatentRef(Strict):
@@ -194,8 +228,10 @@ class InterpolateRequest(ModelRef):
         None, description="images per grid row of a png (default: all in one row)")
     padding: Padding = Field(2, description="pixels between images in the grid (png)")
     scale: Scale = Field(1, description="integer nearest-neighbour enlargement", examples=[4])
+    truncation: Truncation | SkipJsonSchema[None] = Field(None, description="pull both ends towards the mean "
+                                                          "latent (0) by this factor first (1: as they are)")
 
-    _not_null = field_validator("nrow", mode="before")(never_null)
+    _not_null = field_validator("nrow", "truncation", mode="before")(never_null)
 
 
 # ---------------------------------------------------------------------- responses
@@ -247,3 +283,31 @@ class Score(BaseModel):
 class ScoreList(ServedVersion):
     image_shape: list[int] = Field(description="what each image was converted to (channels, height, width)")
     scores: list[Score]
+
+
+class ClassInfo(BaseModel):
+    index: int
+    name: str = Field(examples=["Trouser"])
+    share: float = Field(description="how common the class is among the model's samples")
+    accuracy: float | None = Field(description="held-out balanced accuracy of the boundary between the class and the "
+                                               "rest in latent space (null: too rare among the samples to tell)")
+    direction: list[float] = Field(description="unit normal of that boundary: moving a latent along it moves its image "
+                                               "towards the class (POST /sweep with `classes`)")
+
+
+class ClassList(ServedVersion):
+    classifier: dict = Field(description="the image classifier that labelled the samples and checks class requests")
+    samples: int = Field(description="generated images labelled to find the classes")
+    latent_accuracy: float = Field(description="held-out accuracy of the latent space's softmax over the classes")
+    classes: list[ClassInfo]
+
+
+class ClassLatents(ServedVersion):
+    class_: str = Field(alias="class", description="the class's name")
+    seed: int
+    latents: list[list[float]] = Field(description="the latents of the images `POST /generate` with this class, seed "
+                                                   "and count returns, in its grid's order")
+    verified: int = Field(description="how many of them the classifier put in the class (the rest: the likeliest of "
+                                      "the others, when the model makes too few)")
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)

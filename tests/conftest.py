@@ -55,7 +55,8 @@ def trained_store(tmp_path_factory, fashion_dir):
 
     root = tmp_path_factory.mktemp("store")
     for arch in ("gan", "dcgan"):
-        cfg = TrainConfig(arch=arch, epochs=1, limit=256, batch_size=64, data_dir=str(fashion_dir), device="cpu")
+        cfg = TrainConfig(arch=arch, epochs=1, limit=256, batch_size=64, data_dir=str(fashion_dir), device="cpu",
+                          class_samples=2000)
         result = train(cfg, root / ".runs" / arch, log=lambda m: None, progress=False)
         publish_run(Store(root), result, command=["test"])
     return root
@@ -71,3 +72,21 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def semantic_store(tmp_path_factory, fashion_dir):
+    """A store holding gan v1 trained long enough (the stable recipe, 25 epochs on 8,192 images, about 15 s)
+    that its samples cover every FashionMNIST class, with what its latent space means (classes.json)."""
+    from shared.store import Store
+    from trainer.config import TrainConfig
+    from trainer.loop import train
+    from trainer.publish import publish_run
+    from trainer.recipe import recipe_settings
+
+    root = tmp_path_factory.mktemp("semantic-store")
+    cfg = TrainConfig(arch="gan", epochs=25, limit=8192, data_dir=str(fashion_dir), device="cpu", class_samples=5000,
+                      **recipe_settings("stable", "gan"))
+    result = train(cfg, root / ".runs" / "gan", log=lambda m: None, progress=False)
+    publish_run(Store(root), result, command=["test"])
+    return root

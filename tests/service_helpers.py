@@ -49,9 +49,10 @@ def copy_store(src: Path, dst: Path) -> Path:
     return dst
 
 
-def publish_trained(root: Path, fashion_dir: Path, arch: str = "gan", seed: int = 1, name: str | None = None) -> int:
+def publish_trained(root: Path, fashion_dir: Path, arch: str = "gan", seed: int = 1, name: str | None = None,
+                    class_samples: int = 1000) -> int:
     cfg = TrainConfig(arch=arch, name=name or arch, epochs=1, limit=128, batch_size=64, seed=seed,
-                      data_dir=str(fashion_dir), device="cpu")
+                      data_dir=str(fashion_dir), device="cpu", class_samples=class_samples)
     result = train(cfg, root / ".runs" / f"{cfg.name}-{seed}", log=lambda m: None, progress=False)
     return publish_run(Store(root), result, command=["test"]).version
 

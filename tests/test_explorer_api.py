@@ -117,7 +117,7 @@ def test_sweeping_along_directions_labels_rows_and_moves_as_asked(client):
 
 @pytest.mark.parametrize("body,status,needle", [
     ({"model": "dcgan", "directions": [100]}, 422, "out of range"),
-    ({"model": "dcgan", "directions": [0], "dims": [1]}, 422, "not both"),
+    ({"model": "dcgan", "directions": [0], "dims": [1]}, 422, "not dims and directions"),
     ({"model": "dcgan", "directions": []}, 422, "at least 1"),
 ])
 def test_bad_direction_sweeps_get_422(client, body, status, needle):

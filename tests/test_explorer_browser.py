@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image, ImageChops
 
@@ -44,9 +45,9 @@ def keep(page, name: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_explorer_works_offline_and_its_links_reproduce_the_picture(trained_store, tmp_path):
+def test_the_explorer_works_offline_and_its_links_reproduce_the_picture(semantic_store, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
-    proc, url = start_service({"MODEL_DIR": str(os.environ.get("EXPLORER_STORE", trained_store)), "API_KEYS": KEY})
+    proc, url = start_service({"MODEL_DIR": str(os.environ.get("EXPLORER_STORE", semantic_store)), "API_KEYS": KEY})
     blocked: list[str] = []
     try:
         wait_ready(url, proc)
@@ -57,7 +58,7 @@ def test_the_explorer_works_offline_and_its_links_reproduce_the_picture(trained_
             page.fill("#key", KEY)  # the service wants a key: the page asks once and sends it from then on
             page.click("#key-form button")
             page.wait_for_selector("body[data-ready=true]", timeout=60_000)
-            page.select_option("#model", os.environ.get("EXPLORER_MODEL", "dcgan"))
+            page.select_option("#model", os.environ.get("EXPLORER_MODEL", "gan"))
             page.wait_for_selector("#dir-0", timeout=30_000)
             first = settled(page, "#current")
 
@@ -97,6 +98,26 @@ def test_the_explorer_works_offline_and_its_links_reproduce_the_picture(trained_
             animation = Image.open(gif.value.path())
             assert animation.format == "GIF" and animation.n_frames == 8
 
+            # the seed grid of one class (the model's second most common), a slider towards the most common one,
+            # then truncation
+            model = os.environ.get("EXPLORER_MODEL", "gan")
+            known = httpx.get(f"{url}/models/{model}/classes", headers={"Authorization": f"Bearer {KEY}"}).json()
+            other, common = sorted(known["classes"], key=lambda c: -c["share"])[:2]
+            any_grid = settled(page, "#seed-grid")
+            page.select_option("#class", common["name"])
+            class_grid = settled(page, "#seed-grid")
+            assert not same(any_grid, class_grid)
+            page.fill("#index", "2")
+            page.press("#index", "Enter")
+            picked = settled(page, "#current")
+            page.fill(f"#cls-{other['index']}-value", "4")
+            page.press(f"#cls-{other['index']}-value", "Enter")
+            assert not same(picked, settled(page, "#current"))  # moved towards the other class
+            page.fill("#psi-value", "0.6")
+            page.press("#psi-value", "Enter")
+            assert not same(class_grid, settled(page, "#seed-grid"))  # pulled towards the class's mean
+            compared = settled(page, "#compared")
+
             # the shared link, opened in a fresh page, shows exactly the same pictures
             link, current, strip = page.url, settled(page, "#current"), settled(page, "#strip")
             again = offline_page(browser, blocked, viewport={"width": 1400, "height": 1000})
@@ -108,6 +129,7 @@ def test_the_explorer_works_offline_and_its_links_reproduce_the_picture(trained_
             assert same(settled(again, "#strip"), strip)
             assert same(settled(again, "#compared"), compared)
             assert again.input_value("#z-25-value") == page.input_value("#z-25-value")  # the new latent's value
+            assert again.input_value("#class") == common["name"] and again.input_value("#psi-value") == "0.6"
             browser.close()
     finally:
         proc.terminate()

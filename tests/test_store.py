@@ -135,3 +135,32 @@ def test_missing_store_lists_nothing(tmp_path):
     assert store.model_names() == [] and store.versions("gan") == []
     with pytest.raises(NotFound):
         store.get("gan")
+
+
+def test_files_added_to_a_version_are_hashed_and_replaceable_atomically(tmp_path):
+    import threading
+
+    publish_dummy(tmp_path)
+    store = Store(tmp_path)
+    version = store.get("m")
+    added = store.add_files(version, {"classes.json": b'{"a": 1}', "extra/notes.txt": b"hello"})
+    assert added.manifest.files["classes.json"].size == 8 and (version.path / "extra" / "notes.txt").read_bytes() == b"hello"
+    assert Store(tmp_path).get("m").manifest.files.keys() == added.manifest.files.keys()  # verified by a new reader
+
+    seen, stop = [], threading.Event()
+
+    def read():
+        while not stop.is_set():
+            seen.append(len(Store(tmp_path).versions("m")))  # a fresh reader: no cached verdicts
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for i in range(30):  # replaced again and again: the version stays listed and verified throughout
+        store.add_files(store.get("m"), {"classes.json": f'{{"a": {i}}}'.encode() * (i + 1)})
+    stop.set()
+    reader.join()
+    assert seen and all(n == 1 for n in seen)  # never a version whose listed files fail their hashes
+    final = Store(tmp_path).get("m")
+    assert (final.path / "classes.json").read_bytes() == b'{"a": 29}' * 30
+    with pytest.raises(StoreError, match="cannot be replaced"):
+        store.add_files(final, {GENERATOR: b"other weights"})

@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not measure the published version (FID, KID, precision/recall, class coverage, recorded "
                         "in its manifest; FashionMNIST models only; see python -m trainer.evaluate)")
     p.add_argument("--eval-samples", type=_positive_int, default=10_000, help="generated images the evaluation measures")
+    p.add_argument("--no-classes", action="store_true",
+                   help="do not find what the latent space means (classes.json, classifier.pt: class requests, class "
+                        "sweeps, truncation towards a class; FashionMNIST models only)")
+    p.add_argument("--class-samples", type=_positive_int, default=20_000, metavar="N",
+                   help="generated images labelled to find each class's direction in latent space")
     p.add_argument("--eval-every", type=_positive_int, default=None, metavar="N",
                    help="also measure the generator every N epochs while training (FID, KID, precision/recall, class "
                         "coverage; FashionMNIST only; about 15 s each on a CPU); the curve goes into the version's "
@@ -164,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                       seed=args.seed, dataset=args.dataset, data_dir=args.data_dir, limit=args.limit,
                       device=args.device, world_size=ranks.world_size, cuda_graphs=args.cuda_graphs,
                       precision=args.precision, eval_every=args.eval_every or 0, eval_samples=args.eval_samples,
+                      class_samples=0 if args.no_classes else args.class_samples,
                       **recipe_settings(args.recipe, args.arch, **{k: getattr(args, k, None) for k in COMPONENTS}))
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / ".runs" / name
 

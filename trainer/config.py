@@ -42,6 +42,7 @@ class TrainConfig:
     d_steps: int = 1  # discriminator updates per generator update, each on its own batch
     eval_every: int = 0  # measure the generator every N epochs while training (0: only the published version)
     eval_samples: int = 10_000  # generated images each measurement uses
+    class_samples: int = 20_000  # generated images labelled to find the classes' directions (0: none)
 
     def __post_init__(self) -> None:
         self.name = self.name or self.arch

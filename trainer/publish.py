@@ -8,7 +8,7 @@ import torch
 
 from shared.imaging import torchscript
 from shared.imaging.latents import seeded_latents
-from shared.store import DISCRIMINATOR, GENERATOR, REPORT_DIR, ManifestDraft, Store, Version
+from shared.store import CLASSES, CLASSIFIER, DISCRIMINATOR, GENERATOR, REPORT_DIR, ManifestDraft, Store, Version
 from shared.store.manifest import ParameterCounts
 from trainer.architectures import count_parameters, get_architecture
 from trainer.export import export_torchscript
@@ -38,6 +38,8 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
                      arch.latent_dim, title=f"{cfg.name} ({arch.name}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
                                             f"{'' if cfg.recipe == 'seed' else ', ' + cfg.recipe + ' recipe'})",
                      d_scores=recipe["d_scores"], quality=result.quality)
+        if cfg.class_samples and cfg.dataset == "fashion-mnist":
+            write_semantics(stage, scripted_G, arch.latent_dim, cfg.class_samples)
         last_epoch = result.history[-result.iterations_per_epoch:]
         manifest = ManifestDraft(
             architecture=arch.name,
@@ -72,3 +74,14 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
             command=command if command is not None else sys.argv,
         )
         return store.publish(cfg.name, stage, manifest)
+
+
+def write_semantics(directory, generator: torch.nn.Module, latent_dim: int, samples: int) -> None:
+    """`classes.json` and `classifier.pt` into a version being built: what its latent space means, found with the
+    very generator the service will load, and the classifier the service checks class requests with."""
+    from trainer.evaluation.classifier import export_classifier
+    from trainer.evaluation.semantics import fit_class_semantics
+
+    semantics = fit_class_semantics(generator, latent_dim, samples)
+    (directory / CLASSES).write_text(semantics.model_dump_json(indent=1) + "\n")
+    (directory / CLASSIFIER).write_bytes(export_classifier())

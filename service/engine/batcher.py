@@ -79,9 +79,10 @@ class BatchObserver(Protocol):
 class Job:
     """One request's latents on their way through a batcher; `future` gets uint8 (n, C, H, W) images."""
 
-    def __init__(self, latents: torch.Tensor, max_delay: float = math.inf) -> None:
+    def __init__(self, latents: torch.Tensor, max_delay: float = math.inf, alone: bool = False) -> None:
         self.latents = latents
         self.n = latents.shape[0]
+        self.alone = alone  # in forwards of its own: its pixels do not depend on what else was queued
         self.taken = 0  # rows handed to a batch so far
         self.done = 0  # rows computed so far
         self.images: torch.Tensor | None = None
@@ -198,10 +199,12 @@ class Batcher:
         self._last_batch_jobs = 0
 
     # ------------------------------------------------------------------ requests' side
-    def submit(self, latents: torch.Tensor) -> Job:
-        """Queue `latents` (n, latent_dim) float32 on the CPU. Raises Overloaded when the job is predicted to
-        finish later than `max_delay` after now, or the queues hold MAX_QUEUED_LATENTS already."""
-        job = Job(latents, self.max_delay)
+    def submit(self, latents: torch.Tensor, alone: bool = False) -> Job:
+        """Queue `latents` (n, latent_dim) float32 on the CPU; `alone`: never in a forward with other jobs' rows (a
+        batch's size can change a pixel by a grey level, and some answers must not depend on the load). Raises
+        Overloaded when the job is predicted to finish later than `max_delay` after now, or the queues hold
+        MAX_QUEUED_LATENTS already."""
+        job = Job(latents, self.max_delay, alone)
         with self.worker.cond:
             if self.worker.stopping:
                 raise RuntimeError("the inference worker has stopped: the service is shutting down")
@@ -283,6 +286,8 @@ class Batcher:
         dropped with Overloaded."""
         batch, room, now = [], self.max_batch, time.monotonic()
         while self._queue and room > 0:
+            if batch and (self._queue[0].alone or batch[0][0].alone):
+                break  # a job that runs alone shares no forward, in either direction
             job = self._queue.popleft()
             if job.taken == 0 and now > job.deadline:
                 self._expire(job, now)

@@ -1,8 +1,9 @@
 """The serving engine: how a request's latents become images, batched with everyone else's.
 
-`Engine.start` warms a freshly loaded generator up, finds its semantic directions, and gives it its
-runner (CUDA graphs on CUDA) and its batcher, whose batches run on the engine's one inference thread;
-`Engine.score` runs a version's discriminator (loaded on first use) on the same thread. The engine
+`Engine.start` warms a freshly loaded generator up, finds its semantic directions, reads what its latent
+space means (classes.json, with the classifier it ships), and gives it its runner (CUDA graphs on CUDA)
+and its batcher, whose batches run on the engine's one inference thread; `Engine.score` runs a version's
+discriminator (loaded on first use) and `Engine.classify` its classifier on the same thread. The engine
 knows nothing of HTTP: the service's routes turn its answers and refusals into responses.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from service.engine.runner import GeneratorRunner
 from shared.imaging import torchscript
 from shared.imaging.latents import seeded_latents
 from shared.imaging.pixels import to_model_range
-from shared.store import DISCRIMINATOR, NotFound, Version
+from shared.store import CLASSES, CLASSIFIER, DISCRIMINATOR, ClassSemantics, NotFound, Version
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,14 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class Started:
-    """A loaded generator, ready: where its requests queue, and its semantic directions (None: no first
-    layer to find them in)."""
+    """A loaded generator, ready: where its requests queue, its semantic directions (None: no first layer to
+    find them in), and what its latent space means with the classifier that found it (None: the version has
+    no classes.json, e.g. trained on a folder of images without classes)."""
 
     batcher: Batcher
     directions: Directions | None
+    semantics: ClassSemantics | None = None
+    classifier: torch.jit.ScriptModule | None = None
 
 
 class Engine:
@@ -63,19 +67,24 @@ class Engine:
         not produce what its manifest promises."""
         s = self.config
 
-        def prepare() -> tuple[GeneratorRunner, Directions | None, list[tuple[int, float]]]:
+        def prepare() -> tuple[GeneratorRunner, Directions | None, list[tuple[int, float]], torch.jit.ScriptModule | None]:
             module = torchscript.load(version.generator_path, self.device)
             warm_up(module, version, self.device, s.warmup_batch)
             directions = semantic_directions(module, version.latent_dim)  # once per version: a small eigh
             runner = GeneratorRunner(module, self.device, version.latent_dim, s.max_batch_latents, s.cuda_graphs)
-            return runner, directions, time_forwards(runner, version.latent_dim, {1, s.warmup_batch, s.max_batch_latents})
+            classifier = (torchscript.load(version.path / CLASSIFIER, self.device)
+                          if CLASSIFIER in version.manifest.files else None)
+            timings = time_forwards(runner, version.latent_dim, {1, s.warmup_batch, s.max_batch_latents})
+            return runner, directions, timings, classifier
 
-        runner, directions, timings = self.worker.call(prepare)
+        semantics = (ClassSemantics.model_validate_json((version.path / CLASSES).read_bytes())
+                     if CLASSES in version.manifest.files else None)  # hashed and verified when the store listed it
+        runner, directions, timings, classifier = self.worker.call(prepare)
         batcher = Batcher(version.name, runner, self.worker, s.max_batch_latents, s.max_batch_wait_ms / 1000,
                           self.budget, self.observer, max_delay=s.max_queue_delay_ms / 1000)
         for n, seconds in timings:  # admission can predict from the first request on; real batches refine it
             batcher.cost.observe(n, seconds)
-        return Started(batcher, directions)
+        return Started(batcher, directions, semantics, classifier)
 
     def score(self, version: Version, images: np.ndarray) -> np.ndarray:
         """The discriminator's logits (N,) for uint8 images (N, H, W, C) at the model's size. Blocking: call
@@ -96,6 +105,16 @@ class Engine:
             x = to_model_range(torch.from_numpy(images).permute(0, 3, 1, 2).to(self.device))
             with torch.inference_mode():
                 return module(x).float().reshape(-1).cpu().numpy()
+
+        return self.worker.call(run)
+
+    def classify(self, classifier: torch.jit.ScriptModule, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (N, classes) of uint8 images (N, C, H, W), by a version's classifier, on the inference
+        thread. Blocking: call it from a worker thread."""
+
+        def run() -> torch.Tensor:
+            with torch.inference_mode():
+                return classifier(to_model_range(images.to(self.device))).softmax(1).float().cpu()
 
         return self.worker.call(run)
 

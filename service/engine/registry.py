@@ -20,7 +20,7 @@ import torch
 
 from service.engine.batcher import Batcher
 from service.engine.directions import Directions
-from shared.store import NotFound, Store, Version
+from shared.store import ClassSemantics, NotFound, Store, Version
 
 if TYPE_CHECKING:
     from service.engine.engine import Started
@@ -48,6 +48,8 @@ class LoadedModel:
     device: torch.device
     batcher: Batcher  # where requests for this version queue up for a forward
     directions: Directions | None = None  # SeFa directions of its first layer, found once at load
+    semantics: ClassSemantics | None = None  # what its latent space means (classes.json), if it has it
+    classifier: torch.jit.ScriptModule | None = None  # the classifier that found it (classifier.pt)
 
     name = property(lambda self: self.stored.name)
     version = property(lambda self: self.stored.version)
@@ -56,8 +58,9 @@ class LoadedModel:
     sha256 = property(lambda self: self.stored.manifest.generator_sha256)
 
     def is_in(self, versions: list[Version]) -> bool:
-        """Whether the store still holds these very weights under this number (a store edited by hand may not)."""
-        return any(v.version == self.version and v.manifest.generator_sha256 == self.sha256 for v in versions)
+        """Whether the store still holds this version as it was loaded: these very weights under this number (a
+        store edited by hand may not), and no file added since (`python -m trainer.evaluate` adds classes.json)."""
+        return any(v.version == self.version and v.manifest.files == self.stored.manifest.files for v in versions)
 
 
 class ModelRegistry:
@@ -175,7 +178,8 @@ class ModelRegistry:
             started = time.perf_counter()
             try:
                 prepared = self._engine.start(version)
-                loaded = LoadedModel(version, self.device, prepared.batcher, prepared.directions)
+                loaded = LoadedModel(version, self.device, prepared.batcher, prepared.directions, prepared.semantics,
+                                     prepared.classifier)
             except Exception as e:  # a broken file must never take the service down
                 self._failed[(version.name, version.version)] = version.manifest.generator_sha256
                 self._observer.model_loaded(version.name, ok=False)
@@ -216,7 +220,7 @@ class ModelRegistry:
         if latest is not None and not latest.is_in(versions):
             del self._latest[name]
             events.append(("version_released", name, latest.version, "latest"))
-            log.warning("%s v%d is gone from the store or changed: no longer served", name, latest.version)
+            log.warning("%s v%d is gone from the store or changed: no longer served as it was", name, latest.version)
         for key in [k for k, m in self._pinned.items() if k[0] == name and not m.is_in(versions)]:
             self._pinned.pop(key)
             events.append(("version_released", name, key[1], "pinned"))

@@ -1,19 +1,20 @@
-"""/generate, /sweep and /interpolate: PNG grids from latent vectors, the study's latent-coordinate (or
-semantic-direction) sweeps, and paths between two latents as grids or looping animations."""
+"""/generate, /sweep and /interpolate: PNG grids from latent vectors (or of a class), the study's
+latent-coordinate sweeps (or along semantic directions, or towards classes), and paths between two latents
+as grids or looping animations."""
 from __future__ import annotations
-
-import asyncio
 
 import anyio
 import numpy as np
 import torch
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from service.animation import MEDIA_TYPES, encode_animation
+from service.classes import find_class, semantics_of, truncate
 from service.deps import Services, ServicesDep, directions_of, resolve_model
-from service.engine.batcher import Batcher, Overloaded
+from service.engine.batcher import Batcher
 from service.engine.registry import LoadedModel
 from service.errors import error_responses
+from service.generation import ClientGone, admit, class_images, images_for
 from service.interpolation import interpolate
 from service.lane import LeanRoute
 from service.limits import MODEL_MISMATCH, RequestLimits, field_error
@@ -29,58 +30,12 @@ INLINE_PIXELS = 300_000  # grids up to this size encode in about a millisecond: 
 CLIENT_CLOSED_REQUEST = 499  # nobody reads it: the status the access log and metrics record
 
 PNG_RESPONSE = {
-    200: {"content": {"image/png": {}}, "description": "the PNG grid; headers X-Model and X-Model-Version "
-                                                       "name the model and the resolved version"},
+    200: {"content": {"image/png": {}}, "description": "the PNG grid; headers X-Model and X-Model-Version name the "
+                                                       "model and the resolved version (and for a class request, "
+                                                       "X-Class and X-Class-Verified: how many of the images the "
+                                                       "classifier put in the class)"},
     **error_responses(400, 404, 413, 422, 503),
 }
-
-
-class ClientGone(Exception):
-    """The client disconnected before its images were computed."""
-
-
-def busy(e: Overloaded) -> HTTPException:
-    """A refusal by the engine's admission (at once, or a queued request dropped at its deadline) as a 503."""
-    return HTTPException(503, detail=str(e), headers={"Retry-After": str(e.retry_after)})
-
-
-async def images_for(batcher: Batcher, latents: torch.Tensor, request: Request) -> torch.Tensor:
-    """uint8 (n, C, H, W) images of `latents` from the batcher. Raises HTTPException(503) when admission
-    refuses the request or drops it at its deadline, and ClientGone if the client disconnects before its
-    images are computed (its queued rows are dropped: they cost no forward)."""
-    try:
-        job = batcher.submit(latents)
-    except Overloaded as e:
-        raise busy(e) from None
-    result = asyncio.wrap_future(job.future)
-    # Not cancelled when the images come first: the server ends this receive() itself once the response is
-    # complete, which is cheaper than cancelling a task on every request.
-    watcher = asyncio.ensure_future(_disconnected(request))
-    watcher.add_done_callback(lambda _: job.future.done() or batcher.cancel(job))
-    try:
-        return await result
-    except asyncio.CancelledError:
-        if job.cancelled and not watcher.cancelled():  # the client went away, not the server
-            raise ClientGone() from None
-        raise
-    except Overloaded as e:
-        raise busy(e) from None
-
-
-async def _disconnected(request: Request) -> None:
-    """Return when the client closes the connection or the response is complete (the body has been read:
-    nothing else can arrive)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-def admit(batcher: Batcher, n: int) -> None:
-    """503 at once if `n` more latents would be refused for their predicted wait: before the request costs
-    anything more (a flood of refused requests must stay cheap)."""
-    try:
-        batcher.admit(n)
-    except Overloaded as e:
-        raise busy(e) from None
 
 
 def resolve_latents(body: LatentSource, model: LoadedModel, limits: RequestLimits,
@@ -103,33 +58,52 @@ def resolve_latents(body: LatentSource, model: LoadedModel, limits: RequestLimit
 
 @router.post("/generate", response_class=Response, responses=PNG_RESPONSE, summary="PNG grid from latent vectors")
 async def generate(body: GenerateRequest, request: Request, services: ServicesDep) -> Response:
-    """Generate one image per latent and return them as a PNG grid, `nrow` per row."""
+    """Generate one image per latent and return them as a PNG grid, `nrow` per row; with `class`, `count` images
+    of that class from `seed`."""
     model = await resolve_model(services.registry, body.model, body.version)
     services.limits.check_grid(body.image_count, model.image_shape[1:], body.nrow, body.padding, body.scale,
                                ["latents" if body.latents is not None else "count"])
-    latents = resolve_latents(body, model, services.limits, model.batcher)
+    if body.class_ is not None:
+        cls = find_class(semantics_of(model, ["class"]), body.class_, ["class"])
+        admit(model.batcher, body.count)
+        try:
+            found = await class_images(model, services.engine, cls, body.seed, body.count, body.truncation, request)
+        except ClientGone:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+        return await png_response(services, model, found.images, body.nrow, body.padding, body.scale, headers={
+            "X-Class": cls.name, "X-Class-Verified": f"{found.verified}/{body.count}"})
+    latents = truncate(resolve_latents(body, model, services.limits, model.batcher), body.truncation)
     return await png_grid_response(request, services, model, latents, body.nrow, body.padding, body.scale)
 
 
 @router.post("/sweep", response_class=Response, responses=PNG_RESPONSE, summary="Latent-coordinate sweep as a PNG grid")
 async def sweep(body: SweepRequest, request: Request, services: ServicesDep) -> Response:
     """The study's experiment: for each of `dims`, one row per value in `values` (dim-major), one column
-    per base latent; each row is the base latents with that one coordinate set to (or offset by) the value."""
+    per base latent; each row is the base latents with that one coordinate set to (or offset by) the value.
+    With `directions` or `classes`, the rows move along semantic directions or towards classes instead."""
     model = await resolve_model(services.registry, body.model, body.version)
-    base = resolve_latents(body, model, services.limits)
-    along = "dims" if body.directions is None else "directions"
-    for i, d in enumerate(getattr(body, along)):
+    base = truncate(resolve_latents(body, model, services.limits), body.truncation)
+    along = body.along
+    groups = getattr(body, along)
+    if along == "classes":
+        semantics = semantics_of(model, ["classes"])
+        found = [find_class(semantics, ref, ["classes", i]) for i, ref in enumerate(groups)]
+    for i, d in enumerate(groups if along != "classes" else ()):
         if d >= model.latent_dim:
             raise field_error([along, i], f"{along[:-1]} {d} is out of range: {model.name} has {model.latent_dim}, "
                                           f"0..{model.latent_dim - 1}", MODEL_MISMATCH)
-    n = len(getattr(body, along)) * len(body.values) * base.shape[0]
+    n = len(groups) * len(body.values) * base.shape[0]
     services.limits.check_grid(n, model.image_shape[1:], base.shape[0], body.padding, body.scale, [along])
     admit(model.batcher, n)
-    if body.directions is None:
+    if along == "dims":
         layout = sweep_layout(base, body.dims, body.values, body.mode, body.labels)
-    else:
+    elif along == "directions":
         vectors = torch.from_numpy(directions_of(model).vectors[body.directions])
-        layout = direction_sweep_layout(base, vectors, body.directions, body.values, body.mode, body.labels)
+        layout = direction_sweep_layout(base, vectors, [f"d[{i}]" for i in body.directions], body.values, body.mode,
+                                        body.labels)
+    else:
+        vectors = torch.tensor([c.direction for c in found])
+        layout = direction_sweep_layout(base, vectors, [c.name for c in found], body.values, body.mode, body.labels)
     return await png_grid_response(request, services, model, layout.latents, layout.nrow, body.padding, body.scale,
                                    layout.row_labels)
 
@@ -147,7 +121,8 @@ async def interpolate_route(body: InterpolateRequest, request: Request, services
     """`steps` images from `start` to `end`, both included: along the great circle (slerp, the default) or the
     straight line (lerp). A PNG grid, or a GIF/WebP that loops with `frame_ms` per frame."""
     model = await resolve_model(services.registry, body.model, body.version)
-    ends = [latent_of(ref, model, services.limits, [name]) for name, ref in (("start", body.start), ("end", body.end))]
+    ends = [truncate(torch.from_numpy(latent_of(ref, model, services.limits, [name])), body.truncation).numpy()
+            for name, ref in (("start", body.start), ("end", body.end))]
     latents = torch.from_numpy(interpolate(*ends, body.steps, body.method))
     nrow = body.nrow or body.steps
     if body.format == "png":
@@ -184,12 +159,18 @@ def image_headers(model: LoadedModel, count: int) -> dict[str, str]:
 
 async def png_grid_response(request: Request, services: Services, model: LoadedModel, latents: torch.Tensor,
                             nrow: int, padding: int, scale: int, row_labels: list[str] | None = None) -> Response:
-    """Batched forward, then the grid and its PNG: inline when small (a thread hop costs more than the
-    work), in a worker thread when large, so the event loop stays responsive."""
+    """Batched forward, then the grid and its PNG."""
     try:
         images = await images_for(model.batcher, latents, request)
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return await png_response(services, model, images, nrow, padding, scale, row_labels)
+
+
+async def png_response(services: Services, model: LoadedModel, images: torch.Tensor, nrow: int, padding: int,
+                       scale: int, row_labels: list[str] | None = None, headers: dict[str, str] | None = None) -> Response:
+    """The grid of uint8 images and its PNG: inline when small (a thread hop costs more than the work), in a
+    worker thread when large, so the event loop stays responsive."""
 
     def encode() -> bytes:
         return encode_png(grid_array(images, nrow, padding, scale, row_labels))
@@ -200,7 +181,7 @@ async def png_grid_response(request: Request, services: Services, model: LoadedM
     else:
         png = await anyio.to_thread.run_sync(encode, limiter=services.inference)
     services.telemetry.images_generated(model.name, model.version, images.shape[0])
-    return Response(png, media_type="image/png", headers=image_headers(model, images.shape[0]))
+    return Response(png, media_type="image/png", headers={**image_headers(model, images.shape[0]), **(headers or {})})
 
 
 # served by the lean path (service/lane.py): the same endpoints, without FastAPI's per-request machinery

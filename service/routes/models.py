@@ -2,12 +2,24 @@
 from __future__ import annotations
 
 import anyio
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 
-from service.deps import RegistryDep, directions_of, resolve_model
+from service.classes import find_class, semantics_of
+from service.deps import RegistryDep, ServicesDep, directions_of, resolve_model
 from service.engine.registry import ModelRegistry
 from service.errors import error_responses
-from service.schemas import DirectionList, ModelInfo, ModelList, ModelVersion
+from service.generation import admit, class_images
+from service.limits import IMAGES_CEILING
+from service.schemas import (
+    MAX_SEED,
+    ClassInfo,
+    ClassLatents,
+    ClassList,
+    DirectionList,
+    ModelInfo,
+    ModelList,
+    ModelVersion,
+)
 from shared.store import NAME_PATTERN
 
 router = APIRouter(tags=["models"])
@@ -38,6 +50,7 @@ async def list_models(registry: RegistryDep) -> ModelList:
 
 
 ModelNamePath = Path(pattern=NAME_PATTERN, examples=["dcgan"])
+VersionQuery = Query("latest", pattern=r"^(latest|[1-9][0-9]{0,8})$", description='"latest" or a version number')
 
 
 @router.get("/models/{name}", response_model=ModelInfo,
@@ -52,9 +65,7 @@ async def get_model(registry: RegistryDep, name: str = ModelNamePath) -> ModelIn
 
 @router.get("/models/{name}/directions", response_model=DirectionList, responses=error_responses(404, 422, 503),
             summary="Semantic directions of a version (SeFa), strongest first")
-async def get_directions(registry: RegistryDep, name: str = ModelNamePath,
-                         version: str = Query("latest", pattern=r"^(latest|[1-9][0-9]{0,8})$",
-                                              description='"latest" or a version number'),
+async def get_directions(registry: RegistryDep, name: str = ModelNamePath, version: str = VersionQuery,
                          k: int = Query(10, ge=1, le=1024, description="how many directions (at most latent_dim)")
                          ) -> DirectionList:
     """The latent directions the generator's first layer stretches most (Shen & Zhou 2021, closed form:
@@ -65,3 +76,42 @@ async def get_directions(registry: RegistryDep, name: str = ModelNamePath,
     k = min(k, model.latent_dim)
     return DirectionList(model=model.name, version=model.version, layer=found.layer,
                          eigenvalues=found.eigenvalues[:k].tolist(), directions=found.vectors[:k].tolist())
+
+
+@router.get("/models/{name}/classes", response_model=ClassList, responses=error_responses(404, 503),
+            summary="The classes a version's latent space knows, with their directions")
+async def get_classes(registry: RegistryDep, name: str = ModelNamePath, version: str = VersionQuery) -> ClassList:
+    """The classes of the data the version was trained on (FashionMNIST's ten), as its latent space holds them:
+    how common each is among its samples, how well a linear boundary separates it from the rest (held-out
+    balanced accuracy), and that boundary's unit normal, the direction towards the class. Found when the
+    version was made (or by `python -m trainer.evaluate`); a version trained on unlabelled images has none (404).
+    Ask for images of a class with `POST /generate` and `"class"`, move towards one with `POST /sweep` and
+    `"classes"`."""
+    model = await resolve_model(registry, name, version if version == "latest" else int(version))
+    semantics = semantics_of(model, [], status=404)
+    return ClassList(model=model.name, version=model.version, classifier=semantics.classifier,
+                     samples=semantics.samples, latent_accuracy=semantics.latent_classifier.held_out_accuracy,
+                     classes=[ClassInfo(index=c.index, name=c.name, share=c.share, accuracy=c.accuracy,
+                                        direction=c.direction) for c in semantics.classes])
+
+
+@router.get("/models/{name}/classes/{cls}/latents", response_model=ClassLatents,
+            responses=error_responses(404, 422, 503), summary="The latents of a class request's images")
+async def get_class_latents(request: Request, services: ServicesDep, name: str = ModelNamePath,
+                            cls: str = Path(min_length=1, max_length=64, description="a class's name or index",
+                                            examples=["Trouser"]),
+                            version: str = VersionQuery,
+                            seed: int = Query(0, ge=0, le=MAX_SEED, description="the request's seed"),
+                            count: int = Query(8, ge=1, le=IMAGES_CEILING, description="how many images"),
+                            truncation: float | None = Query(None, gt=0, le=1, description="as in POST /generate")
+                            ) -> ClassLatents:
+    """The latents behind `POST /generate` with this `class`, `seed`, `count` and `truncation`, in the grid's order
+    (found the same way: the latent space's candidates, kept when the version's classifier agrees), so that a
+    client can edit one and post it back as `latent`."""
+    model = await resolve_model(services.registry, name, version if version == "latest" else int(version))
+    found_cls = find_class(semantics_of(model, ["cls"]), int(cls) if cls.isdigit() else cls, ["cls"])
+    services.limits.check_grid(count, model.image_shape[1:], 8, 0, 1, ["count"])
+    admit(model.batcher, count)
+    found = await class_images(model, services.engine, found_cls, seed, count, truncation, request)
+    return ClassLatents(model=model.name, version=model.version, class_=found_cls.name, seed=seed,
+                        latents=found.latents.tolist(), verified=found.verified)

@@ -73,8 +73,13 @@ def sweep_along(base: torch.Tensor, directions: torch.Tensor, values: Sequence[f
 
 def sweep_labels(dims: Sequence[int], values: Sequence[float], mode: SweepMode = "set", prefix: str = "z") -> list[str]:
     """One label per sweep row, e.g. 'z[5]=-3' (or 'z[5]+=3' when adding; 'd[0]=2' for directions)."""
+    return row_labels([f"{prefix}[{d}]" for d in dims], values, mode)
+
+
+def row_labels(names: Sequence[str], values: Sequence[float], mode: SweepMode = "set") -> list[str]:
+    """One label per sweep row of named groups, e.g. 'Sneaker+=3'."""
     op = "=" if mode == "set" else "+="
-    return [f"{prefix}[{d}]{op}{_fmt(v)}" for d in dims for v in values]
+    return [f"{name}{op}{_fmt(v)}" for name in names for v in values]
 
 
 def _fmt(value: float) -> str:

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from shared.imaging.grids import render_grid
-from shared.imaging.latents import SweepMode, sweep_along, sweep_labels, sweep_latents
+from shared.imaging.latents import SweepMode, row_labels, sweep_along, sweep_labels, sweep_latents
 
 
 def generate(generator: torch.nn.Module, latents: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -33,11 +33,12 @@ def sweep_layout(base: torch.Tensor, dims: Sequence[int], values: Sequence[float
                        sweep_labels(dims, values, mode) if labels else None)
 
 
-def direction_sweep_layout(base: torch.Tensor, directions: torch.Tensor, indices: Sequence[int],
+def direction_sweep_layout(base: torch.Tensor, directions: torch.Tensor, names: Sequence[str],
                            values: Sequence[float], mode: SweepMode = "set", labels: bool = True) -> SweepLayout:
-    """The same grid along `directions` (K, D) unit vectors, labelled by their `indices`: d[0]=-3."""
+    """The same grid along `directions` (K, D) unit vectors, each group of rows labelled by its name: 'd[0]=-3'
+    for a semantic direction, 'Sneaker+=3' for a class's."""
     return SweepLayout(sweep_along(base, directions, values, mode), base.shape[0],
-                       sweep_labels(indices, values, mode, prefix="d") if labels else None)
+                       row_labels(names, values, mode) if labels else None)
 
 
 def sample_image(generator: torch.nn.Module, latents: torch.Tensor, *, device: torch.device | str = "cpu",

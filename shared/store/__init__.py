@@ -1,6 +1,8 @@
 """The store contract between the trainer (writes) and the service (reads): layout, manifest, atomic
 writes. Imports no torch: reading a store needs none."""
 from shared.store.layout import (
+    CLASSES,
+    CLASSIFIER,
     DISCRIMINATOR,
     GENERATOR,
     MANIFEST,
@@ -13,10 +15,11 @@ from shared.store.layout import (
     validate_name,
 )
 from shared.store.manifest import Manifest, ManifestDraft, Metrics
+from shared.store.semantics import ClassBoundary, ClassSemantics
 from shared.store.store import Store, Version, sha256_file, utc_now_iso
 
 __all__ = [
-    "DISCRIMINATOR", "GENERATOR", "MANIFEST", "NAME_PATTERN", "REPORT_DIR", "InvalidName", "Manifest",
+    "CLASSES", "CLASSIFIER", "ClassBoundary", "ClassSemantics", "DISCRIMINATOR", "GENERATOR", "MANIFEST", "NAME_PATTERN", "REPORT_DIR", "InvalidName", "Manifest",
     "ManifestDraft", "Metrics", "NotFound", "Store", "StoreError", "StoreWriteFailed", "Version", "sha256_file", "utc_now_iso",
     "validate_name",
 ]

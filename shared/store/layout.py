@@ -7,6 +7,9 @@ from shared.errors import UserError, WriteFailed
 
 GENERATOR = "generator.pt"  # TorchScript: (N, latent_dim) float32 -> (N, C, H, W) in [-1, 1]
 DISCRIMINATOR = "discriminator.pt"  # TorchScript: (N, C, H, W) -> (N,) logits
+CLASSES = "classes.json"  # what the latent space means: class boundaries, directions, means (shared.store.semantics)
+CLASSIFIER = "classifier.pt"  # TorchScript: the feature classifier the classes were found with (forward: logits,
+#                               features: its penultimate layer), for class requests and projection
 REPORT_DIR = "report"  # the study's figures and history.csv
 MANIFEST = "manifest.json"
 # hidden entries of a model's directory, which listings skip: writers' lock, the highest number ever

@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any, Iterator, Mapping
 from pydantic import ValidationError
 
 from shared.store import locks
-from shared.store.atomic import remove_leftovers, write_text_atomic
+from shared.store.atomic import atomic_write, remove_leftovers, write_text_atomic
 from shared.store.layout import (
     DISCRIMINATOR,
     GENERATOR,
@@ -50,6 +51,12 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is rewritten (atomically, so with a new inode) or touched."""
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
 def utc_now_iso() -> str:
@@ -138,12 +145,32 @@ class Store:
                 return v
         raise NotFound(f"model {name!r} has no version {version}; it has {', '.join(str(v.version) for v in versions)}")
 
-    def _verified_manifest(self, version_dir: Path) -> Manifest | None:
-        """The manifest if it is valid and every file it lists exists with its size and sha256, else None."""
+    def _verified_manifest(self, version_dir: Path, attempts: int = 8) -> Manifest | None:
+        """The manifest if it is valid and every file it lists exists with its size and sha256, else None.
+
+        Readers take no lock, and `add_files` may replace a listed file meanwhile (after taking it out of the
+        manifest); a verdict counts only if the manifest is still the one it was reached with, else it is
+        reached again, so a reader never takes a version for broken because it was being added to."""
+        for attempt in range(attempts):
+            time.sleep(0.001 * attempt)  # being rewritten: let the writer finish (no pause on the first look)
+            manifest_path = version_dir / MANIFEST
+            try:
+                before = _stamp(manifest_path)
+            except OSError:
+                return None
+            verdict = self._verify_once(version_dir)
+            try:
+                if _stamp(manifest_path) == before:
+                    return verdict
+            except OSError:
+                return None
+        return None
+
+    def _verify_once(self, version_dir: Path) -> Manifest | None:
         try:
             manifest_path = version_dir / MANIFEST
             manifest = Manifest.model_validate_json(manifest_path.read_bytes())
-            stamp = [(manifest_path.stat().st_mtime_ns, manifest_path.stat().st_size)]
+            stamp = [_stamp(manifest_path)]
             for rel, entry in manifest.files.items():
                 st = (version_dir / rel).stat()
                 if st.st_size != entry.size:
@@ -267,6 +294,36 @@ class Store:
                 raise StoreError(f"invalid manifest fields for {version.name} v{version.version}: "
                                  f"{_validation_message(e)}") from None
             try:
+                write_text_atomic(version.path / MANIFEST, manifest.to_json())
+            except OSError as e:
+                raise self._write_failed(version.name, e) from e
+        return Version(version.name, version.version, version.path, manifest)
+
+    def add_files(self, version: Version, files: Mapping[str, bytes]) -> Version:
+        """Add files (or replace added ones) in a published version, atomically for every reader.
+
+        Under the model's writer lock: a file being replaced first leaves the manifest, each file is then
+        written beside it (temporary file, rename), and the manifest lists them with their hashes at the
+        end; a reader sees the version without the files or with them, never a listed file that fails its
+        hash. The generator and the discriminator cannot be replaced: they are what the version is."""
+        fixed = {GENERATOR, DISCRIMINATOR, MANIFEST} & files.keys()
+        if fixed:
+            raise StoreError(f"{sorted(fixed)} of {version.name} v{version.version} cannot be replaced: publish a "
+                             "new version instead")
+        with self._writing(version.path.parent):
+            current = Manifest.model_validate_json((version.path / MANIFEST).read_bytes())
+            try:
+                if files.keys() & current.files.keys():
+                    kept = {k: v for k, v in current.files.items() if k not in files}
+                    write_text_atomic(version.path / MANIFEST, current.model_copy(update={"files": kept}).to_json())
+                entries = dict(current.files)
+                for rel, data in files.items():
+                    path = version.path / rel
+                    remove_leftovers(path)
+                    with atomic_write(path) as f:
+                        f.write(data)
+                    entries[rel] = FileEntry(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+                manifest = current.model_copy(update={"files": dict(sorted(entries.items()))})
                 write_text_atomic(version.path / MANIFEST, manifest.to_json())
             except OSError as e:
                 raise self._write_failed(version.name, e) from e

@@ -84,16 +84,49 @@ def batches(tensor: torch.Tensor, size: int = BATCH) -> Iterator[torch.Tensor]:
         yield tensor[i:i + size]
 
 
+def to_input_size(x: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
+    """Images of any size (the DCGAN's 32x32) back to the data's 28x28, as the classifier was trained."""
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x
+
+
+class ShippedClassifier(nn.Module):
+    """The classifier as a version ships it (`classifier.pt`): images of the model's size in [-1, 1] in,
+    class logits out (`forward`) or its 128-d features (`features`), the resize built in."""
+
+    def __init__(self, net: FashionClassifier) -> None:
+        super().__init__()
+        self.body, self.head = net.body, net.head
+
+    @torch.jit.export
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(to_input_size(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def export_classifier(device: torch.device | str = "cpu") -> bytes:
+    """`classifier.pt` for a version: the shipped weights as TorchScript (scripted: both methods kept)."""
+    import io
+
+    from shared.imaging.torchscript import quiet_jit
+
+    with quiet_jit():
+        module = torch.jit.script(ShippedClassifier(load_classifier("cpu")).eval())
+        buffer = io.BytesIO()
+        torch.jit.save(module, buffer)
+    return buffer.getvalue()
+
+
 @torch.inference_mode()
 def embed(net: FashionClassifier, images: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, class probabilities) of batches of images in [-1, 1]; resized to 28x28 if needed."""
     feats, probs = [], []
     device = next(net.parameters()).device
     for x in images:
-        x = x.to(device, torch.float32)
-        if x.shape[-1] != INPUT_SIZE or x.shape[-2] != INPUT_SIZE:  # the DCGAN's 32x32 back to the data's size
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", antialias=True, align_corners=False)
-        f = net.features(x)
+        f = net.features(to_input_size(x.to(device, torch.float32)))
         feats.append(f.float().cpu())
         probs.append(torch.softmax(net.head(f), dim=1).float().cpu())
     return torch.cat(feats), torch.cat(probs)
@@ -128,29 +161,9 @@ def accuracy(net: FashionClassifier, images: torch.Tensor, labels: torch.Tensor,
 def retrain(data_dir: str | None, epochs: int = 6, seed: int = 0, batch_size: int = 128, lr: float = 1e-3,
             log=print) -> dict:
     """Train from scratch with a fixed seed, write the weights and their card atomically."""
-    torch.manual_seed(seed)
-    directory = locate_idx_dir("fashion-mnist", data_dir)
-    train_x, train_y = load_idx_split(directory, "train")
-    test_x, test_y = load_idx_split(directory, "test")
-    net = FashionClassifier()
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr * 3, total_steps=epochs * -(-len(train_x) // batch_size))
     started = time.perf_counter()
-    for epoch in range(epochs):
-        net.train()
-        perm = torch.randperm(len(train_x))
-        for i in range(0, len(perm), batch_size):
-            idx = perm[i:i + batch_size]
-            x = to_model_range(train_x[idx])
-            x = torch.where(torch.rand(len(idx), 1, 1, 1) < 0.5, x, x.flip(3))  # mirror: clothes are symmetric
-            loss = F.cross_entropy(net(x), train_y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        net.eval()
-        log(f"epoch {epoch + 1}/{epochs}: test accuracy {accuracy(net, test_x, test_y):.4f}")
-    acc = accuracy(net.eval(), test_x, test_y)
+    net, acc = train_classifier(data_dir, epochs, seed, batch_size, lr, log)
+    directory = locate_idx_dir("fashion-mnist", data_dir)
     ASSETS.mkdir(exist_ok=True)
     with atomic_write(WEIGHTS) as f:
         torch.save(net.state_dict(), f)
@@ -168,6 +181,34 @@ def retrain(data_dir: str | None, epochs: int = 6, seed: int = 0, batch_size: in
     }
     write_json_atomic(CARD, card)
     return card
+
+
+def train_classifier(data_dir: str | None, epochs: int = 6, seed: int = 0, batch_size: int = 128, lr: float = 1e-3,
+                     log=print) -> tuple[FashionClassifier, float]:
+    """A classifier trained from scratch with a fixed seed (the shipped one is seed 0), in eval mode, with its test
+    accuracy; nothing is written."""
+    torch.manual_seed(seed)
+    directory = locate_idx_dir("fashion-mnist", data_dir)
+    train_x, train_y = load_idx_split(directory, "train")
+    test_x, test_y = load_idx_split(directory, "test")
+    net = FashionClassifier()
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr * 3, total_steps=epochs * -(-len(train_x) // batch_size))
+    for epoch in range(epochs):
+        net.train()
+        perm = torch.randperm(len(train_x))
+        for i in range(0, len(perm), batch_size):
+            idx = perm[i:i + batch_size]
+            x = to_model_range(train_x[idx])
+            x = torch.where(torch.rand(len(idx), 1, 1, 1) < 0.5, x, x.flip(3))  # mirror: clothes are symmetric
+            loss = F.cross_entropy(net(x), train_y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        net.eval()
+        log(f"epoch {epoch + 1}/{epochs}: test accuracy {accuracy(net, test_x, test_y):.4f}")
+    return net.eval(), accuracy(net.eval(), test_x, test_y)
 
 
 PROG = "python -m trainer.classifier"

@@ -9,12 +9,15 @@ const STRIP_SCALE = 3;
 const DIRECTIONS_SHOWN = 6;
 const DEBOUNCE_MS = 60;
 
-// A latent is a seed's image (seed, index) plus edits: z sets coordinates, d moves along directions.
-const state = { model: "", version: "latest", compare: "", seed: 0, index: 0, z: {}, d: {}, b: null, steps: 8,
-                method: "slerp" };
+// A latent is image `index` of a seed's grid (of one class, cls, or of any; truncated by psi) plus edits: z sets
+// coordinates, d moves along semantic directions, c towards classes.
+const state = { model: "", version: "latest", compare: "", seed: 0, index: 0, cls: "", psi: 1, z: {}, d: {}, c: {},
+                b: null, steps: 8, method: "slerp" };
 let models = [];
-let directions = null;  // {model, version, vectors, eigenvalues} for state.model / state.version
+let directions = null;  // {vectors, eigenvalues} for state.model / state.version
+let classes = null;  // [{index, name, direction}] for state.model / state.version; null: the version knows none
 const seedLatents = new Map();
+const classLatents = new Map();
 
 // ------------------------------------------------------------------ the API, with a key when it asks
 let apiKey = sessionStorage.getItem("latentlab-api-key") || "";
@@ -94,18 +97,32 @@ async function seedLatent(seed, index) {
   return seedLatents.get(key);
 }
 
-// The vector a latent stands for: its seed's, coordinates set, then moved along directions
-async function vectorOf(latent) {
-  const v = (await seedLatent(latent.seed, latent.index)).slice();
-  for (const [i, value] of Object.entries(latent.z)) v[Number(i)] = value;
-  for (const [j, amount] of Object.entries(latent.d)) {
-    const u = directions?.vectors[Number(j)];
-    if (u) for (let k = 0; k < v.length; k++) v[k] += amount * u[k];
+// The latent behind a cell of the seed grid: the seed's (pulled towards 0 by psi), or a class request's
+async function baseLatent(latent) {
+  const psi = latent.psi ?? 1;
+  if (!latent.cls) return (await seedLatent(latent.seed, latent.index)).map((x) => x * psi);
+  const key = `${state.model}/${state.version}/${latent.cls}/${latent.seed}/${psi}`;
+  if (!classLatents.has(key)) {
+    const query = new URLSearchParams({ version: state.version, seed: latent.seed, count: GRID.count });
+    if (psi !== 1) query.set("truncation", psi);
+    const r = await api(`/models/${state.model}/classes/${encodeURIComponent(latent.cls)}/latents?${query}`);
+    classLatents.set(key, (await r.json()).latents);
   }
+  return classLatents.get(key)[latent.index];
+}
+
+// The vector a latent stands for: its cell's, coordinates set, then moved along directions and towards classes
+async function vectorOf(latent) {
+  const v = (await baseLatent(latent)).slice();
+  for (const [i, value] of Object.entries(latent.z)) v[Number(i)] = value;
+  const move = (u, amount) => { if (u) for (let k = 0; k < v.length; k++) v[k] += amount * u[k]; };
+  for (const [j, amount] of Object.entries(latent.d)) move(directions?.vectors[Number(j)], amount);
+  for (const [j, amount] of Object.entries(latent.c || {})) move(classes?.[Number(j)]?.direction, amount);
   return v;
 }
 
-const currentLatent = () => ({ seed: state.seed, index: state.index, z: { ...state.z }, d: { ...state.d } });
+const currentLatent = () => ({ seed: state.seed, index: state.index, cls: state.cls, psi: state.psi, z: { ...state.z },
+                               d: { ...state.d }, c: { ...state.c } });
 
 // ------------------------------------------------------------------ pictures
 const shown = new Map();  // img id -> number of the latest request, so a late answer never replaces a newer one
@@ -129,9 +146,11 @@ async function show(imgId, request) {
 }
 
 function renderSeedGrid() {
-  return show("seed-grid", () => postJSON("/generate", { model: state.model, version: state.version, seed: state.seed,
-                                                         count: GRID.count, nrow: GRID.nrow, padding: GRID.padding,
-                                                         scale: GRID.scale }));
+  const body = { model: state.model, version: state.version, seed: state.seed, count: GRID.count, nrow: GRID.nrow,
+                 padding: GRID.padding, scale: GRID.scale };
+  if (state.cls) body.class = state.cls;
+  if (state.psi !== 1) body.truncation = state.psi;
+  return show("seed-grid", () => postJSON("/generate", body));
 }
 
 async function renderCurrent() {
@@ -161,7 +180,8 @@ function renderStrip() {
   const ready = Boolean(state.b);
   $("download-gif").disabled = $("download-webp").disabled = !ready;
   $("b-info").textContent = ready ? `B is image ${state.b.index} of seed ${state.b.seed}` +
-    (Object.keys(state.b.z).length + Object.keys(state.b.d).length ? ", edited" : "") :
+    (state.b.cls ? ` (${state.b.cls})` : "") +
+    (Object.keys(state.b.z).length + Object.keys(state.b.d).length + Object.keys(state.b.c || {}).length ? ", edited" : "") :
     "Set a second latent (B) to see the path.";
   if (!ready) { $("strip").hidden = true; return Promise.resolve(); }
   return show("strip", () => interpolation("png", STRIP_SCALE));
@@ -209,6 +229,18 @@ function sliderRow({ label, id, min, max, step, value, onChange, onRemove }) {
   return row;
 }
 
+function buildClassSliders() {
+  const box = $("class-sliders");
+  box.replaceChildren();
+  if (!classes) { box.textContent = "This model knows no classes."; return; }
+  classes.forEach((c, j) => {
+    box.append(sliderRow({ label: c.name, id: `cls-${j}`, min: -6, max: 6, step: 0.1, value: state.c[j] ?? 0,
+                           onChange: (v) => { if (v) state.c[j] = v; else delete state.c[j]; renderSoon(); } }));
+    box.lastChild.title = `share of the model's samples ${(100 * c.share).toFixed(1)}%` +
+      (c.accuracy === null ? "" : `; the boundary separates it ${(100 * c.accuracy).toFixed(0)}% of the time`);
+  });
+}
+
 function buildDirectionSliders() {
   const box = $("directions");
   box.replaceChildren();
@@ -240,7 +272,7 @@ async function addCoordinate(event) {
     return;
   }
   if (!(i in state.z)) {
-    state.z[i] = (await seedLatent(state.seed, state.index))[i];  // starts where the latent is
+    state.z[i] = (await baseLatent(currentLatent()))[i];  // starts where the latent is
     $("coordinates").append(coordinateSlider(i));
     saveState();
   }
@@ -261,6 +293,20 @@ function fillVersions() {
   $("compare").value = String(state.compare);
 }
 
+async function loadClasses() {
+  try {
+    const r = await api(`/models/${state.model}/classes?version=${state.version}`);
+    classes = (await r.json()).classes;
+  } catch {
+    classes = null;  // a model trained on unlabelled images: no class picker, no class sliders
+  }
+  $("class").replaceChildren(new Option("any", ""), ...(classes || []).map((c) => new Option(c.name, c.name)));
+  $("class").disabled = !classes;
+  if (!classes?.some((c) => c.name === state.cls)) state.cls = "";
+  $("class").value = state.cls;
+  buildClassSliders();
+}
+
 async function loadDirections() {
   try {
     const r = await api(`/models/${state.model}/directions?version=${state.version}&k=${DIRECTIONS_SHOWN}`);
@@ -274,11 +320,12 @@ async function loadDirections() {
 
 async function selectModel(keepLatent) {
   fillVersions();
-  if (!keepLatent) Object.assign(state, { z: {}, d: {}, b: null });
-  await loadDirections();
+  if (!keepLatent) Object.assign(state, { z: {}, d: {}, c: {}, b: null });
+  await Promise.all([loadDirections(), loadClasses()]);
   await buildCoordinateSliders();
   $("seed").value = state.seed;
   $("index").value = state.index;
+  $("psi").value = $("psi-value").value = state.psi;
   $("steps").value = state.steps;
   $("method").value = state.method;
   await Promise.all([renderSeedGrid(), renderCurrent()]);
@@ -296,11 +343,12 @@ function pickFromGrid(event) {
 }
 
 async function pick(seed, index) {
-  Object.assign(state, { seed, index, d: {} });
+  Object.assign(state, { seed, index, d: {}, c: {} });
   $("index").value = index;
-  const base = await seedLatent(seed, index);
+  const base = await baseLatent(currentLatent());
   for (const i of Object.keys(state.z)) state.z[i] = base[i];  // sliders stay, at the new latent's values
   buildDirectionSliders();
+  buildClassSliders();
   await buildCoordinateSliders();
   await renderCurrent();
 }
@@ -354,6 +402,16 @@ async function start() {
   $("index").addEventListener("change", () => pick(state.seed, Math.min(GRID.count - 1,
                                                    Math.max(0, Math.floor(Number($("index").value) || 0)))));
   $("seed-grid").addEventListener("click", pickFromGrid);
+  $("class").addEventListener("change", () => { state.cls = $("class").value; renderSeedGrid();
+                                                pick(state.seed, state.index); });
+  const setPsi = (value) => {
+    state.psi = Math.min(1, Math.max(0.05, Number(value) || 1));
+    $("psi").value = $("psi-value").value = state.psi;
+    renderSeedGrid();
+    pick(state.seed, state.index);
+  };
+  $("psi").addEventListener("change", () => setPsi($("psi").value));
+  $("psi-value").addEventListener("change", () => setPsi($("psi-value").value));
   $("add-coordinate").addEventListener("submit", addCoordinate);
   $("reset").addEventListener("click", () => pick(state.seed, state.index));
   $("set-b").addEventListener("click", () => { state.b = currentLatent(); renderCurrent(); });

@@ -1,0 +1,68 @@
+"""What a version's latent space means, for requests: classes by name, truncation, and class candidates.
+
+A class request (`"class": "Trouser"`) draws latents from its seed in a fixed order, keeps those the
+latent softmax of `classes.json` puts in the class (cheap: no forward), generates them through the engine
+and keeps those the version's classifier agrees are of the class: images of the class, as the project's
+classifier judges them, diverse because they come from everywhere in the class's region, and the same for
+the same request. Truncation (`"truncation": psi`) pulls latents towards the mean latent (the prior's, 0,
+or the class's mean when a class is asked for), trading variety for typical images, as in StyleGAN.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from fastapi import HTTPException
+
+from service.engine.registry import LoadedModel
+from service.limits import MODEL_MISMATCH, field_error
+from shared.store import ClassBoundary, ClassSemantics
+
+BLOCK = 512  # candidates drawn from the seed at a time
+MAX_CANDIDATES = 200  # a class request looks at most this many candidates per image asked for
+
+
+def semantics_of(model: LoadedModel, loc: list, status: int = 422) -> ClassSemantics:
+    """The version's classes; a 422 (or 404) saying why when it has none."""
+    if model.semantics is not None and model.classifier is not None:
+        return model.semantics
+    why = (f"{model.name} v{model.version} knows no classes: it was trained on "
+           f"{model.stored.manifest.dataset or 'data'} without labels the project can recognise, or made before "
+           f"classes were found (add them with `python -m trainer.evaluate --model {model.name}`)")
+    raise HTTPException(404, detail=why) if status == 404 else field_error(loc, why, MODEL_MISMATCH)
+
+
+def find_class(semantics: ClassSemantics, ref: str | int, loc: list) -> ClassBoundary:
+    found = semantics.find(ref)
+    if found is None:
+        names = ", ".join(f"{c.index} {c.name!r}" for c in semantics.classes)
+        raise field_error(loc, f"no class {ref!r}; the classes are {names}", MODEL_MISMATCH)
+    return found
+
+
+def truncate(latents: torch.Tensor, psi: float | None, center: torch.Tensor | None = None) -> torch.Tensor:
+    """center + psi * (z - center): psi 1 (or None) leaves the latents as they are, psi -> 0 pulls them all to
+    the center (the prior's mean, 0, unless a class's mean is given)."""
+    if psi is None or psi == 1:
+        return latents
+    if center is None:
+        return latents * psi
+    return center + psi * (latents - center)
+
+
+def class_candidates(semantics: ClassSemantics, cls: ClassBoundary, seed: int, psi: float | None,
+                     limit: int) -> Iterator[torch.Tensor]:
+    """Blocks of the seed's latents (truncated towards the class's mean) that the latent softmax puts in the
+    class, in the seed's order, until `limit` latents have been looked at. The same blocks every time."""
+    rng = np.random.default_rng(seed)
+    weights = torch.tensor(semantics.latent_classifier.weights)
+    bias = torch.tensor(semantics.latent_classifier.bias)
+    center = torch.tensor(cls.mean)
+    drawn = 0
+    while drawn < limit:
+        block = torch.from_numpy(rng.standard_normal((min(BLOCK, limit - drawn), semantics.latent_dim),
+                                                     dtype=np.float32))
+        drawn += len(block)
+        block = truncate(block, psi, center)
+        yield block[(block @ weights.T + bias).argmax(1) == cls.index]
