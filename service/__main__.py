@@ -16,7 +16,7 @@ PROG = "service"
 
 
 def usage() -> str:
-    lines = ["usage: [VARIABLE=value ...] python -m service",
+    lines = ["usage: [VARIABLE=value ...] latentlab-serve   (or: python -m service)",
              "", "Serve the model store's generators over HTTP (docs at /docs). Settings, from the environment:", ""]
     for name, field in Settings.model_fields.items():
         default = field.default if field.default is not None else ""

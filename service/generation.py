@@ -14,7 +14,7 @@ import torch
 from fastapi import HTTPException, Request
 
 from service.classes import MAX_CANDIDATES, class_candidates
-from service.engine.batcher import Batcher, Overloaded
+from service.engine.batcher import Batcher, InferenceWorker, Overloaded, Task
 from service.engine.engine import Engine
 from service.engine.registry import LoadedModel
 from service.limits import MODEL_MISMATCH, field_error
@@ -67,6 +67,20 @@ async def _disconnected(request: Request) -> None:
     nothing else can arrive)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+async def task_result(worker: InferenceWorker, task: Task, request: Request):
+    """What a task of the inference thread returns; ClientGone (and the task stopped between its steps) if the
+    client disconnects first."""
+    result = asyncio.wrap_future(task.future)
+    watcher = asyncio.ensure_future(_disconnected(request))  # ended by the server once the response is complete
+    watcher.add_done_callback(lambda _: task.future.done() or worker.cancel_task(task))
+    try:
+        return await result
+    except asyncio.CancelledError:
+        if task.cancelled and not watcher.cancelled():
+            raise ClientGone() from None
+        raise
 
 
 @dataclass

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 IMAGES_CEILING = 4096  # images in one response
 SCALE_CEILING = 64  # integer upscaling factor
 PADDING_CEILING = 64  # pixels between grid cells
+PROJECT_STEPS_CEILING = 5000  # optimisation steps of one projection
 
 
 MODEL_MISMATCH = "model_mismatch"  # valid for some model, not for the one named
@@ -40,14 +41,17 @@ def field_error(loc: Sequence[Any], message: str, kind: str) -> HTTPException:
 # request fields whose bound in the published schema is the operator's setting, not the ceiling
 SETTING_BOUNDS = {"count": "max_images", "latents": "max_images", "dims": "max_images", "values": "max_images",
                   "directions": "max_images", "steps": "max_images", "files": "max_images", "scale": "max_scale"}
+# where a field of that name means something else: (the schema's component, field) -> setting
+COMPONENT_BOUNDS = {("Body_project_project_post", "steps"): "max_project_steps"}
 
 
 def tighten_schema(schema: dict, settings: "Settings") -> dict:
     """Lower the ceilings of SETTING_BOUNDS' fields, in every request model of an OpenAPI schema, to the settings."""
-    for model in schema.get("components", {}).get("schemas", {}).values():
+    for component, model in schema.get("components", {}).get("schemas", {}).items():
         for field, prop in model.get("properties", {}).items():
-            if field in SETTING_BOUNDS:
-                limit = getattr(settings, SETTING_BOUNDS[field])
+            setting = COMPONENT_BOUNDS.get((component, field)) or SETTING_BOUNDS.get(field)
+            if setting:
+                limit = getattr(settings, setting)
                 for node in (prop, *prop.get("anyOf", ())):
                     for key in ("maximum", "maxItems"):
                         if key in node:

@@ -285,6 +285,31 @@ class ScoreList(ServedVersion):
     scores: list[Score]
 
 
+class TrainingHistory(ServedVersion):
+    iterations_per_epoch: int | None = Field(description="training steps in an epoch")
+    steps: dict[str, list[float]] = Field(description="the training curves, one list per column of the version's "
+                                                      "report/history.csv: iteration, epoch, loss_D, loss_G, D_x "
+                                                      "(D's mean output on real images), D_G_z (on generated ones)")
+    quality: list[dict] = Field(description="the sample quality measured while training (--eval-every), epoch by epoch")
+
+
+class StageLosses(BaseModel):
+    pixel: float = Field(description="mean squared error of the pixels, in [-1, 1]")
+    features: float = Field(description="mean squared distance of the images' features in the version's classifier "
+                                        "(0 without one)")
+    total: float = Field(description="what the search minimises: pixel + 0.1 x features")
+
+
+class ProjectionResult(ServedVersion):
+    latent: list[float] = Field(description="the latent found: post it back as `latent`, or open it in the explorer")
+    start: Literal["encoder", "mean latent"] = Field(description="where the search started: the version's encoder's "
+                                                                 "guess, or the mean latent for a version without one")
+    steps: int = Field(description="optimisation steps run after the first guess")
+    seconds: float = Field(description="time the projection took on the service's device")
+    losses: dict[Literal["start", "final"], StageLosses] = Field(description="the reconstruction's loss at the first "
+                                                                             "guess and at the end")
+
+
 class ClassInfo(BaseModel):
     index: int
     name: str = Field(examples=["Trouser"])

@@ -6,7 +6,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.limits import IMAGES_CEILING, SCALE_CEILING
+from service.limits import IMAGES_CEILING, PROJECT_STEPS_CEILING, SCALE_CEILING
 from shared.imaging.devices import DEVICE_PATTERN
 
 
@@ -34,6 +34,9 @@ class Settings(BaseSettings):
                                       description="a request predicted to be done later than this after it arrives "
                                                   "gets 503 + Retry-After at once; one still waiting then is dropped")
     cuda_graphs: bool = Field(True, description="on CUDA, replay the generator as CUDA graphs per batch-size bucket")
+    max_project_steps: int = Field(500, ge=0, le=PROJECT_STEPS_CEILING,
+                                   description="most optimisation steps one POST /project may ask for")
+    max_projections: int = Field(4, ge=1, description="projections in progress at once; more get 503 + Retry-After")
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes, each with its own models and batcher")
     inference_threads: int = Field(4, ge=1, description="large grids assembled and PNG-encoded at once, off the event loop")
     warmup_batch: int = Field(8, ge=1, description="batch run through a model before it counts as ready")

@@ -77,16 +77,22 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def semantic_store(tmp_path_factory, fashion_dir):
     """A store holding gan v1 trained long enough (the stable recipe, 25 epochs on 8,192 images, about 15 s)
-    that its samples cover every FashionMNIST class, with what its latent space means (classes.json)."""
+    that its samples cover every FashionMNIST class, with what its latent space means (classes.json) and an
+    encoder (200 steps)."""
+    import torch
+
     from shared.store import Store
     from trainer.config import TrainConfig
+    from trainer.encoder import fit_encoder
     from trainer.loop import train
     from trainer.publish import publish_run
     from trainer.recipe import recipe_settings
 
     root = tmp_path_factory.mktemp("semantic-store")
     cfg = TrainConfig(arch="gan", epochs=25, limit=8192, data_dir=str(fashion_dir), device="cpu", class_samples=5000,
-                      **recipe_settings("stable", "gan"))
+                      encoder_steps=200, **recipe_settings("stable", "gan"))
     result = train(cfg, root / ".runs" / "gan", log=lambda m: None, progress=False)
-    publish_run(Store(root), result, command=["test"])
+    encoder = fit_encoder(result.generator, cfg, root / ".runs" / "gan", 100, 1, 28, torch.device("cpu"),
+                          log=lambda m: None, progress=False)
+    publish_run(Store(root), result, command=["test"], encoder=encoder)
     return root

@@ -186,7 +186,7 @@ def test_a_folder_dataset_gets_no_classes(tmp_path):
         Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(data / f"{i}.png")
     out = tmp_path / "models"
     result = run_cli("trainer", "--arch", "gan", "--epochs", "1", "--dataset", "folder", "--data-dir", str(data),
-                     "--out", str(out), "--no-evaluate", "--device", "cpu")
+                     "--out", str(out), "--no-evaluate", "--no-encoder", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert CLASSES not in Store(out).get("gan").manifest.files
 

@@ -116,6 +116,19 @@ def test_the_explorer_works_offline_and_its_links_reproduce_the_picture(semantic
             page.fill("#psi-value", "0.6")
             page.press("#psi-value", "Enter")
             assert not same(class_grid, settled(page, "#seed-grid"))  # pulled towards the class's mean
+
+            # your own picture: found in latent space, its latent the current one, moved by a slider
+            picture = tmp_path / "picture.png"
+            picture.write_bytes(httpx.post(f"{url}/generate", json={"model": model, "seed": 12, "count": 1, "padding": 0},
+                                           headers={"Authorization": f"Bearer {KEY}"}).content)
+            page.fill("#project-steps", "40")
+            page.set_input_files("#project-file", str(picture))
+            page.wait_for_function("document.querySelector('#status').textContent.startsWith('found')", timeout=60_000)
+            assert page.is_visible("#uploaded")
+            projected = settled(page, "#current")
+            page.fill(f"#cls-{common['index']}-value", "3")
+            page.press(f"#cls-{common['index']}-value", "Enter")
+            assert not same(projected, settled(page, "#current"))
             compared = settled(page, "#compared")
 
             # the shared link, opened in a fresh page, shows exactly the same pictures

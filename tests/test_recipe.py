@@ -277,7 +277,8 @@ def test_a_recipe_run_publishes_the_average_and_records_every_component(tmp_path
     out = tmp_path / "models"
     result = run_cli("trainer", "--arch", "gan", "--epochs", "1", "--limit", "256", "--batch-size", "64",
                      "--out", str(out), "--data-dir", str(fashion_dir), "--no-evaluate", "--recipe", "stable",
-                     "--augment", "translation,cutout", "--augment-p", "0.5", "--lr-g", "3e-4", "--loss", "hinge")
+                     "--augment", "translation,cutout", "--augment-p", "0.5", "--lr-g", "3e-4", "--loss", "hinge",
+                     "--no-encoder")
     assert result.returncode == 0, result.stderr
     version = Store(out).get("gan")
     recipe = version.manifest.recipe

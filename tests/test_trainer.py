@@ -22,7 +22,7 @@ REPORT_FILES = {"losses.png", "d_scores.png", "samples.png", "sweep.png", "histo
 def test_cli_trains_and_publishes_versions(tmp_path, fashion_dir, arch, size):
     out = tmp_path / "models"
     args = ("trainer", "--arch", arch, "--epochs", "1", "--limit", "256", "--batch-size", "64",
-            "--out", str(out), "--data-dir", str(fashion_dir), "--class-samples", "2000")
+            "--out", str(out), "--data-dir", str(fashion_dir), "--class-samples", "2000", "--encoder-steps", "40")
     first = run_cli(*args, "--eval-samples", "300")
     assert first.returncode == 0, first.stderr
     assert "FID" in first.stderr and "real floor" in first.stderr  # evaluated right after publishing
@@ -37,8 +37,9 @@ def test_cli_trains_and_publishes_versions(tmp_path, fashion_dir, arch, size):
     assert (m["name"], m["version"], m["architecture"], m["latent_dim"]) == (arch, 2, arch, 100)
     assert m["image_shape"] == [1, size, size] and m["epochs"] == 1 and m["batch_size"] == 64 and m["seed"] == 1
     assert m["dataset"] == "fashion-mnist" and m["learning_rate"] == 2e-4 and m["torch_version"] == torch.__version__
-    assert {"generator.pt", "discriminator.pt", "classes.json", "classifier.pt"} | {f"report/{f}" for f in REPORT_FILES} \
-        == set(m["files"])
+    assert {"generator.pt", "discriminator.pt", "classes.json", "classifier.pt", "encoder.pt"} \
+        | {f"report/{f}" for f in REPORT_FILES} == set(m["files"])
+    assert m["encoder"]["steps"] == 40
     assert m["iterations"] == 4
     assert (m["precision"], m["cuda_graphs"], m["world_size"], m["global_batch_size"]) == ("fp32", False, 1, 64)
 
@@ -110,7 +111,8 @@ def test_resume_refuses_a_run_of_another_architecture(tmp_path, fashion_dir):
 
 def _start_training(tmp_path, fashion_dir, epochs):
     cmd = [sys.executable, "-m", "trainer", "--arch", "gan", "--epochs", str(epochs), "--limit", "4096",
-           "--out", str(tmp_path / "models"), "--data-dir", str(fashion_dir), "--no-progress", "--no-evaluate"]
+           "--out", str(tmp_path / "models"), "--data-dir", str(fashion_dir), "--no-progress", "--no-evaluate",
+           "--no-encoder"]
     return cmd, subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -43,6 +43,7 @@ class TrainConfig:
     eval_every: int = 0  # measure the generator every N epochs while training (0: only the published version)
     eval_samples: int = 10_000  # generated images each measurement uses
     class_samples: int = 20_000  # generated images labelled to find the classes' directions (0: none)
+    encoder_steps: int = 1000  # steps of the encoder fitted after training (0: no encoder)
 
     def __post_init__(self) -> None:
         self.name = self.name or self.arch

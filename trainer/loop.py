@@ -18,6 +18,7 @@ from torch import nn
 
 from shared.imaging.devices import resolve_device
 from trainer.architectures import get_architecture
+from trainer.board import Board
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import load_training_images
 from trainer.distributed import Ranks, any_rank, barrier, device_for, mean_over_ranks, shard
@@ -91,10 +92,11 @@ def run_epoch(step: Step, data: torch.Tensor, state: TrainingState, latent_dim: 
 
 
 def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, log: Callable[[str], None] = print,
-          progress: bool | None = None, ranks: Ranks = Ranks()) -> TrainResult:
+          progress: bool | None = None, ranks: Ranks = Ranks(), tensorboard: str | Path | None = None) -> TrainResult:
     """Train to `cfg.epochs`, from `state` if given (see `trainer.state.resume_or_start`), writing the state
     to `run_dir/state.pt` after every epoch. SIGINT/SIGTERM stop between steps, save the state, and
-    return a result with `interrupted=True`. Under torchrun, every rank calls this; rank 0 writes the state."""
+    return a result with `interrupted=True`. Under torchrun, every rank calls this; rank 0 writes the state.
+    `tensorboard`: a directory for TensorBoard events (rank 0's statistics; see trainer.board)."""
     run_dir = Path(run_dir)
     device = device_for(ranks, resolve_device(cfg.device))
     arch = get_architecture(cfg.arch)
@@ -129,16 +131,27 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
         step = eager_step(nets, recipe, data, autocast)
 
     show_bar = (sys.stderr.isatty() if progress is None else progress) and ranks.is_main
+    board = None
+    if tensorboard is not None and ranks.is_main:
+        board = Board(tensorboard, steps, state.epoch * steps + state.step)
+        if state.epoch == state.step == 0:
+            board.config(cfg, 0)
     stop = StopRequested(abort_on_second=not ranks.distributed)
     interrupted = False
     with stop.installed():
         while state.epoch < cfg.epochs:
             started = time.perf_counter()
             with _ProgressBar(show_bar, state, steps) as bar:
-                complete = run_epoch(step, data, state, arch.latent_dim, stop, ranks, bar.update)
+                on_step = bar.update if board is None else _both(bar.update, board, state.epoch)
+                complete = run_epoch(step, data, state, arch.latent_dim, stop, ranks, on_step)
             state.seconds += time.perf_counter() - started
             if complete and cfg.eval_every and state.epoch % cfg.eval_every == 0 and ranks.is_main:
                 state.quality.append(measure_epoch(nets, cfg, arch.latent_dim, device, state.epoch, log))
+                if board is not None:
+                    board.metrics(state.quality[-1], board.at(state.epoch))
+            if complete and board is not None:
+                board.samples(published_generator(nets, arch.latent_dim, cfg.batch_size, device), arch.latent_dim,
+                              board.at(state.epoch), device)
             if ranks.is_main:
                 state.capture(nets, device)
                 state.save(run_dir / STATE_FILE)
@@ -150,6 +163,8 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
             log(f"epoch {state.epoch}/{cfg.epochs}  " + "  ".join(f"{c} {v:.3f}" for c, v in zip(HISTORY_COLUMNS, means))
                 + f"  {time.perf_counter() - started:.1f}s")
     interrupted = interrupted or stop.requested
+    if board is not None:
+        board.close()
     if interrupted:
         log(f"interrupted at epoch {state.epoch + 1}, step {state.step}; state saved to {run_dir / STATE_FILE}; "
             "continue with the same command and --resume")
@@ -179,6 +194,14 @@ def measure_epoch(nets: Nets, cfg: TrainConfig, latent_dim: int, device: torch.d
     log(f"epoch {epoch}: FID {kept['fid']:.2f}, recall {kept['recall']:.3f}, class entropy {kept['class_entropy']:.3f} "
         f"({cfg.eval_samples} samples, {kept['seconds']:.0f}s)")
     return {"epoch": epoch, **kept}
+
+
+def _both(bar_update: Callable[[int, torch.Tensor], None], board: Board, epoch: int):
+    """The progress bar's and TensorBoard's step callback in one."""
+    def on_step(step: int, stats: torch.Tensor) -> None:
+        bar_update(step, stats)
+        board.stats(board.at(epoch, step), stats)
+    return on_step
 
 
 class _ProgressBar:

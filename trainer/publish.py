@@ -8,9 +8,20 @@ import torch
 
 from shared.imaging import torchscript
 from shared.imaging.latents import seeded_latents
-from shared.store import CLASSES, CLASSIFIER, DISCRIMINATOR, GENERATOR, REPORT_DIR, ManifestDraft, Store, Version
+from shared.store import (
+    CLASSES,
+    CLASSIFIER,
+    DISCRIMINATOR,
+    ENCODER,
+    GENERATOR,
+    REPORT_DIR,
+    ManifestDraft,
+    Store,
+    Version,
+)
 from shared.store.manifest import ParameterCounts
 from trainer.architectures import count_parameters, get_architecture
+from trainer.encoder import EncoderResult
 from trainer.export import export_torchscript
 from trainer.loop import TrainResult
 from trainer.recipe import describe
@@ -20,7 +31,8 @@ from trainer.step import HISTORY_COLUMNS, without_parametrizations
 CHECK_SEED, CHECK_COUNT = 1234, 16
 
 
-def publish_run(store: Store, result: TrainResult, command: list[str] | None = None) -> Version:
+def publish_run(store: Store, result: TrainResult, command: list[str] | None = None,
+                encoder: EncoderResult | None = None) -> Version:
     cfg = result.config
     arch = get_architecture(cfg.arch)
     G = copy.deepcopy(result.generator).cpu().eval()  # G's moving average when the recipe keeps one
@@ -38,6 +50,9 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
                      arch.latent_dim, title=f"{cfg.name} ({arch.name}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
                                             f"{'' if cfg.recipe == 'seed' else ', ' + cfg.recipe + ' recipe'})",
                      d_scores=recipe["d_scores"], quality=result.quality)
+        if encoder is not None and encoder.encoder is not None:
+            images = fakes[:CHECK_COUNT]
+            e_diff = export_torchscript(encoder.encoder, images[:2], stage / ENCODER, check=images)
         if cfg.class_samples and cfg.dataset == "fashion-mnist":
             write_semantics(stage, scripted_G, arch.latent_dim, cfg.class_samples)
         last_epoch = result.history[-result.iterations_per_epoch:]
@@ -70,6 +85,7 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
             export_max_abs_diff={"generator": g_diff, "discriminator": d_diff},
             final_epoch_means=dict(zip(HISTORY_COLUMNS, last_epoch.mean(0).tolist())) if len(last_epoch) else None,
             quality_history=result.quality or None,
+            encoder=encoder.record(e_diff) if encoder is not None and encoder.encoder is not None else None,
             config=cfg.to_dict(),
             command=command if command is not None else sys.argv,
         )

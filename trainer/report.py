@@ -14,6 +14,7 @@ import torch
 
 from shared.imaging.latents import STUDY_SWEEP_DIMS, STUDY_SWEEP_VALUES, seeded_latents
 from shared.imaging.sampling import sample_image, sweep_image
+from shared.store import HISTORY_CSV
 from trainer.step import HISTORY_COLUMNS
 
 SAMPLE_SEED, SAMPLE_COUNT, SAMPLE_SCALE = 0, 8, 4
@@ -30,7 +31,7 @@ def write_report(report_dir: Path, history: torch.Tensor, iterations_per_epoch: 
     `quality`: what --eval-every measured, epoch by epoch (quality.csv and quality.png when there is any)."""
     report_dir.mkdir(parents=True, exist_ok=True)
     paths = [
-        write_history_csv(report_dir / "history.csv", history, iterations_per_epoch),
+        write_history_csv(report_dir / HISTORY_CSV, history, iterations_per_epoch),
         plot_losses(report_dir / "losses.png", history, title, d_scores),
         plot_d_scores(report_dir / "d_scores.png", history, title, d_scores),
     ]

@@ -22,10 +22,25 @@ from trainer.step import HISTORY_COLUMNS, Nets
 STATE_FILE = "state.pt"
 WEIGHTS = ("G", "D", "opt_G", "opt_D", "G_ema", "ema_steps")
 PUBLISHED_MARKER = "published"
+ENCODER_STATE = "encoder.pt"  # trainer.encoder's checkpoint
 
 
 def _empty_history() -> torch.Tensor:
     return torch.zeros(0, len(HISTORY_COLUMNS))
+
+
+def save_checkpoint(path: Path, data: dict, what: str) -> None:
+    """torch.save, atomically: a kill at any moment leaves the previous file. Serialised in memory first, since
+    torch.save into a file on a full disk fails with an unreadable RuntimeError."""
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    remove_leftovers(path)  # one run, one writer: no other save of this file can be under way
+    try:
+        with atomic_write(path) as f:
+            f.write(buffer.getbuffer())
+    except OSError as e:
+        raise WriteFailed(f"could not save {what} to {path}: {e.strerror or e}; the previous state is intact: free "
+                          "some space and run the same command with --resume") from e
 
 
 @dataclass
@@ -74,15 +89,7 @@ class TrainingState:
         data = {"config": self.config.to_dict(), "epoch": self.epoch, "step": self.step, "perm": self.perm,
                 "history": self.history, "seconds": self.seconds, "rng": self.rng, "quality": self.quality,
                 **self.weights}
-        buffer = io.BytesIO()  # torch.save into a file on a full disk fails with an unreadable RuntimeError
-        torch.save(data, buffer)
-        remove_leftovers(path)  # one run, one writer: no other save of this file can be under way
-        try:
-            with atomic_write(path) as f:
-                f.write(buffer.getbuffer())
-        except OSError as e:
-            raise WriteFailed(f"could not save the training state to {path}: {e.strerror or e}; the previous "
-                              "state is intact: free some space and run the same command with --resume") from e
+        save_checkpoint(path, data, "the training state")
 
     @classmethod
     def load(cls, path: Path) -> "TrainingState":
@@ -108,8 +115,10 @@ def published_version(run_dir: Path) -> int | None:
 
 
 def clear_published(run_dir: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        (Path(run_dir) / PUBLISHED_MARKER).unlink()
+    """A new run in `run_dir`: not published, and no encoder of an earlier run's generator to resume."""
+    for name in (PUBLISHED_MARKER, ENCODER_STATE):
+        with contextlib.suppress(FileNotFoundError):
+            (Path(run_dir) / name).unlink()
 
 
 # ---------------------------------------------------------------------- resume

@@ -19,7 +19,8 @@ from typing import Iterable
 PREDICTED_WAIT = "predicted_wait"  # refused at once: it would finish after MAX_QUEUE_DELAY_MS
 DEADLINE = "deadline"  # dropped from the queue: its deadline passed before its forward
 QUEUE_FULL = "queue_full"  # refused at once: MAX_QUEUED_LATENTS, the memory cap
-REASONS = (PREDICTED_WAIT, DEADLINE, QUEUE_FULL)
+PROJECTIONS = "projections"  # refused at once: MAX_PROJECTIONS in progress
+REASONS = (PREDICTED_WAIT, DEADLINE, QUEUE_FULL, PROJECTIONS)
 
 
 class Overloaded(Exception):

@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, InvalidStateError
-from typing import Callable, Protocol, TypeVar
+from typing import Callable, Iterator, Protocol, TypeVar
 
 import torch
 
@@ -95,14 +95,32 @@ class Job:
         self.finished_at: float | None = None  # when its last rows came out
 
 
+class Task:
+    """Long work done a step at a time on the inference thread (a projection): `steps` yields once per step and
+    returns the result; the worker runs one step, then whatever batches wait, then the next step."""
+
+    def __init__(self, steps: Iterator) -> None:
+        self.steps = steps
+        self.future: Future = Future()
+        self.cancelled = False
+        self.enqueued_at = time.monotonic()
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.step_seconds: list[float] = []  # how long each step took: what a batch may wait behind
+
+
 class InferenceWorker:
-    """The one thread that runs every forward on a device, for every model's `Batcher`."""
+    """The one thread that runs every forward on a device, for every model's `Batcher`, and every `Task`'s steps."""
 
     def __init__(self, name: str = "inference") -> None:
         self.name = name
         self.cond = threading.Condition()  # guards the worker's and every batcher's queue
         self._ready: deque[Batcher] = deque()  # batchers with queued work, in turn
         self._calls: deque[tuple[Callable[[], object], Future]] = deque()
+        self._tasks: deque[Task] = deque()  # in turn, a step each
+        self._active: set[Task] = set()  # started and not ended: queued for a step, or in one
+        self._task_turn = False  # after a batch, a task's step goes first; after a step, the batches
+        self.step_cost: float | None = None  # a moving average of a task's step, in seconds
         self._thread: threading.Thread | None = None
         self.stopping = False
         self._running: tuple[Batcher, int, float] | None = None  # the forward in progress: whose, size, start
@@ -121,6 +139,29 @@ class InferenceWorker:
             self._calls.append((fn, future))
             self._wake()
         return future.result()
+
+    def start_task(self, steps: Iterator) -> Task:
+        """Run `steps` a step at a time between batches; the task's future gets what it returns."""
+        task = Task(steps)
+        with self.cond:
+            self._tasks.append(task)
+            self._active.add(task)
+            self._wake()
+        return task
+
+    def cancel_task(self, task: Task) -> None:
+        """Stop a task between steps (its client went away); a step already running finishes."""
+        with self.cond:
+            task.cancelled = True
+            if task in self._tasks:
+                self._tasks.remove(task)
+            self._active.discard(task)
+        task.future.cancel()
+
+    @property
+    def tasks(self) -> int:
+        """Tasks in progress (caller holds the lock)."""
+        return len(self._active)
 
     def stop(self) -> None:
         with self.cond:
@@ -144,6 +185,38 @@ class InferenceWorker:
             self._thread.start()
         self.cond.notify()
 
+    def _step(self, task: Task) -> None:
+        """One step of `task` (the lock released); back in the queue unless it ended."""
+        started = time.monotonic()
+        task.started_at = task.started_at or started
+        try:
+            next(task.steps)
+        except StopIteration as end:
+            self._end(task)
+            _settle(task.future, result=end.value)
+            return
+        except BaseException as e:  # the task's caller gets it; the worker goes on
+            self._end(task)
+            _settle(task.future, exception=e)
+            return
+        finally:
+            seconds = time.monotonic() - started
+            task.step_seconds.append(seconds)
+            self.step_cost = seconds if self.step_cost is None else 0.9 * self.step_cost + 0.1 * seconds
+        with self.cond:
+            if not task.cancelled:
+                self._tasks.append(task)
+
+    def _end(self, task: Task) -> None:
+        task.finished_at = time.monotonic()
+        with self.cond:
+            self._active.discard(task)
+
+    def task_steps_left(self) -> float:
+        """Predicted seconds a forward waits for a task's step taken between batches (0 with no task). Caller
+        holds the lock."""
+        return (self.step_cost or 0.0) if self._tasks else 0.0
+
     def _ready_to_run(self, batcher: Batcher) -> None:
         """Called with the lock held by a batcher that has just queued work."""
         if batcher not in self._ready:
@@ -153,10 +226,16 @@ class InferenceWorker:
     def _work(self) -> None:
         while True:
             with self.cond:
-                self.cond.wait_for(lambda: self._calls or self._ready or self.stopping)
+                self.cond.wait_for(lambda: self._calls or self._ready or self._tasks or self.stopping)
                 if self.stopping:
                     return
-                if self._calls:
+                task = None
+                if self._tasks and (self._task_turn or not self._ready) and not self._calls:
+                    task = self._tasks.popleft()
+                    self._task_turn = False
+                if task is not None:
+                    call, batch = None, None
+                elif self._calls:
                     call, batch = self._calls.popleft(), None
                 else:
                     batcher = self._ready.popleft()
@@ -166,7 +245,10 @@ class InferenceWorker:
                         self._ready.append(batcher)  # the other models' queues go first
                     if batch:
                         self._running = (batcher, sum(end - first for _, first, end in batch), time.monotonic())
-            if batch is None:
+                        self._task_turn = True
+            if task is not None:
+                self._step(task)
+            elif batch is None:
                 fn, future = call
                 try:
                     _settle(future, result=fn())
@@ -246,13 +328,15 @@ class Batcher:
         late = frozenset(i for i, job in enumerate(self._queue) if job.taken and now > job.deadline)
         mine = forwards_until_done([job.n - job.taken for job in self._queue] + [n], self.max_batch, late)
         wait = self.worker.running_left(now) + self.cost.seconds(mine)
+        forwards = len(mine)
         ready = list(self.worker._ready)
         position = ready.index(self) if self in ready else len(ready)
         for i, other in enumerate(ready):
             if other is not self:  # a turn per forward of ours; those ahead of us in the turn order go first
-                turns = len(mine) if i < position else len(mine) - 1
-                wait += other.cost.seconds(forwards_for_all(other.queued, other.max_batch)[:turns])
-        return wait
+                theirs = forwards_for_all(other.queued, other.max_batch)[:len(mine) if i < position else len(mine) - 1]
+                wait += other.cost.seconds(theirs)
+                forwards += len(theirs)
+        return wait + forwards * self.worker.task_steps_left()  # a projection's step may come before each
 
     def cancel(self, job: Job) -> None:
         """Drop what of `job` has not run yet (its client went away); a forward already running finishes."""

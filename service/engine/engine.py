@@ -16,13 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from service.engine.batcher import Batcher, BatchObserver, InferenceWorker, QueueBudget
+from service.engine.admission import PROJECTIONS, Overloaded
+from service.engine.batcher import Batcher, BatchObserver, InferenceWorker, QueueBudget, Task
 from service.engine.directions import Directions, semantic_directions
+from service.engine.projection import projection_steps
 from service.engine.runner import GeneratorRunner
 from shared.imaging import torchscript
 from shared.imaging.latents import seeded_latents
 from shared.imaging.pixels import to_model_range
-from shared.store import CLASSES, CLASSIFIER, DISCRIMINATOR, ClassSemantics, NotFound, Version
+from shared.store import CLASSES, CLASSIFIER, DISCRIMINATOR, ENCODER, ClassSemantics, NotFound, Version
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class EngineConfig:
     cuda_graphs: bool = True
     warmup_batch: int = 8
     discriminators_kept: int = 5  # discriminators held for /score, most recently used first
+    max_projections: int = 4  # projections in progress at once; more are refused
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class Started:
     directions: Directions | None
     semantics: ClassSemantics | None = None
     classifier: torch.jit.ScriptModule | None = None
+    generator: torch.jit.ScriptModule | None = None  # the module the batcher's forwards run (projections use it)
+    encoder: torch.jit.ScriptModule | None = None  # encoder.pt, when the version has one
 
 
 class Engine:
@@ -67,24 +72,25 @@ class Engine:
         not produce what its manifest promises."""
         s = self.config
 
-        def prepare() -> tuple[GeneratorRunner, Directions | None, list[tuple[int, float]], torch.jit.ScriptModule | None]:
+        def prepare() -> tuple:
             module = torchscript.load(version.generator_path, self.device)
             warm_up(module, version, self.device, s.warmup_batch)
             directions = semantic_directions(module, version.latent_dim)  # once per version: a small eigh
             runner = GeneratorRunner(module, self.device, version.latent_dim, s.max_batch_latents, s.cuda_graphs)
             classifier = (torchscript.load(version.path / CLASSIFIER, self.device)
                           if CLASSIFIER in version.manifest.files else None)
+            encoder = torchscript.load(version.path / ENCODER, self.device) if ENCODER in version.manifest.files else None
             timings = time_forwards(runner, version.latent_dim, {1, s.warmup_batch, s.max_batch_latents})
-            return runner, directions, timings, classifier
+            return runner, directions, timings, classifier, module, encoder
 
         semantics = (ClassSemantics.model_validate_json((version.path / CLASSES).read_bytes())
                      if CLASSES in version.manifest.files else None)  # hashed and verified when the store listed it
-        runner, directions, timings, classifier = self.worker.call(prepare)
+        runner, directions, timings, classifier, module, encoder = self.worker.call(prepare)
         batcher = Batcher(version.name, runner, self.worker, s.max_batch_latents, s.max_batch_wait_ms / 1000,
                           self.budget, self.observer, max_delay=s.max_queue_delay_ms / 1000)
         for n, seconds in timings:  # admission can predict from the first request on; real batches refine it
             batcher.cost.observe(n, seconds)
-        return Started(batcher, directions, semantics, classifier)
+        return Started(batcher, directions, semantics, classifier, module, encoder)
 
     def score(self, version: Version, images: np.ndarray) -> np.ndarray:
         """The discriminator's logits (N,) for uint8 images (N, H, W, C) at the model's size. Blocking: call
@@ -117,6 +123,18 @@ class Engine:
                 return classifier(to_model_range(images.to(self.device))).softmax(1).float().cpu()
 
         return self.worker.call(run)
+
+    def project(self, started: Started, latent_dim: int, image: torch.Tensor, steps: int, seed: int) -> Task:
+        """Start the projection of a uint8 (C, H, W) image as a task between the batches; its future gets a
+        `Projected`. Raises Overloaded when MAX_PROJECTIONS are already in progress."""
+        with self.worker.cond:
+            busy = self.worker.tasks
+        if busy >= self.config.max_projections:
+            left = (self.worker.step_cost or 0.05) * steps * busy
+            raise Overloaded(f"{busy} projections are in progress, as many as MAX_PROJECTIONS allows; retry shortly",
+                             left, PROJECTIONS)
+        return self.worker.start_task(projection_steps(started.generator, started.encoder, started.classifier, image,
+                                                       latent_dim, steps, seed, self.device))
 
     def resume(self) -> None:
         self.worker.resume()

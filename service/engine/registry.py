@@ -18,9 +18,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 import torch
 
-from service.engine.batcher import Batcher
-from service.engine.directions import Directions
-from shared.store import ClassSemantics, NotFound, Store, Version
+from shared.store import NotFound, Store, Version
 
 if TYPE_CHECKING:
     from service.engine.engine import Started
@@ -46,16 +44,17 @@ class Engine(Protocol):
 class LoadedModel:
     stored: Version  # what the store holds: name, version, manifest
     device: torch.device
-    batcher: Batcher  # where requests for this version queue up for a forward
-    directions: Directions | None = None  # SeFa directions of its first layer, found once at load
-    semantics: ClassSemantics | None = None  # what its latent space means (classes.json), if it has it
-    classifier: torch.jit.ScriptModule | None = None  # the classifier that found it (classifier.pt)
+    started: Started  # what the engine prepared: its batcher, directions, classes, classifier, encoder
 
     name = property(lambda self: self.stored.name)
     version = property(lambda self: self.stored.version)
     latent_dim = property(lambda self: self.stored.latent_dim)
     image_shape = property(lambda self: self.stored.image_shape)
     sha256 = property(lambda self: self.stored.manifest.generator_sha256)
+    batcher = property(lambda self: self.started.batcher)  # where requests for this version queue for a forward
+    directions = property(lambda self: self.started.directions)  # SeFa directions, found once at load
+    semantics = property(lambda self: self.started.semantics)  # what its latent space means (classes.json)
+    classifier = property(lambda self: self.started.classifier)  # the classifier that found it (classifier.pt)
 
     def is_in(self, versions: list[Version]) -> bool:
         """Whether the store still holds this version as it was loaded: these very weights under this number (a
@@ -178,8 +177,7 @@ class ModelRegistry:
             started = time.perf_counter()
             try:
                 prepared = self._engine.start(version)
-                loaded = LoadedModel(version, self.device, prepared.batcher, prepared.directions, prepared.semantics,
-                                     prepared.classifier)
+                loaded = LoadedModel(version, self.device, prepared)
             except Exception as e:  # a broken file must never take the service down
                 self._failed[(version.name, version.version)] = version.manifest.generator_sha256
                 self._observer.model_loaded(version.name, ok=False)

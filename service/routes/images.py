@@ -31,9 +31,10 @@ CLIENT_CLOSED_REQUEST = 499  # nobody reads it: the status the access log and me
 
 PNG_RESPONSE = {
     200: {"content": {"image/png": {}}, "description": "the PNG grid; headers X-Model and X-Model-Version name the "
-                                                       "model and the resolved version (and for a class request, "
+                                                       "model and the resolved version, X-Grid the layout (columns, rows, "
+                                                       "cell size, padding, scale); for a class request, "
                                                        "X-Class and X-Class-Verified: how many of the images the "
-                                                       "classifier put in the class)"},
+                                                       "classifier put in the class"},
     **error_responses(400, 404, 413, 422, 503),
 }
 
@@ -181,7 +182,16 @@ async def png_response(services: Services, model: LoadedModel, images: torch.Ten
     else:
         png = await anyio.to_thread.run_sync(encode, limiter=services.inference)
     services.telemetry.images_generated(model.name, model.version, images.shape[0])
-    return Response(png, media_type="image/png", headers={**image_headers(model, images.shape[0]), **(headers or {})})
+    return Response(png, media_type="image/png", headers={
+        **image_headers(model, images.shape[0]), **grid_header(images.shape, nrow, padding, scale), **(headers or {})})
+
+
+def grid_header(shape: torch.Size, nrow: int, padding: int, scale: int) -> dict[str, str]:
+    """X-Grid: the layout, so that a client splits the grid back into the images exactly (row labels, when
+    there are any, are a margin on the left: the width the layout leaves over)."""
+    n, _, h, w = shape
+    columns = max(1, min(nrow, n))
+    return {"X-Grid": f"columns={columns}; rows={-(-n // columns)}; cell={h}x{w}; padding={padding}; scale={scale}"}
 
 
 # served by the lean path (service/lane.py): the same endpoints, without FastAPI's per-request machinery

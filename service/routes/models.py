@@ -1,6 +1,8 @@
 """/models: what the store holds, what is loaded, each version's manifest, its semantic directions."""
 from __future__ import annotations
 
+import csv
+
 import anyio
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
@@ -19,8 +21,9 @@ from service.schemas import (
     ModelInfo,
     ModelList,
     ModelVersion,
+    TrainingHistory,
 )
-from shared.store import NAME_PATTERN
+from shared.store import HISTORY_CSV, NAME_PATTERN, REPORT_DIR
 
 router = APIRouter(tags=["models"])
 
@@ -61,6 +64,34 @@ async def get_model(registry: RegistryDep, name: str = ModelNamePath) -> ModelIn
     if found is None:
         raise HTTPException(404, detail=f"no model named {name!r} with a complete version in the store")
     return found
+
+
+@router.get("/models/{name}/history", response_model=TrainingHistory, responses=error_responses(404, 422),
+            summary="A version's training curves: losses and D's outputs, step by step")
+async def get_history(registry: RegistryDep, name: str = ModelNamePath, version: str = VersionQuery,
+                      every: int = Query(1, ge=1, le=100_000, description="keep every N-th step (thins long runs)")
+                      ) -> TrainingHistory:
+    """The numbers behind the version's loss figure, from its `report/history.csv`: both losses and D's mean
+    output on real and generated images at every training step, and what `--eval-every` measured."""
+    def read() -> TrainingHistory:
+        versions = registry.versions(name)
+        found = versions[-1:] if version == "latest" else [v for v in versions if v.version == int(version)]
+        if not found:
+            raise HTTPException(404, detail=f"no complete version {version} of {name!r} in the store")
+        stored = found[0]
+        try:
+            with open(stored.path / REPORT_DIR / HISTORY_CSV, newline="") as f:
+                rows = list(csv.reader(f))
+        except FileNotFoundError:
+            raise HTTPException(404, detail=f"{name} v{stored.version} was published without a training history") from None
+        columns = list(zip(*rows[1:][every - 1::every])) or [()] * len(rows[0])
+        return TrainingHistory(model=name, version=stored.version,
+                               iterations_per_epoch=stored.manifest.iterations // max(1, stored.manifest.epochs or 1)
+                               if stored.manifest.iterations else None,
+                               steps={head: [float(v) for v in values] for head, values in zip(rows[0], columns)},
+                               quality=stored.manifest.quality_history or [])
+
+    return await anyio.to_thread.run_sync(read)
 
 
 @router.get("/models/{name}/directions", response_model=DirectionList, responses=error_responses(404, 422, 503),

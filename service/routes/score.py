@@ -1,34 +1,18 @@
 """/score: the discriminator's judgement of uploaded pictures (the version's `discriminator.pt`)."""
 from __future__ import annotations
 
-import io
-
 import anyio
 import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile
-from PIL import Image, UnidentifiedImageError
 
 from service.deps import ServicesDep, resolve_model
 from service.errors import error_responses
-from service.limits import IMAGES_CEILING, INVALID_IMAGE, LIMIT_EXCEEDED, field_error
+from service.limits import IMAGES_CEILING, field_error
 from service.schemas import Score, ScoreList, VersionSpec
-from shared.imaging.pixels import fit_image
+from service.uploads import decode
 from shared.store import NAME_PATTERN, NotFound
 
 router = APIRouter(tags=["discriminator"])
-
-
-def decode(upload: bytes, i: int, size: int, channels: int, max_pixels: int) -> np.ndarray:
-    """One upload as uint8 (size, size, channels), converted as the trainer converts a folder of images."""
-    try:
-        with Image.open(io.BytesIO(upload)) as image:  # reads the header only: the size is known before decoding
-            if image.width * image.height > max_pixels:
-                raise field_error(["files", i], f"{image.width}x{image.height} pixels is more than MAX_PIXELS "
-                                                f"({max_pixels})", LIMIT_EXCEEDED)
-            return fit_image(image, size, channels)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise field_error(["files", i], f"not an image this service can read (PNG, JPEG, ...): {e}",
-                          INVALID_IMAGE) from None
 
 
 @router.post("/score", response_model=ScoreList, responses=error_responses(400, 404, 413, 422, 503),
@@ -49,7 +33,8 @@ async def score(services: ServicesDep,
     uploads = [await f.read() for f in files]
 
     def run() -> np.ndarray:
-        images = np.stack([decode(data, i, size, channels, services.settings.max_pixels) for i, data in enumerate(uploads)])
+        images = np.stack([decode(data, ["files", i], size, channels, services.settings.max_pixels)
+                           for i, data in enumerate(uploads)])
         return services.engine.score(loaded.stored, images)
 
     try:

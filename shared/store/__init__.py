@@ -4,7 +4,9 @@ from shared.store.layout import (
     CLASSES,
     CLASSIFIER,
     DISCRIMINATOR,
+    ENCODER,
     GENERATOR,
+    HISTORY_CSV,
     MANIFEST,
     NAME_PATTERN,
     REPORT_DIR,
@@ -19,7 +21,7 @@ from shared.store.semantics import ClassBoundary, ClassSemantics
 from shared.store.store import Store, Version, sha256_file, utc_now_iso
 
 __all__ = [
-    "CLASSES", "CLASSIFIER", "ClassBoundary", "ClassSemantics", "DISCRIMINATOR", "GENERATOR", "MANIFEST", "NAME_PATTERN", "REPORT_DIR", "InvalidName", "Manifest",
+    "CLASSES", "CLASSIFIER", "ClassBoundary", "ClassSemantics", "DISCRIMINATOR", "ENCODER", "GENERATOR", "HISTORY_CSV", "MANIFEST", "NAME_PATTERN", "REPORT_DIR", "InvalidName", "Manifest",
     "ManifestDraft", "Metrics", "NotFound", "Store", "StoreError", "StoreWriteFailed", "Version", "sha256_file", "utc_now_iso",
     "validate_name",
 ]

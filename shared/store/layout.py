@@ -7,10 +7,12 @@ from shared.errors import UserError, WriteFailed
 
 GENERATOR = "generator.pt"  # TorchScript: (N, latent_dim) float32 -> (N, C, H, W) in [-1, 1]
 DISCRIMINATOR = "discriminator.pt"  # TorchScript: (N, C, H, W) -> (N,) logits
+ENCODER = "encoder.pt"  # TorchScript: (N, C, H, W) images in [-1, 1] -> (N, latent_dim): a first guess of their latents
 CLASSES = "classes.json"  # what the latent space means: class boundaries, directions, means (shared.store.semantics)
 CLASSIFIER = "classifier.pt"  # TorchScript: the feature classifier the classes were found with (forward: logits,
 #                               features: its penultimate layer), for class requests and projection
 REPORT_DIR = "report"  # the study's figures and history.csv
+HISTORY_CSV = "history.csv"  # in REPORT_DIR: the training curves, one row per step (GET /models/{name}/history)
 MANIFEST = "manifest.json"
 # hidden entries of a model's directory, which listings skip: writers' lock, the highest number ever
 # handed out (a deleted version's number is never reused), and versions being built

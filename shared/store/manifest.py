@@ -104,6 +104,8 @@ class ManifestDraft(_Record):
     discriminator_output: str | None = None
     export_max_abs_diff: dict[str, float] | None = None
     final_epoch_means: dict[str, float] | None = None
+    encoder: dict[str, Any] | None = Field(None, description="how encoder.pt was fitted (steps, seconds, losses), "
+                                                           "when the version has one")
     quality_history: list[dict[str, Any]] | None = Field(
         None, description="the sample quality measured while training (--eval-every): epoch, fid, kid, precision, "
                           "recall, class_entropy, mean_confidence, seconds")

@@ -306,7 +306,7 @@ class Store:
         written beside it (temporary file, rename), and the manifest lists them with their hashes at the
         end; a reader sees the version without the files or with them, never a listed file that fails its
         hash. The generator and the discriminator cannot be replaced: they are what the version is."""
-        fixed = {GENERATOR, DISCRIMINATOR, MANIFEST} & files.keys()
+        fixed = {GENERATOR, DISCRIMINATOR, MANIFEST} & files.keys()  # (an encoder may be added to an older version)
         if fixed:
             raise StoreError(f"{sorted(fixed)} of {version.name} v{version.version} cannot be replaced: publish a "
                              "new version instead")

@@ -11,8 +11,9 @@ const DEBOUNCE_MS = 60;
 
 // A latent is image `index` of a seed's grid (of one class, cls, or of any; truncated by psi) plus edits: z sets
 // coordinates, d moves along semantic directions, c towards classes.
-const state = { model: "", version: "latest", compare: "", seed: 0, index: 0, cls: "", psi: 1, z: {}, d: {}, c: {},
-                b: null, steps: 8, method: "slerp" };
+// A latent found for an uploaded picture is carried as it is (v: its numbers).
+const state = { model: "", version: "latest", compare: "", seed: 0, index: 0, cls: "", psi: 1, v: null, z: {}, d: {},
+                c: {}, b: null, steps: 8, method: "slerp" };
 let models = [];
 let directions = null;  // {vectors, eigenvalues} for state.model / state.version
 let classes = null;  // [{index, name, direction}] for state.model / state.version; null: the version knows none
@@ -99,6 +100,7 @@ async function seedLatent(seed, index) {
 
 // The latent behind a cell of the seed grid: the seed's (pulled towards 0 by psi), or a class request's
 async function baseLatent(latent) {
+  if (latent.v) return latent.v;
   const psi = latent.psi ?? 1;
   if (!latent.cls) return (await seedLatent(latent.seed, latent.index)).map((x) => x * psi);
   const key = `${state.model}/${state.version}/${latent.cls}/${latent.seed}/${psi}`;
@@ -121,8 +123,8 @@ async function vectorOf(latent) {
   return v;
 }
 
-const currentLatent = () => ({ seed: state.seed, index: state.index, cls: state.cls, psi: state.psi, z: { ...state.z },
-                               d: { ...state.d }, c: { ...state.c } });
+const currentLatent = () => ({ seed: state.seed, index: state.index, cls: state.cls, psi: state.psi, v: state.v,
+                               z: { ...state.z }, d: { ...state.d }, c: { ...state.c } });
 
 // ------------------------------------------------------------------ pictures
 const shown = new Map();  // img id -> number of the latest request, so a late answer never replaces a newer one
@@ -179,8 +181,9 @@ async function interpolation(format, scale) {
 function renderStrip() {
   const ready = Boolean(state.b);
   $("download-gif").disabled = $("download-webp").disabled = !ready;
-  $("b-info").textContent = ready ? `B is image ${state.b.index} of seed ${state.b.seed}` +
-    (state.b.cls ? ` (${state.b.cls})` : "") +
+  $("b-info").textContent = ready ? (state.b.v ? "B is your picture's latent" :
+                                     `B is image ${state.b.index} of seed ${state.b.seed}`) +
+    (state.b.cls && !state.b.v ? ` (${state.b.cls})` : "") +
     (Object.keys(state.b.z).length + Object.keys(state.b.d).length + Object.keys(state.b.c || {}).length ? ", edited" : "") :
     "Set a second latent (B) to see the path.";
   if (!ready) { $("strip").hidden = true; return Promise.resolve(); }
@@ -343,7 +346,8 @@ function pickFromGrid(event) {
 }
 
 async function pick(seed, index) {
-  Object.assign(state, { seed, index, d: {}, c: {} });
+  Object.assign(state, { seed, index, v: null, d: {}, c: {} });
+  $("uploaded-figure").hidden = true;
   $("index").value = index;
   const base = await baseLatent(currentLatent());
   for (const i of Object.keys(state.z)) state.z[i] = base[i];  // sliders stay, at the new latent's values
@@ -351,6 +355,34 @@ async function pick(seed, index) {
   buildClassSliders();
   await buildCoordinateSliders();
   await renderCurrent();
+}
+
+async function projectUpload() {
+  const file = $("project-file").files[0];
+  if (!file) return;
+  const form = new FormData();
+  form.append("model", state.model);
+  form.append("version", state.version);
+  form.append("steps", Math.max(0, Math.floor(Number($("project-steps").value) || 0)));
+  form.append("file", file);
+  say("finding the picture's latent...");
+  try {
+    const found = await (await api("/project", { method: "POST", body: form })).json();
+    URL.revokeObjectURL($("uploaded").src);
+    $("uploaded").src = URL.createObjectURL(file);
+    $("uploaded-figure").hidden = false;
+    Object.assign(state, { v: found.latent, d: {}, c: {} });
+    for (const i of Object.keys(state.z)) state.z[i] = found.latent[i];  // sliders stay, at its values
+    buildDirectionSliders();
+    buildClassSliders();
+    await buildCoordinateSliders();
+    const { start, final } = found.losses;
+    say(`found (from the ${found.start}, ${found.steps} steps, ${found.seconds.toFixed(1)} s): pixel error ` +
+        `${start.pixel.toFixed(4)} -> ${final.pixel.toFixed(4)}`);
+    await renderCurrent();
+  } catch (e) {
+    say(e.message, true);
+  }
 }
 
 async function scoreUploads() {
@@ -421,6 +453,7 @@ async function start() {
   $("download-gif").addEventListener("click", () => download("gif"));
   $("download-webp").addEventListener("click", () => download("webp"));
   $("upload").addEventListener("change", scoreUploads);
+  $("project-file").addEventListener("change", projectUpload);
   $("copy-link").addEventListener("click", async () => {
     saveState();
     try { await navigator.clipboard.writeText(location.href); say("link copied: it reopens exactly this view"); }

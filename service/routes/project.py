@@ -1,0 +1,69 @@
+"""/project: where a picture lives in latent space (stylegan2-ada's projector, as a service)."""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+
+from service.deps import ServicesDep, resolve_model
+from service.engine.admission import Overloaded
+from service.errors import error_responses
+from service.generation import ClientGone, busy, task_result
+from service.limits import LIMIT_EXCEEDED, PROJECT_STEPS_CEILING, SCALE_CEILING, field_error
+from service.routes.images import CLIENT_CLOSED_REQUEST, png_response
+from service.schemas import MAX_SEED, ProjectionResult, StageLosses, VersionSpec
+from service.uploads import decode
+from shared.store import NAME_PATTERN
+
+router = APIRouter(tags=["projection"])
+
+RESPONSES = {
+    200: {"content": {"application/json": {}, "image/png": {}},
+          "description": "the latent found, its losses, steps and time (JSON); or with format=png, the picture as "
+                         "fed to the model beside the generator's reconstruction"},
+    **error_responses(400, 404, 413, 422, 503),
+}
+
+
+@router.post("/project", response_model=ProjectionResult, responses=RESPONSES,
+             summary="Find the latent of an uploaded picture")
+async def project(request: Request, services: ServicesDep,
+                  file: UploadFile = File(description="the picture: PNG, JPEG or any, any size (made the model's size "
+                                                      "and channels as the trainer reads a folder of images)"),
+                  model: str = Form(pattern=NAME_PATTERN, description="model name in the store", examples=["dcgan"]),
+                  version: VersionSpec = Form("latest", description='"latest" or a version number'),
+                  steps: int = Form(100, ge=0, le=PROJECT_STEPS_CEILING,
+                                    description="optimisation steps after the encoder's guess (0: the guess alone; at "
+                                                "most MAX_PROJECT_STEPS)"),
+                  seed: int = Form(0, ge=0, le=MAX_SEED, description="seed of the search's noise: the same picture and "
+                                                                     "seed give the same answer"),
+                  format: Literal["json", "png"] = Form("json", description="json: the latent and the losses; png: the "
+                                                                            "picture beside its reconstruction"),
+                  scale: int = Form(1, ge=1, le=SCALE_CEILING, description="enlargement of the png")):
+    """The version's encoder guesses the picture's latent (a version without one starts from the mean latent),
+    then `steps` steps of Adam on the latent bring the generator's image of it closer to the picture: in pixels
+    and in the features of the version's classifier. It runs on the service's device between the batches of
+    other requests, so they do not wait behind it. Post the latent back as `latent` to `/generate` or `/sweep`."""
+    loaded = await resolve_model(services.registry, model, version)
+    if steps > services.settings.max_project_steps:
+        raise field_error(["steps"], f"{steps} steps; the most is {services.settings.max_project_steps} "
+                                     "(MAX_PROJECT_STEPS)", LIMIT_EXCEEDED)
+    if format == "png":
+        services.limits.check_grid(2, loaded.image_shape[1:], 2, 2, scale, ["scale"])
+    channels, size = loaded.image_shape[0], loaded.image_shape[1]
+    picture = decode(await file.read(), ["file"], size, channels, services.settings.max_pixels)
+    image = torch.from_numpy(picture.transpose(2, 0, 1).copy())
+    try:
+        task = services.engine.project(loaded.started, loaded.latent_dim, image, steps, seed)
+    except Overloaded as e:
+        raise busy(e) from None
+    try:
+        found = await task_result(services.engine.worker, task, request)
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    if format == "png":
+        return await png_response(services, loaded, torch.stack([image, found.reconstruction]), 2, 2, scale)
+    return ProjectionResult(model=loaded.name, version=loaded.version, latent=found.latent.tolist(), start=found.start,
+                            steps=found.steps, seconds=round(found.seconds, 3),
+                            losses={k: StageLosses(**v) for k, v in found.losses.items()})

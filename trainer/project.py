@@ -1,0 +1,92 @@
+"""`python -m trainer.project`: the latents of pictures, without a server (the search POST /project runs).
+
+    python -m trainer.project --store ./models --model dcgan shirt.png trousers.jpg --steps 200 --out projected/
+
+For each picture: `<out>/<name>.png`, the picture as fed to the model beside the generator's reconstruction,
+and one `<out>/latents.json` with every picture's latent and its losses at the start and at the end. The
+pictures are searched for together (each loss is its own, so each gets the answer it would get alone).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from shared.errors import UserError, command
+from shared.imaging import torchscript
+from shared.imaging.devices import resolve_device
+from shared.imaging.grids import render_grid
+from shared.imaging.pixels import fit_image, to_model_range
+from shared.imaging.projection import Projection, mean_latent, pixel_psnr
+from shared.store import CLASSIFIER, ENCODER, Store, validate_name
+from shared.store.atomic import write_json_atomic
+from trainer.evaluation.evaluate import version_spec
+
+PROG = "python -m trainer.project"
+
+
+def read_picture(path: Path, size: int, channels: int) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return fit_image(image, size, channels)
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise UserError(f"{path} is not a picture this can read (PNG, JPEG, ...): {e}") from None
+
+
+@command(PROG)
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("pictures", nargs="+", type=Path, help="PNG, JPEG or any picture, any size")
+    p.add_argument("--store", default=os.environ.get("MODEL_DIR", "./models"), help="model store (env MODEL_DIR)")
+    p.add_argument("--model", required=True, help="model name in the store")
+    p.add_argument("--version", type=version_spec, default="latest", help="version number, or latest")
+    p.add_argument("--steps", type=int, default=200, help="optimisation steps after the encoder's guess (0: the guess)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the search's noise")
+    p.add_argument("--out", type=Path, default=Path("projected"), help="folder for the pictures and latents.json")
+    p.add_argument("--device", default=os.environ.get("DEVICE", "auto"), help="auto, cpu, cuda or cuda:N")
+    args = p.parse_args(argv)
+    if args.steps < 0:
+        raise UserError(f"--steps must be 0 or more, not {args.steps}")
+    version = Store(args.store).get(validate_name(args.model), args.version)
+    device = resolve_device(args.device)
+    channels, size = version.image_shape[0], version.image_shape[1]
+    pictures = np.stack([read_picture(path, size, channels) for path in args.pictures])
+    targets = to_model_range(torch.from_numpy(pictures).permute(0, 3, 1, 2).to(device))
+    generator = torchscript.load(version.generator_path, device)
+    files = version.manifest.files
+    encoder = torchscript.load(version.path / ENCODER, device) if ENCODER in files else None
+    classifier = torchscript.load(version.path / CLASSIFIER, device) if CLASSIFIER in files else None
+    with torch.inference_mode():
+        start = encoder(targets) if encoder is not None else mean_latent(len(targets), version.latent_dim, device)
+    search = Projection(generator, targets, start.clone(), args.steps, args.seed,
+                        classifier.features if classifier is not None else None)
+    latents = search.run()
+    final = search.losses()
+    with torch.inference_mode():
+        rebuilt = generator(latents)
+    args.out.mkdir(parents=True, exist_ok=True)
+    record = {"model": version.name, "version": version.version, "steps": args.steps, "seed": args.seed,
+              "start": "encoder" if encoder is not None else "mean latent", "pictures": {}}
+    stems = [path.stem for path in args.pictures]
+    for i, path in enumerate(args.pictures):
+        name = path.stem if stems.count(path.stem) == 1 else f"{path.stem}-{i}"  # two shirt.png of two folders
+        pair = torch.stack([targets[i], rebuilt[i]]).cpu()
+        render_grid(pair, nrow=2, padding=2, scale=4).save(args.out / f"{name}.png")
+        record["pictures"][str(path)] = {"latent": latents[i].cpu().tolist(), "start": search.start_losses.of(i),
+                                         "final": final.of(i), "psnr": float(pixel_psnr(final.pixel[i]))}
+        print(f"{path}: pixel error {search.start_losses.of(i)['pixel']:.4f} -> {final.of(i)['pixel']:.4f} "
+              f"(PSNR {float(pixel_psnr(final.pixel[i])):.1f} dB) -> {args.out / (name + '.png')}")
+    write_json_atomic(args.out / "latents.json", record)
+    print(f"latents: {args.out / 'latents.json'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
