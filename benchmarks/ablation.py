@@ -77,7 +77,8 @@ def run(arch: str, variant: str, args) -> dict:
     command = [sys.executable, "-m", "trainer", "--arch", arch, "--epochs", str(args.epochs), "--name", name,
                "--out", str(args.store), "--seed", str(args.seed), "--batch-size", str(args.batch_size),
                "--no-progress", *(["--limit", str(args.limit)] if args.limit else []),
-               *(["--eval-every", str(args.eval_every)] if args.eval_every else []), *flags_of(variant)]
+               *(["--eval-every", str(args.eval_every)] if args.eval_every else []),
+               *([] if args.serve_ready else ["--no-encoder", "--no-classes"]), *flags_of(variant)]
     print(f"$ {' '.join(command[1:])}", file=sys.stderr, flush=True)
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     manifest = Store(args.store).get(name).manifest
@@ -112,6 +113,9 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only (a quicker ranking)")
     p.add_argument("--eval-every", type=int, default=None, help="also measure every N epochs (the FID curve)")
+    p.add_argument("--serve-ready", action="store_true",
+                   help="also fit each version's encoder and class directions (POST /project, class requests), as "
+                        "a plain training run does; off, the runs skip them (only the training time is reported)")
     p.add_argument("--store", type=Path, default=Path("ablation-store"))
     p.add_argument("--results", type=Path, default=Path("ablation.jsonl"))
     p.add_argument("--table", action="store_true", help="print the table of --results and stop")
