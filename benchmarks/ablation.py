@@ -75,8 +75,9 @@ def commit() -> str:
 def run(arch: str, variant: str, args) -> dict:
     name = model_name(arch, variant) + (f"-s{args.seed}" if args.seed else "")
     command = [sys.executable, "-m", "trainer", "--arch", arch, "--epochs", str(args.epochs), "--name", name,
-               "--out", str(args.store), "--seed", str(args.seed), "--batch-size", str(args.batch_size),
-               "--no-progress", *(["--limit", str(args.limit)] if args.limit else []),
+               "--out", str(args.store), "--seed", str(args.seed),
+               *(["--batch-size", str(args.batch_size)] if args.batch_size else []), "--no-progress",
+               *(["--limit", str(args.limit)] if args.limit else []),
                *(["--eval-every", str(args.eval_every)] if args.eval_every else []),
                *([] if args.serve_ready else ["--no-encoder", "--no-classes"]), *flags_of(variant)]
     print(f"$ {' '.join(command[1:])}", file=sys.stderr, flush=True)
@@ -110,7 +111,7 @@ def main() -> int:
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}, "
                                                                   "or seed/stable+flag=value...")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=None, help="for every run (default: each recipe's, else 128)")
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only (a quicker ranking)")
     p.add_argument("--eval-every", type=int, default=None, help="also measure every N epochs (the FID curve)")
     p.add_argument("--serve-ready", action="store_true",

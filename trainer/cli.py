@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model store directory (env MODEL_DIR)")
     p.add_argument("--name", default=None, help="model name in the store (default: the architecture's name); "
                                                 "1-64 of a-z 0-9 . _ -")
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="images per iteration")
+    p.add_argument("--batch-size", type=_positive_int, default=argparse.SUPPRESS,
+                   help="images per iteration (default: the recipe's, else 128)")
     p.add_argument("--lr", type=_positive_float, default=2e-4, help="Adam learning rate of both nets (unless "
                                                                     "--lr-g/--lr-d or the recipe set them)")
     r = p.add_argument_group("recipe", "How the nets learn, apart from the architecture. A recipe names a preset "
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ranks = distributed.from_environment()  # torchrun sets these; a plain run is rank 0 of 1
     say = log if ranks.is_main else (lambda message: None)
-    cfg = TrainConfig(arch=args.arch, name=name, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    cfg = TrainConfig(arch=args.arch, name=name, epochs=args.epochs, lr=args.lr,
                       seed=args.seed, dataset=args.dataset, data_dir=args.data_dir, limit=args.limit,
                       device=args.device, world_size=ranks.world_size, cuda_graphs=args.cuda_graphs,
                       precision=args.precision, eval_every=args.eval_every or 0, eval_samples=args.eval_samples,

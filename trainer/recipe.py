@@ -108,6 +108,7 @@ class Components:
     augment_p: float = 1.0  # probability that an image is augmented
     r1: float = 0.0  # R1 penalty weight (gamma); 0: none
     d_steps: int = 1  # discriminator updates per generator update, each on its own batch
+    batch_size: int | None = None  # images per step (per process); None: the run's --batch-size, default 128
 
 
 SEED = Components()  # the study: BCE, Adam 2e-4 for both, nothing else
@@ -129,10 +130,10 @@ def preset(name: str, arch: str) -> Components:
 
 def recipe_settings(name: str, arch: str, **overrides: Any) -> dict[str, Any]:
     """The preset's components for the architecture, with every override that is not None: the TrainConfig
-    fields of a run."""
+    fields of a run. A component neither sets (None) is left out: the TrainConfig's default stands."""
     chosen = preset(name, arch)
-    return {"recipe": name, **{k: overrides[k] if overrides.get(k) is not None else getattr(chosen, k)
-                               for k in COMPONENTS}}
+    settings = {k: overrides[k] if overrides.get(k) is not None else getattr(chosen, k) for k in COMPONENTS}
+    return {"recipe": name, **{k: v for k, v in settings.items() if v is not None}}
 
 
 @dataclass(frozen=True)
