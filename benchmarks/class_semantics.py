@@ -15,7 +15,6 @@ of that class. Truncation: FID, precision and recall of 10,000 samples at psi 1.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import time
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from latentlab.results import ImageResult  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.classes import class_candidates  # noqa: E402
 from service.settings import Settings  # noqa: E402
@@ -50,14 +50,10 @@ from trainer.evaluation.evaluate import Evaluator  # noqa: E402
 COUNT, SEED, SWEEP_BASE = 256, 1, 64
 
 
-def cells(png: bytes, n: int, size: int, nrow: int, padding: int = 2) -> np.ndarray:
-    grid = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
-    out = []
-    for i in range(n):
-        r, c = divmod(i, nrow)
-        top, left = padding + r * (size + padding), padding + c * (size + padding)
-        out.append(grid[top:top + size, left:left + size])
-    return np.stack(out)
+def cells(response) -> np.ndarray:
+    """The images of a grid answer, (n, H, W) uint8: the client's exact split (the X-Grid header)."""
+    assert response.status_code == 200, response.text
+    return ImageResult.from_response(response.content, dict(response.headers)).images
 
 
 def judged(net: FashionClassifier, images: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
@@ -102,7 +98,6 @@ def main() -> int:
 
     version = Store(args.store).get(args.model, args.version)
     semantics = ClassSemantics.model_validate_json((version.path / CLASSES).read_bytes())
-    size = version.image_shape[1]
     shipped, judge = load_classifier(), judge_net(args.judge, args.data_dir)
     test_x, test_y = load_idx_split(locate_idx_dir("fashion-mnist", args.data_dir), "test")
     real_feats, _ = embed(shipped, (to_model_range(b) for b in batches(test_x)))
@@ -119,16 +114,15 @@ def main() -> int:
             if r.status_code != 200:
                 rows.append({"class": cls, "missing": r.json()["detail"][0]["msg"]})
                 continue
-            images = cells(r.content, COUNT, size, 16)
+            images = cells(r)
             said, feats = judged(shipped, images)
             by_judge, _ = judged(judge, images)
             candidates = torch.cat(list(class_candidates(semantics, cls, SEED, None, 200 * COUNT)))[:COUNT]
-            latent_only = cells(client.post("/generate", json={**base, "latents": candidates.tolist(), "nrow": 16}).content,
-                                len(candidates), size, 16)
+            latent_only = cells(client.post("/generate", json={**base, "latents": candidates.tolist(), "nrow": 16}))
             real = real_feats[(test_y == cls.index).nonzero().squeeze(1)[:COUNT]]
             sweep = client.post("/sweep", json={**base, "classes": [cls.index], "values": [args.sweep_value],
                                                 "mode": "add", "seed": 0, "count": SWEEP_BASE, "labels": False})
-            swept = cells(sweep.content, SWEEP_BASE, size, SWEEP_BASE)
+            swept = cells(sweep)
             rows.append({
                 "class": cls, "verified": r.headers["x-class-verified"],
                 "shipped": float((said == cls.index).mean()), "judge": float((by_judge == cls.index).mean()),

@@ -51,10 +51,10 @@ def truncate(latents: torch.Tensor, psi: float | None, center: torch.Tensor | No
     return center + psi * (latents - center)
 
 
-def class_candidates(semantics: ClassSemantics, cls: ClassBoundary, seed: int, psi: float | None,
-                     limit: int) -> Iterator[torch.Tensor]:
-    """Blocks of the seed's latents (truncated towards the class's mean) that the latent softmax puts in the
-    class, in the seed's order, until `limit` latents have been looked at. The same blocks every time."""
+def _stream(semantics: ClassSemantics, cls: ClassBoundary, seed: int, psi: float | None,
+            limit: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Blocks of the seed's latents (truncated towards the class's mean), `limit` in all, with the latent
+    softmax's logits for each. The same blocks every time."""
     rng = np.random.default_rng(seed)
     weights = torch.tensor(semantics.latent_classifier.weights)
     bias = torch.tensor(semantics.latent_classifier.bias)
@@ -65,4 +65,26 @@ def class_candidates(semantics: ClassSemantics, cls: ClassBoundary, seed: int, p
                                                      dtype=np.float32))
         drawn += len(block)
         block = truncate(block, psi, center)
-        yield block[(block @ weights.T + bias).argmax(1) == cls.index]
+        yield block, block @ weights.T + bias
+
+
+def class_candidates(semantics: ClassSemantics, cls: ClassBoundary, seed: int, psi: float | None,
+                     limit: int) -> Iterator[torch.Tensor]:
+    """Blocks of the seed's latents that the latent softmax puts in the class, in the seed's order, until
+    `limit` latents have been looked at."""
+    for block, logits in _stream(semantics, cls, seed, psi, limit):
+        yield block[logits.argmax(1) == cls.index]
+
+
+def likeliest_others(semantics: ClassSemantics, cls: ClassBoundary, seed: int, psi: float | None, limit: int,
+                     n: int) -> torch.Tensor:
+    """For a class the model rarely makes: the `n` latents of the same stream that the latent softmax puts in
+    another class but finds likeliest for this one (the seed's order breaks ties)."""
+    scores, latents = [], []
+    for block, logits in _stream(semantics, cls, seed, psi, limit):
+        others = logits.argmax(1) != cls.index
+        scores.append(logits.log_softmax(1)[others, cls.index])
+        latents.append(block[others])
+    scores, latents = torch.cat(scores), torch.cat(latents)
+    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))[:n]
+    return latents[order]

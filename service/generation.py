@@ -13,7 +13,7 @@ import anyio
 import torch
 from fastapi import HTTPException, Request
 
-from service.classes import MAX_CANDIDATES, class_candidates
+from service.classes import MAX_CANDIDATES, class_candidates, likeliest_others
 from service.engine.batcher import Batcher, InferenceWorker, Overloaded, Task
 from service.engine.engine import Engine
 from service.engine.registry import LoadedModel
@@ -95,7 +95,8 @@ async def class_images(model: LoadedModel, engine: Engine, cls: ClassBoundary, s
     """`count` images of the class from `seed`: candidates the latent space puts in it, generated in forwards of
     their own (so the classifier's verdicts, and the images, are the same under any load), kept in the seed's
     order when the classifier agrees. If the model makes too few (after MAX_CANDIDATES per image), the rest are
-    the candidates the classifier found most likely to be of the class; if it makes none, a 422."""
+    the candidates the classifier found most likely to be of the class (topped up, when the latent space's
+    candidates run out, with the latents it finds likeliest among the others); if it makes none, a 422."""
     kept_images, kept_latents, spare = [], [], []
     for block in class_candidates(model.semantics, cls, seed, truncation, MAX_CANDIDATES * count):
         while len(block) and len(kept_images) < count:
@@ -112,10 +113,16 @@ async def class_images(model: LoadedModel, engine: Engine, cls: ClassBoundary, s
         if len(kept_images) == count:
             break
     verified = len(kept_images)
+    if not verified:
+        raise field_error(["class"], f"{model.name} v{model.version} makes no images its classifier takes for "
+                                     f"{cls.name!r} ({cls.share:.1%} of its samples)", MODEL_MISMATCH)
     if verified < count:
-        if not spare:
-            raise field_error(["class"], f"{model.name} v{model.version} makes no images its classifier takes for "
-                                         f"{cls.name!r} ({cls.share:.1%} of its samples)", MODEL_MISMATCH)
+        missing = count - verified - len(spare)
+        if missing > 0:  # even the latent space's candidates run out: its likeliest others, through the classifier
+            others = likeliest_others(model.semantics, cls, seed, truncation, MAX_CANDIDATES * count, missing)
+            images = await images_for(model.batcher, others, request, alone=True)
+            probs = await anyio.to_thread.run_sync(engine.classify, model.classifier, images)
+            spare += [(float(probs[i, cls.index]), len(spare) + i, images[i], others[i]) for i in range(len(others))]
         for _, _, image, latent in sorted(spare, key=lambda s: (-s[0], s[1]))[:count - verified]:
             kept_images.append(image)
             kept_latents.append(latent)

@@ -213,3 +213,25 @@ def test_a_class_requests_latents_make_its_images(client):
     assert np.abs(cells(grid, 6).astype(int) - cells(again, 6).astype(int)).max() <= 1  # the same images
     assert client.get("/models/gan/classes/1/latents", params={"seed": 5, "count": 6}).json() == body  # by index
     assert client.get("/models/gan/classes/Hat/latents").status_code == 422
+
+
+def test_a_class_the_latent_space_rarely_holds_still_gets_every_image_asked_for(semantic_store, monkeypatch):
+    """When even the latent softmax's candidates run out, the rest are the stream's likeliest others, verified by
+    the classifier like the rest: `count` images, the same every time."""
+    import service.generation
+    from service.classes import likeliest_others
+
+    found = semantics(semantic_store)
+    others = likeliest_others(found, found.classes[1], seed=2, psi=None, limit=64, n=10)
+    weights, bias = torch.tensor(found.latent_classifier.weights), torch.tensor(found.latent_classifier.bias)
+    scores = (others @ weights.T + bias).log_softmax(1)
+    assert len(others) == 10 and (scores.argmax(1) != 1).all() and (scores[:-1, 1] >= scores[1:, 1]).all()
+
+    monkeypatch.setattr(service.generation, "MAX_CANDIDATES", 2)  # 32 latents looked at: 3 Trouser candidates
+    with make_client(semantic_store) as c:
+        wait_ready(c)
+        first = c.post("/generate", json={"model": "gan", "class": "Trouser", "seed": 2, "count": 16})
+        assert first.status_code == 200 and first.headers["x-image-count"] == "16", first.headers
+        assert 1 <= int(first.headers["x-class-verified"].split("/")[0]) <= 3
+        assert c.post("/generate", json={"model": "gan", "class": "Trouser", "seed": 2, "count": 16}).content \
+            == first.content
