@@ -79,7 +79,8 @@ def run(arch: str, variant: str, args) -> dict:
                *(["--batch-size", str(args.batch_size)] if args.batch_size else []), "--no-progress",
                *(["--limit", str(args.limit)] if args.limit else []),
                *(["--eval-every", str(args.eval_every)] if args.eval_every else []),
-               *([] if args.serve_ready else ["--no-encoder", "--no-classes"]), *flags_of(variant)]
+               *([] if args.serve_ready else ["--no-encoder", "--no-classes"]), *(["--resume"] if args.resume else []),
+               *flags_of(variant)]
     print(f"$ {' '.join(command[1:])}", file=sys.stderr, flush=True)
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     manifest = Store(args.store).get(name).manifest
@@ -117,6 +118,8 @@ def main() -> int:
     p.add_argument("--serve-ready", action="store_true",
                    help="also fit each version's encoder and class directions (POST /project, class requests), as "
                         "a plain training run does; off, the runs skip them (only the training time is reported)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each run's unfinished (or trained but unpublished) state instead of starting afresh")
     p.add_argument("--store", type=Path, default=Path("ablation-store"))
     p.add_argument("--results", type=Path, default=Path("ablation.jsonl"))
     p.add_argument("--table", action="store_true", help="print the table of --results and stop")
