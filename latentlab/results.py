@@ -59,6 +59,11 @@ class ImageResult:
         with open(path, "wb") as f:
             f.write(self.data)
 
+    def __repr__(self) -> str:
+        shape = "x".join(str(n) for n in self.images.shape[1:])
+        return (f"ImageResult({self.model} v{self.version}: {len(self.images)} images of {shape}, {self.media_type}, "
+                f"{len(self.data):,} bytes)")
+
     def _repr_png_(self) -> bytes | None:  # notebooks show the result itself as the picture
         return self.data if self.media_type == "image/png" else None
 
