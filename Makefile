@@ -10,7 +10,7 @@ PORT      ?= 8000
 # what `make demo` trains: the best pictures about two minutes of this 2-core CPU buy (README: "make demo")
 DEMO_ARCH ?= gan
 DEMO_RECIPE ?= stable
-DEMO_EPOCHS ?= 25
+DEMO_EPOCHS ?= 30
 DEMO_ENCODER_STEPS ?= 300
 PYTEST_ARGS ?=
 

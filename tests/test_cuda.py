@@ -72,8 +72,8 @@ def test_every_recipe_component_runs_in_a_cuda_graph(tmp_path, fashion_dir):
     from trainer.recipe import recipe_settings
 
     quiet = dict(log=lambda m: None, progress=False)
-    result = train(cuda_config(fashion_dir, 1, cuda_graphs="on", **recipe_settings("stable", "dcgan", loss="hinge", augment="translation,cutout", augment_p=0.5,
-                                                            d_steps=2)),
-                   tmp_path / "run", **quiet)
+    components = recipe_settings("stable", "dcgan", ema=0.999, spectral_norm=True, r1=1.0, loss="hinge",
+                                 augment="translation,cutout", augment_p=0.5, d_steps=2)
+    result = train(cuda_config(fashion_dir, 1, cuda_graphs="on", **components), tmp_path / "run", **quiet)
     assert result.cuda_graphs and torch.isfinite(result.history).all()
     assert any(p.abs().sum() > 0 for p in result.generator.parameters())  # the EMA generator was trained
