@@ -80,7 +80,7 @@ def stall(store: str, model: str, port: int = 8797, rounds: int = 3) -> tuple[fl
     try:
         wrk(port, model, 1, 1, 3)
         picture = httpx.post(f"http://127.0.0.1:{port}/generate", json={"model": model, "seed": 3, "count": 1,
-                                                                       "padding": 0}).content
+                                                                       "padding": 0}, timeout=60).content
         alone, busy = [], []
         for _ in range(rounds):
             alone.append(wrk(port, model, 1, 1, 10)["p99_ms"])
