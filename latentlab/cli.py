@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = command("generate", "a PNG grid of images from a seed, given latents, or of a class", "generate.png")
     model(g), source(g), grid(g)
-    g.add_argument("--class", dest="class_", metavar="CLASS", type=_class_ref, help="only images of this class (a name or an index)")
+    g.add_argument("--class", dest="class_", metavar="CLASS", type=_class_ref,
+                   help="only images of this class (a name or an index)")
 
     s = command("sweep", "the study's sweep: latent coordinates (or directions, classes) one at a time", "sweep.png")
     model(s), source(s), grid(s, nrow=False)
