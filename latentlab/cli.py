@@ -201,9 +201,10 @@ def run(client: Client, args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.retries < 0:
-        build_parser().error("--retries must be 0 or more")
+        parser.error("--retries must be 0 or more")
     try:
         with Client(args.url, args.api_key, timeout=args.timeout, retry=RetryPolicy(attempts=args.retries + 1)) as client:
             answer = run(client, args)

@@ -85,6 +85,5 @@ def likeliest_others(semantics: ClassSemantics, cls: ClassBoundary, seed: int, p
         others = logits.argmax(1) != cls.index
         scores.append(logits.log_softmax(1)[others, cls.index])
         latents.append(block[others])
-    scores, latents = torch.cat(scores), torch.cat(latents)
-    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))[:n]
-    return latents[order]
+    order = torch.sort(torch.cat(scores), descending=True, stable=True).indices[:n]  # stable: ties in seed order
+    return torch.cat(latents)[order]
