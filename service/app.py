@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, lean_routes: bool = True) -> Fa
     engine = Engine(EngineConfig(max_batch_latents=settings.max_batch_latents, max_batch_wait_ms=settings.max_batch_wait_ms,
                                  max_queued_latents=settings.max_queued_latents,
                                  max_queue_delay_ms=settings.max_queue_delay_ms, cuda_graphs=settings.cuda_graphs,
-                                 warmup_batch=settings.warmup_batch,
+                                 precision=settings.precision, warmup_batch=settings.warmup_batch,
                                  discriminators_kept=settings.pinned_cache_size + 1,
                                  max_projections=settings.max_projections), device, telemetry)
     registry = ModelRegistry(Store(settings.model_dir), device, engine, telemetry, settings.pinned_cache_size)

@@ -241,11 +241,25 @@ class ModelVersion(BaseModel):
     manifest: Manifest = Field(description="the version's manifest.json: how it was trained and measured")
 
 
+class ServedPrecision(BaseModel):
+    """How a loaded version's generator computes, and why (PRECISION; chosen when the version was loaded)."""
+
+    version: int
+    precision: Literal["fp32", "bf16"] = Field(description="what its forwards compute in")
+    asked: Literal["auto", "fp32", "bf16"] = Field(description="the PRECISION setting")
+    native_bf16: str | None = Field(description="what computes bf16 natively on the device (amx_bf16, avx512_bf16, "
+                                                "cuda sm_80...), null: nothing")
+    reason: str = Field(description="why this precision", examples=["bf16 (avx512_bf16) measured faster: 2.67x at 1"])
+    forward_ms: dict[str, dict[str, float]] = Field(
+        description="the warm-up's median milliseconds of one forward, by precision and batch size")
+
+
 class ModelInfo(BaseModel):
     name: str = Field(examples=["dcgan"])
     latest: int = Field(description="the newest complete version in the store")
     serving: int | None = Field(description='the version "latest" requests get now (null: not loaded yet)')
     loaded: list[int] = Field(description="versions held in memory")
+    precision: list[ServedPrecision] = Field(description="how each loaded version computes, in the order of `loaded`")
     versions: list[ModelVersion] = Field(description="every complete, verified version, oldest first")
 
 

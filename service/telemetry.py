@@ -27,8 +27,9 @@ class Telemetry:
                               ["model", "version"], registry=self.registry)
         self.model_loads = Counter("latentlab_model_loads_total", "model version loads by result (ok, failed)",
                                    ["model", "result"], registry=self.registry)
-        self.loaded = Gauge("latentlab_model_loaded", "1 for every model version held in memory",
-                            ["model", "version", "role"], registry=self.registry)
+        self.loaded = Gauge("latentlab_model_loaded", "1 for every model version held in memory, with the precision "
+                            "its forwards compute in (fp32, bf16)", ["model", "version", "role", "precision"],
+                            registry=self.registry)
 
         self.batch_latents = Histogram("latentlab_batch_latents", "latents per generator forward, by model",
                                        ["model"], buckets=BATCH_BUCKETS, registry=self.registry)
@@ -72,12 +73,12 @@ class Telemetry:
     def model_loaded(self, name: str, ok: bool) -> None:
         self.model_loads.labels(name, "ok" if ok else "failed").inc()
 
-    def version_held(self, name: str, version: int, role: str) -> None:
-        self.loaded.labels(name, str(version), role).set(1)
+    def version_held(self, name: str, version: int, role: str, precision: str) -> None:
+        self.loaded.labels(name, str(version), role, precision).set(1)
 
-    def version_released(self, name: str, version: int, role: str) -> None:
+    def version_released(self, name: str, version: int, role: str, precision: str) -> None:
         with contextlib.suppress(KeyError):  # reports arrive outside the registry's lock, rarely out of order
-            self.loaded.remove(name, str(version), role)
+            self.loaded.remove(name, str(version), role, precision)
 
     def images_generated(self, name: str, version: int, count: int) -> None:
         key = ("images", name, version)

@@ -9,6 +9,11 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The service's default, auto, picks bf16 or fp32 by timing its warm-up: a choice that may differ from run to run
+# on a busy machine. Tests that compare served pixels with the trainer's rely on fp32's exact contract, so every
+# service a test starts (in this process or a child) runs fp32 unless it asks otherwise; tests/test_precision.py
+# covers auto and bf16.
+os.environ["PRECISION"] = "fp32"
 FASHION_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 
 

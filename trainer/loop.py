@@ -117,7 +117,9 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
                           "differently from one process's); use --d-steps 1, or train in one process")
     torch.manual_seed(cfg.seed)
     recipe = build_recipe(cfg)
-    nets = Nets.build(arch, recipe, device, data_parallel=ranks.distributed, capturable=graphs)
+    # bf16 on NHWC weights; fp32 keeps the study's layout, so its runs stay bit-identical to the seed's step
+    nets = Nets.build(arch, recipe, device, data_parallel=ranks.distributed, capturable=graphs,
+                      channels_last=autocast is not None)
     if state is None:
         state = TrainingState(cfg)
         if ranks.is_main:

@@ -1,15 +1,15 @@
 """The serving engine: how a request's latents become images, batched with everyone else's.
 
 `Engine.start` warms a freshly loaded generator up, finds its semantic directions, reads what its latent
-space means (classes.json, with the classifier it ships), and gives it its runner (CUDA graphs on CUDA)
-and its batcher, whose batches run on the engine's one inference thread; `Engine.score` runs a version's
+space means (classes.json, with the classifier it ships), chooses the precision it is served in
+(`service.engine.precision`), and gives it its runner (CUDA graphs on CUDA) and its batcher, whose batches
+run on the engine's one inference thread; `Engine.score` runs a version's
 discriminator (loaded on first use) and `Engine.classify` its classifier on the same thread. The engine
 knows nothing of HTTP: the service's routes turn its answers and refusals into responses.
 """
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -19,6 +19,7 @@ import torch
 from service.engine.admission import PROJECTIONS, Overloaded
 from service.engine.batcher import Batcher, BatchObserver, InferenceWorker, QueueBudget, Task
 from service.engine.directions import Directions, semantic_directions
+from service.engine.precision import PrecisionChoice, choose_precision
 from service.engine.projection import projection_steps
 from service.engine.runner import GeneratorRunner
 from shared.imaging import torchscript
@@ -36,6 +37,7 @@ class EngineConfig:
     max_queued_latents: int = 2048  # latents waiting in all queues together: the memory cap
     max_queue_delay_ms: float = 1000.0  # a request predicted to be done later than this after arrival is refused
     cuda_graphs: bool = True
+    precision: str = "auto"  # auto | fp32 | bf16 (service.engine.precision)
     warmup_batch: int = 8
     discriminators_kept: int = 5  # discriminators held for /score, most recently used first
     max_projections: int = 4  # projections in progress at once; more are refused
@@ -53,6 +55,7 @@ class Started:
     classifier: torch.jit.ScriptModule | None = None
     generator: torch.jit.ScriptModule | None = None  # the module the batcher's forwards run (projections use it)
     encoder: torch.jit.ScriptModule | None = None  # encoder.pt, when the version has one
+    precision: PrecisionChoice | None = None  # how its forwards run, and why
 
 
 class Engine:
@@ -76,21 +79,23 @@ class Engine:
             module = torchscript.load(version.generator_path, self.device)
             warm_up(module, version, self.device, s.warmup_batch)
             directions = semantic_directions(module, version.latent_dim)  # once per version: a small eigh
-            runner = GeneratorRunner(module, self.device, version.latent_dim, s.max_batch_latents, s.cuda_graphs)
+            choice, runner = choose_precision(
+                s.precision, self.device, lambda precision: GeneratorRunner(
+                    module, self.device, version.latent_dim, s.max_batch_latents, s.cuda_graphs, precision),
+                version.latent_dim, {1, s.warmup_batch, s.max_batch_latents})
             classifier = (torchscript.load(version.path / CLASSIFIER, self.device)
                           if CLASSIFIER in version.manifest.files else None)
             encoder = torchscript.load(version.path / ENCODER, self.device) if ENCODER in version.manifest.files else None
-            timings = time_forwards(runner, version.latent_dim, {1, s.warmup_batch, s.max_batch_latents})
-            return runner, directions, timings, classifier, module, encoder
+            return runner, directions, choice, classifier, module, encoder
 
         semantics = (ClassSemantics.model_validate_json((version.path / CLASSES).read_bytes())
                      if CLASSES in version.manifest.files else None)  # hashed and verified when the store listed it
-        runner, directions, timings, classifier, module, encoder = self.worker.call(prepare)
+        runner, directions, choice, classifier, module, encoder = self.worker.call(prepare)
         batcher = Batcher(version.name, runner, self.worker, s.max_batch_latents, s.max_batch_wait_ms / 1000,
                           self.budget, self.observer, max_delay=s.max_queue_delay_ms / 1000)
-        for n, seconds in timings:  # admission can predict from the first request on; real batches refine it
+        for n, seconds in choice.timings():  # admission predicts from the first request on; real batches refine it
             batcher.cost.observe(n, seconds)
-        return Started(batcher, directions, semantics, classifier, module, encoder)
+        return Started(batcher, directions, semantics, classifier, module, encoder, choice)
 
     def score(self, version: Version, images: np.ndarray) -> np.ndarray:
         """The discriminator's logits (N,) for uint8 images (N, H, W, C) at the model's size. Blocking: call
@@ -134,7 +139,8 @@ class Engine:
             raise Overloaded(f"{busy} projections are in progress, as many as MAX_PROJECTIONS allows; retry shortly",
                              left, PROJECTIONS)
         return self.worker.start_task(projection_steps(started.generator, started.encoder, started.classifier, image,
-                                                       latent_dim, steps, seed, self.device))
+                                                       latent_dim, steps, seed, self.device,
+                                                       started.precision.precision if started.precision else "fp32"))
 
     def resume(self) -> None:
         self.worker.resume()
@@ -156,14 +162,3 @@ def warm_up(module: torch.jit.ScriptModule, version: Version, device: torch.devi
     if not torch.isfinite(out).all():
         raise ValueError("generator output is not finite")
 
-
-def time_forwards(runner: GeneratorRunner, latent_dim: int, sizes: set[int]) -> list[tuple[int, float]]:
-    """Seconds of one forward at each batch size, as the batcher will run it (after the warm-up)."""
-    timings = []
-    for n in sorted(sizes):
-        z = seeded_latents(1, n, latent_dim)
-        runner(z)  # the size's first call may pick kernels or capture a graph: time the second
-        started = time.perf_counter()
-        runner(z)
-        timings.append((n, time.perf_counter() - started))
-    return timings

@@ -12,6 +12,7 @@ import torch
 
 from shared.imaging.grids import to_uint8
 from shared.imaging.pixels import to_model_range
+from shared.imaging.precision import FP32
 from shared.imaging.projection import Projection, mean_latent
 
 
@@ -27,22 +28,23 @@ class Projected:
 
 def projection_steps(generator: torch.nn.Module, encoder: torch.nn.Module | None,
                      classifier: torch.nn.Module | None, image: torch.Tensor, latent_dim: int, steps: int, seed: int,
-                     device: torch.device) -> Iterator[None]:
-    """The task: yields after each step; returns a `Projected`. `image`: uint8 (C, H, W) at the model's size."""
+                     device: torch.device, precision: str = FP32) -> Iterator[None]:
+    """The task: yields after each step; returns a `Projected`. `image`: uint8 (C, H, W) at the model's size;
+    the generator runs in `precision`, the one its version is served in."""
     started = time.perf_counter()
     target = to_model_range(image.unsqueeze(0).to(device))
     with torch.inference_mode():
         guess = encoder(target) if encoder is not None else mean_latent(1, latent_dim, device)
     yield
     search = Projection(generator, target, guess.clone(), steps, seed,
-                        classifier.features if classifier is not None else None)
+                        classifier.features if classifier is not None else None, precision)
     yield
     while search.done < steps:
         search.step()
         yield
     latent = search.latents.detach()
     with torch.inference_mode():
-        reconstruction = to_uint8(generator(latent))[0].cpu()
+        reconstruction = to_uint8(search.generate(latent))[0].cpu()
     return Projected(latent[0].cpu(), reconstruction, {"start": search.start_losses.of(0),
                                                        "final": search.losses().of(0)},
                      steps, "encoder" if encoder is not None else "mean latent", time.perf_counter() - started)

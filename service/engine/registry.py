@@ -29,9 +29,9 @@ log = logging.getLogger("latentlab.registry")
 class RegistryObserver(Protocol):
     def model_loaded(self, name: str, ok: bool) -> None: ...
 
-    def version_held(self, name: str, version: int, role: str) -> None: ...
+    def version_held(self, name: str, version: int, role: str, precision: str) -> None: ...
 
-    def version_released(self, name: str, version: int, role: str) -> None: ...
+    def version_released(self, name: str, version: int, role: str, precision: str) -> None: ...
 
 
 class Engine(Protocol):
@@ -55,6 +55,7 @@ class LoadedModel:
     directions = property(lambda self: self.started.directions)  # SeFa directions, found once at load
     semantics = property(lambda self: self.started.semantics)  # what its latent space means (classes.json)
     classifier = property(lambda self: self.started.classifier)  # the classifier that found it (classifier.pt)
+    precision = property(lambda self: self.started.precision.precision)  # what its forwards compute in
 
     def is_in(self, versions: list[Version]) -> bool:
         """Whether the store still holds this version as it was loaded: these very weights under this number (a
@@ -92,11 +93,15 @@ class ModelRegistry:
             return dict(self._latest)
 
     def loaded_versions(self) -> dict[str, list[int]]:
+        return {name: sorted(models) for name, models in self.loaded_models().items()}
+
+    def loaded_models(self) -> dict[str, dict[int, LoadedModel]]:
+        """Every version in memory, by model name and version number."""
         with self._lock:
-            out: dict[str, set[int]] = {}
+            out: dict[str, dict[int, LoadedModel]] = {}
             for m in [*self._latest.values(), *self._pinned.values()]:
-                out.setdefault(m.name, set()).add(m.version)
-        return {name: sorted(vs) for name, vs in out.items()}
+                out.setdefault(m.name, {})[m.version] = m
+        return out
 
     # ------------------------------------------------------------------ what the store holds
     def model_names(self) -> list[str]:
@@ -203,9 +208,9 @@ class ModelRegistry:
         def swap(events: list[tuple]) -> None:
             previous = self._latest.get(loaded.name)
             self._latest[loaded.name] = loaded
-            events.append(("version_held", loaded.name, loaded.version, "latest"))
+            events.append(("version_held", loaded.name, loaded.version, "latest", loaded.precision))
             if previous is not None:
-                events.append(("version_released", previous.name, previous.version, "latest"))
+                events.append(("version_released", previous.name, previous.version, "latest", previous.precision))
                 self._remember_pinned(previous, events)  # requests pinned to it need no reload
 
         self._locked(swap)
@@ -217,19 +222,19 @@ class ModelRegistry:
         latest = self._latest.get(name)
         if latest is not None and not latest.is_in(versions):
             del self._latest[name]
-            events.append(("version_released", name, latest.version, "latest"))
+            events.append(("version_released", name, latest.version, "latest", latest.precision))
             log.warning("%s v%d is gone from the store or changed: no longer served as it was", name, latest.version)
         for key in [k for k, m in self._pinned.items() if k[0] == name and not m.is_in(versions)]:
-            self._pinned.pop(key)
-            events.append(("version_released", name, key[1], "pinned"))
+            gone = self._pinned.pop(key)
+            events.append(("version_released", name, key[1], "pinned", gone.precision))
 
     def _remember_pinned(self, model: LoadedModel, events: list[tuple]) -> None:
         """Add to the LRU of older versions (caller holds the lock); evict beyond its size."""
         key = (model.name, model.version)
         self._pinned[key] = model
         self._pinned.move_to_end(key)
-        events.append(("version_held", model.name, model.version, "pinned"))
+        events.append(("version_held", model.name, model.version, "pinned", model.precision))
         while len(self._pinned) > self.pinned_cache_size:
-            (name, version), _ = self._pinned.popitem(last=False)
-            events.append(("version_released", name, version, "pinned"))
+            (name, version), evicted = self._pinned.popitem(last=False)
+            events.append(("version_released", name, version, "pinned", evicted.precision))
             log.info("evicted %s v%d from memory", name, version)

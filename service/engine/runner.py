@@ -5,6 +5,9 @@ in one CUDA graph per batch-size bucket (powers of two up to the largest batch):
 its bucket and the graph replayed, with the latents and the images passing through pinned host memory.
 Small generators on a GPU are bound by kernel launches, which a replay removes. A bucket whose capture
 fails runs eagerly, and so does everything when CUDA_GRAPHS is off.
+
+In bf16 the forward runs under autocast (captured with it, on CUDA) and its output is made fp32 before it is
+quantised: rounding in bf16 itself would cost a grey level. fp32 is the trainer's own path, pixel for pixel.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import logging
 import torch
 
 from shared.imaging.grids import to_uint8
+from shared.imaging.precision import FP32, computing_in
 
 log = logging.getLogger("latentlab.runner")
 
@@ -30,19 +34,19 @@ class _GraphBucket:
     """One captured forward at a fixed batch size, with its static device and pinned host buffers."""
 
     def __init__(self, module: torch.jit.ScriptModule, size: int, latent_dim: int, device: torch.device,
-                 pool) -> None:
+                 pool, precision: str = FP32) -> None:
         self.size = size
         self.host_in = torch.zeros(size, latent_dim, pin_memory=True)
         self.static_in = torch.zeros(size, latent_dim, device=device)
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side), torch.no_grad():
+        with torch.cuda.stream(side), torch.no_grad(), computing_in(precision, device):
             for _ in range(3):  # TorchScript's profiling runs, and cuDNN's choices, happen before capture
                 module(self.static_in)
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), torch.cuda.graph(self.graph, pool=pool):
-            self.static_out = to_uint8(module(self.static_in))
+        with torch.no_grad(), torch.cuda.graph(self.graph, pool=pool), computing_in(precision, device):
+            self.static_out = to_uint8(module(self.static_in).float())
         self.host_out = torch.empty(self.static_out.shape, dtype=torch.uint8, pin_memory=True)
 
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
@@ -61,9 +65,10 @@ class GeneratorRunner:
     The result may be a view of a buffer reused by the next call: copy what must outlive it."""
 
     def __init__(self, module: torch.jit.ScriptModule, device: torch.device, latent_dim: int, max_batch: int,
-                 cuda_graphs: bool = True) -> None:
+                 cuda_graphs: bool = True, precision: str = FP32) -> None:
         self.module = module
         self.device = device
+        self.precision = precision
         self.latent_dim = latent_dim
         self.max_batch = max_batch
         self.buckets: list[_GraphBucket] = []
@@ -74,7 +79,7 @@ class GeneratorRunner:
         pool = torch.cuda.graph_pool_handle()  # the buckets share one memory pool: they never run at once
         for size in bucket_sizes(self.max_batch):
             try:
-                self.buckets.append(_GraphBucket(self.module, size, self.latent_dim, self.device, pool))
+                self.buckets.append(_GraphBucket(self.module, size, self.latent_dim, self.device, pool, self.precision))
             except Exception as e:  # capture is an optimisation: the eager path serves this size instead
                 log.warning("CUDA graph capture at batch %d failed, running eagerly above that: %s", size, e)
                 break
@@ -84,6 +89,6 @@ class GeneratorRunner:
         for bucket in self.buckets:
             if bucket.size >= n:
                 return bucket(latents)
-        with torch.inference_mode():
-            images = to_uint8(self.module(latents.to(self.device, non_blocking=True)))
+        with torch.inference_mode(), computing_in(self.precision, self.device):
+            images = to_uint8(self.module(latents.to(self.device, non_blocking=True)).float())
         return images.cpu()

@@ -21,6 +21,7 @@ from service.schemas import (
     ModelInfo,
     ModelList,
     ModelVersion,
+    ServedPrecision,
     TrainingHistory,
 )
 from shared.store import HISTORY_CSV, NAME_PATTERN, REPORT_DIR
@@ -34,11 +35,13 @@ def describe(registry: ModelRegistry, name: str) -> ModelInfo | None:
     if not versions:
         return None
     serving = registry.serving().get(name)
+    loaded = registry.loaded_models().get(name, {})
     return ModelInfo(
         name=name,
         latest=versions[-1].version,
         serving=serving.version if serving else None,
-        loaded=registry.loaded_versions().get(name, []),
+        loaded=sorted(loaded),
+        precision=[ServedPrecision(version=n, **loaded[n].started.precision.describe()) for n in sorted(loaded)],
         versions=[ModelVersion(version=v.version, latest=v is versions[-1], manifest=v.manifest) for v in versions],
     )
 

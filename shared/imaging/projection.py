@@ -9,7 +9,8 @@ latents live. As in stylegan2-ada, noise added to the latent in the first three 
 seeded stream: the same request gives the same answer) shakes it out of poor minima, and the learning rate
 ramps up, then down. Every image's loss is its own sum, so a batch of pictures projects as each would alone.
 
-`Projection` runs one step per `step()` call, so the service can interleave other work between them.
+`Projection` runs one step per `step()` call, so the service can interleave other work between them. In bf16
+(`precision`) only the generator's forwards and their gradients run under autocast; losses and features stay fp32.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
+
+from shared.imaging.precision import FP32, computing_in
 
 LR = 0.05
 FEATURE_WEIGHT = 0.1  # as the encoder is trained with (trainer/encoder.py)
@@ -63,8 +66,8 @@ class Projection:
     """The search for the latents of `targets` (N, C, H, W) in [-1, 1] from `start` (N, latent_dim), `steps` steps."""
 
     def __init__(self, generator: torch.nn.Module, targets: torch.Tensor, start: torch.Tensor, steps: int, seed: int,
-                 features: Features | None = None) -> None:
-        self.generator, self.steps, self.features = generator, steps, features
+                 features: Features | None = None, precision: str = FP32) -> None:
+        self.generator, self.steps, self.features, self.precision = generator, steps, features, precision
         with searching():
             self.targets = targets.clone()  # an inference tensor of the caller's becomes a plain one
             with torch.no_grad():
@@ -77,7 +80,12 @@ class Projection:
 
     def losses(self) -> Losses:
         with searching(), torch.no_grad():
-            return losses(self.generator(self.latents), self.targets, self.target_features, self.features)
+            return losses(self.generate(self.latents), self.targets, self.target_features, self.features)
+
+    def generate(self, latents: torch.Tensor) -> torch.Tensor:
+        """G's images in the search's precision, as fp32 (the losses and the features are computed in fp32)."""
+        with computing_in(self.precision, latents.device):
+            return self.generator(latents).float()
 
     def step(self) -> None:
         t = self.done / max(1, self.steps)
@@ -86,7 +94,7 @@ class Projection:
         noise = NOISE * max(0.0, 1 - t / NOISE_UNTIL) ** 2  # one draw for every picture: each searches as alone
         with searching():  # whatever mode the caller is in: the search needs the gradient through G
             shake = noise * torch.randn(1, self.latents.shape[1], device=self.latents.device, generator=self.noise)
-            found = losses(self.generator(self.latents + shake), self.targets, self.target_features, self.features)
+            found = losses(self.generate(self.latents + shake), self.targets, self.target_features, self.features)
             prior = (self.latents.square().mean(1) - 1).square()  # |z|^2 / D near 1: the prior's shell
             loss = (found.total + PRIOR_WEIGHT * prior).sum()  # summed: each image's gradient is its own
             self.optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,78 @@
+"""The precision generators run in: fp32, or bf16 autocast (bfloat16 matrix products, fp32 weights).
+
+Every reader that runs a generator (the service's engine, the trainer's evaluation, class semantics, encoder
+and projection) computes through `computing_in`, so a precision means the same thing everywhere. `native_bf16`
+says whether a device has bf16 arithmetic in hardware (CPU: AMX tiles or AVX512-BF16; CUDA: compute capability
+8.0, Ampere, or later); where it does not, bf16 is emulated and only slower, so `auto` never picks it there.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    import torch
+
+FP32, BF16, AUTO = "fp32", "bf16", "auto"
+PRECISIONS = (FP32, BF16)  # what a forward can run in
+SETTINGS = (AUTO, *PRECISIONS)  # what a user can ask for
+FORCE_NO_BF16 = "LATENTLAB_NO_NATIVE_BF16"  # set (to anything but "" or 0): act as a CPU without native bf16
+
+# The pixel contract of bf16: against fp32 on the same latents, no grey level (0-255) differs by more than this,
+# and the mean difference stays under this (measured on trained versions of both architectures: README,
+# "Precision"; enforced by tests/test_precision.py). fp32 is the trainer's pixels exactly.
+BF16_MAX_GREY_DIFF = 4
+BF16_MEAN_GREY_DIFF = 0.25
+
+
+def cpu_bf16_features() -> list[str]:
+    """The CPU's native bf16 features as torch sees them: amx_bf16 and/or avx512_bf16 (empty: none).
+
+    torch.cpu.get_capabilities() is torch 2.12's; torch 2.11 has the private per-feature checks."""
+    import torch
+
+    if os.environ.get(FORCE_NO_BF16, "") not in ("", "0"):
+        return []
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if capabilities is not None:
+        found = capabilities()
+        return [name for name in ("amx_bf16", "avx512_bf16") if found.get(name)]
+    checks = {"amx_bf16": "_is_amx_tile_supported", "avx512_bf16": "_is_avx512_bf16_supported"}
+    return [name for name, check in checks.items() if getattr(torch.cpu, check, lambda: False)()]
+
+
+def native_bf16(device: "torch.device") -> str | None:
+    """What computes bf16 natively on `device` (e.g. 'amx_bf16', 'cuda sm_90'), or None where nothing does."""
+    import torch
+
+    if device.type == "cuda":
+        if os.environ.get(FORCE_NO_BF16, "") not in ("", "0"):
+            return None
+        major, minor = torch.cuda.get_device_capability(device)
+        return f"cuda sm_{major}{minor}" if major >= 8 else None
+    if device.type == "cpu":
+        features = cpu_bf16_features()
+        return features[0] if features else None
+    return None
+
+
+def check_precision(precision: str, allowed: tuple[str, ...] = PRECISIONS) -> str:
+    if precision not in allowed:
+        raise ValueError(f"precision must be one of {', '.join(allowed)}, not {precision!r}")
+    return precision
+
+
+@contextlib.contextmanager
+def computing_in(precision: str, device: "torch.device | str") -> Iterator[None]:
+    """Run the forwards inside in `precision`: bf16 autocast (outputs may come out bfloat16: callers take
+    `.float()`), or nothing at all for fp32. The cast cache is off, as it must be inside a CUDA graph."""
+    import torch
+
+    check_precision(precision)
+    device_type = torch.device(device).type
+    if precision == FP32:
+        yield
+        return
+    with torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=False):
+        yield

@@ -1,0 +1,135 @@
+"""Precision: which devices compute bf16 natively (capabilities mocked both ways), auto's choice, how a version is
+served (visible in /models and /metrics), and the pixel bound of bf16 serving against fp32."""
+import time
+
+import pytest
+import torch
+
+from service.engine.precision import choose_precision
+from service.engine.runner import GeneratorRunner
+from shared.imaging import precision, torchscript
+from shared.imaging.latents import seeded_latents
+from tests.service_helpers import make_client, wait_ready
+
+NO_BF16 = {"amx_bf16": False, "avx512_bf16": False, "avx2": True}
+
+
+@pytest.fixture
+def capabilities(monkeypatch):
+    """Set what torch.cpu.get_capabilities() reports."""
+    monkeypatch.delenv(precision.FORCE_NO_BF16, raising=False)
+
+    def report(found: dict) -> None:
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: found, raising=False)
+    return report
+
+
+def test_a_cpu_with_amx_or_avx512_bf16_computes_bf16_natively(capabilities):
+    capabilities({**NO_BF16, "amx_bf16": True, "avx512_bf16": True})
+    assert precision.native_bf16(torch.device("cpu")) == "amx_bf16"
+    capabilities({**NO_BF16, "avx512_bf16": True})
+    assert precision.native_bf16(torch.device("cpu")) == "avx512_bf16"
+    capabilities(NO_BF16)
+    assert precision.native_bf16(torch.device("cpu")) is None
+
+
+def test_torch_2_11_without_get_capabilities_falls_back_to_its_feature_checks(monkeypatch):
+    monkeypatch.delattr(torch.cpu, "get_capabilities", raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert precision.native_bf16(torch.device("cpu")) == "avx512_bf16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert precision.native_bf16(torch.device("cpu")) is None
+
+
+def test_cuda_is_native_from_compute_capability_8(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert precision.native_bf16(torch.device("cuda:0")) == "cuda sm_80"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert precision.native_bf16(torch.device("cuda:0")) is None
+
+
+def test_the_environment_switch_acts_as_a_device_without_native_bf16(capabilities, monkeypatch):
+    capabilities({**NO_BF16, "amx_bf16": True})
+    monkeypatch.setenv(precision.FORCE_NO_BF16, "1")
+    assert precision.native_bf16(torch.device("cpu")) is None
+
+
+def sleeping_forwards(seconds: dict[str, float], built: list[str]):
+    """A `build` for choose_precision whose forwards take known times (per precision, or per (precision, n))."""
+    def build(p: str):
+        built.append(p)
+
+        def forward(z: torch.Tensor) -> torch.Tensor:
+            time.sleep(seconds.get((p, len(z)), seconds[p]))
+            return torch.zeros(len(z), 1, 2, 2, dtype=torch.uint8)
+        return forward
+    return build
+
+
+def test_auto_chooses_bf16_only_where_native_and_measured_faster(capabilities):
+    cpu, sizes = torch.device("cpu"), {1, 8}
+    capabilities({**NO_BF16, "avx512_bf16": True})
+    built = []
+    choice, _ = choose_precision("auto", cpu, sleeping_forwards({"fp32": 0.02, "bf16": 0.002}, built), 4, sizes)
+    assert (choice.precision, choice.native_bf16) == ("bf16", "avx512_bf16") and "faster" in choice.reason
+    assert choice.timings() == sorted(choice.forward_seconds["bf16"].items())  # admission learns bf16's own costs
+    assert set(choice.forward_seconds) == {"fp32", "bf16"}
+
+    # faster at the large batch, slower at one image (a small MLP on a CPU): fp32, saying where it lost
+    slow_at_one = sleeping_forwards({"fp32": 0.02, "bf16": 0.002, ("bf16", 1): 0.04}, [])
+    choice, _ = choose_precision("auto", cpu, slow_at_one, 4, sizes)
+    assert choice.precision == "fp32" and "batch 1" in choice.reason
+
+    capabilities(NO_BF16)  # no native bf16: fp32, and bf16 is never even built or timed
+    built = []
+    choice, _ = choose_precision("auto", cpu, sleeping_forwards({"fp32": 0.02, "bf16": 0.002}, built), 4, sizes)
+    assert choice.precision == "fp32" and built == ["fp32"] and "no native bf16" in choice.reason
+    assert set(choice.forward_seconds) == {"fp32"}
+
+
+def test_an_explicit_precision_is_taken_as_asked(capabilities):
+    capabilities(NO_BF16)
+    for asked in ("fp32", "bf16"):
+        built = []
+        choice, _ = choose_precision(asked, torch.device("cpu"), sleeping_forwards({"fp32": 0, "bf16": 0}, built), 4, {1})
+        assert (choice.precision, choice.asked, built) == (asked, asked, [asked])
+    assert "emulated" in choice.reason  # bf16 asked where nothing computes it natively: said so
+
+
+@pytest.mark.slow
+def test_how_a_version_is_served_shows_in_models_and_metrics(trained_store, monkeypatch):
+    monkeypatch.setenv(precision.FORCE_NO_BF16, "1")  # a CPU without native bf16: auto changes nothing
+    with make_client(trained_store, precision="auto") as client:
+        wait_ready(client)
+        info = client.get("/models/dcgan").json()
+        (served,) = info["precision"]
+        assert (served["version"], served["precision"], served["asked"], served["native_bf16"]) == (1, "fp32", "auto", None)
+        assert set(served["forward_ms"]) == {"fp32"} and served["forward_ms"]["fp32"]["1"] > 0
+        assert 'latentlab_model_loaded{model="dcgan",precision="fp32",role="latest",version="1"} 1.0' in (
+            client.get("/metrics").text)
+    with make_client(trained_store, precision="bf16") as client:
+        wait_ready(client)
+        assert client.get("/models/dcgan").json()["precision"][0]["precision"] == "bf16"
+        assert 'precision="bf16",role="latest",version="1"' in client.get("/metrics").text
+        assert client.post("/generate", json={"model": "dcgan", "seed": 0, "count": 4}).status_code == 200
+
+
+def served_pixels(generator_path, precision_name: str, latents: torch.Tensor) -> torch.Tensor:
+    module = torchscript.load(generator_path)
+    runner = GeneratorRunner(module, torch.device("cpu"), latents.shape[1], max_batch=256, precision=precision_name)
+    return torch.cat([runner(chunk).clone() for chunk in latents.split(256)]).int()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store, model", [("trained_store", "dcgan"), ("trained_store", "gan"),
+                                          ("semantic_store", "gan")])
+def test_bf16_serving_stays_within_the_pixel_bound_of_fp32(store, model, request):
+    """The contract of bf16 serving (shared.imaging.precision): on 2,048 latents no grey level differs from fp32's by
+    more than BF16_MAX_GREY_DIFF and the mean difference is under BF16_MEAN_GREY_DIFF."""
+    path = request.getfixturevalue(store) / model / "v1" / "generator.pt"
+    z = seeded_latents(11, 2048, 100)
+    diff = (served_pixels(path, "bf16", z) - served_pixels(path, "fp32", z)).abs()
+    assert diff.max() <= precision.BF16_MAX_GREY_DIFF, f"largest difference {int(diff.max())} grey levels"
+    assert diff.float().mean() < precision.BF16_MEAN_GREY_DIFF, f"mean difference {float(diff.float().mean()):.3f}"
+    assert diff.any()  # it really ran in bf16: otherwise this test would prove nothing
