@@ -2,9 +2,12 @@
 of POST /generate, the forward limit, and an overload burst.
 
 - **The forward limit**: the generator alone, loaded the way the service loads it (TorchScript,
-  channels-last on the CPU, the same torch threads), at batch 32 and 64: images/s. Every load's ratio to
-  it says how much of what the model could do the server delivers.
-- **Servers**, one at a time on the same generator file: latentlab (`python -m service`), the naive
+  channels-last on the CPU, the same torch threads), at batch 32 and 64, in fp32 and in bf16 autocast where
+  the device computes bf16 natively: images/s. Every load's ratio to the limit of the precision the service
+  ran says how much of what the model could do the server delivers.
+- **Servers**, one at a time on the same generator file: latentlab (`python -m service`) once per
+  `--precisions` setting (default auto and fp32: the PRECISION it starts with; the table names the one it
+  chose for the version, read from GET /models), the naive
   FastAPI app (benchmarks/naive_app.py), and with `--peers` the serving systems of ../shared/peers, each
   configured as its documentation recommends for throughput on a small CPU box, in its own virtualenv
   (`--venvs DIR` holding bentoml/, rayserve/, torchserve/; see ../shared/peers/README.md). wrk loads them
@@ -41,6 +44,7 @@ from shared.imaging import torchscript  # noqa: E402
 from shared.imaging.devices import resolve_device  # noqa: E402
 from shared.imaging.grids import to_uint8  # noqa: E402
 from shared.imaging.latents import seeded_latents  # noqa: E402
+from shared.imaging.precision import BF16, FP32, computing_in, native_bf16  # noqa: E402
 from shared.store import Store  # noqa: E402
 
 LUA = ROOT / "benchmarks" / "generate.lua"
@@ -57,28 +61,52 @@ def wrk(port: int, model: str, count: int, connections: int, seconds: int, path:
     return result
 
 
-def forward_limit(generator: Path, device: str, batches=(32, 64), seconds: float = 3.0) -> dict[int, float]:
-    """Images/s of the generator alone: loaded as the service loads it, quantised as it quantises, no server."""
+def forward_limit(generator: Path, device: str, precision: str = FP32, batches=(32, 64),
+                  seconds: float = 3.0) -> dict[int, float]:
+    """Images/s of the generator alone in `precision`: loaded as the service loads it, quantised as it quantises
+    (bf16 made fp32 first), no server."""
     dev = resolve_device(device)
     module = torchscript.load(generator, dev)
+
+    def forward(z: torch.Tensor) -> torch.Tensor:
+        with computing_in(precision, dev):
+            return to_uint8(module(z).float()).cpu()  # .cpu() waits for a GPU
+
     limits = {}
     with torch.inference_mode():
         for batch in batches:
             z = seeded_latents(0, batch, 100).to(dev)
             for _ in range(5):
-                to_uint8(module(z)).cpu()
+                forward(z)
             times, end = [], time.perf_counter() + seconds
             while time.perf_counter() < end:
                 started = time.perf_counter()
-                to_uint8(module(z)).cpu()  # .cpu() waits for a GPU
+                forward(z)
                 times.append(time.perf_counter() - started)
             limits[batch] = batch / statistics.median(times)
     return limits
 
 
+def forward_limits(generator: Path, device: str, runs: int = 3) -> dict[str, dict[int, float]]:
+    """The limit in each precision the device computes natively, medians of `runs` rounds that alternate them, so
+    that the ratio between them is measured side by side."""
+    precisions = [FP32] + ([BF16] if native_bf16(resolve_device(device)) else [])
+    rounds = [{p: forward_limit(generator, device, p) for p in precisions} for _ in range(runs)]
+    return {p: {b: statistics.median(r[p][b] for r in rounds) for b in rounds[0][p]} for p in precisions}
+
+
+def served_precision(port: int, model: str) -> str:
+    """The precision latentlab chose for the version it serves (GET /models/{model})."""
+    import httpx
+
+    info = httpx.get(f"http://127.0.0.1:{port}/models/{model}", timeout=30).json()
+    served = {p["version"]: p for p in info["precision"]}[info["serving"]]
+    return served["precision"]
+
+
 def start(name: str, args, generator: Path, port: int) -> Server:
-    if name == "latentlab":
-        return Server(name, start_service(args.store, port, args.device), port)
+    if name.startswith("latentlab"):  # latentlab-auto, latentlab-fp32, latentlab-bf16: PRECISION
+        return Server(name, start_service(args.store, port, args.device, PRECISION=name.split("-")[1]), port)
     if name == "naive":
         return Server(name, start_naive(generator, port, args.device), port)
     return start_peer(name, generator, port, Path(args.venvs) / name, Path(args.peers_dir))
@@ -91,6 +119,8 @@ def measure(servers: list[str], args, generator: Path, loads: list[tuple[int, in
         order = servers[run % len(servers):] + servers[:run % len(servers)]
         for name in order:
             server = start(name, args, generator, args.port)
+            if name.startswith("latentlab"):
+                args.served[name] = served_precision(server.port, args.model)
             try:
                 for count, connections in loads:
                     wrk(server.port, args.model, count, connections, 3, server.path)  # warm-up
@@ -105,7 +135,7 @@ def measure(servers: list[str], args, generator: Path, loads: list[tuple[int, in
                    for load, runs in by_load.items()} for name, by_load in results.items()}
 
 
-def table(servers: list[str], medians: dict, limits: dict[int, float], loads: list[tuple[int, int]]) -> str:
+def table(servers: list[str], medians: dict, limits: dict, loads: list[tuple[int, int]]) -> str:
     lines = ["| load | " + " | ".join(servers) + " |", "|---|" + "---|" * len(servers)]
     for count, connections in loads:
         cells = []
@@ -118,21 +148,29 @@ def table(servers: list[str], medians: dict, limits: dict[int, float], loads: li
     return "\n".join(lines)
 
 
-def ratios(servers: list[str], medians: dict, limits: dict[int, float], loads: list[tuple[int, int]]) -> list[str]:
+def ratios(servers: list[str], medians: dict, limits: dict[str, dict[int, float]], loads: list[tuple[int, int]],
+           served: dict[str, str]) -> list[str]:
     out = []
-    peers = [s for s in servers if s not in ("latentlab", "naive")]
-    for count, connections in loads:
-        ours = medians["latentlab"][(count, connections)]
-        limit = limits[32] if count * connections <= 32 else limits[64]
-        line = (f"{count} image(s) x {connections} connection(s): {ours['rps'] * count:.0f} images/s = "
-                f"{ours['rps'] * count / limit:.0%} of the forward limit ({limit:.0f} images/s at batch "
-                f"{32 if count * connections <= 32 else 64})")
-        if "naive" in medians:
-            line += f"; {ours['rps'] / medians['naive'][(count, connections)]['rps']:.2f}x the naive app"
-        if peers:
-            best = max(peers, key=lambda p: medians[p][(count, connections)]["rps"])
-            line += f"; {ours['rps'] / medians[best][(count, connections)]['rps']:.2f}x the best peer ({best})"
-        out.append(line)
+    ours_all = [s for s in servers if s.startswith("latentlab")]
+    peers = [s for s in servers if s not in ours_all and s != "naive"]
+    for name in ours_all:
+        for count, connections in loads:
+            ours = medians[name][(count, connections)]
+            batch = 32 if count * connections <= 32 else 64
+            limit = limits[served[name]][batch]
+            line = (f"{name} ({served[name]}), {count} image(s) x {connections} connection(s): {ours['rps'] * count:.0f} "
+                    f"images/s = {ours['rps'] * count / limit:.0%} of the {served[name]} forward limit ({limit:.0f} "
+                    f"images/s at batch {batch})")
+            if "naive" in medians:
+                line += f"; {ours['rps'] / medians['naive'][(count, connections)]['rps']:.2f}x the naive app"
+            if name != "latentlab-fp32" and "latentlab-fp32" in medians:
+                fp32 = medians["latentlab-fp32"][(count, connections)]
+                line += (f"; {ours['rps'] / fp32['rps']:.2f}x latentlab in fp32 (p50 {ours['p50_ms']:.1f} vs "
+                         f"{fp32['p50_ms']:.1f} ms, p99 {ours['p99_ms']:.1f} vs {fp32['p99_ms']:.1f} ms)")
+            if peers:
+                best = max(peers, key=lambda p: medians[p][(count, connections)]["rps"])
+                line += f"; {ours['rps'] / medians[best][(count, connections)]['rps']:.2f}x the best peer ({best})"
+            out.append(line)
     return out
 
 
@@ -204,6 +242,8 @@ def main() -> int:
     p.add_argument("--peers-dir", default=str(PEERS_DIR), help="where the peers' files are")
     p.add_argument("--venvs", default=os.path.expanduser("~/peer-venvs"),
                    help="a folder with one virtualenv per peer, named after it")
+    p.add_argument("--precisions", default="auto,fp32",
+                   help="comma-separated PRECISION settings latentlab is measured with (auto, fp32, bf16), one server each")
     p.add_argument("--no-naive", action="store_true", help="leave the naive app out")
     p.add_argument("--burst", action="store_true", help="also the overload burst against latentlab")
     p.add_argument("--port", type=int, default=8765)
@@ -216,19 +256,25 @@ def main() -> int:
     for name in peers:
         if name not in PEERS:
             p.error(f"unknown peer {name!r}; choose from {', '.join(PEERS)}")
-    servers = ["latentlab", *([] if args.no_naive else ["naive"]), *peers]
+    ours = [f"latentlab-{p}" for p in args.precisions.split(",") if p]
+    servers = [*ours, *([] if args.no_naive else ["naive"]), *peers]
+    args.served = {}
 
-    limits = forward_limit(version.generator_path, args.device)
+    limits = forward_limits(version.generator_path, args.device)
     print(f"{args.model} v{version.version} on {args.device}, {os.cpu_count()} CPUs, torch {torch.get_num_threads()} "
           f"threads; wrk -t1, {args.seconds}s x {args.runs} runs per load, medians")
-    print("forward limit: " + ", ".join(f"{v:.0f} images/s at batch {b}" for b, v in limits.items()), flush=True)
+    for precision, by_batch in limits.items():
+        print(f"forward limit, {precision}: " + ", ".join(f"{v:.0f} images/s at batch {b}" for b, v in by_batch.items()))
+    if BF16 in limits:
+        print("bf16 / fp32 forward limit: " + ", ".join(f"{limits[BF16][b] / limits[FP32][b]:.2f}x at batch {b}"
+                                                          for b in limits[FP32]), flush=True)
     medians = measure(servers, args, version.generator_path, loads)
-    print()
+    print("\nlatentlab served " + ", ".join(f"{name} in {p}" for name, p in args.served.items()))
     print(table(servers, medians, limits, loads))
     print()
-    print("\n".join(ratios(servers, medians, limits, loads)))
+    print("\n".join(ratios(servers, medians, limits, loads, args.served)))
     if args.burst:
-        server = start("latentlab", args, version.generator_path, args.port)
+        server = start(ours[0], args, version.generator_path, args.port)
         try:
             b = asyncio.run(burst(server.port, args.model))
         finally:

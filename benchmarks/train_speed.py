@@ -1,7 +1,8 @@
 """Training speed: seconds per epoch for each architecture and mode on this machine's device.
 
 Median of epochs 2..N (the first includes CUDA graph capture and warm-up), and the speed-up over the
-eager fp32 loop measured in the same run. On a CPU only the eager modes run.
+eager fp32 loop measured in the same run. On a CPU only the eager modes run: fp32 and bf16 autocast, each with the
+study's NCHW weights and channels-last (what `--precision bf16` trains with).
 
     python benchmarks/train_speed.py                      # full FashionMNIST, 4 epochs each
     python benchmarks/train_speed.py --limit 8192 --epochs 3
@@ -22,11 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.loop import train  # noqa: E402
 
-MODES = (("eager", "off", "fp32"), ("eager bf16", "off", "bf16"), ("CUDA graph", "on", "fp32"),
-         ("CUDA graph bf16", "on", "bf16"))
+MODES = (("eager", "off", "fp32", False), ("eager channels-last", "off", "fp32", True),
+         ("eager bf16", "off", "bf16", False), ("eager bf16 channels-last (--precision bf16)", "off", "bf16", True),
+         ("CUDA graph", "on", "fp32", False), ("CUDA graph bf16", "on", "bf16", None))
 
 
-def seconds_per_epoch(arch: str, graphs: str, precision: str, args) -> float:
+def seconds_per_epoch(arch: str, graphs: str, precision: str, channels_last: bool | None, args) -> float:
     epoch_times: list[float] = []
     last = [time.perf_counter()]
 
@@ -38,7 +40,7 @@ def seconds_per_epoch(arch: str, graphs: str, precision: str, args) -> float:
 
     cfg = TrainConfig(arch=arch, epochs=args.epochs, batch_size=args.batch_size or (128 if arch == "dcgan" else 64),
                       limit=args.limit, data_dir=args.data_dir, device=args.device, cuda_graphs=graphs,
-                      precision=precision)
+                      precision=precision, channels_last=channels_last, encoder_steps=0, class_samples=0)
     with tempfile.TemporaryDirectory() as run_dir:
         last[0] = time.perf_counter()
         train(cfg, Path(run_dir), log=log, progress=False)
@@ -60,10 +62,10 @@ def main() -> int:
     print("| architecture | mode | s/epoch | speed-up over eager fp32 |\n|---|---|---|---|")
     for arch in args.archs:
         baseline = None
-        for label, graphs, precision in MODES:
+        for label, graphs, precision, channels_last in MODES:
             if graphs == "on" and not cuda:
                 continue
-            seconds = seconds_per_epoch(arch, graphs, precision, args)
+            seconds = seconds_per_epoch(arch, graphs, precision, channels_last, args)
             baseline = baseline or seconds
             print(f"| {arch} | {label} | {seconds:.2f} | {baseline / seconds:.2f}x |", flush=True)
     return 0

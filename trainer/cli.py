@@ -127,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run each full training step as one captured CUDA graph (auto: on when training on CUDA "
                         "in a single process; on without CUDA or under torchrun is refused)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="bf16: forward passes under bfloat16 autocast, weights and optimisers in fp32 (changes the "
-                        "recipe; fp32 is the study's)")
+                   help="bf16: forward passes under bfloat16 autocast, weights and optimisers in fp32, the conv nets "
+                        "laid out channels-last (changes the recipe; fp32 is the study's); the work after training "
+                        "(encoder, classes, evaluation) runs its generators in the same precision")
     p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
                    help="IDX datasets are looked for in --data-dir, then /usr/share/datasets/fashion-mnist, then "
                         "downloaded; 'folder' takes any folder of images")
@@ -143,18 +144,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-evaluate", action="store_true",
                    help="do not measure the published version (FID, KID, precision/recall, class coverage, recorded "
                         "in its manifest; FashionMNIST models only; see python -m trainer.evaluate)")
-    p.add_argument("--eval-samples", type=_positive_int, default=10_000, help="generated images the evaluation measures")
+    p.add_argument("--eval-samples", type=_positive_int, default=None, metavar="N",
+                   help="generated images the evaluation measures (default: scaled with the run, from 2,000 for a quick "
+                        "look to 10,000 at 300,000 training images, i.e. 5 epochs of FashionMNIST, and beyond)")
     p.add_argument("--no-classes", action="store_true",
                    help="do not find what the latent space means (classes.json, classifier.pt: class requests, class "
                         "sweeps, truncation towards a class; FashionMNIST models only)")
-    p.add_argument("--class-samples", type=_positive_int, default=20_000, metavar="N",
-                   help="generated images labelled to find each class's direction in latent space")
+    p.add_argument("--class-samples", type=_positive_int, default=None, metavar="N",
+                   help="generated images labelled to find each class's direction in latent space (default: scaled "
+                        "with the run, from 2,000 to 20,000 at 300,000 training images and beyond)")
     p.add_argument("--no-encoder", action="store_true",
                    help="do not fit an encoder (image -> latent) for the new version; POST /project then starts its "
                         "search from the mean latent")
-    p.add_argument("--encoder-steps", type=_positive_int, default=1000, metavar="N",
-                   help="steps of the encoder fitted after training (about 140 s for the DCGAN, 45 s for the plain "
-                        "GAN on a 2-core CPU); a run interrupted during them resumes there")
+    p.add_argument("--encoder-steps", type=_positive_int, default=None, metavar="N",
+                   help="steps of the encoder fitted after training (default: scaled with the run, from 100 to 1,000 "
+                        "at 300,000 training images and beyond; 1,000 take about 140 s for the DCGAN, 45 s for the "
+                        "plain GAN on a 2-core CPU in fp32); a run interrupted during them resumes there")
     p.add_argument("--tensorboard", metavar="DIR", default=os.environ.get("TENSORBOARD_DIR") or None,
                    help="write TensorBoard events here while training (env TENSORBOARD_DIR): losses and D's outputs "
                         "every 10 steps, the fixed latents' samples every epoch, the settings, and the metrics; a "
@@ -175,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     name = validate_name(args.name or args.arch)
-    if not args.no_evaluate or args.eval_every:
+    if (not args.no_evaluate or args.eval_every) and args.eval_samples is not None:
         check_samples(args.eval_samples)  # now, not after hours of training
 
     ranks = distributed.from_environment()  # torchrun sets these; a plain run is rank 0 of 1
@@ -200,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         if not ranks.is_main:
             return 0  # rank 0 publishes; the barrier below waits for it
         encoder = None
-        if cfg.encoder_steps:
+        if result.config.encoder_steps:  # counts left open are set by now, for the run's size
             arch = ARCHITECTURES[cfg.arch]
             encoder = fit_encoder(result.generator, result.config, run_dir, arch.latent_dim, arch.channels,
                                   arch.image_size, torch.device(result.device), log=say,
@@ -217,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
 def publish_and_evaluate(store: Store, result: TrainResult, run_dir: Path, invocation: list[str],
                          args: argparse.Namespace, encoder: EncoderResult | None = None) -> int:
     """Rank 0's part after training: the new version, its mark in the run directory, its metrics."""
+    progress = False if args.no_progress else None
     try:
-        version = publish_run(store, result, command=invocation, encoder=encoder)
+        version = publish_run(store, result, command=invocation, encoder=encoder, log=log, progress=progress)
     except StoreWriteFailed as e:  # exit 1; the trained state is saved
         raise StoreWriteFailed(f"{e}. Free some space, then run the same command with --resume: it publishes "
                                "without training again") from e
@@ -228,8 +234,9 @@ def publish_and_evaluate(store: Store, result: TrainResult, run_dir: Path, invoc
         f"({result.seconds:.1f}s of training, {result.seconds / max(1, trained.epochs):.1f}s per epoch)")
     if trained.dataset == "fashion-mnist" and not args.no_evaluate:
         try:
-            record = evaluate_version(store, version, args.eval_samples, device=trained.device,
-                                      data_dir=trained.data_dir, log=log)
+            record = evaluate_version(store, version, trained.eval_samples, device=trained.device,
+                                      data_dir=trained.data_dir, log=log, precision=trained.precision,
+                                      progress=progress)
             if args.tensorboard:
                 board = Board(args.tensorboard, result.iterations_per_epoch, 0)
                 board.metrics(record, board.at(trained.epochs), prefix="evaluation")

@@ -28,6 +28,7 @@ class TrainConfig:
     world_size: int = 1  # processes under torchrun; each takes batch_size images of every global batch
     cuda_graphs: str = "auto"  # on | off | auto (on when training on CUDA in one process)
     precision: str = "fp32"  # fp32 | bf16 (autocast; the weights and optimiser stay fp32)
+    channels_last: bool | None = None  # NHWC conv weights; None: with bf16 (faster there), not in the study's fp32
     # the recipe (trainer.recipe): a preset's name and its components, each overridable; defaults: the study's
     recipe: str = "seed"
     loss: str = "bce"  # bce | hinge
@@ -41,9 +42,10 @@ class TrainConfig:
     r1: float = 0.0  # R1 gradient penalty weight on real images (0: none)
     d_steps: int = 1  # discriminator updates per generator update, each on its own batch
     eval_every: int = 0  # measure the generator every N epochs while training (0: only the published version)
-    eval_samples: int = 10_000  # generated images each measurement uses
-    class_samples: int = 20_000  # generated images labelled to find the classes' directions (0: none)
-    encoder_steps: int = 1000  # steps of the encoder fitted after training (0: no encoder)
+    # the work after training; None: scaled with the run (trainer.budget), set when training starts
+    eval_samples: int | None = None  # generated images each measurement uses
+    class_samples: int | None = None  # generated images labelled to find the classes' directions (0: none)
+    encoder_steps: int | None = None  # steps of the encoder fitted after training (0: no encoder)
 
     def __post_init__(self) -> None:
         self.name = self.name or self.arch

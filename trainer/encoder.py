@@ -13,7 +13,6 @@ the same encoder. The service starts its projections from E's guess.
 from __future__ import annotations
 
 import copy
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.imaging.pixels import to_model_range
+from shared.imaging.precision import computing_in
 from trainer.config import TrainConfig
 from trainer.data import load_training_images
 from trainer.interrupt import StopRequested
+from trainer.phases import Phase
 from trainer.state import ENCODER_STATE as STATE_FILE
 from trainer.state import save_checkpoint
 
@@ -101,36 +102,36 @@ def fit_encoder(generator: nn.Module, cfg: TrainConfig, run_dir: Path, latent_di
     features = features_of(cfg.dataset, device)
     E.train()
     stop = StopRequested()
-    bar = _bar(sys.stderr.isatty() if progress is None else progress, step, cfg.encoder_steps)
     every = max(1, min(CHECKPOINT_EVERY, cfg.encoder_steps // 4))
     started = time.perf_counter()
-    with stop.installed():
+    with stop.installed(), Phase("encoder", cfg.encoder_steps, progress, log, unit="step", initial=step) as phase:
         while step < cfg.encoder_steps and not stop.requested:
             g = step_generator(cfg.seed, step, device)
             z = torch.randn(BATCH, latent_dim, device=device, generator=g)
             real = to_model_range(data[torch.randint(len(data), (BATCH,), device=device, generator=g)])
-            with torch.no_grad():
-                fake = G(z)
-            latent_loss = F.mse_loss(E(fake), z)
-            rebuilt = G(E(real))
-            pixel_loss = F.mse_loss(rebuilt, real)
-            feature_loss = F.mse_loss(features(rebuilt), features(real)) if features else torch.zeros((), device=device)
+            with computing_in(cfg.precision, device):  # the losses are taken in fp32
+                with torch.no_grad():
+                    fake = G(z)
+                latent_loss = F.mse_loss(E(fake).float(), z)
+                rebuilt = G(E(real)).float()
+                pixel_loss = F.mse_loss(rebuilt, real)
+                feature_loss = (F.mse_loss(features(rebuilt).float(), features(real).float()) if features
+                                else torch.zeros((), device=device))
             optimizer.zero_grad(set_to_none=True)
             (latent_loss + pixel_loss + FEATURE_WEIGHT * feature_loss).backward()
             optimizer.step()
             now = torch.stack([latent_loss, pixel_loss, feature_loss]).detach().cpu()
             losses = now if losses is None else 0.98 * losses + 0.02 * now
             step += 1
-            if bar is not None and step % 10 == 0:
-                bar.update(step - bar.n)
+            phase.advance()
             if step % every == 0 or step == cfg.encoder_steps or stop.requested:
                 seconds += time.perf_counter() - started
                 started = time.perf_counter()
                 _save(path, E, optimizer, step, seconds, losses)
-                log(f"encoder step {step}/{cfg.encoder_steps}: latent {losses[0]:.4f}, pixels {losses[1]:.4f}, "
-                    f"features {losses[2]:.4f}")
-    if bar is not None:
-        bar.close()
+                if phase.bar is None:  # without a bar, the checkpoints are the progress
+                    log(f"encoder step {step}/{cfg.encoder_steps}: latent {losses[0]:.4f}, pixels {losses[1]:.4f}, "
+                        f"features {losses[2]:.4f}")
+        phase.detail = f"{step}/{cfg.encoder_steps} steps in {cfg.precision}"
     if step < cfg.encoder_steps:
         log(f"interrupted at encoder step {step}; saved to {path}; continue with the same command and --resume")
         return EncoderResult(None, step, seconds, {}, interrupted=True)
@@ -143,10 +144,3 @@ def _save(path: Path, E: nn.Module, optimizer: torch.optim.Optimizer, step: int,
     save_checkpoint(path, {"encoder": E.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                            "seconds": seconds, "losses": losses}, "the encoder's state")
 
-
-def _bar(enabled: bool, initial: int, total: int):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc="encoder", unit="step", file=sys.stderr, dynamic_ncols=True)

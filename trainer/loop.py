@@ -19,6 +19,7 @@ from torch import nn
 from shared.imaging.devices import resolve_device
 from trainer.architectures import get_architecture
 from trainer.board import Board
+from trainer.budget import with_budget
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import load_training_images
 from trainer.distributed import Ranks, any_rank, barrier, device_for, mean_over_ranks, shard
@@ -102,6 +103,7 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
     arch = get_architecture(cfg.arch)
     data = load_training_images(cfg.dataset, cfg.data_dir, arch.image_size, arch.channels, cfg.limit,
                                 log=log).to(device)
+    cfg = with_budget(cfg, data.shape[0])  # the post-training counts left open, for a run of this size
     steps = steps_per_epoch(data.shape[0], cfg.batch_size, ranks, cfg.d_steps)
 
     graphs = use_cuda_graphs(cfg.cuda_graphs, device, ranks)
@@ -118,8 +120,9 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
     torch.manual_seed(cfg.seed)
     recipe = build_recipe(cfg)
     # bf16 on NHWC weights; fp32 keeps the study's layout, so its runs stay bit-identical to the seed's step
+    channels_last = autocast is not None if cfg.channels_last is None else cfg.channels_last
     nets = Nets.build(arch, recipe, device, data_parallel=ranks.distributed, capturable=graphs,
-                      channels_last=autocast is not None)
+                      channels_last=channels_last)
     if state is None:
         state = TrainingState(cfg)
         if ranks.is_main:
@@ -191,7 +194,7 @@ def measure_epoch(nets: Nets, cfg: TrainConfig, latent_dim: int, device: torch.d
         _evaluators[key] = Evaluator(device, cfg.data_dir)
     generator = copy.deepcopy(published_generator(nets, latent_dim, cfg.batch_size, device)).eval()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # training's stream untouched
-        record = _evaluators[key].measure(generator, latent_dim, cfg.eval_samples)
+        record = _evaluators[key].measure(generator, latent_dim, cfg.eval_samples, precision=cfg.precision)
     kept = {k: record[k] for k in ("fid", "kid", "precision", "recall", "class_entropy", "mean_confidence", "seconds")}
     log(f"epoch {epoch}: FID {kept['fid']:.2f}, recall {kept['recall']:.3f}, class entropy {kept['class_entropy']:.3f} "
         f"({cfg.eval_samples} samples, {kept['seconds']:.0f}s)")

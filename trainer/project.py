@@ -22,6 +22,7 @@ from shared.imaging import torchscript
 from shared.imaging.devices import resolve_device
 from shared.imaging.grids import render_grid
 from shared.imaging.pixels import fit_image, to_model_range
+from shared.imaging.precision import FP32, PRECISIONS
 from shared.imaging.projection import Projection, mean_latent, pixel_psnr
 from shared.store import CLASSIFIER, ENCODER, Store, validate_name
 from shared.store.atomic import write_json_atomic
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the search's noise")
     p.add_argument("--out", type=Path, default=Path("projected"), help="folder for the pictures and latents.json")
     p.add_argument("--device", default=os.environ.get("DEVICE", "auto"), help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=PRECISIONS, default=FP32,
+                   help="what the generator computes in during the search (bf16: autocast, as a service with "
+                        "PRECISION=bf16 projects)")
     args = p.parse_args(argv)
     if args.steps < 0:
         raise UserError(f"--steps must be 0 or more, not {args.steps}")
@@ -66,13 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     with torch.inference_mode():
         start = encoder(targets) if encoder is not None else mean_latent(len(targets), version.latent_dim, device)
     search = Projection(generator, targets, start.clone(), args.steps, args.seed,
-                        classifier.features if classifier is not None else None)
+                        classifier.features if classifier is not None else None, args.precision)
     latents = search.run()
     final = search.losses()
     with torch.inference_mode():
-        rebuilt = generator(latents)
+        rebuilt = search.generate(latents)
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"model": version.name, "version": version.version, "steps": args.steps, "seed": args.seed,
+              "precision": args.precision,
               "start": "encoder" if encoder is not None else "mean latent", "pictures": {}}
     stems = [path.stem for path in args.pictures]
     for i, path in enumerate(args.pictures):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import sys
+from typing import Callable
 
 import torch
 
@@ -32,7 +33,10 @@ CHECK_SEED, CHECK_COUNT = 1234, 16
 
 
 def publish_run(store: Store, result: TrainResult, command: list[str] | None = None,
-                encoder: EncoderResult | None = None) -> Version:
+                encoder: EncoderResult | None = None, log: Callable[[str], None] = lambda message: None,
+                progress: bool | None = False) -> Version:
+    """The run as a new version of its model; the class semantics (FashionMNIST) are found on the way, shown as a
+    phase through `log` and `progress` (see trainer.phases)."""
     cfg = result.config
     arch = get_architecture(cfg.arch)
     G = copy.deepcopy(result.generator).cpu().eval()  # G's moving average when the recipe keeps one
@@ -54,7 +58,7 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
             images = fakes[:CHECK_COUNT]
             e_diff = export_torchscript(encoder.encoder, images[:2], stage / ENCODER, check=images)
         if cfg.class_samples and cfg.dataset == "fashion-mnist":
-            write_semantics(stage, scripted_G, arch.latent_dim, cfg.class_samples)
+            write_semantics(stage, scripted_G, arch.latent_dim, cfg.class_samples, cfg.precision, progress, log)
         last_epoch = result.history[-result.iterations_per_epoch:]
         manifest = ManifestDraft(
             architecture=arch.name,
@@ -92,12 +96,13 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
         return store.publish(cfg.name, stage, manifest)
 
 
-def write_semantics(directory, generator: torch.nn.Module, latent_dim: int, samples: int) -> None:
+def write_semantics(directory, generator: torch.nn.Module, latent_dim: int, samples: int, precision: str = "fp32",
+                    progress: bool | None = False, log: Callable[[str], None] = lambda message: None) -> None:
     """`classes.json` and `classifier.pt` into a version being built: what its latent space means, found with the
     very generator the service will load, and the classifier the service checks class requests with."""
     from trainer.evaluation.classifier import export_classifier
     from trainer.evaluation.semantics import fit_class_semantics
 
-    semantics = fit_class_semantics(generator, latent_dim, samples)
+    semantics = fit_class_semantics(generator, latent_dim, samples, precision=precision, progress=progress, log=log)
     (directory / CLASSES).write_text(semantics.model_dump_json(indent=1) + "\n")
     (directory / CLASSIFIER).write_bytes(export_classifier())

@@ -22,6 +22,7 @@ from torch import nn
 
 from shared.errors import UserError, command
 from shared.imaging.pixels import to_model_range
+from shared.imaging.precision import FP32, computing_in
 from shared.store import sha256_file
 from shared.store.atomic import atomic_write, write_json_atomic
 from trainer.data import DEBIAN_FASHION_MNIST, load_idx_split, locate_idx_dir
@@ -82,6 +83,16 @@ def classifier_card() -> dict:
 def batches(tensor: torch.Tensor, size: int = BATCH) -> Iterator[torch.Tensor]:
     for i in range(0, len(tensor), size):
         yield tensor[i:i + size]
+
+
+def generated(generator: torch.nn.Module, latents: Iterable[torch.Tensor], device: torch.device | str,
+              precision: str = FP32) -> Iterator[torch.Tensor]:
+    """The generator's images of each batch of latents, computed in `precision` and handed on as fp32 (the
+    classifier that measures them always runs in fp32, so numbers stay comparable across precisions)."""
+    for z in latents:
+        with computing_in(precision, device):
+            images = generator(z.to(device))
+        yield images.float()
 
 
 def to_input_size(x: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:

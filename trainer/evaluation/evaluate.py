@@ -10,6 +10,7 @@ the same metrics for 10,000 real training images: the floor a perfect generator 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from typing import Callable
@@ -20,10 +21,20 @@ from shared.errors import UserError, command
 from shared.imaging import torchscript
 from shared.imaging.devices import resolve_device
 from shared.imaging.latents import seeded_latents
+from shared.imaging.precision import FP32, PRECISIONS
 from shared.store import CLASSES, CLASSIFIER, Store, Version, utc_now_iso, validate_name
 from trainer.data import load_idx_split, locate_idx_dir
-from trainer.evaluation.classifier import batches, classifier_card, embed, embed_dataset, load_classifier
+from trainer.evaluation.classifier import (
+    BATCH,
+    batches,
+    classifier_card,
+    embed,
+    embed_dataset,
+    generated,
+    load_classifier,
+)
 from trainer.evaluation.metrics import compare, minimum_samples
+from trainer.phases import Phase
 
 PROG = "python -m trainer.evaluate"
 K = 3  # precision/recall neighbourhood size
@@ -62,16 +73,19 @@ class Evaluator:
         self.reference = f"fashion-mnist test images ({len(test_x)})"
         self.real, _ = embed_dataset(self.net, test_x)
 
-    def measure(self, generator: torch.nn.Module, latent_dim: int, samples: int = 10_000, seed: int = 0) -> dict:
-        """Every metric of `generator` (in eval mode, on this evaluator's device) from `samples` latents of `seed`."""
+    def measure(self, generator: torch.nn.Module, latent_dim: int, samples: int = 10_000, seed: int = 0,
+                precision: str = FP32, phase: Phase | None = None) -> dict:
+        """Every metric of `generator` (in eval mode, on this evaluator's device) from `samples` latents of `seed`,
+        the generator run in `precision` (the classifier always in fp32); `phase` advances once per batch."""
         check_samples(samples)
         started = time.perf_counter()
         z = seeded_latents(seed, samples, latent_dim)
         with torch.inference_mode():
-            fake, fake_probs = embed(self.net, (generator(b.to(self.device)) for b in batches(z)))
+            images = generated(generator, batches(z), self.device, precision)
+            fake, fake_probs = embed(self.net, phase.track(images) if phase is not None else images)
         return {
             **compare(self.real, fake, fake_probs, k=K),
-            "samples": samples, "latent_seed": seed, "k": K, "reference": self.reference,
+            "samples": samples, "latent_seed": seed, "k": K, "reference": self.reference, "generator_precision": precision,
             "feature_net": {k: self.card[k] for k in ("name", "sha256", "test_accuracy", "note")},
             "real_floor": self.card["real_floor"],  # measured once per classifier by --retrain
             "device": str(self.device), "seconds": round(time.perf_counter() - started, 2), "evaluated_at": utc_now_iso(),
@@ -79,14 +93,19 @@ class Evaluator:
 
 
 def evaluate_version(store: Store, version: Version, samples: int = 10_000, seed: int = 0, device: str = "auto",
-                     data_dir: str | None = None, log: Callable[[str], None] = print) -> dict:
-    """Compute the metrics of `version` and write them into its manifest (atomically); returns them."""
+                     data_dir: str | None = None, log: Callable[[str], None] = print, precision: str = FP32,
+                     progress: bool | None = False) -> dict:
+    """Compute the metrics of `version` and write them into its manifest (atomically); returns them. Shown as the
+    phase "evaluation": the test set's features, then the generated batches."""
     check_samples(samples)
     check_evaluable(version)
     started = time.perf_counter()
-    evaluator = Evaluator(device, data_dir)
-    generator = torchscript.load(version.generator_path, evaluator.device)
-    record = evaluator.measure(generator, version.latent_dim, samples, seed)
+    with Phase("evaluation", 1 + math.ceil(samples / BATCH), progress, log,
+               detail=f"{samples} samples in {precision}") as phase:
+        evaluator = Evaluator(device, data_dir)
+        phase.advance()
+        generator = torchscript.load(version.generator_path, evaluator.device)
+        record = evaluator.measure(generator, version.latent_dim, samples, seed, precision, phase)
     record["seconds"] = round(time.perf_counter() - started, 2)  # with loading the classifier and the test set
     store.update_manifest(version, metrics=record)
     log(format_table(f"{version.name} v{version.version}", record))
@@ -94,7 +113,7 @@ def evaluate_version(store: Store, version: Version, samples: int = 10_000, seed
 
 
 def add_semantics(store: Store, version: Version, samples: int = 20_000, device: str = "auto",
-                  log: Callable[[str], None] = print) -> Version:
+                  log: Callable[[str], None] = print, precision: str = FP32, progress: bool | None = False) -> Version:
     """Give a version made without them `classes.json` and `classifier.pt` (what its latent space means)."""
     from trainer.evaluation.classifier import export_classifier
     from trainer.evaluation.semantics import fit_class_semantics
@@ -102,7 +121,7 @@ def add_semantics(store: Store, version: Version, samples: int = 20_000, device:
     started = time.perf_counter()
     dev = resolve_device(device)
     semantics = fit_class_semantics(torchscript.load(version.generator_path, dev), version.latent_dim, samples,
-                                    device=dev)
+                                    device=dev, precision=precision, progress=progress, log=log)
     version = store.add_files(version, {CLASSES: (semantics.model_dump_json(indent=1) + "\n").encode(),
                                         CLASSIFIER: export_classifier()})
     log(f"{version.name} v{version.version}: the directions of {len(semantics.classes)} classes found in "
@@ -146,13 +165,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="do not add classes.json and classifier.pt to a version that has none (what its latent space "
                         "means: class requests, class sweeps, truncation towards a class)")
     p.add_argument("--class-samples", type=int, default=20_000, help="generated images labelled to find the classes")
+    p.add_argument("--precision", choices=PRECISIONS, default=FP32,
+                   help="what the generator computes in (bf16: autocast, as the service serves it with PRECISION=bf16); "
+                        "the classifier that measures it always runs in fp32")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars, one log line per phase")
     args = p.parse_args(argv)
     check_samples(args.samples)  # before loading anything
     store = Store(args.store)
     version = check_evaluable(store.get(validate_name(args.model), args.version))
+    progress = False if args.no_progress else None
     if not args.no_classes and CLASSES not in version.manifest.files:
-        version = add_semantics(store, version, args.class_samples, args.device)
-    evaluate_version(store, version, args.samples, args.seed, args.device, args.data_dir)
+        version = add_semantics(store, version, args.class_samples, args.device, precision=args.precision,
+                                progress=progress)
+    evaluate_version(store, version, args.samples, args.seed, args.device, args.data_dir, precision=args.precision,
+                     progress=progress)
     return 0
 
 

@@ -10,12 +10,17 @@ version beside `classifier.pt`, the classifier itself, so the service needs no t
 """
 from __future__ import annotations
 
+import math
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
 from shared.imaging.latents import seeded_latents
+from shared.imaging.precision import FP32
 from shared.store import ClassSemantics
-from trainer.evaluation.classifier import CLASSES, batches, classifier_card, embed, load_classifier
+from trainer.evaluation.classifier import BATCH, CLASSES, batches, classifier_card, embed, generated, load_classifier
+from trainer.phases import Phase
 
 SEED = 777  # latents other than the evaluation's (seed 0)
 SAMPLES = 20_000
@@ -24,13 +29,14 @@ WEIGHT_DECAY = 1e-4
 MIN_EXAMPLES = 5  # a class rarer than this among the samples gets no boundary worth the name
 
 
-def label_samples(generator: torch.nn.Module, latent_dim: int, samples: int, seed: int,
-                  device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(latents, the classifier's labels of their images)."""
+def label_samples(generator: torch.nn.Module, latent_dim: int, samples: int, seed: int, device: torch.device | str,
+                  precision: str = FP32, phase: Phase | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(latents, the classifier's labels of their images); the generator runs in `precision`, the classifier in fp32."""
     net = load_classifier(device)
     z = seeded_latents(seed, samples, latent_dim)
     with torch.inference_mode():
-        _, probs = embed(net, (generator(b.to(device)) for b in batches(z)))
+        images = generated(generator, batches(z), device, precision)
+        _, probs = embed(net, phase.track(images) if phase is not None else images)
     return z, probs.argmax(1)
 
 
@@ -73,13 +79,25 @@ def balanced_accuracy(scores: torch.Tensor, positive: torch.Tensor) -> float | N
 
 
 def fit_class_semantics(generator: torch.nn.Module, latent_dim: int, samples: int = SAMPLES, seed: int = SEED,
-                        device: torch.device | str = "cpu") -> ClassSemantics:
-    z, labels = label_samples(generator, latent_dim, samples, seed, device)
+                        device: torch.device | str = "cpu", precision: str = FP32, progress: bool | None = False,
+                        log: Callable[[str], None] = print) -> ClassSemantics:
+    """The class semantics of `generator`, shown as the phase "classes" (its labelling batches, then one fit per
+    class and the softmax's)."""
+    steps = math.ceil(samples / BATCH) + 1 + len(CLASSES)
+    with Phase("classes", steps, progress, log, detail=f"{samples} samples in {precision}") as phase:
+        return _fit(generator, latent_dim, samples, seed, device, precision, phase)
+
+
+def _fit(generator: torch.nn.Module, latent_dim: int, samples: int, seed: int, device: torch.device | str,
+         precision: str, phase: Phase) -> ClassSemantics:
+    z, labels = label_samples(generator, latent_dim, samples, seed, device, precision, phase)
     split = int(len(z) * (1 - HELD_OUT))
     weights, bias = fit_softmax(z[:split], labels[:split], len(CLASSES))
+    phase.advance()
     held_out = float(((z[split:] @ weights.T + bias).argmax(1) == labels[split:]).float().mean())
     classes = []
     for index, name in enumerate(CLASSES):
+        phase.advance()
         mine = labels == index
         if mine[:split].sum() >= MIN_EXAMPLES and (~mine[:split]).sum() >= MIN_EXAMPLES:
             direction, offset = fit_boundary(z[:split], mine[:split])
