@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     try:
         if not ranks.is_main:
-            return 0  # rank 0 publishes; the barrier below waits for it
+            return 0  # rank 0 publishes; finish() below waits for it
         encoder = None
         if result.config.encoder_steps:  # counts left open are set by now, for the run's size
             arch = ARCHITECTURES[cfg.arch]
@@ -215,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         invocation = [parser.prog, *(argv if argv is not None else sys.argv[1:])]
         return publish_and_evaluate(Store(args.out), result, run_dir, invocation, args, encoder)
     finally:
-        distributed.barrier(ranks)
-        distributed.finish(ranks)
+        distributed.finish(ranks)  # waits for rank 0's publishing
 
 
 def publish_and_evaluate(store: Store, result: TrainResult, run_dir: Path, invocation: list[str],
