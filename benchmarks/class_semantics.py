@@ -30,9 +30,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from latentlab.results import ImageResult  # noqa: E402
-from service.app import create_app  # noqa: E402
-from service.classes import class_candidates  # noqa: E402
-from service.settings import Settings  # noqa: E402
+from service.api.app import create_app  # noqa: E402
+from service.api.settings import Settings  # noqa: E402
+from service.operations.classes import class_candidates  # noqa: E402
 from shared.imaging import torchscript  # noqa: E402
 from shared.imaging.grids import grid_array  # noqa: E402
 from shared.imaging.pixels import to_model_range  # noqa: E402

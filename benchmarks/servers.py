@@ -98,3 +98,20 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+HAPROXY_CFG = ROOT / "deploy" / "haproxy.cfg"
+
+
+def start_balancer(port: int, replica_ports: list[int], stats_port: int | None = None) -> subprocess.Popen:
+    """HAProxy with the repository's deploy/haproxy.cfg in front of three replicas on this machine, once it
+    answers /readyz through a replica (Debian: apt-get install haproxy)."""
+    import shutil
+
+    if shutil.which("haproxy") is None:
+        raise SystemExit("the balancer needs HAProxy: apt-get install haproxy")
+    env = {**os.environ, "LATENTLAB_BIND": f"127.0.0.1:{port}",
+           **{f"LATENTLAB_REPLICA{i + 1}": f"127.0.0.1:{p}" for i, p in enumerate(replica_ports)}}
+    proc = subprocess.Popen(["haproxy", "-db", "-f", str(HAPROXY_CFG)], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return wait_ready(proc, port)

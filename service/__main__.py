@@ -1,4 +1,4 @@
-"""`python -m service`: serve MODEL_DIR on HOST:PORT (settings from the environment, see service/settings.py)."""
+"""`python -m service`: serve MODEL_DIR on HOST:PORT (settings from the environment, see service/api/settings.py)."""
 from __future__ import annotations
 
 import logging
@@ -7,12 +7,14 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
-from service.app import create_app
-from service.protocol import GatheringHttpToolsProtocol
-from service.settings import Settings
+from service.api.app import create_app
+from service.api.drain import DrainingServer
+from service.api.protocol import GatheringHttpToolsProtocol
+from service.api.settings import Settings
 from shared.errors import UserError, command
 
 PROG = "service"
+STARTUP_FAILURE = 3  # uvicorn's exit status when the server never started (the port taken, say)
 
 
 def usage() -> str:
@@ -44,10 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     server = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower(),
               "http": GatheringHttpToolsProtocol or "auto"}
     if settings.workers > 1:  # each worker process builds its own app from the same environment
-        uvicorn.run("service.app:create_app", factory=True, workers=settings.workers, **server)
-    else:
-        uvicorn.run(app, **server)
-    return 0
+        uvicorn.run("service.api.app:create_app", factory=True, workers=settings.workers, **server)
+        return 0
+    # one process: SIGTERM drains (service/api/drain.py), then the process exits 0
+    runner = DrainingServer(uvicorn.Config(app, **server), app.state.services.drain, settings.drain_notice_s,
+                            settings.drain_timeout_s)
+    runner.run()
+    return 0 if runner.started else STARTUP_FAILURE
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.app import create_app
-from service.settings import Settings
+from service.api.app import create_app
+from service.api.settings import Settings
 from shared.store import GENERATOR, Store
 from trainer.config import TrainConfig
 from trainer.loop import train

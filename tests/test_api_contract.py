@@ -22,9 +22,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from service.app import create_app
-from service.limits import BEYOND_SCHEMA
-from service.settings import Settings
+from service.api.app import create_app
+from service.api.settings import Settings
+from service.operations.rejections import BEYOND_SCHEMA
 from tests.service_helpers import copy_store, wait_ready
 
 KEY = "fuzz-key-0123456789"

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from service.auth import ApiKeys, read_keys
+from service.api.auth import ApiKeys, read_keys
 from tests.conftest import run_cli
 from tests.service_helpers import make_client, png, wait_for
 

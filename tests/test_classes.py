@@ -193,7 +193,7 @@ def test_a_folder_dataset_gets_no_classes(tmp_path):
 
 def test_the_seeds_latents_are_the_candidates_order(semantic_store):
     """Class candidates come from the seed's own stream, in order: the same latents /latents and /generate use."""
-    from service.classes import BLOCK, class_candidates
+    from service.operations.classes import BLOCK, class_candidates
 
     found = semantics(semantic_store)
     blocks = list(class_candidates(found, found.classes[1], seed=9, psi=None, limit=2 * BLOCK))
@@ -218,8 +218,8 @@ def test_a_class_requests_latents_make_its_images(client):
 def test_a_class_the_latent_space_rarely_holds_still_gets_every_image_asked_for(semantic_store, monkeypatch):
     """When even the latent softmax's candidates run out, the rest are the stream's likeliest others, verified by
     the classifier like the rest: `count` images, the same every time."""
-    import service.generation
-    from service.classes import likeliest_others
+    import service.operations.generation
+    from service.operations.classes import likeliest_others
 
     found = semantics(semantic_store)
     others = likeliest_others(found, found.classes[1], seed=2, psi=None, limit=64, n=10)
@@ -227,7 +227,7 @@ def test_a_class_the_latent_space_rarely_holds_still_gets_every_image_asked_for(
     scores = (others @ weights.T + bias).log_softmax(1)
     assert len(others) == 10 and (scores.argmax(1) != 1).all() and (scores[:-1, 1] >= scores[1:, 1]).all()
 
-    monkeypatch.setattr(service.generation, "MAX_CANDIDATES", 2)  # 32 latents looked at: 3 Trouser candidates
+    monkeypatch.setattr(service.operations.generation, "MAX_CANDIDATES", 2)  # 32 latents looked at: 3 Trouser candidates
     with make_client(semantic_store) as c:
         wait_ready(c)
         first = c.post("/generate", json={"model": "gan", "class": "Trouser", "seed": 2, "count": 16})

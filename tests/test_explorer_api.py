@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageChops
 
 from service.engine.directions import semantic_directions
-from service.interpolation import interpolate
+from service.operations.interpolation import interpolate
 from shared.imaging import torchscript
 from shared.imaging.latents import seeded_latents
 from shared.store import Store

@@ -5,8 +5,8 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.settings import Settings
+from service.api.app import create_app
+from service.api.settings import Settings
 from tests.service_helpers import copy_store, wait_ready
 
 KEY = "lane-key-0123456789"

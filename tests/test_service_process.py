@@ -54,8 +54,8 @@ def test_python_m_service_serves_over_a_socket(trained_store):
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=30)
-    # uvicorn shuts down gracefully, then re-raises SIGTERM so the parent sees how it ended
-    assert proc.returncode in (0, -signal.SIGTERM), output
+    # SIGTERM drains (tests/test_drain.py), then the process exits 0
+    assert proc.returncode == 0, output
     assert "Application shutdown complete" in output and "Traceback" not in output
 
 

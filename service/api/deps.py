@@ -8,13 +8,15 @@ from typing import Annotated
 import anyio
 from fastapi import Depends, HTTPException, Request
 
-from service.auth import ApiKeys
+from service.api.auth import ApiKeys
+from service.api.drain import Drain
+from service.api.limits import RequestLimits
+from service.api.settings import Settings
+from service.api.telemetry import Telemetry
 from service.engine.directions import Directions
 from service.engine.engine import Engine
 from service.engine.registry import LoadedModel, ModelRegistry
-from service.limits import MODEL_MISMATCH, RequestLimits, field_error
-from service.settings import Settings
-from service.telemetry import Telemetry
+from service.operations.rejections import MODEL_MISMATCH, field_error
 from shared.store import NotFound
 
 
@@ -29,6 +31,7 @@ class Services:
     limits: RequestLimits
     inference: anyio.CapacityLimiter  # requests computing at once (INFERENCE_THREADS)
     api_keys: ApiKeys
+    drain: Drain  # set on SIGTERM: not ready, new image requests refused
 
 
 # `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per call

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from service.limits import IMAGES_CEILING
-from service.schemas import MAX_SEED, SeededLatent
+from service.api.ceilings import IMAGES_CEILING
+from service.api.schemas import MAX_SEED, SeededLatent
 from shared.imaging.latents import seeded_latents
 
 router = APIRouter(tags=["latents"])

@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.auth import SCHEME, check_api_key
-from service.errors import validation_error
+from service.api.auth import SCHEME, check_api_key
+from service.api.errors import validation_error
 
 Endpoint = Callable[[Any, Request, Any], Awaitable[Response]]  # (body, request, services) -> response
 

@@ -6,13 +6,10 @@ import csv
 import anyio
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
-from service.classes import find_class, semantics_of
-from service.deps import RegistryDep, ServicesDep, directions_of, resolve_model
-from service.engine.registry import ModelRegistry
-from service.errors import error_responses
-from service.generation import admit, class_images
-from service.limits import IMAGES_CEILING
-from service.schemas import (
+from service.api.ceilings import IMAGES_CEILING
+from service.api.deps import RegistryDep, ServicesDep, directions_of, resolve_model
+from service.api.errors import error_responses
+from service.api.schemas import (
     MAX_SEED,
     ClassInfo,
     ClassLatents,
@@ -24,6 +21,9 @@ from service.schemas import (
     ServedPrecision,
     TrainingHistory,
 )
+from service.engine.registry import ModelRegistry
+from service.operations.classes import find_class, semantics_of
+from service.operations.generation import admit, class_images
 from shared.store import HISTORY_CSV, NAME_PATTERN, REPORT_DIR
 
 router = APIRouter(tags=["models"])

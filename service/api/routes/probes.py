@@ -1,11 +1,11 @@
-"""Operations: liveness, readiness and Prometheus metrics."""
+"""Probes and metrics: liveness, readiness (which a draining replica answers with 503) and Prometheus."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.deps import RegistryDep, TelemetryDep, not_ready_detail
+from service.api.deps import ServicesDep, TelemetryDep, not_ready_detail
 
 probes = APIRouter(tags=["operations"])
 metrics = APIRouter(tags=["operations"])
@@ -16,9 +16,12 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@probes.get("/readyz", summary="Readiness: a model is loaded and warmed up",
-            responses={503: {"description": "not ready; `detail` says why"}})
-async def readyz(registry: RegistryDep) -> JSONResponse:
+@probes.get("/readyz", summary="Readiness: a model is loaded and warmed up, and the replica is not draining",
+            responses={503: {"description": "not ready (starting, no model, or draining after SIGTERM); `detail` says why"}})
+async def readyz(services: ServicesDep) -> JSONResponse:
+    registry = services.registry
+    if services.drain.draining:
+        return JSONResponse({"detail": services.drain.detail()}, status_code=503)
     if not registry.ready:
         return JSONResponse({"detail": not_ready_detail(registry)}, status_code=503)
     serving = {name: m.version for name, m in registry.serving().items()}

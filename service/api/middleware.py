@@ -6,7 +6,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.telemetry import Telemetry
+from service.api.telemetry import Telemetry
 
 
 class RequestMetrics:

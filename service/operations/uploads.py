@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from service.limits import INVALID_IMAGE, LIMIT_EXCEEDED, field_error
+from service.operations.rejections import INVALID_IMAGE, LIMIT_EXCEEDED, field_error
 from shared.imaging.pixels import fit_image
 
 

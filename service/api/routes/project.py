@@ -6,14 +6,15 @@ from typing import Literal
 import torch
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
-from service.deps import ServicesDep, resolve_model
+from service.api.ceilings import PROJECT_STEPS_CEILING, SCALE_CEILING
+from service.api.deps import ServicesDep, resolve_model
+from service.api.errors import error_responses
+from service.api.routes.images import CLIENT_CLOSED_REQUEST, png_response
+from service.api.schemas import MAX_SEED, ProjectionResult, StageLosses, VersionSpec
 from service.engine.admission import Overloaded
-from service.errors import error_responses
-from service.generation import ClientGone, busy, task_result
-from service.limits import LIMIT_EXCEEDED, PROJECT_STEPS_CEILING, SCALE_CEILING, field_error
-from service.routes.images import CLIENT_CLOSED_REQUEST, png_response
-from service.schemas import MAX_SEED, ProjectionResult, StageLosses, VersionSpec
-from service.uploads import decode
+from service.operations.generation import ClientGone, busy, task_result
+from service.operations.rejections import LIMIT_EXCEEDED, field_error
+from service.operations.uploads import decode
 from shared.store import NAME_PATTERN
 
 router = APIRouter(tags=["projection"])

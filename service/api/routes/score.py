@@ -5,11 +5,12 @@ import anyio
 import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 
-from service.deps import ServicesDep, resolve_model
-from service.errors import error_responses
-from service.limits import IMAGES_CEILING, field_error
-from service.schemas import Score, ScoreList, VersionSpec
-from service.uploads import decode
+from service.api.ceilings import IMAGES_CEILING
+from service.api.deps import ServicesDep, resolve_model
+from service.api.errors import error_responses
+from service.api.schemas import Score, ScoreList, VersionSpec
+from service.operations.rejections import field_error
+from service.operations.uploads import decode
 from shared.store import NAME_PATTERN, NotFound
 
 router = APIRouter(tags=["discriminator"])

@@ -16,7 +16,7 @@ import torch
 from fastapi import HTTPException
 
 from service.engine.registry import LoadedModel
-from service.limits import MODEL_MISMATCH, field_error
+from service.operations.rejections import MODEL_MISMATCH, field_error
 from shared.store import ClassBoundary, ClassSemantics
 
 BLOCK = 512  # candidates drawn from the seed at a time

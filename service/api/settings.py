@@ -6,7 +6,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.limits import IMAGES_CEILING, PROJECT_STEPS_CEILING, SCALE_CEILING
+from service.api.ceilings import IMAGES_CEILING, PROJECT_STEPS_CEILING, SCALE_CEILING
 from shared.imaging.devices import DEVICE_PATTERN
 from shared.imaging.precision import AUTO, SETTINGS
 
@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(None, description="file of API keys, one per line (# comments), e.g. a secret")
     metrics_public: bool = Field(False, description="serve /metrics without a key even when keys are set")
     log_level: str = Field("info", description="debug, info, warning or error")
+    drain_timeout_s: float = Field(30.0, gt=0, le=3600, description="on SIGTERM, the most seconds spent finishing "
+                                   "the requests in flight before stopping (the container's stop grace period must "
+                                   "be longer)")
+    drain_notice_s: float = Field(2.0, ge=0, le=600, description="on SIGTERM, the least seconds the replica keeps "
+                                  "answering (not ready, new image requests refused with 503) so that a balancer's "
+                                  "health check sees it go")
 
     @field_validator("api_keys_file", mode="before")
     @classmethod

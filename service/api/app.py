@@ -15,18 +15,19 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from service.auth import ApiKeys, is_loopback, read_keys
-from service.deps import Services
+from service.api.auth import ApiKeys, is_loopback, read_keys
+from service.api.deps import Services
+from service.api.drain import Drain, RefuseWhileDraining
+from service.api.errors import validation_error
+from service.api.lane import LeanRoutes
+from service.api.limits import RequestLimits, tighten_schema
+from service.api.middleware import BodySizeLimit, RequestMetrics
+from service.api.routes import api_router
+from service.api.routes.images import LEAN_ROUTES
+from service.api.settings import Settings
+from service.api.telemetry import Telemetry
 from service.engine.engine import Engine, EngineConfig
 from service.engine.registry import ModelRegistry
-from service.errors import validation_error
-from service.lane import LeanRoutes
-from service.limits import RequestLimits, tighten_schema
-from service.middleware import BodySizeLimit, RequestMetrics
-from service.routes import api_router
-from service.routes.images import LEAN_ROUTES
-from service.settings import Settings
-from service.telemetry import Telemetry
 from shared.imaging.devices import resolve_device
 from shared.store import Store
 
@@ -99,8 +100,9 @@ def create_app(settings: Settings | None = None, lean_routes: bool = True) -> Fa
 
     app = FastAPI(title="latentlab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
+    drain = Drain()  # begun by SIGTERM (service.api.drain.DrainingServer)
     app.state.services = Services(settings, registry, engine, telemetry, RequestLimits(settings),
-                                  anyio.CapacityLimiter(settings.inference_threads), api_keys)
+                                  anyio.CapacityLimiter(settings.inference_threads), api_keys, drain)
     app.include_router(api_router(keys_required=api_keys.enabled, metrics_public=settings.metrics_public))
 
     # FastAPI's default /docs loads Swagger UI from a CDN and is blank offline: serve the assets ourselves
@@ -132,5 +134,6 @@ def create_app(settings: Settings | None = None, lean_routes: bool = True) -> Fa
     if lean_routes:  # added first, so innermost: the body limit and the metrics apply to it too
         app.add_middleware(LeanRoutes, routes=LEAN_ROUTES, keys_required=api_keys.enabled)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics, telemetry=telemetry)  # added last, runs first: it also counts the 413s
+    app.add_middleware(RefuseWhileDraining, drain=drain)  # before reading a body: a draining replica takes none
+    app.add_middleware(RequestMetrics, telemetry=telemetry)  # added last, runs first: it also counts the 413s and 503s
     return app

@@ -1,5 +1,5 @@
 """The API's shapes: request bodies (with the examples the OpenAPI page shows) and the JSON responses.
-Bounds come from `service.limits`."""
+Bounds come from `service.api.limits`."""
 from __future__ import annotations
 
 from typing import Annotated, Literal, Union
@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from service.limits import IMAGES_CEILING, PADDING_CEILING, SCALE_CEILING
+from service.api.ceilings import IMAGES_CEILING, PADDING_CEILING, SCALE_CEILING
 from shared.imaging.latents import STUDY_SWEEP_DIMS, STUDY_SWEEP_VALUES
 from shared.store import NAME_PATTERN, Manifest
 

@@ -8,17 +8,18 @@ import numpy as np
 import torch
 from fastapi import APIRouter, Request, Response
 
-from service.animation import MEDIA_TYPES, encode_animation
-from service.classes import find_class, semantics_of, truncate
-from service.deps import Services, ServicesDep, directions_of, resolve_model
+from service.api.deps import Services, ServicesDep, directions_of, resolve_model
+from service.api.errors import error_responses
+from service.api.lane import LeanRoute
+from service.api.limits import RequestLimits
+from service.api.schemas import GenerateRequest, InterpolateRequest, LatentRef, LatentSource, SweepRequest
 from service.engine.batcher import Batcher
 from service.engine.registry import LoadedModel
-from service.errors import error_responses
-from service.generation import ClientGone, admit, class_images, images_for
-from service.interpolation import interpolate
-from service.lane import LeanRoute
-from service.limits import MODEL_MISMATCH, RequestLimits, field_error
-from service.schemas import GenerateRequest, InterpolateRequest, LatentRef, LatentSource, SweepRequest
+from service.operations.animation import MEDIA_TYPES, encode_animation
+from service.operations.classes import find_class, semantics_of, truncate
+from service.operations.generation import ClientGone, admit, class_images, images_for
+from service.operations.interpolation import interpolate
+from service.operations.rejections import MODEL_MISMATCH, field_error
 from shared.imaging.grids import grid_array, grid_size, upscale
 from shared.imaging.latents import seeded_latents
 from shared.imaging.png import encode_png
@@ -194,6 +195,6 @@ def grid_header(shape: torch.Size, nrow: int, padding: int, scale: int) -> dict[
     return {"X-Grid": f"columns={columns}; rows={-(-n // columns)}; cell={h}x{w}; padding={padding}; scale={scale}"}
 
 
-# served by the lean path (service/lane.py): the same endpoints, without FastAPI's per-request machinery
+# served by the lean path (service/api/lane.py): the same endpoints, without FastAPI's per-request machinery
 LEAN_ROUTES = [LeanRoute("/generate", GenerateRequest, generate), LeanRoute("/sweep", SweepRequest, sweep),
                LeanRoute("/interpolate", InterpolateRequest, interpolate_route)]

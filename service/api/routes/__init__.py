@@ -1,11 +1,11 @@
 """The HTTP API, one router per tag: images (/generate, /sweep, /interpolate), models (/models, their
-directions and classes), latents (/latents), discriminator (/score), projection (/project), operations
-(/healthz, /readyz, /metrics). With API keys configured, all but the probes need one."""
+directions and classes), latents (/latents), discriminator (/score), projection (/project), probes
+(/healthz, /readyz) and /metrics. With API keys configured, all but the probes need one."""
 from fastapi import APIRouter, Depends
 
-from service.auth import require_api_key
-from service.errors import error_responses
-from service.routes import images, latents, models, operations, project, score
+from service.api.auth import require_api_key
+from service.api.errors import error_responses
+from service.api.routes import images, latents, models, probes, project, score
 
 
 def api_router(keys_required: bool, metrics_public: bool) -> APIRouter:
@@ -16,6 +16,6 @@ def api_router(keys_required: bool, metrics_public: bool) -> APIRouter:
     router.include_router(latents.router, **guarded)
     router.include_router(score.router, **guarded)
     router.include_router(project.router, **guarded)
-    router.include_router(operations.probes)  # liveness and readiness probes carry no key
-    router.include_router(operations.metrics, **({} if metrics_public else guarded))
+    router.include_router(probes.probes)  # liveness and readiness probes carry no key
+    router.include_router(probes.metrics, **({} if metrics_public else guarded))
     return router

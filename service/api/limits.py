@@ -1,7 +1,8 @@
 """Request limits: the ceilings the API schema declares, and the one place requests are checked against
 the operator's settings.
 
-The request models' bounds are the `*_CEILING` numbers here, and the settings may not go above them;
+The request models' bounds are the `*_CEILING` numbers of `service.api.ceilings`, and the settings may not go
+above them;
 `tighten_schema` then rewrites those ceilings in the published OpenAPI schema to the operator's settings,
 so what the docs page promises and what the service enforces cannot drift apart. What no JSON schema can
 say is checked in `RequestLimits` and answered with a 422 in FastAPI's own error shape, whose `type`
@@ -13,30 +14,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from fastapi import HTTPException
-
+from service.operations.rejections import LIMIT_EXCEEDED, MODEL_MISMATCH, field_error
 from shared.imaging.grids import grid_size
 
 if TYPE_CHECKING:
-    from service.settings import Settings
-
-# hard ceilings: the schema's bounds, and the highest value each setting accepts
-IMAGES_CEILING = 4096  # images in one response
-SCALE_CEILING = 64  # integer upscaling factor
-PADDING_CEILING = 64  # pixels between grid cells
-PROJECT_STEPS_CEILING = 5000  # optimisation steps of one projection
-
-
-MODEL_MISMATCH = "model_mismatch"  # valid for some model, not for the one named
-LIMIT_EXCEEDED = "limit_exceeded"  # each field within its bounds, their product over a limit
-INVALID_IMAGE = "invalid_image"  # an uploaded file that no image decoder reads
-BEYOND_SCHEMA = frozenset({MODEL_MISMATCH, LIMIT_EXCEEDED, INVALID_IMAGE})
-
-
-def field_error(loc: Sequence[Any], message: str, kind: str) -> HTTPException:
-    """A 422 in FastAPI's own validation-error shape, for checks that need the model or the settings."""
-    return HTTPException(422, detail=[{"type": kind, "loc": ["body", *loc], "msg": message}])
-
+    from service.api.settings import Settings
 
 # request fields whose bound in the published schema is the operator's setting, not the ceiling
 SETTING_BOUNDS = {"count": "max_images", "latents": "max_images", "dims": "max_images", "values": "max_images",

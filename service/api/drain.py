@@ -1,0 +1,96 @@
+"""Graceful drain: what SIGTERM means to a replica behind a load balancer (a rolling deploy, a Kubernetes eviction,
+`docker stop`).
+
+1. It stops being ready at once: /readyz answers 503 with the reason, so a health-checking balancer stops sending.
+2. It refuses new image requests (every POST) with 503, `Retry-After: 1` and `Connection: close`: a balancer that
+   retries (deploy/haproxy.cfg) sends them to another replica, and a client's retries reach one.
+3. It finishes what it accepted: every request in flight, and so the queued forwards they wait for.
+4. Once nothing is in flight and DRAIN_NOTICE_S have passed (time for the balancer's next health check to see the
+   503), or at DRAIN_TIMEOUT_S at the latest, it closes its port, stops its engine and exits 0.
+
+A second SIGTERM, or Ctrl-C, stops at once, the way uvicorn does. The drain needs one process per replica
+(WORKERS=1, the layout behind a balancer): uvicorn's multi-worker supervisor stops its workers itself.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+log = logging.getLogger("latentlab.drain")
+
+RETRY_AFTER_S = 1  # another replica can take the request now
+
+
+class Drain:
+    """Whether this replica is draining, why, and since when."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.started: float | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self.reason is not None
+
+    def begin(self, reason: str) -> None:
+        if not self.draining:
+            self.reason, self.started = reason, time.monotonic()
+
+    def elapsed(self) -> float:
+        return 0.0 if self.started is None else time.monotonic() - self.started
+
+    def detail(self) -> str:
+        return f"draining: {self.reason}; finishing the requests in flight, then stopping"
+
+
+class RefuseWhileDraining:
+    """ASGI middleware: while draining, every POST (the image requests) gets 503 + Retry-After at once."""
+
+    def __init__(self, app: ASGIApp, drain: Drain) -> None:
+        self.app = app
+        self.drain = drain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not self.drain.draining:
+            return await self.app(scope, receive, send)
+        body = json.dumps({"detail": f"this replica is shutting down ({self.drain.reason}): retry, another replica "
+                                     "will answer"}).encode()
+        await send({"type": "http.response.start", "status": 503, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, with SIGTERM as the start of a drain rather than of the shutdown."""
+
+    def __init__(self, config: uvicorn.Config, drain: Drain, notice_s: float, timeout_s: float) -> None:
+        super().__init__(config)
+        self.drain, self.notice_s, self.timeout_s = drain, notice_s, timeout_s
+
+    def handle_exit(self, sig: int, frame) -> None:
+        if sig == signal.SIGTERM and not self.drain.draining:
+            self.drain.begin("SIGTERM received")  # not re-raised after the shutdown: the exit status stays 0
+            log.info("SIGTERM: draining (not ready; new image requests refused with 503; %d in flight; "
+                     "at most %.0fs)", len(self.server_state.tasks), self.timeout_s)
+            return
+        super().handle_exit(sig, frame)  # a second signal, or Ctrl-C: uvicorn's own, prompt shutdown
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain.draining and not self.should_exit:
+            elapsed, in_flight = self.drain.elapsed(), len(self.server_state.tasks)
+            if (not in_flight and elapsed >= self.notice_s) or elapsed >= self.timeout_s:
+                if in_flight:
+                    log.warning("drain timeout (%.0fs) with %d request(s) in flight: stopping them", elapsed,
+                                in_flight)
+                else:
+                    log.info("drained in %.1fs: stopping", elapsed)
+                self.should_exit = True
+                # what is left of DRAIN_TIMEOUT_S bounds uvicorn's own wait for the connections to finish
+                self.config.timeout_graceful_shutdown = max(0.5, self.timeout_s - elapsed)
+        return await super().on_tick(counter)

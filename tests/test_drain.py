@@ -1,0 +1,87 @@
+"""Graceful drain of a real `python -m service` process: on SIGTERM it is not ready at once, refuses new image
+requests with 503 + Retry-After, finishes the request it holds, and exits 0, within DRAIN_TIMEOUT_S."""
+import io
+import signal
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.test_service_process import start_service, wait_ready
+
+
+def picture() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (28, 28), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def long_projection(url: str, answer: dict, steps: int = 500) -> threading.Thread:
+    """A POST /project of `steps` steps (500: seconds of work on the DCGAN) in a thread; its status lands in
+    `answer`."""
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            r = httpx.post(f"{url}/project", data={"model": "dcgan", "steps": str(steps)},
+                           files={"file": ("x.png", picture(), "image/png")}, timeout=120)
+            answer.update(status=r.status_code, seconds=time.monotonic() - started)
+        except httpx.TransportError as e:
+            answer.update(status=type(e).__name__, seconds=time.monotonic() - started)
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.slow
+def test_sigterm_drains_what_it_holds_refuses_the_rest_and_exits_0(trained_store):
+    proc, url = start_service({"MODEL_DIR": str(trained_store), "DEVICE": "cpu", "DRAIN_NOTICE_S": "1",
+                               "DRAIN_TIMEOUT_S": "60", "LOG_LEVEL": "info"})
+    try:
+        wait_ready(url, proc)
+        answer: dict = {}
+        projecting = long_projection(url, answer)
+        time.sleep(1.0)  # the projection is running (its 500 steps take several seconds here)
+        assert not answer, "the projection finished before the test could signal: make it longer"
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+
+        ready = httpx.get(f"{url}/readyz", timeout=5)
+        assert ready.status_code == 503 and "draining" in ready.json()["detail"]
+        refused = httpx.post(f"{url}/generate", json={"model": "gan", "seed": 0}, timeout=5)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert "shutting down" in refused.json()["detail"]
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200  # alive, only not taking new work
+
+        projecting.join(timeout=120)
+        assert answer["status"] == 200, answer  # what it held, it finished
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "SIGTERM: draining" in output and "drained in" in output and "Traceback" not in output
+
+
+@pytest.mark.slow
+def test_the_drain_is_bounded_by_its_timeout(trained_store):
+    proc, url = start_service({"MODEL_DIR": str(trained_store), "DEVICE": "cpu", "DRAIN_NOTICE_S": "0",
+                               "DRAIN_TIMEOUT_S": "1", "MAX_PROJECT_STEPS": "5000", "LOG_LEVEL": "info"})
+    try:
+        wait_ready(url, proc)
+        answer: dict = {}
+        projecting = long_projection(url, answer, steps=4000)
+        time.sleep(1.0)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+        stopped = time.monotonic() - signalled
+        projecting.join(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert stopped < 10, f"took {stopped:.1f}s to stop with DRAIN_TIMEOUT_S=1"
+    assert "drain timeout" in output
