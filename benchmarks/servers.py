@@ -113,5 +113,5 @@ def start_balancer(port: int, replica_ports: list[int], stats_port: int | None =
     env = {**os.environ, "LATENTLAB_BIND": f"127.0.0.1:{port}",
            **{f"LATENTLAB_REPLICA{i + 1}": f"127.0.0.1:{p}" for i, p in enumerate(replica_ports)}}
     proc = subprocess.Popen(["haproxy", "-db", "-f", str(HAPROXY_CFG)], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return wait_ready(proc, port)

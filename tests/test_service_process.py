@@ -20,8 +20,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(env: dict) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+def start_service(env: dict, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    port = port or free_port()
     proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT,
                             env={**os.environ, "HOST": "127.0.0.1", "PORT": str(port), **env},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -1,0 +1,97 @@
+"""Three replicas of `python -m service` on one store behind HAProxy (deploy/haproxy.cfg), under a steady load
+from the project's client: a rolling restart loses no request, a replica killed with SIGKILL costs none either
+(the balancer retries on another replica), it gets traffic again once restarted, and every image answered
+through the balancer is byte-identical to the same request served by a calm replica.
+(benchmarks/chaos.py measures the same at scale, with wrk, p99s and the overload burst.)"""
+import signal
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_service_process import free_port, start_service, wait_ready
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from load import ClientLoad  # noqa: E402
+from servers import start_balancer, stop  # noqa: E402
+
+
+class Replicas:
+    def __init__(self, store) -> None:
+        self.store, self.ports = store, [free_port() for _ in range(3)]
+        self.procs = [self.start(port) for port in self.ports]
+
+    def start(self, port: int):
+        proc, url = start_service({"MODEL_DIR": str(self.store), "DEVICE": "cpu", "DRAIN_NOTICE_S": "1",
+                                   "LOG_LEVEL": "warning"}, port)
+        wait_ready(url, proc)
+        return proc
+
+    def restart(self, i: int, sig: int) -> int | None:
+        """Stop replica i with `sig`, start it again on its port; the old process's exit status."""
+        self.procs[i].send_signal(sig)
+        code = self.procs[i].wait(timeout=60)
+        self.procs[i] = self.start(self.ports[i])
+        time.sleep(1.5)  # the balancer's health check puts it back after two 200s, 500 ms apart
+        return code
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def cluster(trained_store):
+    replicas = Replicas(trained_store)
+    port = free_port()
+    balancer = start_balancer(port, replicas.ports)
+    yield replicas, f"http://127.0.0.1:{port}"
+    stop(balancer)
+    replicas.close()
+
+
+def same_as_a_calm_replica(answers: dict, port: int, sample: int = 40) -> None:
+    for seed in sorted(answers)[::max(1, len(answers) // sample)]:
+        calm = httpx.post(f"http://127.0.0.1:{port}/generate", json={"model": "gan", "seed": seed, "count": 4},
+                          timeout=30)
+        assert calm.content == answers[seed], f"seed {seed}: the balanced answer differs from a calm replica's"
+
+
+@pytest.mark.slow
+def test_a_rolling_restart_under_load_loses_no_request(cluster):
+    replicas, url = cluster
+    load = ClientLoad(url, "gan")
+    time.sleep(2)
+    codes = [replicas.restart(i, signal.SIGTERM) for i in range(3)]
+    time.sleep(2)
+    load.stop()
+    assert codes == [0, 0, 0]  # each drained and exited cleanly
+    assert load.failures == [], load.failures[:5]
+    assert len(load.answers) > 30
+    same_as_a_calm_replica(load.answers, replicas.ports[0])
+
+
+@pytest.mark.slow
+def test_a_replica_killed_under_load_costs_nothing_and_serves_again_once_restarted(cluster):
+    replicas, url = cluster
+    load = ClientLoad(url, "gan")
+    time.sleep(2)
+    code = replicas.restart(1, signal.SIGKILL)
+    served_before = httpx.get(f"http://127.0.0.1:{replicas.ports[1]}/metrics", timeout=10).text
+    time.sleep(3)
+    load.stop()
+    assert code == -signal.SIGKILL
+    assert load.failures == [], load.failures[:5]
+    served = httpx.get(f"http://127.0.0.1:{replicas.ports[1]}/metrics", timeout=10).text
+    assert _generated(served) > _generated(served_before)  # the balancer sends to the restarted replica again
+    same_as_a_calm_replica(load.answers, replicas.ports[2])
+
+
+def _generated(metrics: str) -> float:
+    """Images the replica generated, from its Prometheus text."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("latentlab_images_generated_total{"))
