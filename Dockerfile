@@ -44,4 +44,6 @@ ENV HOST=0.0.0.0 PORT=8000
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/readyz', timeout=4)"
+# SIGTERM drains (DRAIN_TIMEOUT_S, 30 s by default): give `docker stop` longer than that, e.g. docker stop -t 40
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["python", "-m", "service"]

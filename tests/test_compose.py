@@ -64,8 +64,31 @@ def test_compose_services_volume_and_gpus(compose):
     assert str(replicas["ports"][0]["published"]) == "8000-8002"  # one host port per replica under --scale
     assert str(replicas["environment"]["WORKERS"]) == "2"
     assert services["trainer"]["command"][:4] == ["--arch", "dcgan", "--epochs", "5"]  # the defaults
+    drain = float(services["service"]["environment"]["DRAIN_TIMEOUT_S"])
+    assert _seconds(services["service"]["stop_grace_period"]) > drain  # the drain ends before Docker's SIGKILL
     changed = compose_config(compose, {"ARCH": "gan", "EPOCHS": "40"})["services"]["trainer"]["command"]
     assert changed[:4] == ["--arch", "gan", "--epochs", "40"]  # changed from the environment, no edit
+
+
+def _seconds(duration: str) -> float:
+    return float(duration.rstrip("s"))
+
+
+def test_the_balanced_profile_puts_haproxy_with_the_shipped_config_before_three_replicas(compose):
+    result = subprocess.run([compose, "--profile", "balanced", "config"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    balancer = services["balancer"]
+    assert any(v.startswith(f"{ROOT / 'deploy' / 'haproxy.cfg'}:") or v.startswith("./deploy/haproxy.cfg:")
+               or "deploy/haproxy.cfg" in str(v) for v in balancer["volumes"])
+    targets = sorted(balancer["environment"][f"LATENTLAB_REPLICA{i}"] for i in (1, 2, 3))
+    assert targets == ["replica-1:8000", "replica-2:8000", "replica-3:8000"]
+    for i in (1, 2, 3):
+        replica = services[f"replica-{i}"]
+        assert not replica.get("ports") and replica["entrypoint"] == ["python", "-m", "service"]
+        assert any(v.startswith("models:/models") and v.endswith(":ro") for v in replica["volumes"])
+        assert _seconds(replica["stop_grace_period"]) > float(replica["environment"]["DRAIN_TIMEOUT_S"])
 
 
 def test_dockerfile_targets_users_and_layer_order():
@@ -80,6 +103,7 @@ def test_dockerfile_targets_users_and_layer_order():
         assert "USER latentlab" in body
         assert body.index("pip install") < body.index("COPY shared")  # code changes do not reinstall
     assert "HEALTHCHECK" in stages["service"] and "/readyz" in stages["service"]
+    assert "STOPSIGNAL SIGTERM" in stages["service"]  # what the drain answers
     assert ".venv" in (ROOT / ".dockerignore").read_text()
 
 
