@@ -87,13 +87,25 @@ def test_torchrun_stops_together_and_resumes_with_another_number_of_processes(tm
     assert second.manifest.iterations == (saved.epoch + 1) * 16 + 32
 
 
+@pytest.fixture
+def cpu_hog():
+    """Another CPU-bound process on the machine, as in a full test run on a busy CI box, where rank 1 once aborted
+    at exit ("terminate called without an active exception"; trainer.distributed.finish says why)."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    yield hog
+    hog.kill()
+    hog.wait()
+
+
 @pytest.mark.slow
-def test_data_parallel_steps_match_one_process_with_the_global_batch(tmp_path, fashion_dir):
+def test_data_parallel_steps_match_one_process_with_the_global_batch(tmp_path, fashion_dir, cpu_hog):
     """2 ranks x 32 images take the same steps as 1 process x 64 (plain GAN: no BatchNorm), up to float
-    rounding of the gradient all-reduce: parameters agree within 1e-5 after an epoch of 4 steps."""
+    rounding of the gradient all-reduce: parameters agree within 1e-5 after an epoch of 4 steps; beside a CPU-bound
+    process, both ranks exit cleanly."""
     args = ["--epochs", "1", "--no-evaluate", "--limit", "256"]
     code, _, err = torchrun(tmp_path / "ddp", fashion_dir, 2, *args, "--batch-size", "32")
     assert code == 0, err
+    assert "terminate called" not in err and "SIGABRT" not in err, err
     code, _, err = torchrun(tmp_path / "one", fashion_dir, 1, *args, "--batch-size", "64")
     assert code == 0, err
     ddp = TrainingState.load(tmp_path / "ddp" / "models" / ".runs" / "gan" / STATE_FILE)
