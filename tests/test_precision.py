@@ -133,3 +133,24 @@ def test_bf16_serving_stays_within_the_pixel_bound_of_fp32(store, model, request
     assert diff.max() <= precision.BF16_MAX_GREY_DIFF, f"largest difference {int(diff.max())} grey levels"
     assert diff.float().mean() < precision.BF16_MEAN_GREY_DIFF, f"mean difference {float(diff.float().mean()):.3f}"
     assert diff.any()  # it really ran in bf16: otherwise this test would prove nothing
+
+
+@pytest.mark.slow
+def test_the_dcgan_stable_recipe_trains_in_bf16_only_where_it_is_native(fashion_dir, tmp_path, capabilities, monkeypatch):
+    from trainer.config import TrainConfig
+    from trainer.loop import train
+    from trainer.recipe import recipe_settings
+
+    assert recipe_settings("stable", "dcgan")["precision"] == "auto"
+    assert "precision" not in recipe_settings("seed", "dcgan")  # the study's stays fp32, bit for bit
+    assert "precision" not in recipe_settings("stable", "gan")  # slower in bf16 on the CPU: fp32
+    cfg = TrainConfig(arch="dcgan", epochs=1, limit=64, data_dir=str(fashion_dir), device="cpu", encoder_steps=0,
+                      class_samples=0, **recipe_settings("stable", "dcgan"))
+    capabilities({**NO_BF16, "avx512_bf16": True})
+    native = train(cfg, tmp_path / "native", log=lambda m: None, progress=False)
+    capabilities(NO_BF16)
+    emulated = train(cfg, tmp_path / "emulated", log=lambda m: None, progress=False)
+    assert (native.config.precision, emulated.config.precision) == ("bf16", "fp32")  # recorded as trained
+    assert native.generator.main[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert emulated.generator.main[0].weight.is_contiguous()  # the study's layout
+    assert not torch.allclose(native.history, emulated.history)  # they really trained differently

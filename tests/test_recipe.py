@@ -285,7 +285,7 @@ def test_a_recipe_run_publishes_the_average_and_records_every_component(tmp_path
     recipe = version.manifest.recipe
     assert recipe == {"name": "stable", "loss": "hinge", "lr_g": 3e-4, "lr_d": 8e-4, "ema": 0.999, "ema_warmup": True,
                       "spectral_norm": True, "augment": "translation,cutout", "augment_p": 0.5, "r1": 1.0,
-                      "d_steps": 1, "batch_size": 64, "d_scores": "raw"}
+                      "d_steps": 1, "batch_size": 64, "precision": "fp32", "d_scores": "raw"}
     assert version.manifest.parameters.discriminator == 100_609  # SN baked into plain weights on export
     assert json.loads((version.path / "manifest.json").read_text())["discriminator_output"].startswith("raw")
 

@@ -126,10 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda-graphs", choices=("auto", "on", "off"), default="auto",
                    help="run each full training step as one captured CUDA graph (auto: on when training on CUDA "
                         "in a single process; on without CUDA or under torchrun is refused)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    r.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=argparse.SUPPRESS,
                    help="bf16: forward passes under bfloat16 autocast, weights and optimisers in fp32, the conv nets "
-                        "laid out channels-last (changes the recipe; fp32 is the study's); the work after training "
-                        "(encoder, classes, evaluation) runs its generators in the same precision")
+                        "laid out channels-last; auto: bf16 where the device computes it natively (AMX or "
+                        "AVX512-BF16, CUDA 8.0+), else fp32 (default: the recipe's; fp32 is the study's); the work "
+                        "after training (encoder, classes, evaluation) runs its generators in the same precision")
     p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
                    help="IDX datasets are looked for in --data-dir, then /usr/share/datasets/fashion-mnist, then "
                         "downloaded; 'folder' takes any folder of images")
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(arch=args.arch, name=name, epochs=args.epochs, lr=args.lr,
                       seed=args.seed, dataset=args.dataset, data_dir=args.data_dir, limit=args.limit,
                       device=args.device, world_size=ranks.world_size, cuda_graphs=args.cuda_graphs,
-                      precision=args.precision, eval_every=args.eval_every or 0, eval_samples=args.eval_samples,
+                      eval_every=args.eval_every or 0, eval_samples=args.eval_samples,
                       class_samples=0 if args.no_classes else args.class_samples,
                       encoder_steps=0 if args.no_encoder else args.encoder_steps,
                       **recipe_settings(args.recipe, args.arch, **{k: getattr(args, k, None) for k in COMPONENTS}))

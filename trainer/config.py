@@ -27,7 +27,7 @@ class TrainConfig:
     device: str = "auto"
     world_size: int = 1  # processes under torchrun; each takes batch_size images of every global batch
     cuda_graphs: str = "auto"  # on | off | auto (on when training on CUDA in one process)
-    precision: str = "fp32"  # fp32 | bf16 (autocast; the weights and optimiser stay fp32)
+    precision: str = "fp32"  # fp32 | bf16 (autocast; the weights and optimiser stay fp32) | auto (bf16 where native)
     channels_last: bool | None = None  # NHWC conv weights; None: with bf16 (faster there), not in the study's fp32
     # the recipe (trainer.recipe): a preset's name and its components, each overridable; defaults: the study's
     recipe: str = "seed"

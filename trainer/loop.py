@@ -7,6 +7,7 @@ resumed run continues exactly where it stopped (bit-identical on the CPU).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from shared.imaging.devices import resolve_device
+from shared.imaging.precision import AUTO, BF16, FP32, native_bf16
 from trainer.architectures import get_architecture
 from trainer.board import Board
 from trainer.budget import with_budget
@@ -104,6 +106,8 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
     data = load_training_images(cfg.dataset, cfg.data_dir, arch.image_size, arch.channels, cfg.limit,
                                 log=log).to(device)
     cfg = with_budget(cfg, data.shape[0])  # the post-training counts left open, for a run of this size
+    if cfg.precision == AUTO:  # the recipe's choice for this device, recorded as what it trained in
+        cfg = dataclasses.replace(cfg, precision=BF16 if native_bf16(device) else FP32)
     steps = steps_per_epoch(data.shape[0], cfg.batch_size, ranks, cfg.d_steps)
 
     graphs = use_cuda_graphs(cfg.cuda_graphs, device, ranks)
