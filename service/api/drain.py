@@ -13,13 +13,14 @@ A second SIGTERM, or Ctrl-C, stops at once, the way uvicorn does. The drain need
 """
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import time
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.api.middleware import send_json
 
 log = logging.getLogger("latentlab.drain")
 
@@ -58,12 +59,8 @@ class RefuseWhileDraining:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or not self.drain.draining:
             return await self.app(scope, receive, send)
-        body = json.dumps({"detail": f"this replica is shutting down ({self.drain.reason}): retry, another replica "
-                                     "will answer"}).encode()
-        await send({"type": "http.response.start", "status": 503, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 503, f"this replica is shutting down ({self.drain.reason}): retry, another replica will "
+                                   "answer", headers=((b"retry-after", str(RETRY_AFTER_S).encode()),))
 
 
 class DrainingServer(uvicorn.Server):

@@ -49,9 +49,9 @@ class BodySizeLimit:
         too_large = f"request body larger than {self.max_bytes} bytes (MAX_BODY_BYTES)"
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and not length.isdigit():
-            return await _send_json(send, 400, "invalid Content-Length header")
+            return await send_json(send, 400, "invalid Content-Length header")
         if length is not None and int(length) > self.max_bytes:
-            return await _send_json(send, 413, too_large)
+            return await send_json(send, 413, too_large)
         body = bytearray()
         while True:
             message = await receive()
@@ -59,7 +59,7 @@ class BodySizeLimit:
                 return
             body += message.get("body", b"")
             if len(body) > self.max_bytes:
-                return await _send_json(send, 413, too_large)
+                return await send_json(send, 413, too_large)
             if not message.get("more_body", False):
                 break
         delivered = False
@@ -74,8 +74,10 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
 
-async def _send_json(send: Send, status: int, detail: str) -> None:
+async def send_json(send: Send, status: int, detail: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """A {"detail": ...} answer that closes the connection, from ASGI middleware (before any route runs)."""
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
+        *headers]})
     await send({"type": "http.response.body", "body": body})

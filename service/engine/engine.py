@@ -51,11 +51,11 @@ class Started:
 
     batcher: Batcher
     directions: Directions | None
+    precision: PrecisionChoice  # how its forwards run, and why
     semantics: ClassSemantics | None = None
     classifier: torch.jit.ScriptModule | None = None
     generator: torch.jit.ScriptModule | None = None  # the module the batcher's forwards run (projections use it)
     encoder: torch.jit.ScriptModule | None = None  # encoder.pt, when the version has one
-    precision: PrecisionChoice | None = None  # how its forwards run, and why
 
 
 class Engine:
@@ -95,7 +95,7 @@ class Engine:
                           self.budget, self.observer, max_delay=s.max_queue_delay_ms / 1000)
         for n, seconds in choice.timings():  # admission predicts from the first request on; real batches refine it
             batcher.cost.observe(n, seconds)
-        return Started(batcher, directions, semantics, classifier, module, encoder, choice)
+        return Started(batcher, directions, choice, semantics, classifier, module, encoder)
 
     def score(self, version: Version, images: np.ndarray) -> np.ndarray:
         """The discriminator's logits (N,) for uint8 images (N, H, W, C) at the model's size. Blocking: call
@@ -140,7 +140,7 @@ class Engine:
                              left, PROJECTIONS)
         return self.worker.start_task(projection_steps(started.generator, started.encoder, started.classifier, image,
                                                        latent_dim, steps, seed, self.device,
-                                                       started.precision.precision if started.precision else "fp32"))
+                                                       started.precision.precision))
 
     def resume(self) -> None:
         self.worker.resume()

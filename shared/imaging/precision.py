@@ -34,8 +34,6 @@ def cpu_bf16_features() -> list[str]:
     torch.cpu.get_capabilities() is torch 2.12's; torch 2.11 has the private per-feature checks."""
     import torch
 
-    if os.environ.get(FORCE_NO_BF16, "") not in ("", "0"):
-        return []
     capabilities = getattr(torch.cpu, "get_capabilities", None)
     if capabilities is not None:
         found = capabilities()
@@ -48,9 +46,9 @@ def native_bf16(device: "torch.device") -> str | None:
     """What computes bf16 natively on `device` (e.g. 'amx_bf16', 'cuda sm_90'), or None where nothing does."""
     import torch
 
+    if os.environ.get(FORCE_NO_BF16, "") not in ("", "0"):
+        return None
     if device.type == "cuda":
-        if os.environ.get(FORCE_NO_BF16, "") not in ("", "0"):
-            return None
         major, minor = torch.cuda.get_device_capability(device)
         return f"cuda sm_{major}{minor}" if major >= 8 else None
     if device.type == "cpu":
