@@ -41,6 +41,19 @@ VARIANTS = {
              "--augment", "translation,cutout", "--r1", "1"],
     "+ema+r1": ["--ema", "0.999", "--r1", "1"],
     "+ema+r1+spectral-norm": ["--ema", "0.999", "--r1", "1", "--spectral-norm"],
+    # the DCGAN's stabilisers of wave four: spectral norm instead of D's BatchNorm, the SN-GAN/SA-GAN optimiser
+    # (hinge, beta1 0, two time scales), instance noise, an average with a half-life, LeCam
+    "+d-norm-spectral": ["--d-norm", "spectral"],
+    "+sngan": ["--d-norm", "spectral", "--loss", "hinge", "--beta1", "0", "--lr-g", "1e-4", "--lr-d", "4e-4"],
+    "+instance-noise": ["--instance-noise", "0.1"],
+    "+ema-kimg": ["--ema-kimg", "10"],
+    "+lecam": ["--lecam", "0.3"],
+    "+sngan+ema": ["--d-norm", "spectral", "--loss", "hinge", "--beta1", "0", "--lr-g", "1e-4", "--lr-d", "4e-4",
+                   "--ema-kimg", "10"],
+    "+sngan+ema+lecam": ["--d-norm", "spectral", "--loss", "hinge", "--beta1", "0", "--lr-g", "1e-4", "--lr-d", "4e-4",
+                         "--ema-kimg", "10", "--lecam", "0.3"],
+    "+sngan+ema+noise": ["--d-norm", "spectral", "--loss", "hinge", "--beta1", "0", "--lr-g", "1e-4", "--lr-d", "4e-4",
+                         "--ema-kimg", "10", "--instance-noise", "0.1"],
     "stable": ["--recipe", "stable"],
 }
 COLUMNS = ("architecture", "recipe", "epochs", "seed", "FID", "KID", "precision", "recall", "class entropy", "seconds")
@@ -79,6 +92,7 @@ def run(arch: str, variant: str, args) -> dict:
                *(["--batch-size", str(args.batch_size)] if args.batch_size else []), "--no-progress",
                *(["--limit", str(args.limit)] if args.limit else []),
                *(["--eval-every", str(args.eval_every)] if args.eval_every else []),
+               *(["--eval-samples", str(args.eval_samples)] if args.eval_samples else []),
                *([] if args.serve_ready else ["--no-encoder", "--no-classes"]), *(["--resume"] if args.resume else []),
                *flags_of(variant)]
     print(f"$ {' '.join(command[1:])}", file=sys.stderr, flush=True)
@@ -115,6 +129,8 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=None, help="for every run (default: each recipe's, else 128)")
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only (a quicker ranking)")
     p.add_argument("--eval-every", type=int, default=None, help="also measure every N epochs (the FID curve)")
+    p.add_argument("--eval-samples", type=int, default=10_000,
+                   help="generated images every measurement uses (the README's tables: 10,000)")
     p.add_argument("--serve-ready", action="store_true",
                    help="also fit each version's encoder and class directions (POST /project, class requests), as "
                         "a plain training run does; off, the runs skip them (only the training time is reported)")

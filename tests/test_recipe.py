@@ -20,7 +20,7 @@ from trainer.config import ConfigError, TrainConfig
 from trainer.data import load_training_images
 from trainer.distributed import Ranks
 from trainer.interrupt import StopRequested
-from trainer.recipe import Hinge, NonSaturatingBCE, build_recipe, recipe_settings
+from trainer.recipe import Hinge, NonSaturatingBCE, Recipe, build_recipe, recipe_settings
 from trainer.state import STATE_FILE, TrainingState, resume_or_start
 from trainer.step import (
     Nets,
@@ -36,7 +36,12 @@ def everything(arch: str) -> dict:
     """Every component on, away from its default (named outright: the presets change as ablations do)."""
     return recipe_settings("stable", arch, loss="hinge", lr_g=1e-4, lr_d=4e-4, augment="translation,cutout",
                            augment_p=0.7, d_steps=2, ema_warmup=False, ema=0.999, spectral_norm=True, r1=1.0,
-                           batch_size=32)
+                           batch_size=32, d_norm="spectral", beta1=0.0, instance_noise=0.1, lecam=0.3, ema_kimg=1.0)
+
+
+def averaging(**components) -> Recipe:
+    """A recipe with only the moving average's settings (what `update_ema` reads)."""
+    return Recipe("test", Hinge(), optimizer_G=None, optimizer_D=None, **components)
 
 
 # ---------------------------------------------------------------------- components, one by one
@@ -47,16 +52,16 @@ def test_ema_arithmetic_and_warm_up():
         average.weight.fill_(0.0)
         G.weight.fill_(1.0)
     steps = torch.zeros(())
-    update_ema(average, G, steps, decay=0.999)  # t=0: d = min(0.999, 1/10) = 0.1
+    update_ema(average, G, steps, averaging(ema=0.999))  # t=0: d = min(0.999, 1/10) = 0.1
     assert torch.allclose(average.weight, torch.full((1, 2), 0.9)) and steps.item() == 1
     with torch.no_grad():
         G.weight.fill_(2.0)
-    update_ema(average, G, steps, decay=0.999)  # t=1: d = 2/11
+    update_ema(average, G, steps, averaging(ema=0.999))  # t=1: d = 2/11
     expected = 2 / 11 * 0.9 + 9 / 11 * 2.0
     assert torch.allclose(average.weight, torch.full((1, 2), expected))
     steps.fill_(10_000)  # long after the warm-up, d is the decay itself
     before = average.weight.clone()
-    update_ema(average, G, steps, decay=0.9)
+    update_ema(average, G, steps, averaging(ema=0.9))
     assert torch.allclose(average.weight, 0.9 * before + 0.1 * 2.0)
 
 
@@ -128,8 +133,58 @@ def test_ema_without_warm_up_uses_the_decay_from_the_first_update():
     with torch.no_grad():
         average.weight.fill_(0.0)
         G.weight.fill_(1.0)
-    update_ema(average, G, torch.zeros(()), decay=0.99, warmup=False)
+    update_ema(average, G, torch.zeros(()), averaging(ema=0.99, ema_warmup=False))
     assert torch.allclose(average.weight, torch.full((1, 2), 0.01))
+
+
+def test_the_half_life_average_ramps_up_with_the_images_seen():
+    recipe = averaging(ema_kimg=10, images_per_step=100)  # half-life 10,000 images, at most 5% of those seen
+    early = recipe.ema_decay(torch.tensor(99.0))  # 10,000 images seen: half-life 500 images = 5 steps
+    assert early.item() == pytest.approx(0.5 ** (1 / 5))
+    late = recipe.ema_decay(torch.tensor(1e6))  # long after: the half-life itself, 100 steps
+    assert late.item() == pytest.approx(0.5 ** (1 / 100))
+    assert averaging(ema=0.999).ema_decay(torch.tensor(1e6)).item() == pytest.approx(0.999)
+
+
+def test_instance_noise_falls_linearly_to_zero_over_the_run():
+    recipe = averaging(instance_noise=0.2, noise_steps=100)
+    x = torch.zeros(4096, 1, 8, 8)
+    for steps, std in ((0, 0.2), (50, 0.1), (100, 0.0), (150, 0.0)):
+        assert recipe.d_input(x, torch.tensor(float(steps))).std().item() == pytest.approx(std, abs=2e-3)
+    assert averaging().d_input(x, torch.tensor(0.0)) is x  # off: D sees the images themselves, no draw
+
+
+def test_lecam_penalty_by_hand():
+    from trainer.recipe import LECAM_DECAY
+    from trainer.step import lecam_penalty
+
+    anchors = torch.tensor([1.0, -1.0])  # D's usual outputs: +1 on real images, -1 on generated ones
+    d_real, d_fake = torch.tensor([0.5, -2.0]), torch.tensor([2.0, -3.0])
+    penalty = lecam_penalty(d_real, d_fake, anchors)
+    a_real = LECAM_DECAY * 1.0 + (1 - LECAM_DECAY) * d_real.mean()
+    a_fake = LECAM_DECAY * -1.0 + (1 - LECAM_DECAY) * d_fake.mean()
+    expected = F.relu(d_real - a_fake).square().mean() + F.relu(a_real - d_fake).square().mean()
+    assert torch.allclose(anchors, torch.stack([a_real, a_fake])) and penalty.item() == pytest.approx(expected.item())
+
+
+def test_d_norm_spectral_replaces_batch_norm_and_publishes_a_plain_d():
+    """--d-norm spectral: no BatchNorm left in D, spectral norm on every conv; the exported D is an
+    unparametrised copy without BatchNorm that scores like the trained one."""
+    arch = get_architecture("dcgan")
+    cfg = TrainConfig(arch="dcgan", **recipe_settings("seed", "dcgan", d_norm="spectral"))
+    nets = Nets.build(arch, build_recipe(cfg), torch.device("cpu"))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in nets.D.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in nets.G.modules())  # G keeps the study's
+    convs = [m for m in nets.D.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 4 and all(torch.nn.utils.parametrize.is_parametrized(m) for m in convs)
+    plain = without_parametrizations(nets.D, arch.discriminator(batch_norm=False)).eval()
+    x = torch.randn(4, 1, 32, 32)
+    nets.D.eval()
+    assert torch.allclose(plain(x), nets.D(x), atol=1e-6)
+    none = Nets.build(arch, build_recipe(TrainConfig(arch="dcgan", d_norm="none")), torch.device("cpu")).D
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) or torch.nn.utils.parametrize.is_parametrized(m)
+                   for m in none.modules())
+    assert count_parameters(none) == count_parameters(arch.discriminator()) - 2 * (128 + 256)  # BN's scale, shift
 
 
 def test_standing_statistics_are_the_generators_own():
@@ -265,11 +320,12 @@ def test_every_component_resumes_bit_identically_from_mid_epoch(tmp_path, fashio
     resumed = loop.train(cfg2, tmp_path / "resumed", saved, **quiet)
 
     a, b = (TrainingState.load(tmp_path / run / STATE_FILE) for run in ("straight", "resumed"))
-    for key in ("G", "G_ema", "ema_steps", "D", "opt_G", "opt_D"):
+    for key in ("G", "G_ema", "ema_steps", "D", "opt_G", "opt_D", "steps", "lecam_anchors"):
         assert equal(a.weights[key], b.weights[key]), key
     assert torch.equal(a.history, b.history) and len(a.history) == 10
     assert equal(straight.generator.state_dict(), resumed.generator.state_dict())
-    assert b.weights["ema_steps"].item() == 10
+    assert b.weights["ema_steps"].item() == b.weights["steps"].item() == 10
+    assert b.weights["lecam_anchors"].abs().sum() > 0
 
 
 # ---------------------------------------------------------------------- what gets published
@@ -284,8 +340,9 @@ def test_a_recipe_run_publishes_the_average_and_records_every_component(tmp_path
     version = Store(out).get("gan")
     recipe = version.manifest.recipe
     assert recipe == {"name": "stable", "loss": "hinge", "lr_g": 3e-4, "lr_d": 8e-4, "ema": 0.999, "ema_warmup": True,
-                      "spectral_norm": True, "augment": "translation,cutout", "augment_p": 0.5, "r1": 1.0,
-                      "d_steps": 1, "batch_size": 64, "precision": "fp32", "d_scores": "raw"}
+                      "ema_kimg": 0.0, "spectral_norm": True, "d_norm": "batch", "augment": "translation,cutout",
+                      "augment_p": 0.5, "r1": 1.0, "d_steps": 1, "beta1": 0.5, "instance_noise": 0.0, "lecam": 0.0,
+                      "batch_size": 64, "precision": "fp32", "d_scores": "raw"}
     assert version.manifest.parameters.discriminator == 100_609  # SN baked into plain weights on export
     assert json.loads((version.path / "manifest.json").read_text())["discriminator_output"].startswith("raw")
 
@@ -305,6 +362,8 @@ def test_a_recipe_run_publishes_the_average_and_records_every_component(tmp_path
 @pytest.mark.parametrize("flags,needle", [
     (["--ema", "1.5"], "[0, 1)"), (["--augment", "rotate"], "unknown augmentation"),
     (["--augment-p", "0"], "(0, 1]"), (["--r1", "-1"], ">= 0"), (["--recipe", "best"], "invalid choice"),
+    (["--d-norm", "layer"], "invalid choice"), (["--beta1", "1"], "[0, 1)"), (["--instance-noise", "-0.1"], ">= 0"),
+    (["--lecam", "nan"], ">= 0"), (["--ema-kimg", "-1"], ">= 0"),
 ])
 def test_bad_recipe_flags_exit_2(flags, needle):
     result = run_cli("trainer", "--arch", "gan", "--epochs", "1", *flags)

@@ -46,15 +46,19 @@ class MLPGenerator(nn.Module):
 
 # ----------------------------------------------------------------------------- DCGAN at 32x32
 class CNNDiscriminator(nn.Module):
-    """Seed's CNNDiscriminator (features=64); 32x32 -> 16 -> 8 -> 4 -> 1 logit."""
+    """Seed's CNNDiscriminator (features=64); 32x32 -> 16 -> 8 -> 4 -> 1 logit.
 
-    def __init__(self, channels: int = 1, features: int = 64):
+    `batch_norm=False` puts an identity where the study has its two BatchNorm layers (the layer indices, and so
+    the state dict's names, stay the study's): the D that spectral normalisation is meant for (Miyato et al.)."""
+
+    def __init__(self, channels: int = 1, features: int = 64, batch_norm: bool = True):
         super().__init__()
         f = features
+        norm = nn.BatchNorm2d if batch_norm else (lambda _: nn.Identity())
         self.main = nn.Sequential(
             nn.Conv2d(channels, f, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(f, 2 * f, 4, 2, 1), nn.BatchNorm2d(2 * f), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * f, 4 * f, 4, 2, 1), nn.BatchNorm2d(4 * f), nn.LeakyReLU(0.2),
+            nn.Conv2d(f, 2 * f, 4, 2, 1), norm(2 * f), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * f, 4 * f, 4, 2, 1), norm(4 * f), nn.LeakyReLU(0.2),
             nn.Conv2d(4 * f, 1, 4, 2, 0),
         )
 
@@ -99,7 +103,7 @@ class Architecture:
     latent_dim: int
     features: int | None  # width knob of convolutional nets; None where it does not apply
     build_generator: Callable[[int, int | None], nn.Module]  # (latent_dim, features) -> G
-    build_discriminator: Callable[[int | None], nn.Module]  # (features) -> D
+    build_discriminator: Callable[[int | None, bool], nn.Module]  # (features, batch_norm) -> D
     init: Callable[[nn.Module], None] | None = None
 
     @property
@@ -112,8 +116,9 @@ class Architecture:
             net.apply(self.init)
         return net
 
-    def discriminator(self) -> nn.Module:
-        net = self.build_discriminator(self.features)
+    def discriminator(self, batch_norm: bool = True) -> nn.Module:
+        """D; `batch_norm=False`: without its BatchNorm layers, where it has any (the MLP has none)."""
+        net = self.build_discriminator(self.features, batch_norm)
         if self.init:
             net.apply(self.init)
         return net
@@ -127,14 +132,14 @@ ARCHITECTURES: dict[str, Architecture] = {
             description="the seed's plain GAN: one hidden layer of 128 units in each net, 28x28",
             image_size=28, channels=1, latent_dim=100, features=None,
             build_generator=lambda z, _f: MLPGenerator(z, (1, 28, 28)),
-            build_discriminator=lambda _f: MLPDiscriminator((1, 28, 28)),
+            build_discriminator=lambda _f, _bn: MLPDiscriminator((1, 28, 28)),
         ),
         Architecture(
             name="dcgan",
             description="the seed's DCGAN: 4 (transposed) convolutions each, features=64, 32x32",
             image_size=32, channels=1, latent_dim=100, features=64,
             build_generator=lambda z, f: CNNGenerator(z, 1, f),
-            build_discriminator=lambda f: CNNDiscriminator(1, f),
+            build_discriminator=lambda f, bn: CNNDiscriminator(1, f, bn),
             init=dcgan_init,
         ),
     )

@@ -21,7 +21,7 @@ from trainer.encoder import EncoderResult, fit_encoder
 from trainer.evaluation.evaluate import check_samples, evaluate_version
 from trainer.loop import TrainResult, train
 from trainer.publish import publish_run
-from trainer.recipe import COMPONENTS, LOSSES, RECIPES, SEED, recipe_settings
+from trainer.recipe import COMPONENTS, D_NORMS, LOSSES, RECIPES, SEED, recipe_settings
 from trainer.state import mark_published, resume_or_start
 
 PROG = "python -m trainer"
@@ -52,7 +52,7 @@ def _non_negative_float(text: str) -> float:
 def _decay(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), e.g. 0.999, not {text}")
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), not {text}")
     return value
 
 
@@ -109,8 +109,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "warmed up as min(DECAY, (1+t)/(10+t)); the raw G stays in the training state")
     r.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                    help="ramp the average's decay up as min(DECAY, (1+t)/(10+t)) over its first updates (default: on)")
+    r.add_argument("--ema-kimg", type=_non_negative_float, default=argparse.SUPPRESS, metavar="K",
+                   help="publish a moving average of G whose half-life is K thousand images, and at most 5%% of the "
+                        "images seen so far (StyleGAN2-ADA's ramp-up: the average follows a short run, and a long "
+                        "one smooths over more); replaces --ema's decay (0: use --ema)")
     r.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                   help="spectral normalisation on every conv/linear layer of D (default: the recipe's)")
+                   help="spectral normalisation on every conv/linear layer of D, beside its BatchNorm "
+                        "(default: the recipe's); --d-norm spectral replaces the BatchNorm instead")
+    r.add_argument("--d-norm", choices=D_NORMS, default=argparse.SUPPRESS,
+                   help="the discriminator's normalisation: batch (the study's BatchNorm), spectral (spectral norm "
+                        "on every layer instead of BatchNorm: the D of Miyato et al.), none (neither); the "
+                        "published D is the trained one, normalisation baked in (default: the recipe's)")
+    r.add_argument("--beta1", type=_decay, default=argparse.SUPPRESS,
+                   help="Adam's beta1 for both nets (0: no momentum, as two-time-scale GANs train; default: the "
+                        "recipe's, else the study's 0.5)")
+    r.add_argument("--instance-noise", type=_non_negative_float, default=argparse.SUPPRESS, metavar="STD",
+                   help="Gaussian noise of this std (pixels in [-1, 1]) on everything D sees, falling linearly to 0 "
+                        "at the last step of --epochs (0: off)")
+    r.add_argument("--lecam", type=_non_negative_float, default=argparse.SUPPRESS, metavar="WEIGHT",
+                   help="LeCam regularisation of D's outputs towards moving anchors, this weight (e.g. 0.3; 0: off)")
     r.add_argument("--augment", type=_policies, default=argparse.SUPPRESS, metavar="POLICIES",
                    help="DiffAugment for both players: translation, cutout, or both comma-separated; none: off")
     r.add_argument("--augment-p", type=_probability, default=argparse.SUPPRESS, metavar="P",

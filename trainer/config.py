@@ -36,11 +36,15 @@ class TrainConfig:
     lr_d: float | None = None
     ema: float = 0.0  # decay of the generator's moving average (0: none)
     ema_warmup: bool = True  # the average's decay ramps up to `ema` over its first updates
+    ema_kimg: float = 0.0  # the average's half-life in thousands of images instead of `ema` (0: use `ema`)
     spectral_norm: bool = False  # on every conv/linear of the discriminator
+    d_norm: str = "batch"  # the discriminator's normalisation: batch (the study's) | spectral | none
     augment: str = ""  # DiffAugment policies: translation, cutout (comma-separated)
     augment_p: float = 1.0  # probability that an image is augmented
     r1: float = 0.0  # R1 gradient penalty weight on real images (0: none)
     d_steps: int = 1  # discriminator updates per generator update, each on its own batch
+    instance_noise: float = 0.0  # std of Gaussian noise on D's inputs at the start, annealed to 0 over the run
+    lecam: float = 0.0  # LeCam regularisation weight (0: none)
     eval_every: int = 0  # measure the generator every N epochs while training (0: only the published version)
     # the work after training; None: scaled with the run (trainer.budget), set when training starts
     eval_samples: int | None = None  # generated images each measurement uses

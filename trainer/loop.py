@@ -122,7 +122,7 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
         raise ConfigError("--d-steps above 1 does not work under torchrun (a step's batches would be sharded "
                           "differently from one process's); use --d-steps 1, or train in one process")
     torch.manual_seed(cfg.seed)
-    recipe = build_recipe(cfg)
+    recipe = build_recipe(cfg, total_steps=cfg.epochs * steps)
     # bf16 on NHWC weights; fp32 keeps the study's layout, so its runs stay bit-identical to the seed's step
     channels_last = autocast is not None if cfg.channels_last is None else cfg.channels_last
     nets = Nets.build(arch, recipe, device, data_parallel=ranks.distributed, capturable=graphs,

@@ -41,7 +41,8 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
     arch = get_architecture(cfg.arch)
     G = copy.deepcopy(result.generator).cpu().eval()  # G's moving average when the recipe keeps one
     with torch.random.fork_rng(devices=[]):  # building a plain D initialises weights: leave the RNG alone
-        D = without_parametrizations(result.discriminator, arch.discriminator()).eval()
+        D = without_parametrizations(result.discriminator,
+                                     arch.discriminator(batch_norm=cfg.d_norm == "batch")).eval()
     z = seeded_latents(CHECK_SEED, CHECK_COUNT, arch.latent_dim)
     with store.staging(cfg.name) as stage:
         g_diff = export_torchscript(G, z[:2], stage / GENERATOR, check=z)

@@ -3,13 +3,19 @@
 A `Recipe` is a loss, one optimiser factory per network, and the stabilisers the literature found to help
 small GANs, each off in the study's recipe and each usable alone:
 
-- an exponential moving average of G's weights (`ema`, Yazici et al. 2019), which is what gets published;
-- spectral normalisation of every conv and linear layer of D (`spectral_norm`, Miyato et al. 2018);
+- an exponential moving average of G's weights (`ema`, Yazici et al. 2019), which is what gets published, its
+  decay given directly or as a half-life in images that grows with the run (`ema_kimg`, as StyleGAN2-ADA);
+- spectral normalisation of every conv and linear layer of D (`spectral_norm`, Miyato et al. 2018), beside D's
+  BatchNorm; or in place of it (`d_norm="spectral"`, the D the evidence for it is about), or neither (`"none"`);
 - the hinge loss instead of BCE (`loss`, Lim & Ye 2017; Miyato et al. 2018);
 - separate learning rates for D and G (`lr_d`, `lr_g`: two time-scale updates, Heusel et al. 2017);
 - differentiable augmentation of what D sees (`augment`, `augment_p`: DiffAugment, Zhao et al. 2020);
 - an R1 gradient penalty on real images (`r1`, Mescheder et al. 2018);
-- several discriminator updates per generator update (`d_steps`, as WGAN's n_critic: each on its own batch).
+- several discriminator updates per generator update (`d_steps`, as WGAN's n_critic: each on its own batch);
+- Adam's first moment off (`beta1=0`, as SA-GAN and BigGAN train with two time scales);
+- instance noise on D's inputs, annealed linearly to zero over the run (`instance_noise`, Sønderby et al. 2017;
+  Arjovsky & Bottou 2017): early on the two distributions overlap, so D cannot separate them perfectly;
+- LeCam regularisation of D's outputs towards moving anchors (`lecam`, Tseng et al. 2021).
 
 `RECIPES` names presets of them per architecture: `seed` is the study's training, exactly, for every
 architecture; `stable` is the best combination measured for each one. Flags override any component.
@@ -103,11 +109,16 @@ class Components:
     lr_d: float | None = None
     ema: float = 0.0  # decay of G's moving average; 0: none
     ema_warmup: bool = True  # decay min(ema, (1+t)/(10+t)) after t updates, so the average leaves G's start quickly
+    ema_kimg: float = 0.0  # the average's half-life in thousands of images, at most 5% of the images seen; 0: --ema
     spectral_norm: bool = False
+    d_norm: str = "batch"  # D's normalisation: batch (the study's), spectral (instead of BatchNorm), none
     augment: str = ""  # DiffAugment policies, comma-separated: translation, cutout
     augment_p: float = 1.0  # probability that an image is augmented
     r1: float = 0.0  # R1 penalty weight (gamma); 0: none
     d_steps: int = 1  # discriminator updates per generator update, each on its own batch
+    beta1: float | None = None  # Adam's beta1 for both nets; None: the study's 0.5
+    instance_noise: float = 0.0  # std of Gaussian noise on D's inputs at the start ([-1, 1] pixels), to 0 at the end
+    lecam: float = 0.0  # weight of the LeCam regulariser; 0: none
     batch_size: int | None = None  # images per step (per process); None: the run's --batch-size, default 128
     precision: str | None = None  # fp32, bf16, or auto: bf16 where the device computes it natively; None: fp32
 
@@ -128,6 +139,9 @@ RECIPES: dict[str, dict[str, Components]] = {
                "dcgan": Components(batch_size=32, precision="auto")},
 }
 COMPONENTS = tuple(f.name for f in fields(Components))
+D_NORMS = ("batch", "spectral", "none")
+EMA_RAMPUP = 0.05  # with ema_kimg: the half-life is at most this fraction of the images seen so far (StyleGAN2-ADA)
+LECAM_DECAY = 0.99  # of the anchors, moving averages of D's mean output on real and on generated images
 
 
 def preset(name: str, arch: str) -> Components:
@@ -152,22 +166,51 @@ class Recipe:
     optimizer_D: OptimizerFactory
     ema: float = 0.0
     ema_warmup: bool = True
+    ema_kimg: float = 0.0
+    images_per_step: int = 128  # images each generator update trains on (all processes): the half-life's unit
     spectral_norm: bool = False
+    d_norm: str = "batch"
     augment: DiffAugment | None = None
     r1: float = 0.0
     d_steps: int = 1
+    instance_noise: float = 0.0
+    noise_steps: int = 1  # generator updates over which the instance noise falls to zero: the whole run
+    lecam: float = 0.0
 
-    def augmented(self, images: torch.Tensor) -> torch.Tensor:
-        return images if self.augment is None else self.augment(images)
+    @property
+    def keeps_average(self) -> bool:
+        return bool(self.ema or self.ema_kimg)
+
+    def d_input(self, images: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """What D sees of `images` after `steps` generator updates: the augmentation, then the instance noise.
+        Tensor arithmetic only (no host sync): it runs inside the captured step."""
+        out = images if self.augment is None else self.augment(images)
+        if self.instance_noise:
+            std = self.instance_noise * torch.clamp(1 - steps / self.noise_steps, min=0)
+            out = out + std.to(out.dtype) * torch.randn_like(out)
+        return out
+
+    def ema_decay(self, steps: torch.Tensor) -> torch.Tensor:
+        """The average's decay for its update after `steps` updates: from the half-life (`ema_kimg`, ramped up
+        with the images seen), else `ema`, warmed up as min(ema, (1+t)/(10+t)) or not."""
+        if self.ema_kimg:
+            half_life = torch.clamp((steps + 1) * self.images_per_step * EMA_RAMPUP, max=self.ema_kimg * 1000)
+            return 0.5 ** (self.images_per_step / half_life)
+        if self.ema_warmup:
+            return torch.clamp((1 + steps) / (10 + steps), max=self.ema)
+        return torch.full_like(steps, self.ema)
 
 
-def build_recipe(cfg: TrainConfig) -> Recipe:
+def build_recipe(cfg: TrainConfig, total_steps: int = 1) -> Recipe:
+    """The recipe of `cfg`, for a run of `total_steps` generator updates (the instance noise's schedule)."""
     betas = (cfg.beta1, cfg.beta2)
     policies = parse_policies(cfg.augment)
     return Recipe(cfg.recipe, LOSSES[cfg.loss](), optimizer_G=Adam(cfg.lr_g or cfg.lr, betas),
                   optimizer_D=Adam(cfg.lr_d or cfg.lr, betas), ema=cfg.ema, ema_warmup=cfg.ema_warmup,
-                  spectral_norm=cfg.spectral_norm, augment=DiffAugment(policies, cfg.augment_p) if policies else None,
-                  r1=cfg.r1, d_steps=cfg.d_steps)
+                  ema_kimg=cfg.ema_kimg, images_per_step=cfg.batch_size * cfg.world_size,
+                  spectral_norm=cfg.spectral_norm, d_norm=cfg.d_norm,
+                  augment=DiffAugment(policies, cfg.augment_p) if policies else None, r1=cfg.r1, d_steps=cfg.d_steps,
+                  instance_noise=cfg.instance_noise, noise_steps=max(1, total_steps), lecam=cfg.lecam)
 
 
 def describe(cfg: TrainConfig) -> dict[str, Any]:

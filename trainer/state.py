@@ -20,7 +20,7 @@ from trainer.config import ConfigError, TrainConfig
 from trainer.step import HISTORY_COLUMNS, Nets
 
 STATE_FILE = "state.pt"
-WEIGHTS = ("G", "D", "opt_G", "opt_D", "G_ema", "ema_steps")
+WEIGHTS = ("G", "D", "opt_G", "opt_D", "G_ema", "ema_steps", "steps", "lecam_anchors")
 PUBLISHED_MARKER = "published"
 ENCODER_STATE = "encoder.pt"  # trainer.encoder's checkpoint
 
@@ -62,7 +62,8 @@ class TrainingState:
     def capture(self, nets: Nets, device: torch.device) -> None:
         """Take the nets' weights and the RNG states as they are now."""
         self.weights = {"G": nets.G_local.state_dict(), "D": nets.D_local.state_dict(),
-                        "opt_G": nets.opt_G.state_dict(), "opt_D": nets.opt_D.state_dict()}
+                        "opt_G": nets.opt_G.state_dict(), "opt_D": nets.opt_D.state_dict(),
+                        "steps": nets.steps.detach().cpu().clone(), "lecam_anchors": nets.lecam_anchors.detach().cpu().clone()}
         if nets.G_ema is not None:
             self.weights |= {"G_ema": nets.G_ema.state_dict(), "ema_steps": nets.ema_steps.detach().cpu().clone()}
         self.rng = {"cpu": torch.get_rng_state()}
@@ -78,6 +79,9 @@ class TrainingState:
         if nets.G_ema is not None:
             nets.G_ema.load_state_dict(self.weights["G_ema"])
             nets.ema_steps.copy_(self.weights["ema_steps"])
+        for name in ("steps", "lecam_anchors"):  # states saved before these existed start them at zero
+            if name in self.weights:
+                getattr(nets, name).copy_(self.weights[name])
         torch.set_rng_state(self.rng["cpu"])
         if device.type == "cuda" and "cuda" in self.rng:
             torch.cuda.set_rng_state(self.rng["cuda"], device)

@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from shared.imaging.pixels import to_model_range
 from trainer.architectures import Architecture
-from trainer.recipe import Recipe
+from trainer.recipe import LECAM_DECAY, Recipe
 
 # what every step records, in this order: the history's columns everywhere (state, CSV, figures, manifest)
 HISTORY_COLUMNS = ("loss_D", "loss_G", "D_x", "D_G_z")
@@ -36,6 +37,8 @@ class Nets:
     D_local: nn.Module
     G_ema: nn.Module | None = None  # the moving average of G's weights (recipe.ema), what gets published
     ema_steps: torch.Tensor = field(default_factory=lambda: torch.zeros(()))  # updates so far, on the device
+    steps: torch.Tensor = field(default_factory=lambda: torch.zeros(()))  # generator updates so far, on the device
+    lecam_anchors: torch.Tensor = field(default_factory=lambda: torch.zeros(2))  # D's mean output: real, generated
 
     @classmethod
     def build(cls, arch: Architecture, recipe: Recipe, device: torch.device, data_parallel: bool = False,
@@ -49,15 +52,16 @@ class Nets:
         `channels_last` lays the convolution weights out NHWC, where oneDNN's bf16 convolutions run fastest on
         a CPU (a DCGAN step at batch 32 on AVX512-BF16: 1.17x); the MLPs' 2-D weights are left as they are."""
         G = arch.generator().to(device)
-        D = arch.discriminator().to(device)
+        D = arch.discriminator(batch_norm=recipe.d_norm == "batch").to(device)
         if channels_last:
             G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-        if recipe.spectral_norm:
+        if recipe.spectral_norm or recipe.d_norm == "spectral":
             add_spectral_norm(D)
         opt_G = recipe.optimizer_G(G.parameters(), device, capturable=capturable)
         opt_D = recipe.optimizer_D(D.parameters(), device, capturable=capturable)
-        G_ema = copy.deepcopy(G).requires_grad_(False) if recipe.ema else None
-        extra = {"G_ema": G_ema, "ema_steps": torch.zeros((), device=device)}
+        G_ema = copy.deepcopy(G).requires_grad_(False) if recipe.keeps_average else None
+        extra = {"G_ema": G_ema, "ema_steps": torch.zeros((), device=device), "steps": torch.zeros((), device=device),
+                 "lecam_anchors": torch.zeros(2, device=device)}
         if not data_parallel:
             return cls(G, D, opt_G, opt_D, G, D, **extra)
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -97,12 +101,12 @@ def without_parametrizations(module: nn.Module, plain: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def update_ema(G_ema: nn.Module, G: nn.Module, steps: torch.Tensor, decay: float, warmup: bool = True) -> None:
-    """ema <- d * ema + (1 - d) * G, with d = min(decay, (1 + t) / (10 + t)) after t updates (the warm-up,
-    which lets the average leave G's random initialisation quickly), or d = decay without it. Buffers
-    (BatchNorm statistics) are copied; `standing_statistics` gives the average its own before it is used.
-    Tensor arithmetic only (no host sync): it runs inside the captured step."""
-    d = torch.clamp((1 + steps) / (10 + steps), max=decay) if warmup else torch.full_like(steps, decay)
+def update_ema(G_ema: nn.Module, G: nn.Module, steps: torch.Tensor, recipe: Recipe) -> None:
+    """ema <- d * ema + (1 - d) * G, with the recipe's decay d after `steps` updates (`Recipe.ema_decay`: a
+    warm-up lets the average leave G's random initialisation quickly). Buffers (BatchNorm statistics) are
+    copied; `standing_statistics` gives the average its own before it is used. Tensor arithmetic only (no host
+    sync): it runs inside the captured step."""
+    d = recipe.ema_decay(steps)
     for average, live in zip(G_ema.parameters(), G.parameters()):
         average.lerp_(live, 1 - d)
     for average, live in zip(G_ema.buffers(), G.buffers()):
@@ -153,12 +157,13 @@ def train_step(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tens
     with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None,
                         cache_enabled=False):
         # D's gradients here are discarded; G's are reduced by DDP(G)
-        loss_G = loss.generator(nets.D_local(recipe.augmented(fake)).float())
+        loss_G = loss.generator(nets.D_local(recipe.d_input(fake, nets.steps)).float())
     nets.opt_G.zero_grad(set_to_none=True)
     loss_G.backward()
     nets.opt_G.step()
     if nets.G_ema is not None:
-        update_ema(nets.G_ema, nets.G_local, nets.ema_steps, recipe.ema, recipe.ema_warmup)
+        update_ema(nets.G_ema, nets.G_local, nets.ema_steps, recipe)
+    nets.steps += 1
     return torch.stack([loss_D.detach(), loss_G.detach(), loss.score(d_real.detach().float()),
                         loss.score(d_fake.detach().float())])
 
@@ -173,9 +178,11 @@ def discriminator_update(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: 
     with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None,
                         cache_enabled=False):
         fake = nets.G(noise)
-        d_real = nets.D(recipe.augmented(real))  # through DDP when distributed: this backward all-reduces D's
-        d_fake = nets.D_local(recipe.augmented(fake.detach()))  # gradients once, for both terms
+        d_real = nets.D(recipe.d_input(real, nets.steps))  # through DDP when distributed: this backward
+        d_fake = nets.D_local(recipe.d_input(fake.detach(), nets.steps))  # all-reduces D's gradients once, for both
         loss_D = loss.discriminator(d_real.float(), d_fake.float())
+    if recipe.lecam:
+        loss_D = loss_D + recipe.lecam * lecam_penalty(d_real.float(), d_fake.float(), nets.lecam_anchors)
     if recipe.r1:  # gamma/2 * E|grad_x D(x)|^2 on real images
         (grad,) = torch.autograd.grad(d_real.float().sum(), real, create_graph=True)
         loss_D = loss_D + recipe.r1 / 2 * grad.square().flatten(1).sum(1).mean()
@@ -183,6 +190,14 @@ def discriminator_update(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: 
     loss_D.backward()
     nets.opt_D.step()
     return fake, d_real, d_fake, loss_D
+
+
+def lecam_penalty(d_real: torch.Tensor, d_fake: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """LeCam (Tseng et al. 2021, as PyTorch-StudioGAN computes it): mean(relu(D(x) - a_fake)^2) +
+    mean(relu(a_real - D(G(z)))^2), with a_real, a_fake moving averages of D's mean outputs (updated in place
+    first). It keeps D's outputs on each side from drifting past the other side's usual value."""
+    anchors.lerp_(torch.stack([d_real.detach().mean(), d_fake.detach().mean()]), 1 - LECAM_DECAY)
+    return F.relu(d_real - anchors[1]).square().mean() + F.relu(anchors[0] - d_fake).square().mean()
 
 
 def published_generator(nets: Nets, latent_dim: int, batch_size: int, device: torch.device) -> nn.Module:
