@@ -51,7 +51,7 @@ def test_folder_dataset_flat_and_nested(tmp_path):
     Image.new("L", (10, 10), 200).save(tmp_path / "imgs" / "y.jpg")
     (tmp_path / "imgs" / "notes.txt").write_text("ignored")
     images = load_training_images("folder", str(tmp_path / "imgs"), image_size=28)
-    assert images.shape == (2, 1, 28, 28)
+    assert images.shape == (2, 3, 28, 28)  # one of them is red: the folder trains in colour
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no images"):
         load_training_images("folder", str(tmp_path / "empty"), 28)

@@ -98,7 +98,7 @@ def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, fashion_dir):
         assert torch.equal(p, q)
     assert torch.equal(straight.history, resumed.history) and len(resumed.history) == 3 * 8
     state = TrainingState.load(tmp_path / "b" / STATE_FILE)
-    assert state.epoch == 3 and state.step == 0 and set(state.weights) == {"G", "D", "opt_G", "opt_D"}
+    assert state.epoch == 3 and state.step == 0 and set(state.weights) == {"G", "D", "opt_G", "opt_D", "steps", "lecam_anchors"}
     assert state.rng and torch.equal(state.history, resumed.history)
 
 

@@ -6,11 +6,13 @@ Discriminators return logits: the seed's final Sigmoid is folded into the loss
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
 from torch import nn
+
+from trainer.config import ConfigError
 
 
 # ----------------------------------------------------------------------------- plain GAN (MLP)
@@ -44,44 +46,47 @@ class MLPGenerator(nn.Module):
         return torch.tanh(self.fc2(self.nonlin1(self.fc1(z)))).view(-1, c, h, w)
 
 
-# ----------------------------------------------------------------------------- DCGAN at 32x32
+# ----------------------------------------------------------------------------- DCGAN at 32x32 (and 64x64)
 class CNNDiscriminator(nn.Module):
-    """Seed's CNNDiscriminator (features=64); 32x32 -> 16 -> 8 -> 4 -> 1 logit.
+    """Seed's CNNDiscriminator (features=64); 32x32 -> 16 -> 8 -> 4 -> 1 logit. At 64x64 one more strided block
+    (the DCGAN paper's pattern): 64 -> 32 -> 16 -> 8 -> 4 -> 1, widths f, 2f, 4f, 8f.
 
-    `batch_norm=False` puts an identity where the study has its two BatchNorm layers (the layer indices, and so
+    `batch_norm=False` puts an identity where the study has its BatchNorm layers (the layer indices, and so
     the state dict's names, stay the study's): the D that spectral normalisation is meant for (Miyato et al.)."""
 
-    def __init__(self, channels: int = 1, features: int = 64, batch_norm: bool = True):
+    def __init__(self, channels: int = 1, features: int = 64, batch_norm: bool = True, size: int = 32):
         super().__init__()
-        f = features
         norm = nn.BatchNorm2d if batch_norm else (lambda _: nn.Identity())
-        self.main = nn.Sequential(
-            nn.Conv2d(channels, f, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(f, 2 * f, 4, 2, 1), norm(2 * f), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * f, 4 * f, 4, 2, 1), norm(4 * f), nn.LeakyReLU(0.2),
-            nn.Conv2d(4 * f, 1, 4, 2, 0),
-        )
+        widths = [features * 2 ** i for i in range(_blocks(size))]  # 32: f, 2f, 4f; 64: f, 2f, 4f, 8f
+        layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2)]
+        for w_in, w_out in zip(widths, widths[1:]):
+            layers += [nn.Conv2d(w_in, w_out, 4, 2, 1), norm(w_out), nn.LeakyReLU(0.2)]
+        self.main = nn.Sequential(*layers, nn.Conv2d(widths[-1], 1, 4, 2, 0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x).view(-1)
 
 
 class CNNGenerator(nn.Module):
-    """Seed's CNNGenerator (latent_dim=100, features=64): z -> 4x4 -> 8 -> 16 -> 32x32, tanh."""
+    """Seed's CNNGenerator (latent_dim=100, features=64): z -> 4x4 -> 8 -> 16 -> 32x32, tanh. At 64x64 one more
+    transposed block (the DCGAN paper's pattern): widths 8f, 4f, 2f, f, then the image."""
 
-    def __init__(self, latent_dim: int = 100, channels: int = 1, features: int = 64):
+    def __init__(self, latent_dim: int = 100, channels: int = 1, features: int = 64, size: int = 32):
         super().__init__()
-        f = features
         self.latent_dim = latent_dim
-        self.main = nn.Sequential(
-            nn.ConvTranspose2d(latent_dim, 8 * f, 4, 1, 0), nn.ReLU(),
-            nn.ConvTranspose2d(8 * f, 4 * f, 4, 2, 1), nn.BatchNorm2d(4 * f), nn.ReLU(),
-            nn.ConvTranspose2d(4 * f, 2 * f, 4, 2, 1), nn.BatchNorm2d(2 * f), nn.ReLU(),
-            nn.ConvTranspose2d(2 * f, channels, 4, 2, 1), nn.Tanh(),
-        )
+        widths = [features * 8 // 2 ** i for i in range(_blocks(size))]  # 32: 8f, 4f, 2f; 64: 8f, 4f, 2f, f
+        layers: list[nn.Module] = [nn.ConvTranspose2d(latent_dim, widths[0], 4, 1, 0), nn.ReLU()]
+        for w_in, w_out in zip(widths, widths[1:]):
+            layers += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1), nn.BatchNorm2d(w_out), nn.ReLU()]
+        self.main = nn.Sequential(*layers, nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.main(z.view(-1, self.latent_dim, 1, 1))
+
+
+def _blocks(size: int) -> int:
+    """Hidden widths of a DCGAN of `size` pixels: every block halves (D) or doubles (G) the side, from/to 4x4."""
+    return size.bit_length() - 3  # 32 -> 3, 64 -> 4
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -96,32 +101,49 @@ def dcgan_init(module: nn.Module) -> None:
 # ----------------------------------------------------------------------------- the registry
 @dataclass(frozen=True)
 class Architecture:
+    """One network family at one image shape. The registry holds each at the study's shape; `at` gives the same
+    family at another (a run's `--channels` and `--image-size`)."""
+
     name: str
     description: str
     image_size: int  # square images; datasets are resized to this
     channels: int
     latent_dim: int
     features: int | None  # width knob of convolutional nets; None where it does not apply
-    build_generator: Callable[[int, int | None], nn.Module]  # (latent_dim, features) -> G
-    build_discriminator: Callable[[int | None, bool], nn.Module]  # (features, batch_norm) -> D
+    build_generator: Callable[[int, int | None, int, int], nn.Module]  # (latent_dim, features, channels, size) -> G
+    build_discriminator: Callable[[int | None, int, int, bool], nn.Module]  # (features, channels, size, batch_norm)
+    sizes: tuple[int, ...] = ()  # the image sizes it takes; its own first
     init: Callable[[nn.Module], None] | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (self.channels, self.image_size, self.image_size)
 
+    def at(self, channels: int | None = None, image_size: int | None = None) -> "Architecture":
+        """This architecture for images of `channels` (1 or 3) x `image_size`^2 (None: its own)."""
+        channels, image_size = channels or self.channels, image_size or self.image_size
+        if image_size not in self.sizes:
+            raise ConfigError(f"--image-size {image_size}: the {self.name} architecture takes "
+                              f"{', '.join(map(str, self.sizes))} pixels (its own: {self.image_size})")
+        if channels not in CHANNELS:
+            raise ConfigError(f"--channels {channels}: images are grey (1) or colour (3)")
+        return replace(self, channels=channels, image_size=image_size)
+
     def generator(self) -> nn.Module:
-        net = self.build_generator(self.latent_dim, self.features)
+        net = self.build_generator(self.latent_dim, self.features, self.channels, self.image_size)
         if self.init:
             net.apply(self.init)
         return net
 
     def discriminator(self, batch_norm: bool = True) -> nn.Module:
         """D; `batch_norm=False`: without its BatchNorm layers, where it has any (the MLP has none)."""
-        net = self.build_discriminator(self.features, batch_norm)
+        net = self.build_discriminator(self.features, self.channels, self.image_size, batch_norm)
         if self.init:
             net.apply(self.init)
         return net
+
+
+CHANNELS = (1, 3)
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -129,21 +151,26 @@ ARCHITECTURES: dict[str, Architecture] = {
     for a in (
         Architecture(
             name="gan",
-            description="the seed's plain GAN: one hidden layer of 128 units in each net, 28x28",
-            image_size=28, channels=1, latent_dim=100, features=None,
-            build_generator=lambda z, _f: MLPGenerator(z, (1, 28, 28)),
-            build_discriminator=lambda _f, _bn: MLPDiscriminator((1, 28, 28)),
+            description="the seed's plain GAN: one hidden layer of 128 units in each net, 28x28 (or 32, 64)",
+            image_size=28, channels=1, latent_dim=100, features=None, sizes=(28, 32, 64),
+            build_generator=lambda z, _f, c, s: MLPGenerator(z, (c, s, s)),
+            build_discriminator=lambda _f, c, s, _bn: MLPDiscriminator((c, s, s)),
         ),
         Architecture(
             name="dcgan",
-            description="the seed's DCGAN: 4 (transposed) convolutions each, features=64, 32x32",
-            image_size=32, channels=1, latent_dim=100, features=64,
-            build_generator=lambda z, f: CNNGenerator(z, 1, f),
-            build_discriminator=lambda f, bn: CNNDiscriminator(1, f, bn),
+            description="the seed's DCGAN: 4 (transposed) convolutions each, features=64, 32x32 (or 64x64: 5 each)",
+            image_size=32, channels=1, latent_dim=100, features=64, sizes=(32, 64),
+            build_generator=lambda z, f, c, s: CNNGenerator(z, c, f, s),
+            build_discriminator=lambda f, c, s, bn: CNNDiscriminator(c, f, bn, s),
             init=dcgan_init,
         ),
     )
 }
+
+
+def run_architecture(cfg) -> Architecture:
+    """The architecture of a run (a TrainConfig), at the run's image shape."""
+    return get_architecture(cfg.arch).at(cfg.channels, cfg.image_size)
 
 
 def get_architecture(name: str) -> Architecture:

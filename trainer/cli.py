@@ -12,7 +12,7 @@ from shared.errors import UserError, command
 from shared.imaging.devices import resolve_device
 from shared.store import Store, StoreWriteFailed, validate_name
 from trainer import distributed
-from trainer.architectures import ARCHITECTURES
+from trainer.architectures import ARCHITECTURES, CHANNELS, run_architecture
 from trainer.augment import parse_policies
 from trainer.board import Board
 from trainer.config import TrainConfig
@@ -150,8 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "after training (encoder, classes, evaluation) runs its generators in the same precision")
     p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
                    help="IDX datasets are looked for in --data-dir, then /usr/share/datasets/fashion-mnist, then "
-                        "downloaded; 'folder' takes any folder of images")
+                        "downloaded; cifar10 in --data-dir (the unpacked cifar-10-batches-py), then downloaded by "
+                        "torchvision; 'folder' takes any folder of images, flat or one subfolder per class "
+                        "(unreadable files are skipped and counted)")
     p.add_argument("--data-dir", default=os.environ.get("DATA_DIR"), help="dataset folder (env DATA_DIR)")
+    p.add_argument("--channels", type=int, choices=CHANNELS, default=None,
+                   help="1: grey, 3: colour (default: the data's own: FashionMNIST and MNIST grey, CIFAR-10 colour, "
+                        "a folder colour unless every picture in it is grey)")
+    p.add_argument("--image-size", type=int, default=None, metavar="PIXELS",
+                   help="train on square images of this side (default: the architecture's own); " + "; ".join(
+                       f"{a.name} takes {', '.join(map(str, a.sizes))}" for a in ARCHITECTURES.values()))
     p.add_argument("--limit", type=_positive_int, default=None, help="train on the first N images only")
     p.add_argument("--run-dir", default=None,
                    help="where the training state is saved after every epoch (default: OUT/.runs/NAME)")
@@ -160,8 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "starts a new run if there is none")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, one log line per epoch")
     p.add_argument("--no-evaluate", action="store_true",
-                   help="do not measure the published version (FID, KID, precision/recall, class coverage, recorded "
-                        "in its manifest; FashionMNIST models only; see python -m trainer.evaluate)")
+                   help="do not measure the published version (the SWD against the dataset's test images; for "
+                        "FashionMNIST also FID, KID, precision/recall, class coverage; recorded in its manifest; see "
+                        "python -m trainer.evaluate)")
     p.add_argument("--eval-samples", type=_positive_int, default=None, metavar="N",
                    help="generated images the evaluation measures (default: scaled with the run, from 2,000 for a quick "
                         "look to 10,000 at 300,000 training images, i.e. 5 epochs of FashionMNIST, and beyond)")
@@ -183,9 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "every 10 steps, the fixed latents' samples every epoch, the settings, and the metrics; a "
                         "resumed run appends to the same curves. View with `tensorboard --logdir DIR`")
     p.add_argument("--eval-every", type=_positive_int, default=None, metavar="N",
-                   help="also measure the generator every N epochs while training (FID, KID, precision/recall, class "
-                        "coverage; FashionMNIST only; about 15 s each on a CPU); the curve goes into the version's "
-                        "report (quality.csv, quality.png) and manifest")
+                   help="also measure the generator every N epochs while training (SWD; for FashionMNIST also FID, "
+                        "KID, precision/recall, class coverage; 15-40 s each on a CPU); the curve goes into the "
+                        "version's report (quality.csv, quality.png) and manifest")
     return p
 
 
@@ -205,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     say = log if ranks.is_main else (lambda message: None)
     cfg = TrainConfig(arch=args.arch, name=name, epochs=args.epochs, lr=args.lr,
                       seed=args.seed, dataset=args.dataset, data_dir=args.data_dir, limit=args.limit,
+                      channels=args.channels, image_size=args.image_size,
                       device=args.device, world_size=ranks.world_size, cuda_graphs=args.cuda_graphs,
                       eval_every=args.eval_every or 0, eval_samples=args.eval_samples,
                       class_samples=0 if args.no_classes else args.class_samples,
@@ -224,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0  # rank 0 publishes; finish() below waits for it
         encoder = None
         if result.config.encoder_steps:  # counts left open are set by now, for the run's size
-            arch = ARCHITECTURES[cfg.arch]
+            arch = run_architecture(result.config)
             encoder = fit_encoder(result.generator, result.config, run_dir, arch.latent_dim, arch.channels,
                                   arch.image_size, torch.device(result.device), log=say,
                                   progress=False if args.no_progress else None)
@@ -249,7 +259,7 @@ def publish_and_evaluate(store: Store, result: TrainResult, run_dir: Path, invoc
     trained = result.config
     log(f"published {version.name} v{version.version} "
         f"({result.seconds:.1f}s of training, {result.seconds / max(1, trained.epochs):.1f}s per epoch)")
-    if trained.dataset == "fashion-mnist" and not args.no_evaluate:
+    if not args.no_evaluate:
         try:
             record = evaluate_version(store, version, trained.eval_samples, device=trained.device,
                                       data_dir=trained.data_dir, log=log, precision=trained.precision,

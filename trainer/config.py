@@ -23,6 +23,8 @@ class TrainConfig:
     seed: int = 0
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
+    channels: int | None = None  # 1 grey, 3 colour; None: the data's own, set when training starts
+    image_size: int | None = None  # square side in pixels; None: the architecture's own
     limit: int | None = None  # train on the first N images only
     device: str = "auto"
     world_size: int = 1  # processes under torchrun; each takes batch_size images of every global batch

@@ -1,4 +1,4 @@
-"""Datasets as one uint8 tensor (N, C, H, W): IDX files (FashionMNIST, MNIST) or a folder of images.
+"""Datasets as one uint8 tensor (N, C, H, W): IDX files (FashionMNIST, MNIST), CIFAR-10, or a folder of images.
 
 The data is small (FashionMNIST is 47 MB as uint8), so it is held whole on the training device and
 batches are taken by index: no DataLoader, no worker processes.
@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ from shared.imaging.pixels import fit_image
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "latentlab" / "datasets"
-DATASETS = ("fashion-mnist", "mnist", "folder")
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "folder")
+CIFAR10_FOLDER = "cifar-10-batches-py"  # what cifar-10-python.tar.gz unpacks to
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 # IDX element types: code -> numpy dtype (big-endian)
@@ -131,8 +133,20 @@ def load_idx_split(directory: Path, split: str = "train") -> tuple[torch.Tensor,
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
-def load_folder(directory: str | os.PathLike, image_size: int, channels: int = 1) -> torch.Tensor:
-    """Every image under `directory` (ImageFolder layout or flat), as uint8 (N, C, size, size)."""
+@dataclass
+class Folder:
+    """A folder's images as uint8 (N, 3, S, S) RGB and their labels: the index of each image's class subfolder
+    (ImageFolder layout), all 0 in a flat folder. `classes` names the labels."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    skipped: list[Path]  # files with an image's extension that could not be read
+    sizes: set[tuple[int, int]]  # the (width, height) of the pictures as found
+
+
+def read_folder(directory: str | os.PathLike | None, image_size: int) -> Folder:
+    """Every readable image under `directory`, resized to `image_size` (bilinear, aspect not kept)."""
     from PIL import Image, UnidentifiedImageError
 
     directory = Path(directory) if directory else None
@@ -141,14 +155,70 @@ def load_folder(directory: str | os.PathLike, image_size: int, channels: int = 1
     paths = sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if not paths:
         raise DataError(f"{directory}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found in it or below it")
-    arrays = []
+    arrays, kept, skipped, sizes = [], [], [], set()
     for p in paths:
         try:
             with Image.open(p) as im:
-                arrays.append(fit_image(im, image_size, channels))
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"{p}: not a readable image ({e}); remove it from the folder") from None
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+                sizes.add(im.size)
+                arrays.append(fit_image(im, image_size, 3))
+            kept.append(p)
+        except (UnidentifiedImageError, OSError, ValueError):
+            skipped.append(p)
+    if not arrays:
+        raise DataError(f"{directory}: none of its {len(paths)} image files could be read (the first: "
+                        f"{skipped[0]}); they are damaged or not images")
+    # ImageFolder: the first path component below `directory` names the class, where there are subfolders
+    parts = [p.relative_to(directory).parts for p in kept]
+    classes = sorted({q[0] for q in parts if len(q) > 1})
+    index = {c: i for i, c in enumerate(classes)}
+    labels = torch.tensor([index.get(q[0], 0) if len(q) > 1 else 0 for q in parts], dtype=torch.int64)
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return Folder(images, labels, classes or [directory.name], skipped, sizes)
+
+
+def is_grey(images: torch.Tensor) -> bool:
+    """Whether RGB uint8 (N, 3, H, W) images carry no colour: every pixel's three channels equal."""
+    return bool((images[:, :1] == images[:, 1:]).all())
+
+
+def locate_cifar10(data_dir: str | os.PathLike | None, download: bool = True) -> Path:
+    """The `cifar-10-batches-py` folder: in --data-dir, then an earlier download; else torchvision's download."""
+    for d in ([Path(data_dir)] if data_dir else []) + [CACHE_DIR]:
+        for candidate in (d, d / CIFAR10_FOLDER):
+            if (candidate / "data_batch_1").is_file() and (candidate / "test_batch").is_file():
+                return candidate
+    missing = (f"CIFAR-10 not found in {str(data_dir) + ' (--data-dir/DATA_DIR) or ' if data_dir else ''}{CACHE_DIR} "
+               "and it could not be downloaded: point --data-dir (or DATA_DIR) at the unpacked cifar-10-python.tar.gz "
+               f"(its {CIFAR10_FOLDER} folder)")
+    if not download:
+        raise DataError(missing)
+    try:
+        from torchvision import datasets
+
+        datasets.CIFAR10(root=str(CACHE_DIR), train=True, download=True)
+    except Exception as e:  # network errors come in many types; all mean the same to the user
+        raise DataError(f"{missing} ({str(e).splitlines()[0].rstrip(': ') if str(e) else type(e).__name__})") from None
+    return CACHE_DIR / CIFAR10_FOLDER
+
+
+def load_cifar10_split(directory: Path, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """(images uint8 (N, 3, 32, 32), labels int64 (N,)) from the Python batches of CIFAR-10, as torchvision reads
+    them (the batches are pickles: read only files you downloaded from the dataset's site)."""
+    import pickle
+
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    images, labels = [], []
+    for name in names:
+        path = directory / name
+        try:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="latin1")
+            images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.append(np.asarray(batch.get("labels", batch.get("fine_labels")), dtype=np.int64))
+        except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{path}: not a CIFAR-10 batch ({e}); download and unpack cifar-10-python.tar.gz "
+                            "again") from None
+    return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
 
 
 def resize_uint8(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
@@ -163,25 +233,69 @@ def resize_uint8(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Te
     return out
 
 
-def load_training_images(dataset: str, data_dir: str | None, image_size: int, channels: int = 1,
+def load_training_images(dataset: str, data_dir: str | None, image_size: int, channels: int | None = None,
                          limit: int | None = None, download: bool = True, log=None) -> torch.Tensor:
-    """The training images of `dataset` at the architecture's size, uint8 (N, C, S, S), first `limit` only.
+    """The training images of `dataset` at `image_size`, uint8 (N, C, S, S), first `limit` only. `channels`:
+    1 (grey) or 3 (colour); None: what the data is (FashionMNIST and MNIST grey, CIFAR-10 colour, a folder
+    colour unless every picture in it is grey).
 
-    `log`, if given, is told which folder the images came from (the search falls back silently otherwise).
-    """
+    `log`, if given, is told where the images came from and what was skipped or resized."""
+    say = log or (lambda message: None)
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     if dataset == "folder":
-        images = load_folder(data_dir, image_size, channels)
+        folder = read_folder(data_dir, image_size)
+        if folder.skipped:
+            say(f"{data_dir}: skipped {len(folder.skipped)} unreadable file(s), e.g. {folder.skipped[0]}")
+        if len(folder.sizes) > 1:
+            say(f"{data_dir}: pictures of {len(folder.sizes)} sizes (e.g. "
+                f"{', '.join(f'{w}x{h}' for w, h in sorted(folder.sizes)[:3])}); each is resized to "
+                f"{image_size}x{image_size}, aspect not kept")
+        images = folder.images
+        if channels is None:
+            channels = 1 if is_grey(images) else 3
+        say(f"folder: {len(images)} images from {data_dir} ({'colour' if channels == 3 else 'grey'}"
+            f"{', ' + str(len(folder.classes)) + ' classes' if len(folder.classes) > 1 else ''})")
+    elif dataset == "cifar10":
+        directory = locate_cifar10(data_dir, download)
+        say(f"cifar10: reading {directory}")
+        images, _ = load_cifar10_split(directory, "train")
     else:
         directory = locate_idx_dir(dataset, data_dir, download)
-        if log:
-            log(f"{dataset}: reading {directory}")
+        say(f"{dataset}: reading {directory}")
         images, _ = load_idx_split(directory, "train")
-        if channels != 1:
-            images = images.expand(-1, channels, -1, -1)
     if limit:
         images = images[:limit]
+    images = to_channels(images, images.shape[1] if channels is None else channels)
     return resize_uint8(images, image_size).contiguous()
 
 
+def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) as grey (C=1: ITU-R 601 luma, as PIL's convert("L")) or colour (C=3: grey repeated)."""
+    if images.shape[1] == channels:
+        return images
+    if channels == 3:
+        return images.expand(-1, 3, -1, -1)
+    weights = torch.tensor([299, 587, 114], dtype=torch.int32).view(1, 3, 1, 1)
+    return ((images.to(torch.int32) * weights).sum(1, keepdim=True) + 500).div(1000, rounding_mode="floor").to(torch.uint8)
+
+
+REFERENCE_IMAGES = 10_000  # real images a quality measurement compares with, at most
+
+
+def load_reference_images(dataset: str, data_dir: str | None, image_size: int, channels: int,
+                          download: bool = True) -> tuple[torch.Tensor, str]:
+    """Real images a generator of `dataset` is measured against, at its shape, and what they are: the test split
+    (FashionMNIST, MNIST, CIFAR-10), or for a folder (which has none) up to 10,000 of its own images, drawn with a
+    fixed seed."""
+    if dataset == "folder":
+        images = read_folder(data_dir, image_size).images
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:REFERENCE_IMAGES]
+        images, what = images[pick.sort().values], f"{min(len(images), REFERENCE_IMAGES)} images of {data_dir}"
+    elif dataset == "cifar10":
+        images, _ = load_cifar10_split(locate_cifar10(data_dir, download), "test")
+        what = f"cifar10 test images ({len(images)})"
+    else:
+        images, _ = load_idx_split(locate_idx_dir(dataset, data_dir, download), "test")
+        what = f"{dataset} test images ({len(images)})"
+    return resize_uint8(to_channels(images, channels), image_size).contiguous(), what

@@ -19,7 +19,7 @@ from torch import nn
 
 from shared.imaging.devices import resolve_device
 from shared.imaging.precision import AUTO, BF16, FP32, native_bf16
-from trainer.architectures import get_architecture
+from trainer.architectures import get_architecture, run_architecture
 from trainer.board import Board
 from trainer.budget import with_budget
 from trainer.config import ConfigError, TrainConfig
@@ -102,9 +102,11 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
     `tensorboard`: a directory for TensorBoard events (rank 0's statistics; see trainer.board)."""
     run_dir = Path(run_dir)
     device = device_for(ranks, resolve_device(cfg.device))
-    arch = get_architecture(cfg.arch)
-    data = load_training_images(cfg.dataset, cfg.data_dir, arch.image_size, arch.channels, cfg.limit,
-                                log=log).to(device)
+    size = cfg.image_size or get_architecture(cfg.arch).image_size
+    get_architecture(cfg.arch).at(cfg.channels, size)  # a shape it cannot take is refused before the data loads
+    data = load_training_images(cfg.dataset, cfg.data_dir, size, cfg.channels, cfg.limit, log=log).to(device)
+    cfg = dataclasses.replace(cfg, channels=data.shape[1], image_size=size)  # recorded as trained
+    arch = run_architecture(cfg)
     cfg = with_budget(cfg, data.shape[0])  # the post-training counts left open, for a run of this size
     if cfg.precision == AUTO:  # the recipe's choice for this device, recorded as what it trained in
         cfg = dataclasses.replace(cfg, precision=BF16 if native_bf16(device) else FP32)
@@ -116,8 +118,6 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
     if cfg.r1 and ranks.distributed:
         raise ConfigError("the R1 penalty (--r1, part of --recipe stable) does not work under torchrun: its double "
                           "backward does not pass through DDP; add --r1 0, or train in one process")
-    if cfg.eval_every and cfg.dataset != "fashion-mnist":
-        raise ConfigError(f"--eval-every measures in a FashionMNIST feature space; this run trains on {cfg.dataset}")
     if cfg.d_steps > 1 and ranks.distributed:
         raise ConfigError("--d-steps above 1 does not work under torchrun (a step's batches would be sharded "
                           "differently from one process's); use --d-steps 1, or train in one process")
@@ -193,15 +193,17 @@ def measure_epoch(nets: Nets, cfg: TrainConfig, latent_dim: int, device: torch.d
     """--eval-every: the metrics of what would be published now, with the epoch they belong to."""
     from trainer.evaluation.evaluate import Evaluator  # the classifier and its weights: only when asked for
 
-    key = (str(device), cfg.data_dir)
+    key = (str(device), cfg.data_dir, cfg.dataset, cfg.channels, cfg.image_size)
     if key not in _evaluators:
-        _evaluators[key] = Evaluator(device, cfg.data_dir)
+        _evaluators[key] = Evaluator(device, cfg.data_dir, cfg.dataset, (cfg.channels, cfg.image_size, cfg.image_size))
     generator = copy.deepcopy(published_generator(nets, latent_dim, cfg.batch_size, device)).eval()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # training's stream untouched
         record = _evaluators[key].measure(generator, latent_dim, cfg.eval_samples, precision=cfg.precision)
-    kept = {k: record[k] for k in ("fid", "kid", "precision", "recall", "class_entropy", "mean_confidence", "seconds")}
-    log(f"epoch {epoch}: FID {kept['fid']:.2f}, recall {kept['recall']:.3f}, class entropy {kept['class_entropy']:.3f} "
-        f"({cfg.eval_samples} samples, {kept['seconds']:.0f}s)")
+    kept = {k: record[k] for k in ("fid", "kid", "precision", "recall", "class_entropy", "mean_confidence", "swd",
+                                   "seconds") if k in record}
+    classified = (f"FID {kept['fid']:.2f}, recall {kept['recall']:.3f}, class entropy {kept['class_entropy']:.3f}, "
+                  if "fid" in kept else "")
+    log(f"epoch {epoch}: {classified}SWD {kept['swd']:.2f} ({cfg.eval_samples} samples, {kept['seconds']:.0f}s)")
     return {"epoch": epoch, **kept}
 
 

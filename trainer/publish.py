@@ -21,7 +21,7 @@ from shared.store import (
     Version,
 )
 from shared.store.manifest import ParameterCounts
-from trainer.architectures import count_parameters, get_architecture
+from trainer.architectures import count_parameters, run_architecture
 from trainer.encoder import EncoderResult
 from trainer.export import export_torchscript
 from trainer.loop import TrainResult
@@ -38,7 +38,7 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
     """The run as a new version of its model; the class semantics (FashionMNIST) are found on the way, shown as a
     phase through `log` and `progress` (see trainer.phases)."""
     cfg = result.config
-    arch = get_architecture(cfg.arch)
+    arch = run_architecture(cfg)
     G = copy.deepcopy(result.generator).cpu().eval()  # G's moving average when the recipe keeps one
     with torch.random.fork_rng(devices=[]):  # building a plain D initialises weights: leave the RNG alone
         D = without_parametrizations(result.discriminator,

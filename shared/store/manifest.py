@@ -45,26 +45,32 @@ class FeatureNet(_Record):
 
 
 class Quality(_Record):
-    """Sample-quality numbers of `python -m trainer.evaluate` (FashionMNIST feature space)."""
+    """Sample-quality numbers of `python -m trainer.evaluate`: the SWD for any dataset; the rest in the FashionMNIST
+    classifier's feature space, for FashionMNIST models only (absent for others)."""
 
-    fid: float = Field(description="Frechet distance in the classifier's feature space; lower is better")
-    kid: float = Field(description="kernel inception distance (unbiased MMD^2), mean over subsets")
-    kid_std: float
-    precision: float = Field(description="share of generated images inside the real manifold")
-    recall: float = Field(description="share of real images inside the generated manifold")
-    class_histogram: list[float] = Field(description="share of generated images per predicted class")
-    class_entropy: float = Field(description="entropy of class_histogram, normalised to [0, 1]")
-    mean_confidence: float
+    fid: float | None = Field(None, description="Frechet distance in the classifier's feature space; lower is better")
+    kid: float | None = Field(None, description="kernel inception distance (unbiased MMD^2), mean over subsets")
+    kid_std: float | None = None
+    precision: float | None = Field(None, description="share of generated images inside the real manifold")
+    recall: float | None = Field(None, description="share of real images inside the generated manifold")
+    class_histogram: list[float] | None = Field(None, description="share of generated images per predicted class")
+    class_entropy: float | None = Field(None, description="entropy of class_histogram, normalised to [0, 1]")
+    mean_confidence: float | None = None
+    swd: float | None = Field(None, description="sliced Wasserstein distance x 1,000 on Laplacian-pyramid patches "
+                                                "(Karras et al. 2018) against the reference images, averaged over "
+                                                "the levels; lower is better")
+    swd_levels: dict[str, float] | None = Field(None, description="the SWD per pyramid level, keyed by its side "
+                                                                  "in pixels (full size first)")
 
 
 class Metrics(Quality):
     samples: int = Field(ge=1)
     latent_seed: int
-    k: int = Field(ge=1, description="neighbourhood size of precision and recall")
+    k: int | None = Field(None, ge=1, description="neighbourhood size of precision and recall")
     reference: str
-    feature_net: FeatureNet
-    real_floor: dict[str, Any] = Field(description="the same metrics for real training images: what a perfect "
-                                                   "generator would reach")
+    feature_net: FeatureNet | None = None
+    real_floor: dict[str, Any] | None = Field(None, description="the classifier's metrics for real training images: "
+                                                                "what a perfect generator would reach")
     device: str
     seconds: float
     evaluated_at: str

@@ -96,7 +96,10 @@ def generated(generator: torch.nn.Module, latents: Iterable[torch.Tensor], devic
 
 
 def to_input_size(x: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
-    """Images of any size (the DCGAN's 32x32) back to the data's 28x28, as the classifier was trained."""
+    """Images of any size (the DCGAN's 32x32, 64x64) and colour back to the data's grey 28x28, as the classifier
+    was trained."""
+    if x.shape[1] == 3:  # ITU-R 601 luma, as PIL's convert("L"): how colour pictures become the data's grey
+        x = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return x

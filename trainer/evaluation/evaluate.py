@@ -1,11 +1,14 @@
 """`python -m trainer.evaluate`: measure a published generator and record the numbers in its manifest.
 
-N generated images (default 10,000, from a fixed latent seed) and the 10,000 FashionMNIST test
-images are embedded by the project's FashionMNIST classifier (`trainer.classifier`; not Inception,
-so the numbers are not comparable with papers). Reported: FID, KID (+- std over subsets),
-precision/recall (k=3), class histogram, its normalised entropy and the mean confidence, beside
-the same metrics for 10,000 real training images: the floor a perfect generator would reach
-(a constant of the classifier, measured by its `--retrain` and read from its card).
+For every dataset: the sliced Wasserstein distance on Laplacian-pyramid patches (`trainer.evaluation.swd`)
+between N generated images (default 10,000, from a fixed latent seed) and the dataset's test images (a folder's
+own images, which have no test split), at the model's shape.
+
+For FashionMNIST models also: the generated images and the 10,000 test images are embedded by the project's
+FashionMNIST classifier (`trainer.classifier`; not Inception, so the numbers are not comparable with papers).
+Reported: FID, KID (+- std over subsets), precision/recall (k=3), class histogram, its normalised entropy and
+the mean confidence, beside the same metrics for 10,000 real training images: the floor a perfect generator
+would reach (a constant of the classifier, measured by its `--retrain` and read from its card).
 """
 from __future__ import annotations
 
@@ -20,10 +23,11 @@ import torch
 from shared.errors import UserError, command
 from shared.imaging import torchscript
 from shared.imaging.devices import resolve_device
+from shared.imaging.grids import to_uint8
 from shared.imaging.latents import seeded_latents
 from shared.imaging.precision import FP32, PRECISIONS
 from shared.store import CLASSES, CLASSIFIER, Store, Version, utc_now_iso, validate_name
-from trainer.data import load_idx_split, locate_idx_dir
+from trainer.data import load_idx_split, load_reference_images, locate_idx_dir
 from trainer.evaluation.classifier import (
     BATCH,
     batches,
@@ -34,6 +38,7 @@ from trainer.evaluation.classifier import (
     load_classifier,
 )
 from trainer.evaluation.metrics import compare, minimum_samples
+from trainer.evaluation.swd import descriptors, swd
 from trainer.phases import Phase
 
 PROG = "python -m trainer.evaluate"
@@ -55,23 +60,31 @@ def check_samples(samples: int) -> int:
 
 
 def check_evaluable(version: Version) -> Version:
-    if (version.manifest.dataset or "fashion-mnist") != "fashion-mnist":
-        raise EvaluationError(f"{version.name} v{version.version} was trained on {version.manifest.dataset}; "
-                              "these metrics use a FashionMNIST feature space")
+    """A version the evaluator can measure: one whose manifest says what it was trained on."""
+    if version.manifest.dataset is None and version.manifest.image_shape[0] != 1:
+        raise EvaluationError(f"{version.name} v{version.version} does not say what it was trained on (no dataset in "
+                              "its manifest), so there are no real images to measure it against")
     return version
 
 
 class Evaluator:
-    """Measures generators against the FashionMNIST test set; the classifier and the test set's features are
-    loaded once, so a training run can measure its generator every few epochs cheaply."""
+    """Measures generators of one dataset and image shape against its test images; the real images' descriptors
+    (and for FashionMNIST the classifier and the test set's features) are computed once, so a training run can
+    measure its generator every few epochs cheaply."""
 
-    def __init__(self, device: str | torch.device = "auto", data_dir: str | None = None) -> None:
+    def __init__(self, device: str | torch.device = "auto", data_dir: str | None = None,
+                 dataset: str = "fashion-mnist", image_shape: tuple[int, int, int] = (1, 28, 28)) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
-        self.net = load_classifier(self.device)
-        self.card = classifier_card()
-        test_x, _ = load_idx_split(locate_idx_dir("fashion-mnist", data_dir), "test")
-        self.reference = f"fashion-mnist test images ({len(test_x)})"
-        self.real, _ = embed_dataset(self.net, test_x)
+        self.dataset = dataset
+        channels, size = image_shape[0], image_shape[-1]
+        reference, self.reference = load_reference_images(dataset, data_dir, size, channels)
+        self.swd_real = descriptors(reference)
+        self.net = None
+        if dataset == "fashion-mnist":  # the classifier's feature space is FashionMNIST's
+            self.net = load_classifier(self.device)
+            self.card = classifier_card()
+            test_x, _ = load_idx_split(locate_idx_dir("fashion-mnist", data_dir), "test")
+            self.real, _ = embed_dataset(self.net, test_x)
 
     def measure(self, generator: torch.nn.Module, latent_dim: int, samples: int = 10_000, seed: int = 0,
                 precision: str = FP32, phase: Phase | None = None) -> dict:
@@ -82,14 +95,16 @@ class Evaluator:
         z = seeded_latents(seed, samples, latent_dim)
         with torch.inference_mode():
             images = generated(generator, batches(z), self.device, precision)
-            fake, fake_probs = embed(self.net, phase.track(images) if phase is not None else images)
-        return {
-            **compare(self.real, fake, fake_probs, k=K),
-            "samples": samples, "latent_seed": seed, "k": K, "reference": self.reference, "generator_precision": precision,
-            "feature_net": {k: self.card[k] for k in ("name", "sha256", "test_accuracy", "note")},
-            "real_floor": self.card["real_floor"],  # measured once per classifier by --retrain
-            "device": str(self.device), "seconds": round(time.perf_counter() - started, 2), "evaluated_at": utc_now_iso(),
-        }
+            images = [x.cpu() for x in (phase.track(images) if phase is not None else images)]
+        record = {"samples": samples, "latent_seed": seed, "reference": self.reference, "generator_precision": precision,
+                  **swd(self.swd_real, to_uint8(torch.cat(images)))}  # on the pixels a user gets: uint8, as served
+        if self.net is not None:
+            fake, fake_probs = embed(self.net, images)
+            record |= {**compare(self.real, fake, fake_probs, k=K), "k": K,
+                       "feature_net": {k: self.card[k] for k in ("name", "sha256", "test_accuracy", "note")},
+                       "real_floor": self.card["real_floor"]}  # measured once per classifier by --retrain
+        return record | {"device": str(self.device), "seconds": round(time.perf_counter() - started, 2),
+                         "evaluated_at": utc_now_iso()}
 
 
 def evaluate_version(store: Store, version: Version, samples: int = 10_000, seed: int = 0, device: str = "auto",
@@ -102,7 +117,7 @@ def evaluate_version(store: Store, version: Version, samples: int = 10_000, seed
     started = time.perf_counter()
     with Phase("evaluation", 1 + math.ceil(samples / BATCH), progress, log,
                detail=f"{samples} samples in {precision}") as phase:
-        evaluator = Evaluator(device, data_dir)
+        evaluator = Evaluator(device, data_dir, version.manifest.dataset or "fashion-mnist", version.image_shape)
         phase.advance()
         generator = torchscript.load(version.generator_path, evaluator.device)
         record = evaluator.measure(generator, version.latent_dim, samples, seed, precision, phase)
@@ -131,10 +146,13 @@ def add_semantics(store: Store, version: Version, samples: int = 20_000, device:
 
 
 def format_table(label: str, record: dict) -> str:
-    floor = record["real_floor"]
+    floor = record.get("real_floor", {})
     lines = [f"{'metric':<14} {label:>14} {'real floor':>12}"]
-    for title, key in ROWS:
+    for title, key in ROWS if "fid" in record else ():
         lines.append(f"{title:<14} {record[key]:>14.4f} {floor[key]:>12.4f}")
+    for level, value in record["swd_levels"].items():
+        lines.append(f"{'SWD ' + level + 'px':<14} {value:>14.4f}")
+    lines.append(f"{'SWD':<14} {record['swd']:>14.4f}")
     lines.append(f"({record['samples']} samples vs {record['reference']}; {record['seconds']}s on {record['device']})")
     return "\n".join(lines)
 
@@ -149,8 +167,10 @@ def version_spec(text: str) -> int | str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Measure a published generator (FID, KID, precision/recall, class coverage in the feature space "
-                    "of latentlab's FashionMNIST classifier) and record the numbers under `metrics` in its manifest; "
+        description="Measure a published generator (the sliced Wasserstein distance on Laplacian-pyramid patches "
+                    "against the dataset's test images, for any dataset; for FashionMNIST models also FID, KID, "
+                    "precision/recall and class coverage in the feature space of latentlab's FashionMNIST "
+                    "classifier) and record the numbers under `metrics` in its manifest; "
                     "give a version made without them the directions of the data's classes in its latent space.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--store", default=os.environ.get("MODEL_DIR", "./models"), help="model store (env MODEL_DIR)")
