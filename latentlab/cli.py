@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 from pathlib import Path
 
@@ -91,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--latent", type=_latent_file, metavar="FILE",
                          help="latents from a .npy file or a JSON list (or a `latentlab project` answer)")
 
-    g = command("generate", "a PNG grid of images from a seed, given latents, or of a class", "generate.png")
+    g = command("generate", "a PNG grid of images from a seed, given latents, or of a class (with neither --seed nor "
+                "--latent: a random seed, printed)", "generate.png")
     model(g), source(g), grid(g)
     g.add_argument("--class", dest="class_", metavar="CLASS", type=_class_ref,
                    help="only images of this class (a name or an index)")
@@ -162,6 +164,9 @@ def run(client: Client, args: argparse.Namespace):
     grid = {"padding": args.padding, "scale": args.scale, "truncation": args.truncation} if "padding" in args else {}
     match args.command:
         case "generate":
+            if args.seed is None and args.latent is None:  # a CLI picks the seed itself, and says which
+                args.seed = secrets.randbelow(2**31)
+                print(f"seed {args.seed} (the same images again: --seed {args.seed})", file=sys.stderr)
             return client.generate(args.model, **_latents(args), class_=args.class_, nrow=args.nrow, **grid,
                                    version=args.version)
         case "sweep":

@@ -3,6 +3,7 @@ honour Retry-After (a server that sheds, then serves), API keys, the async twin,
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -279,6 +280,11 @@ def test_the_cli_and_its_exit_codes(url, client, tmp_path):
     assert again.returncode == 0, again.stderr
     answer = json.loads(projected.stdout)
     assert np.array_equal(client.generate("gan", latent=answer["latent"]).data, (tmp_path / "again.png").read_bytes())
+
+    picked = cli("--url", url, "generate", "--model", "gan", "-o", str(tmp_path / "picked.png"))  # no --seed
+    assert picked.returncode == 0, picked.stderr
+    seed = int(re.search(r"seed (\d+) \(the same images again: --seed \1\)", picked.stderr).group(1))
+    assert (tmp_path / "picked.png").read_bytes() == client.generate("gan", seed=seed).data
 
     refused = cli("--url", url, "generate", "--model", "nope", "--seed", "0", "-o", str(tmp_path / "x.png"))
     assert refused.returncode == 1 and "no model named 'nope'" in refused.stderr and "Traceback" not in refused.stderr

@@ -71,7 +71,7 @@ def test_directions_are_orthonormal_descending_and_match_the_weights(client, tra
     # the same from the eager module's own first layer, computed here by hand
     version = Store(trained_store).get(arch)
     spec = get_architecture(arch)
-    eager = spec.build_generator(spec.latent_dim, spec.features)
+    eager = spec.generator()
     scripted = torchscript.load(version.generator_path)
     eager.load_state_dict({k: v for k, v in scripted.state_dict().items()})
     first = next(m for m in eager.modules() if isinstance(m, (torch.nn.Linear, torch.nn.ConvTranspose2d)))
@@ -221,3 +221,11 @@ def test_score_limits_and_unknown_models(client):
     assert r.status_code == 422 and "MAX_PIXELS" in r.text
     assert client.post("/score", data={"model": "nope"}, files=upload(np.zeros((28, 28), np.uint8))).status_code == 404
     assert client.post("/score", data={"model": "gan"}).status_code == 422  # no files
+
+
+def test_the_explorer_page_and_its_favicon_are_served(client):
+    page = client.get("/explore")
+    assert page.status_code == 200 and 'rel="icon" href="/favicon.ico"' in page.text
+    icon = client.get("/favicon.ico")  # every browser asks for it, on /docs too: a 404 was the first thing they met
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.content.startswith(b"<svg")

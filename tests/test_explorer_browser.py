@@ -54,6 +54,8 @@ def test_the_explorer_works_offline_and_its_links_reproduce_the_picture(semantic
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_ARGS)
             page = offline_page(browser, blocked, viewport={"width": 1400, "height": 1000})
+            failed: list[str] = []  # every answer of 400 and above the page got (the favicon's 404 was one)
+            page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
             page.goto(f"{url}/explore")
             page.fill("#key", KEY)  # the service wants a key: the page asks once and sends it from then on
             page.click("#key-form button")
@@ -61,6 +63,10 @@ def test_the_explorer_works_offline_and_its_links_reproduce_the_picture(semantic
             page.select_option("#model", os.environ.get("EXPLORER_MODEL", "gan"))
             page.wait_for_selector("#dir-0", timeout=30_000)
             first = settled(page, "#current")
+            assert not page.is_visible("#strip")  # no broken-image placeholder before a second latent is set
+            # each semantic direction says what it does: the classes it moves towards on either side
+            meaning = page.text_content("#dir-0-meaning")
+            assert meaning.startswith("+ towards ") and "− towards " in meaning, meaning
 
             # pick image 3 of the seed's grid by clicking it, then drag the strongest direction's slider
             grid = page.locator("#seed-grid").bounding_box()
@@ -144,6 +150,7 @@ def test_the_explorer_works_offline_and_its_links_reproduce_the_picture(semantic
             assert again.input_value("#z-25-value") == page.input_value("#z-25-value")  # the new latent's value
             assert again.input_value("#class") == common["name"] and again.input_value("#psi-value") == "0.6"
             browser.close()
+        assert [f for f in failed if not f.startswith("401 ")] == []  # 401: asked for the key, as it should
     finally:
         proc.terminate()
         proc.wait(timeout=30)

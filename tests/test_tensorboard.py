@@ -33,7 +33,8 @@ def test_a_killed_and_resumed_run_appends_to_the_same_curves_without_duplicates(
     events = EventAccumulator(str(board), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     events.Reload()
     steps_per_epoch = 512 // 32
-    expected = list(range(LOG_EVERY, 3 * steps_per_epoch + 1, LOG_EVERY))
+    expected = sorted({*range(LOG_EVERY, 3 * steps_per_epoch + 1, LOG_EVERY),  # every 10 steps, and each epoch's end
+                       *range(steps_per_epoch, 3 * steps_per_epoch + 1, steps_per_epoch)})
     for tag in TAGS.values():
         assert _steps(events, tag) == expected, tag  # each step once: epoch 2's first logging was purged
     assert [e.step for e in events.Images("samples")] == [steps_per_epoch, 2 * steps_per_epoch, 3 * steps_per_epoch]
@@ -42,6 +43,14 @@ def test_a_killed_and_resumed_run_appends_to_the_same_curves_without_duplicates(
     assert "config/text_summary" in events.Tags()["tensors"]
     losses = [e.value for e in events.Scalars(TAGS["loss_D"])]
     assert all(v > 0 for v in losses)
+
+
+def test_a_run_shorter_than_the_logging_interval_still_has_its_loss_curve(tmp_path, fashion_dir):
+    cfg = TrainConfig(arch="gan", epochs=2, limit=96, batch_size=32, data_dir=str(fashion_dir), device="cpu")
+    train(cfg, tmp_path / "run", log=lambda m: None, progress=False, tensorboard=tmp_path / "tb")
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert _steps(events, TAGS["loss_D"]) == [3, 6]  # 3 steps an epoch, fewer than LOG_EVERY: one point per epoch
 
 
 def test_no_events_without_the_flag(tmp_path, fashion_dir, monkeypatch):

@@ -21,7 +21,7 @@ from trainer.step import HISTORY_COLUMNS
 LOG_EVERY = 10  # steps between scalar points: one host sync each on a GPU
 SAMPLE_SEED, SAMPLE_COUNT = 0, 64  # the same latents every epoch: watch them take shape
 TAGS = {"loss_D": "loss/D", "loss_G": "loss/G", "D_x": "D/real (D(x))", "D_G_z": "D/fake (D(G(z)))"}
-METRICS = ("fid", "kid", "precision", "recall", "class_entropy")
+METRICS = ("fid", "kid", "precision", "recall", "class_entropy", "swd")
 
 
 class Board:
@@ -42,8 +42,9 @@ class Board:
         self.writer.add_text("config", "| setting | value |\n|---|---|\n" + rows, step)
 
     def stats(self, step: int, stats: torch.Tensor) -> None:
-        """One step's statistics (HISTORY_COLUMNS), kept every LOG_EVERY steps."""
-        if step % LOG_EVERY:
+        """One step's statistics (HISTORY_COLUMNS), kept every LOG_EVERY steps and at every epoch's end (so a run
+        shorter than LOG_EVERY steps still has its curve)."""
+        if step % LOG_EVERY and step % self.steps_per_epoch:
             return
         for column, value in zip(HISTORY_COLUMNS, stats.tolist()):
             self.writer.add_scalar(TAGS[column], value, step)

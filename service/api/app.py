@@ -118,6 +118,11 @@ def create_app(settings: Settings | None = None, lean_routes: bool = True) -> Fa
     # the latent explorer: a page over this API, its files served from here too (no CDN, no build step)
     app.mount("/static/explorer", StaticFiles(directory=EXPLORER), name="explorer")
 
+    @app.get("/favicon.ico", include_in_schema=False)  # browsers ask for it on every page, /docs included
+    async def favicon() -> FileResponse:
+        return FileResponse(EXPLORER / "favicon.svg", media_type="image/svg+xml",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
     @app.get("/", include_in_schema=False)
     @app.get("/explore", include_in_schema=False)
     async def explorer() -> FileResponse:

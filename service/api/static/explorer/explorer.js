@@ -244,14 +244,34 @@ function buildClassSliders() {
   });
 }
 
+function cosine(a, b) {
+  let dot = 0, na = 0, nb = 0;
+  a.forEach((x, i) => { dot += x * b[i]; na += x * x; nb += b[i] * b[i]; });
+  return dot / Math.sqrt(na * nb || 1);
+}
+
+// What a direction does, in words: the classes it moves towards most on each side (by the cosine between it and
+// each class's direction in latent space), where the version knows its classes
+function meaningOf(vector) {
+  if (!classes?.length) return "";
+  const ranked = classes.map((c) => [cosine(vector, c.direction), c.name]).sort((x, y) => y[0] - x[0]);
+  const [[up, upName], [down, downName]] = [ranked[0], ranked[ranked.length - 1]];
+  return `+ towards ${upName} (cos ${up.toFixed(2)}), − towards ${downName} (cos ${down.toFixed(2)})`;
+}
+
 function buildDirectionSliders() {
   const box = $("directions");
   box.replaceChildren();
   if (!directions) { box.textContent = "This model has no semantic directions."; return; }
   directions.eigenvalues.slice(0, DIRECTIONS_SHOWN).forEach((ev, j) => {
-    box.append(sliderRow({ label: `d[${j}]`, id: `dir-${j}`, min: -10, max: 10, step: 0.1, value: state.d[j] ?? 0,
+    box.append(sliderRow({ label: `d${j}`, id: `dir-${j}`, min: -10, max: 10, step: 0.1, value: state.d[j] ?? 0,
                            onChange: (v) => { if (v) state.d[j] = v; else delete state.d[j]; renderSoon(); } }));
     box.lastChild.title = `eigenvalue ${ev.toFixed(3)}: how strongly the first layer responds to this direction`;
+    const meaning = meaningOf(directions.vectors[j]);
+    box.append(Object.assign(document.createElement("p"), {
+      className: "meaning hint", id: `dir-${j}-meaning`,
+      textContent: meaning || `the ${j === 0 ? "strongest" : `${j + 1}th strongest`} direction: move it to see what it changes`,
+    }));
   });
 }
 
@@ -325,6 +345,7 @@ async function selectModel(keepLatent) {
   fillVersions();
   if (!keepLatent) Object.assign(state, { z: {}, d: {}, c: {}, b: null });
   await Promise.all([loadDirections(), loadClasses()]);
+  buildDirectionSliders();  // again, now that the classes that name the directions are known
   await buildCoordinateSliders();
   $("seed").value = state.seed;
   $("index").value = state.index;
