@@ -128,3 +128,30 @@ def test_eval_every_measures_while_training_and_publishes_the_curve(tmp_path, fa
     rows = (version.path / "report" / "quality.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,fid") and len(rows) == 3
     assert (version.path / "report" / "quality.png").stat().st_size > 1000
+
+
+def test_inception_fid_uses_weights_already_on_the_machine_and_says_how_to_get_them(tmp_path, monkeypatch,
+                                                                                     fashion_dir):
+    from torchvision.models.inception import Inception3
+
+    from trainer.evaluation import inception
+    from trainer.evaluation.evaluate import Evaluator
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    said = []
+    evaluator = Evaluator("cpu", str(fashion_dir), use_inception=True, log=said.append)
+    assert evaluator.inception is None and any("Inception FID/KID skipped" in m and "weights='DEFAULT'" in m
+                                               for m in said)
+
+    # weights in the hub cache (random ones here: the real file cannot be downloaded) are found and used
+    torch.manual_seed(0)
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(Inception3(aux_logits=True, init_weights=True).state_dict(), inception.weights_path())
+    assert inception.available()
+    net = inception.load_inception(torch.device("cpu"))
+    real = torch.randint(0, 256, (12, 1, 28, 28), dtype=torch.uint8)
+    features = inception.inception_features(net, real, torch.device("cpu"))
+    assert features.shape == (12, 2048)
+    same = inception.inception_metrics(features, real, net, torch.device("cpu"))
+    other = inception.inception_metrics(features, 255 - real, net, torch.device("cpu"))
+    assert same["inception_fid"] < 1e-3 < other["inception_fid"]

@@ -61,6 +61,9 @@ class Quality(_Record):
                                                 "the levels; lower is better")
     swd_levels: dict[str, float] | None = Field(None, description="the SWD per pyramid level, keyed by its side "
                                                                   "in pixels (full size first)")
+    inception_fid: float | None = Field(None, description="FID on Inception-v3 pool features (torchvision's weights), "
+                                                          "where they were on the machine")
+    inception_kid: float | None = None
 
 
 class Metrics(Quality):

@@ -37,6 +37,7 @@ from trainer.evaluation.classifier import (
     generated,
     load_classifier,
 )
+from trainer.evaluation import inception
 from trainer.evaluation.metrics import compare, minimum_samples
 from trainer.evaluation.swd import descriptors, swd
 from trainer.phases import Phase
@@ -73,12 +74,20 @@ class Evaluator:
     measure its generator every few epochs cheaply."""
 
     def __init__(self, device: str | torch.device = "auto", data_dir: str | None = None,
-                 dataset: str = "fashion-mnist", image_shape: tuple[int, int, int] = (1, 28, 28)) -> None:
+                 dataset: str = "fashion-mnist", image_shape: tuple[int, int, int] = (1, 28, 28),
+                 use_inception: bool = False, log: Callable[[str], None] = print) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.dataset = dataset
         channels, size = image_shape[0], image_shape[-1]
         reference, self.reference = load_reference_images(dataset, data_dir, size, channels)
         self.swd_real = descriptors(reference)
+        self.inception = None  # FID/KID in Inception's feature space: only with its weights on the machine
+        if use_inception and inception.available():
+            self.inception = inception.load_inception(self.device)
+            self.inception_real = inception.inception_features(self.inception, reference, self.device)
+        elif use_inception:
+            log(f"Inception FID/KID skipped: no weights at {inception.weights_path()} ({inception.HOW_TO_GET}); "
+                "the SWD stands for them")
         self.net = None
         if dataset == "fashion-mnist":  # the classifier's feature space is FashionMNIST's
             self.net = load_classifier(self.device)
@@ -98,6 +107,9 @@ class Evaluator:
             images = [x.cpu() for x in (phase.track(images) if phase is not None else images)]
         record = {"samples": samples, "latent_seed": seed, "reference": self.reference, "generator_precision": precision,
                   **swd(self.swd_real, to_uint8(torch.cat(images)))}  # on the pixels a user gets: uint8, as served
+        if self.inception is not None:
+            record |= inception.inception_metrics(self.inception_real, to_uint8(torch.cat(images)), self.inception,
+                                                  self.device)
         if self.net is not None:
             fake, fake_probs = embed(self.net, images)
             record |= {**compare(self.real, fake, fake_probs, k=K), "k": K,
@@ -109,7 +121,7 @@ class Evaluator:
 
 def evaluate_version(store: Store, version: Version, samples: int = 10_000, seed: int = 0, device: str = "auto",
                      data_dir: str | None = None, log: Callable[[str], None] = print, precision: str = FP32,
-                     progress: bool | None = False) -> dict:
+                     progress: bool | None = False, use_inception: bool = True) -> dict:
     """Compute the metrics of `version` and write them into its manifest (atomically); returns them. Shown as the
     phase "evaluation": the test set's features, then the generated batches."""
     check_samples(samples)
@@ -117,7 +129,8 @@ def evaluate_version(store: Store, version: Version, samples: int = 10_000, seed
     started = time.perf_counter()
     with Phase("evaluation", 1 + math.ceil(samples / BATCH), progress, log,
                detail=f"{samples} samples in {precision}") as phase:
-        evaluator = Evaluator(device, data_dir, version.manifest.dataset or "fashion-mnist", version.image_shape)
+        evaluator = Evaluator(device, data_dir, version.manifest.dataset or "fashion-mnist", version.image_shape,
+                              use_inception, log)
         phase.advance()
         generator = torchscript.load(version.generator_path, evaluator.device)
         record = evaluator.measure(generator, version.latent_dim, samples, seed, precision, phase)
@@ -150,6 +163,9 @@ def format_table(label: str, record: dict) -> str:
     lines = [f"{'metric':<14} {label:>14} {'real floor':>12}"]
     for title, key in ROWS if "fid" in record else ():
         lines.append(f"{title:<14} {record[key]:>14.4f} {floor[key]:>12.4f}")
+    for title, key in (("Inception FID", "inception_fid"), ("Inception KID", "inception_kid")):
+        if key in record:
+            lines.append(f"{title:<14} {record[key]:>14.4f}")
     for level, value in record["swd_levels"].items():
         lines.append(f"{'SWD ' + level + 'px':<14} {value:>14.4f}")
     lines.append(f"{'SWD':<14} {record['swd']:>14.4f}")
@@ -188,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=PRECISIONS, default=FP32,
                    help="what the generator computes in (bf16: autocast, as the service serves it with PRECISION=bf16); "
                         "the classifier that measures it always runs in fp32")
+    p.add_argument("--no-inception", action="store_true",
+                   help="skip FID/KID on Inception-v3 features, which are computed when torchvision's ImageNet "
+                        f"weights are in torch's hub cache ({inception.WEIGHTS_FILE}; slow on a CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars, one log line per phase")
     args = p.parse_args(argv)
     check_samples(args.samples)  # before loading anything
@@ -198,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         version = add_semantics(store, version, args.class_samples, args.device, precision=args.precision,
                                 progress=progress)
     evaluate_version(store, version, args.samples, args.seed, args.device, args.data_dir, precision=args.precision,
-                     progress=progress)
+                     progress=progress, use_inception=not args.no_inception)
     return 0
 
 
