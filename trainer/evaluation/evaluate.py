@@ -28,6 +28,7 @@ from shared.imaging.latents import seeded_latents
 from shared.imaging.precision import FP32, PRECISIONS
 from shared.store import CLASSES, CLASSIFIER, Store, Version, utc_now_iso, validate_name
 from trainer.data import load_idx_split, load_reference_images, locate_idx_dir
+from trainer.evaluation import inception
 from trainer.evaluation.classifier import (
     BATCH,
     batches,
@@ -37,7 +38,6 @@ from trainer.evaluation.classifier import (
     generated,
     load_classifier,
 )
-from trainer.evaluation import inception
 from trainer.evaluation.metrics import compare, minimum_samples
 from trainer.evaluation.swd import descriptors, swd
 from trainer.phases import Phase

@@ -11,6 +11,7 @@ TF-Inception of the original FID code, so values are close to, not equal to, pap
 from __future__ import annotations
 
 from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
