@@ -129,7 +129,7 @@ def colour_store(tmp_path_factory, fashion_dir):
               "--no-progress", "--eval-samples", "500", "--batch-size", "32", "--precision", "fp32"]
     for flags in (["--arch", "dcgan", "--epochs", "4", "--no-encoder", "--no-evaluate"],
                   ["--arch", "dcgan", "--name", "dcgan64", "--image-size", "64", "--epochs", "1", "--limit", "128",
-                   "--encoder-steps", "20"]):
+                   "--encoder-steps", "20", "--eval-every", "1"]):
         result = run_cli("trainer", *flags, *common, timeout=900)
         assert result.returncode == 0, result.stderr
     return root
@@ -159,6 +159,12 @@ def test_the_colour_versions_record_their_shape_and_swd(colour_store):
         assert m.config["channels"] == 3 and m.config["image_size"] == size and m.dataset == "folder"
     m = store.get("dcgan64").manifest
     assert m.metrics.swd > 0 and list(m.metrics.swd_levels) == ["64", "32", "16"] and m.metrics.fid is None
+    # --eval-every on a folder: the SWD curve, the classifier's columns left empty
+    assert [q["epoch"] for q in m.quality_history] == [1] and m.quality_history[0]["swd"] > 0
+    rows = (store.get("dcgan64").path / "report" / "quality.csv").read_text().splitlines()
+    header, first = rows[0].split(","), rows[1].split(",")
+    assert first[header.index("fid")] == "" and float(first[header.index("swd")]) > 0
+    assert (store.get("dcgan64").path / "report" / "quality.png").is_file()
     assert Image.open(store.get("dcgan64").path / "report" / "samples.png").mode == "RGB"
 
 

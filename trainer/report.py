@@ -21,7 +21,10 @@ SAMPLE_SEED, SAMPLE_COUNT, SAMPLE_SCALE = 0, 8, 4
 SWEEP_SCALE = 3
 
 
-QUALITY_COLUMNS = ("epoch", "fid", "kid", "precision", "recall", "class_entropy", "mean_confidence", "seconds")
+QUALITY_COLUMNS = ("epoch", "fid", "kid", "precision", "recall", "class_entropy", "mean_confidence", "swd", "seconds")
+# what quality.png draws, where the measurements have it: the classifier's (FashionMNIST) and the SWD (any data)
+QUALITY_PANELS = (("fid", "FID (lower is better)"), ("recall", "recall (higher is better)"),
+                  ("swd", "SWD x 1,000 (lower is better)"))
 
 
 def write_report(report_dir: Path, history: torch.Tensor, iterations_per_epoch: int,
@@ -57,25 +60,29 @@ def write_quality_csv(path: Path, quality: list[dict]) -> Path:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(QUALITY_COLUMNS)
-        for record in quality:
-            writer.writerow(record[c] if c == "epoch" else f"{record[c]:.6g}" for c in QUALITY_COLUMNS)
+        for record in quality:  # a metric the run did not measure (FID on another dataset) is left empty
+            writer.writerow(record[c] if c == "epoch" else "" if record.get(c) is None else f"{record[c]:.6g}"
+                            for c in QUALITY_COLUMNS)
     return path
 
 
 def plot_quality(path: Path, runs: dict[str, list[dict]]) -> Path:
-    """FID and recall against epochs, one line per run (a run's --eval-every measurements)."""
+    """FID, recall and SWD against epochs (those the runs measured), one line per run (a run's --eval-every
+    measurements)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
-    for label, quality in runs.items():
-        epochs = [r["epoch"] for r in quality]
-        axes[0].plot(epochs, [r["fid"] for r in quality], marker="o", label=label)
-        axes[1].plot(epochs, [r["recall"] for r in quality], marker="o", label=label)
-    for ax, what in ((axes[0], "FID (lower is better)"), (axes[1], "recall (higher is better)")):
+    panels = [(key, what) for key, what in QUALITY_PANELS
+              if any(r.get(key) is not None for quality in runs.values() for r in quality)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), dpi=110, squeeze=False)
+    for ax, (key, what) in zip(axes[0], panels):
+        for label, quality in runs.items():
+            points = [(r["epoch"], r[key]) for r in quality if r.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points), marker="o", label=label)
         ax.set(xlabel="epoch", ylabel=what)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
-    fig.suptitle("sample quality while training (latentlab's FashionMNIST feature space)")
+    fig.suptitle("sample quality while training (FID, recall: latentlab's FashionMNIST feature space)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
