@@ -270,7 +270,7 @@ function buildDirectionSliders() {
     const meaning = meaningOf(directions.vectors[j]);
     box.append(Object.assign(document.createElement("p"), {
       className: "meaning hint", id: `dir-${j}-meaning`,
-      textContent: meaning || `the ${j === 0 ? "strongest" : `${j + 1}th strongest`} direction: move it to see what it changes`,
+      textContent: meaning || `direction ${j + 1} of ${DIRECTIONS_SHOWN}, strongest first: move it to see what it changes`,
     }));
   });
 }
