@@ -102,8 +102,7 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
     `tensorboard`: a directory for TensorBoard events (rank 0's statistics; see trainer.board)."""
     run_dir = Path(run_dir)
     device = device_for(ranks, resolve_device(cfg.device))
-    size = cfg.image_size or get_architecture(cfg.arch).image_size
-    get_architecture(cfg.arch).at(cfg.channels, size)  # a shape it cannot take is refused before the data loads
+    size = get_architecture(cfg.arch).at(cfg.channels, cfg.image_size).image_size  # a bad shape: refused now
     data = load_training_images(cfg.dataset, cfg.data_dir, size, cfg.channels, cfg.limit, log=log).to(device)
     cfg = dataclasses.replace(cfg, channels=data.shape[1], image_size=size)  # recorded as trained
     arch = run_architecture(cfg)

@@ -77,7 +77,6 @@ class Evaluator:
                  dataset: str = "fashion-mnist", image_shape: tuple[int, int, int] = (1, 28, 28),
                  use_inception: bool = False, log: Callable[[str], None] = print) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
-        self.dataset = dataset
         channels, size = image_shape[0], image_shape[-1]
         reference, self.reference = load_reference_images(dataset, data_dir, size, channels)
         self.swd_real = descriptors(reference)
@@ -105,11 +104,11 @@ class Evaluator:
         with torch.inference_mode():
             images = generated(generator, batches(z), self.device, precision)
             images = [x.cpu() for x in (phase.track(images) if phase is not None else images)]
+        pixels = to_uint8(torch.cat(images))  # what a user gets, as served: SWD and Inception measure these
         record = {"samples": samples, "latent_seed": seed, "reference": self.reference, "generator_precision": precision,
-                  **swd(self.swd_real, to_uint8(torch.cat(images)))}  # on the pixels a user gets: uint8, as served
+                  **swd(self.swd_real, pixels)}
         if self.inception is not None:
-            record |= inception.inception_metrics(self.inception_real, to_uint8(torch.cat(images)), self.inception,
-                                                  self.device)
+            record |= inception.inception_metrics(self.inception_real, pixels, self.inception, self.device)
         if self.net is not None:
             fake, fake_probs = embed(self.net, images)
             record |= {**compare(self.real, fake, fake_probs, k=K), "k": K,

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from trainer.evaluation.metrics import fid, kid
+
 WEIGHTS_FILE = "inception_v3_google-0cc3c7bd.pth"
 HOW_TO_GET = ("python -c \"import torchvision; torchvision.models.inception_v3(weights='DEFAULT')\" on a machine "
               "with internet, then copy the file there")
@@ -57,7 +59,5 @@ def inception_features(net: torch.nn.Module, images: torch.Tensor, device: torch
 def inception_metrics(real_features: torch.Tensor, fake: torch.Tensor, net: torch.nn.Module,
                       device: torch.device) -> dict:
     """`inception_fid`, `inception_kid` of generated uint8 images against the reference's features."""
-    from trainer.evaluation.metrics import fid, kid
-
     features = inception_features(net, fake, device)
     return {"inception_fid": fid(real_features, features), "inception_kid": kid(real_features, features)[0]}

@@ -338,14 +338,13 @@ async function loadDirections() {
   } catch {
     directions = null;
   }
-  buildDirectionSliders();
 }
 
 async function selectModel(keepLatent) {
   fillVersions();
   if (!keepLatent) Object.assign(state, { z: {}, d: {}, c: {}, b: null });
   await Promise.all([loadDirections(), loadClasses()]);
-  buildDirectionSliders();  // again, now that the classes that name the directions are known
+  buildDirectionSliders();  // once both are known: the classes name the directions
   await buildCoordinateSliders();
   $("seed").value = state.seed;
   $("index").value = state.index;
