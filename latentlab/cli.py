@@ -22,6 +22,8 @@ EPILOG = """examples:
   latentlab generate --model dcgan --class Trouser --count 8 --scale 4 -o trousers.png
   latentlab sweep --model dcgan --dims 5 10 20 50 90 --values -3 -1.5 0 1.5 3 -o sweep.png
   latentlab interpolate --model dcgan --start 0:0 --end 0:1 --steps 24 --format gif -o path.gif
+  latentlab sweep --model dcgan-cond --classes Shirt Dress Coat -o style-by-class.png  # a conditional model
+  latentlab interpolate --model dcgan-cond --start 0:0:Shirt --end 0:0:Dress -o shirt-to-dress.png
   latentlab project --model dcgan shirt.png --steps 200 > latent.json
   latentlab models
 
@@ -41,10 +43,11 @@ def _latent_file(path: str) -> np.ndarray:
 
 
 def _latent_ref(text: str):
-    """SEED:INDEX, or a latent file."""
-    seed, sep, index = text.partition(":")
+    """SEED:INDEX, SEED:INDEX:CLASS (a class-conditional model), or a latent file."""
+    seed, sep, rest = text.partition(":")
+    index, sep2, cls = rest.partition(":")
     if sep and seed.isdigit() and index.isdigit():
-        return (int(seed), int(index))
+        return (int(seed), int(index), _class_ref(cls)) if sep2 and cls else (int(seed), int(index))
     return _latent_file(text)
 
 
@@ -111,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     i = command("interpolate", "the path between two latents: a grid, or a looping GIF/WebP",
                 "interpolate.png, .gif or .webp")
     model(i), grid(i, nrow=False)
-    i.add_argument("--start", type=_latent_ref, required=True, help="SEED:INDEX, or a latent file")
-    i.add_argument("--end", type=_latent_ref, required=True, help="SEED:INDEX, or a latent file")
+    i.add_argument("--start", type=_latent_ref, required=True,
+                   help="SEED:INDEX, SEED:INDEX:CLASS (a class-conditional model: that z as that class), or a latent file")
+    i.add_argument("--end", type=_latent_ref, required=True, help="as --start")
     i.add_argument("--steps", type=int, default=8, help="images along the path, both ends included (default 8)")
     i.add_argument("--method", choices=["slerp", "lerp"], default="slerp")
     i.add_argument("--format", choices=["png", "gif", "webp"], default="png")
@@ -125,10 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=0, help="seed of the search's noise (default 0)")
     pr.add_argument("-o", "--output", help="write the picture beside its reconstruction here instead of the JSON")
     pr.add_argument("--scale", type=int, default=1, help="enlargement of that picture (default 1)")
+    pr.add_argument("--class", dest="class_", metavar="CLASS", type=_class_ref,
+                    help="a class-conditional model: the picture's class, held while z is searched (default: the "
+                         "class the model's classifier sees)")
 
     sc = command("score", "the discriminator's judgement of pictures (JSON)")
     model(sc)
     sc.add_argument("pictures", nargs="+", help="PNG, JPEG or any pictures")
+    sc.add_argument("--class", dest="class_", metavar="CLASS", type=_class_ref,
+                    help="a class-conditional model: the pictures' class (default: each one's, as the model's "
+                         "classifier sees it)")
 
     command("models", "the models in the store, their versions and manifests (JSON)")
     h = command("history", "a version's training curves, step by step (JSON)")
@@ -149,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--seed", type=int, required=True)
     la.add_argument("--index", type=int, default=0)
     la.add_argument("--dim", type=int, default=100, help="the model's latent_dim (default 100)")
+    la.add_argument("--classes", type=int, default=0,
+                    help="a class-conditional model's number of classes: its latents end in a one-hot (default 0)")
     command("health", "whether the service is ready, and what it has loaded (JSON)")
     return p
 
@@ -178,12 +190,15 @@ def run(client: Client, args: argparse.Namespace):
                                       format=args.format, frame_ms=args.frame_ms, **grid, version=args.version)
         case "project" if args.output:
             return client.project_image(args.model, args.picture, steps=args.steps, seed=args.seed, scale=args.scale,
-                                        version=args.version)
+                                        class_=args.class_, version=args.version)
         case "project":
-            found = client.project(args.model, args.picture, steps=args.steps, seed=args.seed, version=args.version)
-            return {**found.__dict__, "latent": found.latent.tolist()}
+            found = client.project(args.model, args.picture, steps=args.steps, seed=args.seed, class_=args.class_,
+                                   version=args.version)
+            answer = {**found.__dict__, "latent": found.latent.tolist()}
+            klass = answer.pop("class_")
+            return answer if klass is None else {**answer, "class": klass}
         case "score":
-            return client.score(args.model, args.pictures, version=args.version)
+            return client.score(args.model, args.pictures, class_=args.class_, version=args.version)
         case "models":
             return client.models()
         case "history":
@@ -200,7 +215,7 @@ def run(client: Client, args: argparse.Namespace):
             return {**found.__dict__, "latents": found.latents.tolist()}
         case "latents":
             return {"seed": args.seed, "index": args.index,
-                    "latent": client.latents(args.seed, args.index, dim=args.dim).tolist()}
+                    "latent": client.latents(args.seed, args.index, dim=args.dim, classes=args.classes).tolist()}
         case "health":
             return client.health()
 

@@ -24,7 +24,8 @@ from latentlab.retry import RETRY_STATUSES, Attempts, RetryPolicy
 DEFAULT_URL = "http://127.0.0.1:8000"
 Version = Union[int, str]
 Vector = Union[Sequence[float], np.ndarray]
-LatentRef = Union[Vector, tuple[int, int], dict]  # a latent, (seed, index), or the API's {"seed": .., "index": ..}
+LatentRef = Union[Vector, tuple[int, int], tuple[int, int, Union[str, int]], dict]  # a latent, (seed, index),
+#   (seed, index, class) on a class-conditional version, or the API's {"seed": .., "index": .., "class": ..}
 Picture = Union[str, Path, bytes, Image.Image, np.ndarray]
 
 
@@ -73,6 +74,7 @@ class Projection:
     steps: int
     seconds: float
     losses: dict[str, dict[str, float]]
+    class_: str | None = None  # a class-conditional version's: the class held during the search
 
 
 @dataclass
@@ -98,11 +100,18 @@ def _fields(**values) -> dict:
     return {k.rstrip("_"): (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in values.items() if v is not None}
 
 
+def _form(**values) -> dict:
+    """A multipart form's fields as text, without those left out."""
+    return {k.rstrip("_"): str(v) for k, v in values.items() if v is not None}
+
+
 def _latent_ref(ref: LatentRef) -> dict:
     if isinstance(ref, dict):
         return ref
     if isinstance(ref, tuple) and len(ref) == 2 and all(isinstance(v, (int, np.integer)) for v in ref):
         return {"seed": int(ref[0]), "index": int(ref[1])}
+    if isinstance(ref, tuple) and len(ref) == 3 and all(isinstance(v, (int, np.integer)) for v in ref[:2]):
+        return {"seed": int(ref[0]), "index": int(ref[1]), "class": ref[2]}
     return {"latent": np.asarray(ref, dtype=np.float64).tolist()}
 
 
@@ -139,7 +148,8 @@ class Routes:
                  truncation: float | None = None, nrow: int = 8, padding: int = 2, scale: int = 1,
                  version: Version = "latest") -> ImageResult:
         """Images from latents: `count` drawn from `seed` (the same on every machine), or `latent`/`latents` as
-        given; with `class_` (a name like "Trouser", or an index), only images of that class."""
+        given; with `class_` (a name like "Trouser", or an index), only images of that class (exact on a
+        class-conditional version)."""
         return self._send(Call("POST", "/generate", _images(), json=_fields(
             model=model, version=version, seed=seed, count=count, latent=latent,
             latents=None if latents is None else np.asarray(latents, dtype=np.float64), class_=class_,
@@ -152,7 +162,9 @@ class Routes:
               truncation: float | None = None, padding: int = 2, scale: int = 1,
               version: Version = "latest") -> ImageResult:
         """The study's sweep: each of `dims` (default the study's five) set to each of `values`, over the base
-        latents (default 8 from seed 0); or along SeFa `directions` or towards `classes` instead of `dims`."""
+        latents (default 8 from seed 0); or along SeFa `directions` or towards `classes` instead of `dims`. On a
+        class-conditional version, `classes` without `values` is the "style x class" grid: one row per class, the
+        same styles in every row."""
         return self._send(Call("POST", "/sweep", _images(), json=_fields(
             model=model, version=version, dims=None if dims is None else list(dims),
             directions=None if directions is None else list(directions),
@@ -164,8 +176,9 @@ class Routes:
     def interpolate(self, model: str, start: LatentRef, end: LatentRef, *, steps: int = 8, method: str = "slerp",
                     format: str = "png", frame_ms: int = 100, nrow: int | None = None, padding: int = 2,
                     scale: int = 1, truncation: float | None = None, version: Version = "latest") -> ImageResult:
-        """`steps` images from `start` to `end` (each a latent, a `(seed, index)` pair, or {"seed":, "index":}):
-        a PNG grid, or with format "gif"/"webp" a looping animation (`images` are then its frames)."""
+        """`steps` images from `start` to `end` (each a latent, a `(seed, index)` pair, or {"seed":, "index":}; on
+        a class-conditional version also `(seed, index, class)`, to go from one class to another): a PNG grid, or
+        with format "gif"/"webp" a looping animation (`images` are then its frames)."""
         return self._send(Call("POST", "/interpolate", _images(scale), json=_fields(
             model=model, version=version, start=_latent_ref(start), end=_latent_ref(end), steps=steps, method=method,
             format=format, frame_ms=frame_ms, nrow=nrow, padding=padding, scale=scale, truncation=truncation)))
@@ -210,39 +223,40 @@ class Routes:
         params = _fields(version=version, seed=seed, count=count, truncation=truncation)
         return self._send(Call("GET", f"/models/{model}/classes/{class_}/latents", parse, params=params))
 
-    def latents(self, seed: int, index: int = 0, *, dim: int = 100) -> np.ndarray:
-        """The latent image `index` of `generate(seed=seed)` was made from, (dim,) float32: edit it, send it back."""
+    def latents(self, seed: int, index: int = 0, *, dim: int = 100, classes: int = 0) -> np.ndarray:
+        """The latent image `index` of `generate(seed=seed)` was made from, (dim,) float32: edit it, send it back.
+        `classes`: a class-conditional model's number of classes (its latents end in a one-hot)."""
         return self._send(Call("GET", "/latents", lambda r: np.asarray(r.json()["latent"], dtype=np.float32),
-                               params={"seed": seed, "index": index, "dim": dim}))
+                               params={"seed": seed, "index": index, "dim": dim, "classes": classes}))
 
     # -------------------------------------------------------------- pictures in
-    def score(self, model: str, pictures: Sequence[Picture], *, version: Version = "latest") -> dict:
+    def score(self, model: str, pictures: Sequence[Picture], *, class_: str | int | None = None,
+              version: Version = "latest") -> dict:
         """The discriminator's logit and probability (how real it finds it) for each picture: paths, bytes, PIL
-        images or uint8 arrays."""
+        images or uint8 arrays. `class_`: a class-conditional version's class for all of them (else each one's as
+        the version's classifier sees it)."""
         files = [("files", _upload(p, f"image-{i}")) for i, p in enumerate(pictures)]
-        return self._send(Call("POST", "/score", _json, data={"model": model, "version": str(version)}, files=files))
+        return self._send(Call("POST", "/score", _json, data=_form(model=model, version=version, class_=class_),
+                               files=files))
 
     def project(self, model: str, picture: Picture, *, steps: int = 100, seed: int = 0,
-                version: Version = "latest") -> Projection:
+                class_: str | int | None = None, version: Version = "latest") -> Projection:
         """The latent of a picture (a path, bytes, PIL image or uint8 array): the version's encoder's guess, then
-        `steps` steps of optimisation. `generate(model, latent=result.latent)` draws it back."""
+        `steps` steps of optimisation. `generate(model, latent=result.latent)` draws it back. On a
+        class-conditional version z is searched with the class held: `class_`, else the picture's own."""
         def parse(r: httpx.Response) -> Projection:
             body = r.json()
             return Projection(body["model"], body["version"], np.asarray(body["latent"], dtype=np.float32),
-                              body["start"], body["steps"], body["seconds"], body["losses"])
+                              body["start"], body["steps"], body["seconds"], body["losses"], body.get("class"))
         return self._send(Call("POST", "/project", parse, files=[("file", _upload(picture, "picture"))],
-                               data=self._project_form(model, steps, seed, version)))
+                               data=_form(model=model, version=version, steps=steps, seed=seed, class_=class_)))
 
     def project_image(self, model: str, picture: Picture, *, steps: int = 100, seed: int = 0, scale: int = 1,
-                      version: Version = "latest") -> ImageResult:
+                      class_: str | int | None = None, version: Version = "latest") -> ImageResult:
         """As `project`, but the answer is the picture (as fed to the model) beside its reconstruction."""
         return self._send(Call("POST", "/project", _images(), files=[("file", _upload(picture, "picture"))],
-                               data={**self._project_form(model, steps, seed, version), "format": "png",
-                                     "scale": str(scale)}))
-
-    @staticmethod
-    def _project_form(model: str, steps: int, seed: int, version: Version) -> dict:
-        return {"model": model, "version": str(version), "steps": str(steps), "seed": str(seed)}
+                               data=_form(model=model, version=version, steps=steps, seed=seed, class_=class_,
+                                          format="png", scale=scale)))
 
     # -------------------------------------------------------------- the service
     def health(self) -> dict:

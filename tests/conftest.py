@@ -102,3 +102,33 @@ def semantic_store(tmp_path_factory, fashion_dir):
                           log=lambda m: None, progress=False)
     publish_run(Store(root), result, command=["test"], encoder=encoder)
     return root
+
+
+@pytest.fixture(scope="session")
+def conditional_store(tmp_path_factory, fashion_dir):
+    """A store of class-conditional models: gan v1 trained long enough to draw the class it is given (the stable
+    recipe, 20 epochs on 8,192 images, about 20 s), with classes.json, the classifier and an encoder; and dcgan v1,
+    one short epoch (the architecture's shapes and routes)."""
+    import torch
+
+    from shared.store import Store
+    from trainer.config import TrainConfig
+    from trainer.encoder import fit_encoder
+    from trainer.loop import train
+    from trainer.publish import publish_run
+    from trainer.recipe import recipe_settings
+
+    root = tmp_path_factory.mktemp("conditional-store")
+    runs = {"gan": TrainConfig(arch="gan", epochs=20, limit=8192, data_dir=str(fashion_dir), device="cpu",
+                               conditional=True, class_samples=2000, encoder_steps=50,
+                               **recipe_settings("stable", "gan")),
+            "dcgan": TrainConfig(arch="dcgan", epochs=1, limit=256, batch_size=64, data_dir=str(fashion_dir),
+                                 device="cpu", conditional=True, class_samples=1000)}
+    for arch, cfg in runs.items():
+        result = train(cfg, root / ".runs" / arch, log=lambda m: None, progress=False)
+        encoder = None
+        if cfg.encoder_steps:
+            encoder = fit_encoder(result.generator, result.config, root / ".runs" / arch, 110, 1, 28,
+                                  torch.device("cpu"), log=lambda m: None, progress=False, classes=10)
+        publish_run(Store(root), result, command=["test"], encoder=encoder)
+    return root

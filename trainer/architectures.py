@@ -3,6 +3,12 @@
 Each architecture is one `Architecture` entry in `ARCHITECTURES`; adding one is adding an entry.
 Discriminators return logits: the seed's final Sigmoid is folded into the loss
 (`binary_cross_entropy_with_logits`), which is the same maths and safe under autocast.
+
+Class-conditional (`Architecture.conditional`): G takes z then the class as one vector, z followed by a one-hot
+(or any weights over the classes), so its first layer's class columns are the learned class embedding,
+concatenated to z (the MLP) or fed into the first transposed convolution (the DCGAN): the same maths as an
+`nn.Embedding` concatenated to z, folded into the layer. D gets a projection head (Miyato & Koyama 2018): its
+output plus the inner product of a learned class embedding with its last hidden features.
 """
 from __future__ import annotations
 
@@ -19,15 +25,19 @@ from trainer.config import ConfigError
 class MLPDiscriminator(nn.Module):
     """Seed: fc1 Linear(784 -> 128), LeakyReLU(0.2), fc2 Linear(128 -> 1)."""
 
-    def __init__(self, image_shape: tuple[int, int, int] = (1, 28, 28), hidden: int = 128):
+    def __init__(self, image_shape: tuple[int, int, int] = (1, 28, 28), hidden: int = 128, classes: int = 0):
         super().__init__()
         c, h, w = image_shape
         self.fc1 = nn.Linear(c * h * w, hidden)
         self.nonlin1 = nn.LeakyReLU(0.2)
         self.fc2 = nn.Linear(hidden, 1)
+        if classes:
+            self.embed = nn.Linear(classes, hidden, bias=False)  # the projection head's class embedding
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.nonlin1(self.fc1(x.flatten(1)))).view(-1)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of images `x`; a conditional D also takes their classes `y` (one-hot rows)."""
+        h = self.nonlin1(self.fc1(x.flatten(1)))
+        return projected(self.fc2(h).view(-1), h, self, y)
 
 
 class MLPGenerator(nn.Module):
@@ -54,7 +64,8 @@ class CNNDiscriminator(nn.Module):
     `batch_norm=False` puts an identity where the study has its BatchNorm layers (the layer indices, and so
     the state dict's names, stay the study's): the D that spectral normalisation is meant for (Miyato et al.)."""
 
-    def __init__(self, channels: int = 1, features: int = 64, batch_norm: bool = True, size: int = 32):
+    def __init__(self, channels: int = 1, features: int = 64, batch_norm: bool = True, size: int = 32,
+                 classes: int = 0):
         super().__init__()
         norm = nn.BatchNorm2d if batch_norm else (lambda _: nn.Identity())
         widths = [features * 2 ** i for i in range(_blocks(size))]  # 32: f, 2f, 4f; 64: f, 2f, 4f, 8f
@@ -62,9 +73,23 @@ class CNNDiscriminator(nn.Module):
         for w_in, w_out in zip(widths, widths[1:]):
             layers += [nn.Conv2d(w_in, w_out, 4, 2, 1), norm(w_out), nn.LeakyReLU(0.2)]
         self.main = nn.Sequential(*layers, nn.Conv2d(widths[-1], 1, 4, 2, 0))
+        if classes:
+            self.embed = nn.Linear(classes, widths[-1], bias=False)  # the projection head's class embedding
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.main(x).view(-1)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of images `x`; a conditional D also takes their classes `y` (one-hot rows)."""
+        if y is None:
+            return self.main(x).view(-1)
+        h = self.main[:-1](x)  # the last features, (N, 4f, 4, 4) at 32x32
+        return projected(self.main[-1](h).view(-1), h.sum((2, 3)), self, y)
+
+
+def projected(logits: torch.Tensor, features: torch.Tensor, D: nn.Module, y: torch.Tensor | None) -> torch.Tensor:
+    """The projection discriminator's output: the unconditional logit plus <embed(y), features> (features pooled
+    by summing over space, as Miyato & Koyama do)."""
+    if y is None:
+        return logits
+    return logits + (D.embed(y.to(features.dtype)) * features).sum(1)
 
 
 class CNNGenerator(nn.Module):
@@ -111,9 +136,16 @@ class Architecture:
     latent_dim: int
     features: int | None  # width knob of convolutional nets; None where it does not apply
     build_generator: Callable[[int, int | None, int, int], nn.Module]  # (latent_dim, features, channels, size) -> G
-    build_discriminator: Callable[[int | None, int, int, bool], nn.Module]  # (features, channels, size, batch_norm)
+    build_discriminator: Callable[[int | None, int, int, bool, int], nn.Module]  # (features, channels, size,
+    #                                                                             batch_norm, classes)
     sizes: tuple[int, ...] = ()  # the image sizes it takes; its own first
     init: Callable[[nn.Module], None] | None = None
+    classes: int = 0  # class-conditional on this many classes; 0: unconditional (the study)
+
+    @property
+    def input_dim(self) -> int:
+        """The length of G's input: z, then one weight per class when conditional."""
+        return self.latent_dim + self.classes
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -129,15 +161,22 @@ class Architecture:
             raise ConfigError(f"--channels {channels}: images are grey (1) or colour (3)")
         return replace(self, channels=channels, image_size=image_size)
 
+    def conditional(self, classes: int) -> "Architecture":
+        """This architecture conditioned on `classes` classes (0: unconditional)."""
+        if classes == 1:
+            raise ConfigError("--conditional needs labelled data of at least two classes; this data has one "
+                              "(a folder needs one subfolder per class)")
+        return replace(self, classes=classes)
+
     def generator(self) -> nn.Module:
-        net = self.build_generator(self.latent_dim, self.features, self.channels, self.image_size)
+        net = self.build_generator(self.input_dim, self.features, self.channels, self.image_size)
         if self.init:
             net.apply(self.init)
         return net
 
     def discriminator(self, batch_norm: bool = True) -> nn.Module:
         """D; `batch_norm=False`: without its BatchNorm layers, where it has any (the MLP has none)."""
-        net = self.build_discriminator(self.features, self.channels, self.image_size, batch_norm)
+        net = self.build_discriminator(self.features, self.channels, self.image_size, batch_norm, self.classes)
         if self.init:
             net.apply(self.init)
         return net
@@ -154,14 +193,14 @@ ARCHITECTURES: dict[str, Architecture] = {
             description="the seed's plain GAN: one hidden layer of 128 units in each net, 28x28 (or 32, 64)",
             image_size=28, channels=1, latent_dim=100, features=None, sizes=(28, 32, 64),
             build_generator=lambda z, _f, c, s: MLPGenerator(z, (c, s, s)),
-            build_discriminator=lambda _f, c, s, _bn: MLPDiscriminator((c, s, s)),
+            build_discriminator=lambda _f, c, s, _bn, k: MLPDiscriminator((c, s, s), classes=k),
         ),
         Architecture(
             name="dcgan",
             description="the seed's DCGAN: 4 (transposed) convolutions each, features=64, 32x32 (or 64x64: 5 each)",
             image_size=32, channels=1, latent_dim=100, features=64, sizes=(32, 64),
             build_generator=lambda z, f, c, s: CNNGenerator(z, c, f, s),
-            build_discriminator=lambda f, c, s, bn: CNNDiscriminator(c, f, bn, s),
+            build_discriminator=lambda f, c, s, bn, k: CNNDiscriminator(c, f, bn, s, k),
             init=dcgan_init,
         ),
     )
@@ -169,8 +208,8 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 
 def run_architecture(cfg) -> Architecture:
-    """The architecture of a run (a TrainConfig), at the run's image shape."""
-    return get_architecture(cfg.arch).at(cfg.channels, cfg.image_size)
+    """The architecture of a run (a TrainConfig), at the run's image shape, conditional on its classes if it is."""
+    return get_architecture(cfg.arch).at(cfg.channels, cfg.image_size).conditional(len(cfg.class_names))
 
 
 def get_architecture(name: str) -> Architecture:

@@ -49,8 +49,9 @@ class Board:
         for column, value in zip(HISTORY_COLUMNS, stats.tolist()):
             self.writer.add_scalar(TAGS[column], value, step)
 
-    def samples(self, generator: torch.nn.Module, latent_dim: int, step: int, device: torch.device) -> None:
-        latents = seeded_latents(SAMPLE_SEED, SAMPLE_COUNT, latent_dim)
+    def samples(self, generator: torch.nn.Module, latent_dim: int, step: int, device: torch.device,
+                classes: int = 0) -> None:
+        latents = seeded_latents(SAMPLE_SEED, SAMPLE_COUNT, latent_dim, classes)
         training = generator.training
         generator.eval()  # the live G in train mode would use (and update) batch statistics
         try:

@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on square images of this side (default: the architecture's own); " + "; ".join(
                        f"{a.name} takes {', '.join(map(str, a.sizes))}" for a in ARCHITECTURES.values()))
     p.add_argument("--limit", type=_positive_int, default=None, help="train on the first N images only")
+    p.add_argument("--conditional", action="store_true",
+                   help="class-conditional: G draws the class it is given and D judges each image with its class "
+                        "(a projection discriminator); the labels are the dataset's (a folder's class subfolders)")
     p.add_argument("--run-dir", default=None,
                    help="where the training state is saved after every epoch (default: OUT/.runs/NAME)")
     p.add_argument("--resume", action="store_true",
@@ -214,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     say = log if ranks.is_main else (lambda message: None)
     cfg = TrainConfig(arch=args.arch, name=name, epochs=args.epochs, lr=args.lr,
                       seed=args.seed, dataset=args.dataset, data_dir=args.data_dir, limit=args.limit,
-                      channels=args.channels, image_size=args.image_size,
+                      channels=args.channels, image_size=args.image_size, conditional=args.conditional,
                       device=args.device, world_size=ranks.world_size, cuda_graphs=args.cuda_graphs,
                       eval_every=args.eval_every or 0, eval_samples=args.eval_samples,
                       class_samples=0 if args.no_classes else args.class_samples,
@@ -235,9 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         encoder = None
         if result.config.encoder_steps:  # counts left open are set by now, for the run's size
             arch = run_architecture(result.config)
-            encoder = fit_encoder(result.generator, result.config, run_dir, arch.latent_dim, arch.channels,
+            encoder = fit_encoder(result.generator, result.config, run_dir, arch.input_dim, arch.channels,
                                   arch.image_size, torch.device(result.device), log=say,
-                                  progress=False if args.no_progress else None)
+                                  progress=False if args.no_progress else None, classes=arch.classes)
             if encoder.interrupted:
                 return EXIT_INTERRUPTED
         invocation = [parser.prog, *(argv if argv is not None else sys.argv[1:])]

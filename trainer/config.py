@@ -1,7 +1,7 @@
 """A training run's settings as plain values: everything needed to reproduce it."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from shared.errors import UserError
@@ -26,6 +26,8 @@ class TrainConfig:
     channels: int | None = None  # 1 grey, 3 colour; None: the data's own, set when training starts
     image_size: int | None = None  # square side in pixels; None: the architecture's own
     limit: int | None = None  # train on the first N images only
+    conditional: bool = False  # G and D are given each image's class (the dataset's labels)
+    class_names: list[str] = field(default_factory=list)  # a conditional run's classes, set when training starts
     device: str = "auto"
     world_size: int = 1  # processes under torchrun; each takes batch_size images of every global batch
     cuda_graphs: str = "auto"  # on | off | auto (on when training on CUDA in one process)

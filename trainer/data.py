@@ -21,6 +21,9 @@ from shared.imaging.pixels import fit_image
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "latentlab" / "datasets"
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "folder")
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_FOLDER = "cifar-10-batches-py"  # what cifar-10-python.tar.gz unpacks to
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -233,11 +236,27 @@ def resize_uint8(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Te
     return out
 
 
+@dataclass
+class TrainingSet:
+    """Training images, uint8 (N, C, S, S), with their labels (N,) int64 and the labels' names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+
+
 def load_training_images(dataset: str, data_dir: str | None, image_size: int, channels: int | None = None,
                          limit: int | None = None, download: bool = True, log=None) -> torch.Tensor:
-    """The training images of `dataset` at `image_size`, uint8 (N, C, S, S), first `limit` only. `channels`:
-    1 (grey) or 3 (colour); None: what the data is (FashionMNIST and MNIST grey, CIFAR-10 colour, a folder
-    colour unless every picture in it is grey).
+    """The images of `load_training_set`."""
+    return load_training_set(dataset, data_dir, image_size, channels, limit, download, log).images
+
+
+def load_training_set(dataset: str, data_dir: str | None, image_size: int, channels: int | None = None,
+                      limit: int | None = None, download: bool = True, log=None) -> TrainingSet:
+    """The training images of `dataset` at `image_size`, uint8 (N, C, S, S), first `limit` only, with their
+    labels. `channels`: 1 (grey) or 3 (colour); None: what the data is (FashionMNIST and MNIST grey, CIFAR-10
+    colour, a folder colour unless every picture in it is grey). Labels: the IDX and CIFAR-10 labels, or a
+    folder's class subfolders (all 0 in a flat folder).
 
     `log`, if given, is told where the images came from and what was skipped or resized."""
     say = log or (lambda message: None)
@@ -251,7 +270,7 @@ def load_training_images(dataset: str, data_dir: str | None, image_size: int, ch
             say(f"{data_dir}: pictures of {len(folder.sizes)} sizes (e.g. "
                 f"{', '.join(f'{w}x{h}' for w, h in sorted(folder.sizes)[:3])}); each is resized to "
                 f"{image_size}x{image_size}, aspect not kept")
-        images = folder.images
+        images, labels, classes = folder.images, folder.labels, folder.classes
         if channels is None:
             channels = 1 if is_grey(images) else 3
         say(f"folder: {len(images)} images from {data_dir} ({'colour' if channels == 3 else 'grey'}"
@@ -259,15 +278,17 @@ def load_training_images(dataset: str, data_dir: str | None, image_size: int, ch
     elif dataset == "cifar10":
         directory = locate_cifar10(data_dir, download)
         say(f"cifar10: reading {directory}")
-        images, _ = load_cifar10_split(directory, "train")
+        images, labels = load_cifar10_split(directory, "train")
+        classes = list(CIFAR10_CLASSES)
     else:
         directory = locate_idx_dir(dataset, data_dir, download)
         say(f"{dataset}: reading {directory}")
-        images, _ = load_idx_split(directory, "train")
+        images, labels = load_idx_split(directory, "train")
+        classes = list(FASHION_MNIST_CLASSES if dataset == "fashion-mnist" else map(str, range(10)))
     if limit:
-        images = images[:limit]
+        images, labels = images[:limit], labels[:limit]
     images = to_channels(images, images.shape[1] if channels is None else channels)
-    return resize_uint8(images, image_size).contiguous()
+    return TrainingSet(resize_uint8(images, image_size).contiguous(), labels, classes)
 
 
 def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:

@@ -30,6 +30,7 @@ from trainer.interrupt import StopRequested
 from trainer.phases import Phase
 from trainer.state import ENCODER_STATE as STATE_FILE
 from trainer.state import save_checkpoint
+from trainer.step import random_latents
 
 CHECKPOINT_EVERY = 250  # steps; and at least four times a run
 BATCH = 64
@@ -83,8 +84,10 @@ def step_generator(seed: int, step: int, device: torch.device) -> torch.Generato
 
 
 def fit_encoder(generator: nn.Module, cfg: TrainConfig, run_dir: Path, latent_dim: int, channels: int, size: int,
-                device: torch.device, log: Callable[[str], None] = print, progress: bool | None = None) -> EncoderResult:
-    """Train (or resume, or load when done) the encoder of `generator` (kept frozen) for cfg.encoder_steps."""
+                device: torch.device, log: Callable[[str], None] = print, progress: bool | None = None,
+                classes: int = 0) -> EncoderResult:
+    """Train (or resume, or load when done) the encoder of `generator` (kept frozen) for cfg.encoder_steps. A
+    conditional generator's (`classes`) encoder guesses the class weights at the end of the latent too."""
     path = Path(run_dir) / STATE_FILE
     torch.manual_seed(cfg.seed)
     E = Encoder(channels, latent_dim).to(device)
@@ -107,7 +110,7 @@ def fit_encoder(generator: nn.Module, cfg: TrainConfig, run_dir: Path, latent_di
     with stop.installed(), Phase("encoder", cfg.encoder_steps, progress, log, unit="step", initial=step) as phase:
         while step < cfg.encoder_steps and not stop.requested:
             g = step_generator(cfg.seed, step, device)
-            z = torch.randn(BATCH, latent_dim, device=device, generator=g)
+            z = random_latents(BATCH, latent_dim, classes, device, g)
             real = to_model_range(data[torch.randint(len(data), (BATCH,), device=device, generator=g)])
             with computing_in(cfg.precision, device):  # the losses are taken in fp32
                 with torch.no_grad():

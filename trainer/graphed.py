@@ -26,8 +26,8 @@ class GraphedStep:
     """Calls like `train_step` on (dataset, indices, noise); replays a captured graph for full batches."""
 
     def __init__(self, nets: Nets, recipe: Recipe, data: torch.Tensor, batch_size: int, latent_dim: int,
-                 autocast: torch.dtype | None = None) -> None:
-        self.eager = eager_step(nets, recipe, data, autocast)
+                 autocast: torch.dtype | None = None, labels: torch.Tensor | None = None) -> None:
+        self.eager = eager_step(nets, recipe, data, autocast, labels)
         self.batch_size = batch_size
         device = data.device
         self.idx = torch.zeros(batch_size, dtype=torch.long, device=device)

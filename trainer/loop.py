@@ -23,7 +23,7 @@ from trainer.architectures import get_architecture, run_architecture
 from trainer.board import Board
 from trainer.budget import with_budget
 from trainer.config import ConfigError, TrainConfig
-from trainer.data import load_training_images
+from trainer.data import load_training_set
 from trainer.distributed import Ranks, any_rank, barrier, device_for, mean_over_ranks, shard
 from trainer.graphed import GraphedStep
 from trainer.interrupt import StopRequested
@@ -103,9 +103,13 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
     run_dir = Path(run_dir)
     device = device_for(ranks, resolve_device(cfg.device))
     size = get_architecture(cfg.arch).at(cfg.channels, cfg.image_size).image_size  # a bad shape: refused now
-    data = load_training_images(cfg.dataset, cfg.data_dir, size, cfg.channels, cfg.limit, log=log).to(device)
-    cfg = dataclasses.replace(cfg, channels=data.shape[1], image_size=size)  # recorded as trained
+    training_set = load_training_set(cfg.dataset, cfg.data_dir, size, cfg.channels, cfg.limit, log=log)
+    data = training_set.images.to(device)
+    cfg = dataclasses.replace(cfg, channels=data.shape[1], image_size=size,  # recorded as trained
+                              class_names=list(training_set.classes) if cfg.conditional else [])
     arch = run_architecture(cfg)
+    # a conditional run's classes as one-hot rows on the device, gathered by each step
+    labels = torch.eye(arch.classes, device=device)[training_set.labels.to(device)] if arch.classes else None
     cfg = with_budget(cfg, data.shape[0])  # the post-training counts left open, for a run of this size
     if cfg.precision == AUTO:  # the recipe's choice for this device, recorded as what it trained in
         cfg = dataclasses.replace(cfg, precision=BF16 if native_bf16(device) else FP32)
@@ -134,9 +138,9 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
         state.restore(nets, device)
     nets.train()
     if graphs:
-        step = GraphedStep(nets, recipe, data, cfg.batch_size * cfg.d_steps, arch.latent_dim, autocast)
+        step = GraphedStep(nets, recipe, data, cfg.batch_size * cfg.d_steps, arch.latent_dim, autocast, labels)
     else:
-        step = eager_step(nets, recipe, data, autocast)
+        step = eager_step(nets, recipe, data, autocast, labels)
 
     show_bar = (sys.stderr.isatty() if progress is None else progress) and ranks.is_main
     board = None
@@ -154,12 +158,12 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
                 complete = run_epoch(step, data, state, arch.latent_dim, stop, ranks, on_step)
             state.seconds += time.perf_counter() - started
             if complete and cfg.eval_every and state.epoch % cfg.eval_every == 0 and ranks.is_main:
-                state.quality.append(measure_epoch(nets, cfg, arch.latent_dim, device, state.epoch, log))
+                state.quality.append(measure_epoch(nets, cfg, device, state.epoch, log))
                 if board is not None:
                     board.metrics(state.quality[-1], board.at(state.epoch))
             if complete and board is not None:
-                board.samples(published_generator(nets, arch.latent_dim, cfg.batch_size, device), arch.latent_dim,
-                              board.at(state.epoch), device)
+                board.samples(published_generator(nets, arch.input_dim, cfg.batch_size, device, arch.classes),
+                              arch.input_dim, board.at(state.epoch), device, arch.classes)
             if ranks.is_main:
                 state.capture(nets, device)
                 state.save(run_dir / STATE_FILE)
@@ -177,7 +181,7 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
         log(f"interrupted at epoch {state.epoch + 1}, step {state.step}; state saved to {run_dir / STATE_FILE}; "
             "continue with the same command and --resume")
     return TrainResult(
-        config=cfg, generator=published_generator(nets, arch.latent_dim, cfg.batch_size, device),
+        config=cfg, generator=published_generator(nets, arch.input_dim, cfg.batch_size, device, arch.classes),
         discriminator=nets.D_local, history=state.history, quality=state.quality,
         iterations_per_epoch=steps, num_images=data.shape[0], seconds=state.seconds, device=str(device),
         interrupted=interrupted, world_size=ranks.world_size, cuda_graphs=graphs,
@@ -187,17 +191,18 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
 _evaluators: dict[tuple, object] = {}  # one per device and data: the classifier and the test set, loaded once
 
 
-def measure_epoch(nets: Nets, cfg: TrainConfig, latent_dim: int, device: torch.device, epoch: int,
-                  log: Callable[[str], None]) -> dict:
+def measure_epoch(nets: Nets, cfg: TrainConfig, device: torch.device, epoch: int, log: Callable[[str], None]) -> dict:
     """--eval-every: the metrics of what would be published now, with the epoch they belong to."""
     from trainer.evaluation.evaluate import Evaluator  # the classifier and its weights: only when asked for
 
     key = (str(device), cfg.data_dir, cfg.dataset, cfg.channels, cfg.image_size)
     if key not in _evaluators:
         _evaluators[key] = Evaluator(device, cfg.data_dir, cfg.dataset, (cfg.channels, cfg.image_size, cfg.image_size))
-    generator = copy.deepcopy(published_generator(nets, latent_dim, cfg.batch_size, device)).eval()
+    arch = run_architecture(cfg)
+    generator = copy.deepcopy(published_generator(nets, arch.input_dim, cfg.batch_size, device, arch.classes)).eval()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # training's stream untouched
-        record = _evaluators[key].measure(generator, latent_dim, cfg.eval_samples, precision=cfg.precision)
+        record = _evaluators[key].measure(generator, arch.input_dim, cfg.eval_samples, precision=cfg.precision,
+                                          classes=arch.classes)
     kept = {k: record[k] for k in ("fid", "kid", "precision", "recall", "class_entropy", "mean_confidence", "swd",
                                    "seconds") if k in record}
     classified = (f"FID {kept['fid']:.2f}, recall {kept['recall']:.3f}, class entropy {kept['class_entropy']:.3f}, "

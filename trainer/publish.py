@@ -43,28 +43,33 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
     with torch.random.fork_rng(devices=[]):  # building a plain D initialises weights: leave the RNG alone
         D = without_parametrizations(result.discriminator,
                                      arch.discriminator(batch_norm=cfg.d_norm == "batch")).eval()
-    z = seeded_latents(CHECK_SEED, CHECK_COUNT, arch.latent_dim)
+    z = seeded_latents(CHECK_SEED, CHECK_COUNT, arch.input_dim, arch.classes)
     with store.staging(cfg.name) as stage:
         g_diff = export_torchscript(G, z[:2], stage / GENERATOR, check=z)
         with torch.no_grad():
             fakes = G(z)
-        d_diff = export_torchscript(D, fakes[:2], stage / DISCRIMINATOR, check=fakes)
+        # a conditional D takes each image's class too (the one-hot G was given)
+        d_inputs = (fakes, z[:, arch.latent_dim:]) if arch.classes else (fakes,)
+        d_diff = export_torchscript(D, tuple(x[:2] for x in d_inputs), stage / DISCRIMINATOR, check=d_inputs)
         scripted_G = torchscript.load(stage / GENERATOR)
         recipe = describe(cfg)
         write_report(stage / REPORT_DIR, result.history, result.iterations_per_epoch, scripted_G,
-                     arch.latent_dim, title=f"{cfg.name} ({arch.name}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+                     arch.input_dim, classes=cfg.class_names, title=f"{cfg.name} ({arch.name}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
                                             f"{'' if cfg.recipe == 'seed' else ', ' + cfg.recipe + ' recipe'})",
                      d_scores=recipe["d_scores"], quality=result.quality)
         if encoder is not None and encoder.encoder is not None:
             images = fakes[:CHECK_COUNT]
             e_diff = export_torchscript(encoder.encoder, images[:2], stage / ENCODER, check=images)
         if cfg.class_samples and cfg.dataset == "fashion-mnist":
-            write_semantics(stage, scripted_G, arch.latent_dim, cfg.class_samples, cfg.precision, progress, log)
+            write_semantics(stage, scripted_G, arch.input_dim, cfg.class_samples, cfg.precision, progress, log,
+                            arch.classes)
         last_epoch = result.history[-result.iterations_per_epoch:]
         manifest = ManifestDraft(
             architecture=arch.name,
-            latent_dim=arch.latent_dim,
+            latent_dim=arch.input_dim,
             image_shape=arch.image_shape,
+            **({"conditional": True, "class_names": cfg.class_names, "style_dim": arch.latent_dim} if arch.classes
+               else {}),
             dataset=cfg.dataset,
             num_images=result.num_images,
             epochs=cfg.epochs,
@@ -85,7 +90,9 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
             train_seconds=round(result.seconds, 2),
             iterations=len(result.history),
             parameters=ParameterCounts(generator=count_parameters(G), discriminator=count_parameters(D)),
-            generator_io={"input": ["N", arch.latent_dim], "output": ["N", *arch.image_shape], "range": [-1, 1]},
+            generator_io={"input": ["N", arch.input_dim], "output": ["N", *arch.image_shape], "range": [-1, 1],
+                          **({"input_layout": f"z ({arch.latent_dim}) then the class as {arch.classes} weights "
+                                              "(a one-hot)"} if arch.classes else {})},
             discriminator_output="logits" if recipe["d_scores"] == "probability" else "raw scores (hinge loss)",
             export_max_abs_diff={"generator": g_diff, "discriminator": d_diff},
             final_epoch_means=dict(zip(HISTORY_COLUMNS, last_epoch.mean(0).tolist())) if len(last_epoch) else None,
@@ -98,12 +105,14 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
 
 
 def write_semantics(directory, generator: torch.nn.Module, latent_dim: int, samples: int, precision: str = "fp32",
-                    progress: bool | None = False, log: Callable[[str], None] = lambda message: None) -> None:
+                    progress: bool | None = False, log: Callable[[str], None] = lambda message: None,
+                    classes: int = 0) -> None:
     """`classes.json` and `classifier.pt` into a version being built: what its latent space means, found with the
     very generator the service will load, and the classifier the service checks class requests with."""
     from trainer.evaluation.classifier import export_classifier
     from trainer.evaluation.semantics import fit_class_semantics
 
-    semantics = fit_class_semantics(generator, latent_dim, samples, precision=precision, progress=progress, log=log)
+    semantics = fit_class_semantics(generator, latent_dim, samples, precision=precision, progress=progress, log=log,
+                                    classes=classes)
     (directory / CLASSES).write_text(semantics.model_dump_json(indent=1) + "\n")
     (directory / CLASSIFIER).write_bytes(export_classifier())

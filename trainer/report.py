@@ -1,4 +1,5 @@
-"""The study's figures for a trained version: training curves, samples and the latent sweep.
+"""The study's figures for a trained version: training curves, samples and the latent sweep (and, for a conditional
+version, `classes.png`: the same eight styles drawn as every class).
 
 `samples.png` and `sweep.png` are made by `shared.sampling` from the exported TorchScript generator:
 the same code and the same module the service uses, so `POST /generate {"seed": 0, "count": 8,
@@ -12,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from shared.imaging.grids import render_grid
 from shared.imaging.latents import STUDY_SWEEP_DIMS, STUDY_SWEEP_VALUES, seeded_latents
-from shared.imaging.sampling import sample_image, sweep_image
+from shared.imaging.sampling import class_layout, generate, sample_image, sweep_image
 from shared.store import HISTORY_CSV
 from trainer.step import HISTORY_COLUMNS
 
@@ -29,9 +31,10 @@ QUALITY_PANELS = (("fid", "FID (lower is better)"), ("recall", "recall (higher i
 
 def write_report(report_dir: Path, history: torch.Tensor, iterations_per_epoch: int,
                  generator: torch.nn.Module, latent_dim: int, title: str, d_scores: str = "probability",
-                 quality: list[dict] = ()) -> list[Path]:
+                 quality: list[dict] = (), classes: list[str] = ()) -> list[Path]:
     """`d_scores`: what the history's D_x and D_G_z are, "probability" (BCE: sigmoid of D) or "raw" (hinge);
-    `quality`: what --eval-every measured, epoch by epoch (quality.csv and quality.png when there is any)."""
+    `quality`: what --eval-every measured, epoch by epoch (quality.csv and quality.png when there is any);
+    `classes`: a conditional generator's (its input ends in one weight per class)."""
     report_dir.mkdir(parents=True, exist_ok=True)
     paths = [
         write_history_csv(report_dir / HISTORY_CSV, history, iterations_per_epoch),
@@ -41,10 +44,16 @@ def write_report(report_dir: Path, history: torch.Tensor, iterations_per_epoch: 
     if quality:
         paths += [write_quality_csv(report_dir / "quality.csv", quality), plot_quality(report_dir / "quality.png",
                                                                                       {title: quality})]
-    base = seeded_latents(SAMPLE_SEED, SAMPLE_COUNT, latent_dim)
+    base = seeded_latents(SAMPLE_SEED, SAMPLE_COUNT, latent_dim, len(classes))
     sample_image(generator, base, scale=SAMPLE_SCALE).save(report_dir / "samples.png")
     sweep_image(generator, base, STUDY_SWEEP_DIMS, STUDY_SWEEP_VALUES, scale=SWEEP_SCALE).save(report_dir / "sweep.png")
-    return paths + [report_dir / "samples.png", report_dir / "sweep.png"]
+    paths += [report_dir / "samples.png", report_dir / "sweep.png"]
+    if classes:  # the figure of conditional GANs: what z keeps (the style) when only the class changes
+        layout = class_layout(base[:, :latent_dim - len(classes)], range(len(classes)), classes, len(classes))
+        render_grid(generate(generator, layout.latents), layout.nrow, 2, SWEEP_SCALE, layout.row_labels).save(
+            report_dir / "classes.png")
+        paths.append(report_dir / "classes.png")
+    return paths
 
 
 def write_history_csv(path: Path, history: torch.Tensor, iterations_per_epoch: int) -> Path:

@@ -118,11 +118,13 @@ STANDING_BATCHES, STANDING_SEED = 64, 1234
 
 
 @torch.no_grad()
-def standing_statistics(G: nn.Module, latent_dim: int, batch_size: int, device: torch.device | str) -> nn.Module:
+def standing_statistics(G: nn.Module, latent_dim: int, batch_size: int, device: torch.device | str,
+                        classes: int = 0) -> nn.Module:
     """A copy of G whose BatchNorm layers hold G's own activation statistics (BigGAN's "standing statistics"),
     in eval mode. A moving average of G's weights carries the live G's BatchNorm statistics, which belong to
     other weights: normalised with them, the average's images come out wrong. Averaged over 64 batches of
-    fixed noise, so the result is the same every time. G without BatchNorm is returned as it is."""
+    fixed noise (and classes, for a conditional G), so the result is the same every time. G without BatchNorm
+    is returned as it is."""
     norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return G
@@ -134,30 +136,46 @@ def standing_statistics(G: nn.Module, latent_dim: int, batch_size: int, device: 
     G.train()
     generator = torch.Generator(device=device).manual_seed(STANDING_SEED)
     for _ in range(STANDING_BATCHES):
-        G(torch.randn(batch_size, latent_dim, device=device, generator=generator))
+        G(random_latents(batch_size, latent_dim, classes, device, generator))
     for m in G.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.momentum = 0.1
     return G.eval()
 
 
+def random_latents(count: int, latent_dim: int, classes: int, device: torch.device | str,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """`count` inputs of G from torch's RNG: N(0, 1) latents, their last `classes` columns the one-hot of a
+    uniformly drawn class when G is conditional."""
+    z = torch.randn(count, latent_dim - classes, device=device, generator=generator)
+    if not classes:
+        return z
+    labels = torch.randint(classes, (count,), device=device, generator=generator)
+    return torch.cat([z, F.one_hot(labels, classes).to(z.dtype)], 1)
+
+
 def train_step(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tensor,
-               autocast: torch.dtype | None = None) -> torch.Tensor:
+               autocast: torch.dtype | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
     """Update D on `real` and G(`noise`) (`recipe.d_steps` times, each on its own equal share of both), then G
     on the last share's fakes, then G's average; return the last (loss_D, loss_G, D's mean score on real
     images, on generated ones): probabilities for BCE, raw outputs for the hinge loss.
 
     Both players see D's inputs through the recipe's augmentation. With `autocast` (torch.bfloat16), the
     forward passes run in that precision; the weights, their gradients and the optimisers stay fp32. The
-    cast cache is off: inside a CUDA graph it must be."""
+    cast cache is off: inside a CUDA graph it must be.
+
+    A conditional step has `labels`, the real images' classes as one-hot rows: G makes each fake in the class
+    of a real image (so both sides have the data's classes), and D is told each image's class."""
     loss, device_type = recipe.loss, real.device.type
-    for real_share, noise_share in zip(real.tensor_split(recipe.d_steps), noise.tensor_split(recipe.d_steps)):
-        fake, d_real, d_fake, loss_D = discriminator_update(nets, recipe, real_share, noise_share, autocast)
+    shares = [s.tensor_split(recipe.d_steps) for s in (real, noise)]
+    label_shares = labels.tensor_split(recipe.d_steps) if labels is not None else [None] * recipe.d_steps
+    for real_share, noise_share, y in zip(*shares, label_shares):
+        fake, d_real, d_fake, loss_D = discriminator_update(nets, recipe, real_share, noise_share, autocast, y)
 
     with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None,
                         cache_enabled=False):
         # D's gradients here are discarded; G's are reduced by DDP(G)
-        loss_G = loss.generator(nets.D_local(recipe.d_input(fake, nets.steps)).float())
+        loss_G = loss.generator(nets.D_local(recipe.d_input(fake, nets.steps), *_given(y)).float())
     nets.opt_G.zero_grad(set_to_none=True)
     loss_G.backward()
     nets.opt_G.step()
@@ -168,18 +186,24 @@ def train_step(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tens
                         loss.score(d_fake.detach().float())])
 
 
+def _given(labels: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """D's arguments after the images: the classes, for a conditional D."""
+    return () if labels is None else (labels,)
+
+
 def discriminator_update(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tensor,
-                         autocast: torch.dtype | None) -> tuple[torch.Tensor, ...]:
-    """One step of D's optimiser on `real` against G(`noise`); returns the fakes (still attached to G), D's
-    outputs on both, and its loss."""
+                         autocast: torch.dtype | None, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """One step of D's optimiser on `real` against G(`noise`) (of the same classes, `labels`, when conditional);
+    returns the fakes (still attached to G), D's outputs on both, and its loss."""
     loss, device_type = recipe.loss, real.device.type
     if recipe.r1:
         real = real.detach().requires_grad_(True)
     with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None,
                         cache_enabled=False):
-        fake = nets.G(noise)
-        d_real = nets.D(recipe.d_input(real, nets.steps))  # through DDP when distributed: this backward
-        d_fake = nets.D_local(recipe.d_input(fake.detach(), nets.steps))  # all-reduces D's gradients once, for both
+        fake = nets.G(noise if labels is None else torch.cat([noise, labels], 1))
+        d_real = nets.D(recipe.d_input(real, nets.steps), *_given(labels))  # through DDP when distributed: this
+        d_fake = nets.D_local(recipe.d_input(fake.detach(), nets.steps), *_given(labels))  # backward all-reduces
+        #                                                                        D's gradients once, for both
         loss_D = loss.discriminator(d_real.float(), d_fake.float())
     if recipe.lecam:
         loss_D = loss_D + recipe.lecam * lecam_penalty(d_real.float(), d_fake.float(), nets.lecam_anchors)
@@ -200,16 +224,21 @@ def lecam_penalty(d_real: torch.Tensor, d_fake: torch.Tensor, anchors: torch.Ten
     return F.relu(d_real - anchors[1]).square().mean() + F.relu(anchors[0] - d_fake).square().mean()
 
 
-def published_generator(nets: Nets, latent_dim: int, batch_size: int, device: torch.device) -> nn.Module:
+def published_generator(nets: Nets, latent_dim: int, batch_size: int, device: torch.device,
+                        classes: int = 0) -> nn.Module:
     """What a run publishes and measures: G's moving average with its own BatchNorm statistics, or G itself."""
     if nets.G_ema is None:
         return nets.G_local
-    return standing_statistics(nets.G_ema, latent_dim, batch_size, device)
+    return standing_statistics(nets.G_ema, latent_dim, batch_size, device, classes)
 
 
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (dataset indices, noise) -> the step's statistics
 
 
-def eager_step(nets: Nets, recipe: Recipe, data: torch.Tensor, autocast: torch.dtype | None = None) -> Step:
-    """`train_step` on the dataset's rows `idx` (uint8, on the device) and `noise`."""
-    return lambda idx, noise: train_step(nets, recipe, to_model_range(data[idx]), noise, autocast)
+def eager_step(nets: Nets, recipe: Recipe, data: torch.Tensor, autocast: torch.dtype | None = None,
+               labels: torch.Tensor | None = None) -> Step:
+    """`train_step` on the dataset's rows `idx` (uint8, on the device) and `noise`; conditional with `labels`,
+    the dataset's one-hot classes (N, classes) on the device (gathered, not computed: no host sync)."""
+    if labels is None:
+        return lambda idx, noise: train_step(nets, recipe, to_model_range(data[idx]), noise, autocast)
+    return lambda idx, noise: train_step(nets, recipe, to_model_range(data[idx]), noise, autocast, labels[idx])

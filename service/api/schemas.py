@@ -114,8 +114,10 @@ class GenerateRequest(LatentSource):
     nrow: integer(ge=1, le=IMAGES_CEILING) = Field(8, description="images per grid row")
     class_: ClassRef | SkipJsonSchema[None] = Field(
         None, alias="class", description="only images of this class (a name, e.g. \"Trouser\", or an index; GET "
-                                         "/models/{name}/classes lists them), drawn from `seed`: candidates the latent "
-                                         "space puts in the class, kept when the version's classifier agrees")
+                                         "/models/{name}/classes lists them), drawn from `seed`. A class-conditional "
+                                         "version is given the class (exact, at the cost of any request); another "
+                                         "draws candidates the latent space puts in the class and keeps those the "
+                                         "version's classifier agrees with")
     truncation: Truncation | SkipJsonSchema[None] = Field(None, description=TRUNCATION_DOC, examples=[0.7])
 
     _class_not_null = field_validator("class_", "truncation", mode="before")(never_null)
@@ -193,8 +195,11 @@ class LatentRef(Strict):
     seed: integer(ge=0, le=MAX_SEED) | SkipJsonSchema[None] = Field(None, examples=[0], description="a latent seed")
     index: integer(ge=0, le=IMAGES_CEILING - 1) | SkipJsonSchema[None] = Field(
         None, examples=[3], description="which of the seed's latents (default 0)")
+    class_: ClassRef | SkipJsonSchema[None] = Field(
+        None, alias="class", description="a class-conditional version only: this class (a name or an index), with "
+                                         "the latent's z: an interpolation from one class to another")
 
-    _not_null = field_validator("latent", "seed", "index", mode="before")(never_null)
+    _not_null = field_validator("latent", "seed", "index", "class_", mode="before")(never_null)
 
     @model_validator(mode="after")
     def _one_way(self):
@@ -289,9 +294,14 @@ class SeededLatent(BaseModel):
 
 
 class Score(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
     filename: str = Field(description="the uploaded file's name")
     logit: float = Field(description="the discriminator's raw output")
     probability: float = Field(description="sigmoid(logit): how real the discriminator finds the image")
+    class_: str | None = Field(None, alias="class", description="a class-conditional version only: the class the "
+                                                                "image was judged as (the one given, or the one the "
+                                                                "version's classifier sees)")
 
 
 class ScoreList(ServedVersion):
@@ -322,6 +332,11 @@ class ProjectionResult(ServedVersion):
     seconds: float = Field(description="time the projection took on the service's device")
     losses: dict[Literal["start", "final"], StageLosses] = Field(description="the reconstruction's loss at the first "
                                                                              "guess and at the end")
+    class_: str | None = Field(None, alias="class", description="a class-conditional version only: the class held "
+                                                                "during the search (the one given, or the picture's "
+                                                                "as the version's classifier sees it)")
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
 
 class ClassInfo(BaseModel):

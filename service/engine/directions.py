@@ -12,7 +12,8 @@ import torch
 
 @dataclass(frozen=True)
 class Directions:
-    vectors: np.ndarray  # (latent_dim, latent_dim) float32: row i is direction i, unit length
+    vectors: np.ndarray  # (style, latent_dim) float32: row i is direction i, unit length (style: latent_dim, or a
+    #                     conditional generator's z)
     eigenvalues: np.ndarray  # (latent_dim,) float64, descending
     layer: str  # the module they come from, e.g. "main.0 (ConvTranspose2d)"
 
@@ -48,11 +49,16 @@ def _batchnorm_scale(m: torch.nn.Module, channels: np.ndarray) -> np.ndarray | f
     return (gamma / np.sqrt(var + eps))[channels][:, None]
 
 
-def semantic_directions(module: torch.nn.Module, latent_dim: int) -> Directions | None:
+def semantic_directions(module: torch.nn.Module, latent_dim: int, classes: int = 0) -> Directions | None:
+    """The directions of `module`'s latents; a conditional generator's (its last `classes` inputs one weight per
+    class) in z alone, the class held fixed: their class weights are 0."""
     found = first_layer_map(module, latent_dim)
     if found is None:
         return None
     a, layer = found
+    a = a[:, :latent_dim - classes]
     eigenvalues, eigenvectors = np.linalg.eigh(a.T @ a)  # ascending
     order = np.argsort(eigenvalues)[::-1]
-    return Directions(eigenvectors[:, order].T.astype(np.float32), eigenvalues[order], layer)
+    vectors = np.zeros((latent_dim - classes, latent_dim), dtype=np.float32)
+    vectors[:, :latent_dim - classes] = eigenvectors[:, order].T
+    return Directions(vectors, eigenvalues[order], layer)

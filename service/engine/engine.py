@@ -78,7 +78,8 @@ class Engine:
         def prepare() -> tuple:
             module = torchscript.load(version.generator_path, self.device)
             warm_up(module, version, self.device, s.warmup_batch)
-            directions = semantic_directions(module, version.latent_dim)  # once per version: a small eigh
+            directions = semantic_directions(module, version.latent_dim,  # once per version: a small eigh
+                                             version.manifest.input_classes)
             choice, runner = choose_precision(
                 s.precision, self.device, lambda precision: GeneratorRunner(
                     module, self.device, version.latent_dim, s.max_batch_latents, s.cuda_graphs, precision),
@@ -97,9 +98,10 @@ class Engine:
             batcher.cost.observe(n, seconds)
         return Started(batcher, directions, choice, semantics, classifier, module, encoder)
 
-    def score(self, version: Version, images: np.ndarray) -> np.ndarray:
-        """The discriminator's logits (N,) for uint8 images (N, H, W, C) at the model's size. Blocking: call
-        it from a worker thread. Raises NotFound when the version has no discriminator."""
+    def score(self, version: Version, images: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """The discriminator's logits (N,) for uint8 images (N, H, W, C) at the model's size (a conditional
+        version's D judges each with its class, `labels` (N,)). Blocking: call it from a worker thread. Raises
+        NotFound when the version has no discriminator."""
         if DISCRIMINATOR not in version.manifest.files:
             raise NotFound(f"{version.name} v{version.version} has no {DISCRIMINATOR} to score with")
         key = (version.name, version.version, version.manifest.files[DISCRIMINATOR].sha256)
@@ -114,8 +116,10 @@ class Engine:
                     while len(self._discriminators) > self.config.discriminators_kept:
                         self._discriminators.popitem(last=False)
             x = to_model_range(torch.from_numpy(images).permute(0, 3, 1, 2).to(self.device))
+            given = () if labels is None else (torch.nn.functional.one_hot(
+                torch.from_numpy(labels), version.manifest.input_classes).float().to(self.device),)
             with torch.inference_mode():
-                return module(x).float().reshape(-1).cpu().numpy()
+                return module(x, *given).float().reshape(-1).cpu().numpy()
 
         return self.worker.call(run)
 
@@ -129,9 +133,12 @@ class Engine:
 
         return self.worker.call(run)
 
-    def project(self, started: Started, latent_dim: int, image: torch.Tensor, steps: int, seed: int) -> Task:
+    def project(self, started: Started, latent_dim: int, image: torch.Tensor, steps: int, seed: int,
+                classes: int = 0, label: int | None = None) -> Task:
         """Start the projection of a uint8 (C, H, W) image as a task between the batches; its future gets a
-        `Projected`. Raises Overloaded when MAX_PROJECTIONS are already in progress."""
+        `Projected`. A conditional version's (`classes`) searches z with the class held at `label` (None: the
+        picture's class, found by the version's classifier). Raises Overloaded when MAX_PROJECTIONS are already
+        in progress."""
         with self.worker.cond:
             busy = self.worker.tasks
         if busy >= self.config.max_projections:
@@ -140,7 +147,7 @@ class Engine:
                              left, PROJECTIONS)
         return self.worker.start_task(projection_steps(started.generator, started.encoder, started.classifier, image,
                                                        latent_dim, steps, seed, self.device,
-                                                       started.precision.precision))
+                                                       started.precision.precision, classes, label))
 
     def resume(self) -> None:
         self.worker.resume()

@@ -16,6 +16,25 @@ from shared.imaging.precision import FP32
 from shared.imaging.projection import Projection, mean_latent
 
 
+class WithClass(torch.nn.Module):
+    """A conditional generator with its class held: z alone in (what a projection searches)."""
+
+    def __init__(self, generator: torch.nn.Module, one_hot: torch.Tensor) -> None:
+        super().__init__()
+        self.generator, self.one_hot = generator, one_hot
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(torch.cat([z, self.one_hot.expand(len(z), -1).to(z.dtype)], 1))
+
+
+def picture_class(classifier: torch.nn.Module | None, target: torch.Tensor, guess: torch.Tensor, classes: int) -> int:
+    """The class of a picture (in [-1, 1]) for a conditional search: the version's classifier's verdict, else the
+    class the encoder's guess weighs most."""
+    if classifier is not None:
+        return int(classifier(target).argmax(1)[0])
+    return int(guess[0, -classes:].argmax())
+
+
 @dataclass(frozen=True)
 class Projected:
     latent: torch.Tensor  # (latent_dim,) on the CPU
@@ -24,17 +43,24 @@ class Projected:
     steps: int
     start: str  # where the search started: "encoder" or "mean latent"
     seconds: float
+    label: int | None = None  # a conditional version's class, held during the search
 
 
 def projection_steps(generator: torch.nn.Module, encoder: torch.nn.Module | None,
                      classifier: torch.nn.Module | None, image: torch.Tensor, latent_dim: int, steps: int, seed: int,
-                     device: torch.device, precision: str = FP32) -> Iterator[None]:
+                     device: torch.device, precision: str = FP32, classes: int = 0,
+                     label: int | None = None) -> Iterator[None]:
     """The task: yields after each step; returns a `Projected`. `image`: uint8 (C, H, W) at the model's size;
-    the generator runs in `precision`, the one its version is served in."""
+    the generator runs in `precision`, the one its version is served in. A conditional generator (`classes`)
+    is searched in z with the class held at `label` (None: `picture_class`)."""
     started = time.perf_counter()
     target = to_model_range(image.unsqueeze(0).to(device))
     with torch.inference_mode():
         guess = encoder(target) if encoder is not None else mean_latent(1, latent_dim, device)
+        if classes:
+            label = picture_class(classifier, target, guess, classes) if label is None else label
+            one_hot = torch.nn.functional.one_hot(torch.tensor([label], device=device), classes).float()
+            generator, guess = WithClass(generator, one_hot), guess[:, :-classes]
     yield
     search = Projection(generator, target, guess.clone(), steps, seed,
                         classifier.features if classifier is not None else None, precision)
@@ -45,6 +71,9 @@ def projection_steps(generator: torch.nn.Module, encoder: torch.nn.Module | None
     latent = search.latents.detach()
     with torch.inference_mode():
         reconstruction = to_uint8(search.generate(latent))[0].cpu()
+    if classes:
+        latent = torch.cat([latent, one_hot], 1)
     return Projected(latent[0].cpu(), reconstruction, {"start": search.start_losses.of(0),
                                                        "final": search.losses().of(0)},
-                     steps, "encoder" if encoder is not None else "mean latent", time.perf_counter() - started)
+                     steps, "encoder" if encoder is not None else "mean latent", time.perf_counter() - started,
+                     label if classes else None)

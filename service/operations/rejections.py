@@ -12,6 +12,7 @@ INVALID_IMAGE = "invalid_image"  # an uploaded file that no image decoder reads
 BEYOND_SCHEMA = frozenset({MODEL_MISMATCH, LIMIT_EXCEEDED, INVALID_IMAGE})
 
 
-def field_error(loc: Sequence[Any], message: str, kind: str) -> HTTPException:
-    """A 422 in FastAPI's own validation-error shape, for checks that need the model or the settings."""
-    return HTTPException(422, detail=[{"type": kind, "loc": ["body", *loc], "msg": message}])
+def field_error(loc: Sequence[Any], message: str, kind: str, where: str = "body") -> HTTPException:
+    """A 422 in FastAPI's own validation-error shape, for checks that need the model or the settings (`where`: the
+    part of the request, "body" or "query")."""
+    return HTTPException(422, detail=[{"type": kind, "loc": [where, *loc], "msg": message}])

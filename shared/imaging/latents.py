@@ -12,15 +12,33 @@ STUDY_SWEEP_VALUES = (-3.0, 0.0, 3.0)
 SweepMode = Literal["set", "add"]
 
 
-def seeded_latents(seed: int, count: int, latent_dim: int) -> torch.Tensor:
+CLASS_STREAM = 1  # a conditional latent's class comes from its own stream of the seed: z stays the seed's z
+
+
+def seeded_latents(seed: int, count: int, latent_dim: int, classes: int = 0) -> torch.Tensor:
     """`count` N(0, 1) latents from `seed`, float32 on the CPU.
 
     Drawn by NumPy's PCG64 on the CPU, element after element: a seed gives the same latents on every
     machine and device, and asking for more images keeps the first ones (torch's CPU randn fills in
     vectorised chunks, so its first rows change with the count). Move the result to the model's device.
+
+    With `classes` (a conditional generator's input: z then one weight per class), the last `classes` of the
+    `latent_dim` columns are the one-hot of a class drawn uniformly from the seed's second stream, and z is
+    the same as an unconditional model's for the seed.
     """
     rng = np.random.default_rng(seed)
-    return torch.from_numpy(rng.standard_normal((count, latent_dim), dtype=np.float32))
+    z = torch.from_numpy(rng.standard_normal((count, latent_dim - classes), dtype=np.float32))
+    if not classes:
+        return z
+    labels = np.random.default_rng([seed, CLASS_STREAM]).integers(0, classes, count)
+    return with_classes(z, torch.from_numpy(labels), classes)
+
+
+def with_classes(z: torch.Tensor, labels: torch.Tensor | int, classes: int) -> torch.Tensor:
+    """A conditional generator's input: each z (N, style) followed by the one-hot of its label (or of one label
+    for all)."""
+    labels = torch.as_tensor(labels, dtype=torch.long).expand(z.shape[0])
+    return torch.cat([z, torch.nn.functional.one_hot(labels, classes).to(z.dtype)], 1)
 
 
 def sweep_latents(

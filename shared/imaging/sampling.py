@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from shared.imaging.grids import render_grid
-from shared.imaging.latents import SweepMode, row_labels, sweep_along, sweep_labels, sweep_latents
+from shared.imaging.latents import SweepMode, row_labels, sweep_along, sweep_labels, sweep_latents, with_classes
 
 
 def generate(generator: torch.nn.Module, latents: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -52,3 +52,11 @@ def sweep_image(generator: torch.nn.Module, base: torch.Tensor, dims: Sequence[i
     layout = sweep_layout(base, dims, values, mode, labels)
     images = generate(generator, layout.latents, device)
     return render_grid(images, nrow=layout.nrow, padding=padding, scale=scale, row_labels=layout.row_labels)
+
+
+def class_layout(styles: torch.Tensor, classes: Sequence[int], names: Sequence[str], n_classes: int,
+                 labels: bool = True) -> SweepLayout:
+    """A conditional generator's "style x class" grid: one row per class of `classes`, one column per z of
+    `styles` (B, style_dim): the same styles in every row, so a column is one style drawn as each class."""
+    latents = torch.cat([with_classes(styles, c, n_classes) for c in classes])
+    return SweepLayout(latents, styles.shape[0], list(names) if labels else None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.store.layout import GENERATOR, NAME_PATTERN
 
@@ -86,6 +86,13 @@ class ManifestDraft(_Record):
     latent_dim: int = Field(ge=1, description="length of the generator's input vectors", examples=[100])
     image_shape: tuple[int, int, int] = Field(description="(channels, height, width) of the generator's output",
                                               examples=[[1, 32, 32]])
+    conditional: bool = Field(False, description="whether the generator is class-conditional: its input is z "
+                                                 "(style_dim numbers) then one weight per class of class_names, a "
+                                                 "one-hot for one class (latent_dim = style_dim + classes)")
+    class_names: list[str] | None = Field(None, description="a conditional version's classes, in the order of its "
+                                                            "input's class weights", examples=[["Trouser", "Dress"]])
+    style_dim: int | None = Field(None, ge=1, description="a conditional version's z: the first style_dim numbers "
+                                                          "of its input")
 
     # the training record: optional, absent from versions published by hand
     dataset: str | None = None
@@ -122,6 +129,14 @@ class ManifestDraft(_Record):
     command: list[str] | None = None
     metrics: Metrics | None = Field(None, description="sample quality, once the version has been evaluated")
 
+    @model_validator(mode="after")
+    def _conditional_input(self) -> "ManifestDraft":
+        if self.conditional and not (self.class_names and len(self.class_names) >= 2 and self.style_dim
+                                     and self.style_dim + len(self.class_names) == self.latent_dim):
+            raise ValueError("a conditional version needs class_names (at least two) and style_dim, with latent_dim "
+                             "= style_dim + the number of classes")
+        return self
+
 
 IDENTITY_FIELDS = ("format", "name", "version", "created_at")
 STORE_FIELDS = {*IDENTITY_FIELDS, "files"}  # what the store writes itself: a draft's values for these are ignored
@@ -142,6 +157,11 @@ class Manifest(ManifestDraft):
         identity = {k: data.pop(k, getattr(self, k)) for k in IDENTITY_FIELDS}  # `format` may be a default
         ordered = identity | {k: v for k, v in data.items() if k != "files"}
         return json.dumps({**ordered, "files": data["files"]}, indent=2) + "\n"
+
+    @property
+    def input_classes(self) -> int:
+        """The class weights at the end of the generator's input: the number of classes, 0 if unconditional."""
+        return len(self.class_names or ()) if self.conditional else 0
 
     @property
     def generator_sha256(self) -> str:

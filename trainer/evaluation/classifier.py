@@ -25,7 +25,7 @@ from shared.imaging.pixels import to_model_range
 from shared.imaging.precision import FP32, computing_in
 from shared.store import sha256_file
 from shared.store.atomic import atomic_write, write_json_atomic
-from trainer.data import DEBIAN_FASHION_MNIST, load_idx_split, locate_idx_dir
+from trainer.data import DEBIAN_FASHION_MNIST, FASHION_MNIST_CLASSES, load_idx_split, locate_idx_dir
 from trainer.evaluation.metrics import compare
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -35,7 +35,7 @@ FEATURE_DIM = 128
 INPUT_SIZE = 28
 BATCH = 500
 FLOOR_SEED = 0
-CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CLASSES = FASHION_MNIST_CLASSES
 
 
 class FashionClassifier(nn.Module):

@@ -95,12 +95,13 @@ class Evaluator:
             self.real, _ = embed_dataset(self.net, test_x)
 
     def measure(self, generator: torch.nn.Module, latent_dim: int, samples: int = 10_000, seed: int = 0,
-                precision: str = FP32, phase: Phase | None = None) -> dict:
+                precision: str = FP32, phase: Phase | None = None, classes: int = 0) -> dict:
         """Every metric of `generator` (in eval mode, on this evaluator's device) from `samples` latents of `seed`,
-        the generator run in `precision` (the classifier always in fp32); `phase` advances once per batch."""
+        the generator run in `precision` (the classifier always in fp32); `phase` advances once per batch. A
+        conditional generator (`classes`) makes its classes uniformly, as FashionMNIST has them."""
         check_samples(samples)
         started = time.perf_counter()
-        z = seeded_latents(seed, samples, latent_dim)
+        z = seeded_latents(seed, samples, latent_dim, classes)
         with torch.inference_mode():
             images = generated(generator, batches(z), self.device, precision)
             images = [x.cpu() for x in (phase.track(images) if phase is not None else images)]
@@ -132,7 +133,8 @@ def evaluate_version(store: Store, version: Version, samples: int = 10_000, seed
                               use_inception, log)
         phase.advance()
         generator = torchscript.load(version.generator_path, evaluator.device)
-        record = evaluator.measure(generator, version.latent_dim, samples, seed, precision, phase)
+        record = evaluator.measure(generator, version.latent_dim, samples, seed, precision, phase,
+                                   version.manifest.input_classes)
     record["seconds"] = round(time.perf_counter() - started, 2)  # with loading the classifier and the test set
     store.update_manifest(version, metrics=record)
     log(format_table(f"{version.name} v{version.version}", record))
@@ -148,7 +150,8 @@ def add_semantics(store: Store, version: Version, samples: int = 20_000, device:
     started = time.perf_counter()
     dev = resolve_device(device)
     semantics = fit_class_semantics(torchscript.load(version.generator_path, dev), version.latent_dim, samples,
-                                    device=dev, precision=precision, progress=progress, log=log)
+                                    device=dev, precision=precision, progress=progress, log=log,
+                                    classes=version.manifest.input_classes)
     version = store.add_files(version, {CLASSES: (semantics.model_dump_json(indent=1) + "\n").encode(),
                                         CLASSIFIER: export_classifier()})
     log(f"{version.name} v{version.version}: the directions of {len(semantics.classes)} classes found in "

@@ -30,10 +30,12 @@ MIN_EXAMPLES = 5  # a class rarer than this among the samples gets no boundary w
 
 
 def label_samples(generator: torch.nn.Module, latent_dim: int, samples: int, seed: int, device: torch.device | str,
-                  precision: str = FP32, phase: Phase | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(latents, the classifier's labels of their images); the generator runs in `precision`, the classifier in fp32."""
+                  precision: str = FP32, phase: Phase | None = None,
+                  classes: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(latents, the classifier's labels of their images); the generator runs in `precision`, the classifier in fp32.
+    `classes`: the generator is conditional (its latents end in a one-hot of a uniformly drawn class)."""
     net = load_classifier(device)
-    z = seeded_latents(seed, samples, latent_dim)
+    z = seeded_latents(seed, samples, latent_dim, classes)
     with torch.inference_mode():
         images = generated(generator, batches(z), device, precision)
         _, probs = embed(net, phase.track(images) if phase is not None else images)
@@ -80,17 +82,17 @@ def balanced_accuracy(scores: torch.Tensor, positive: torch.Tensor) -> float | N
 
 def fit_class_semantics(generator: torch.nn.Module, latent_dim: int, samples: int = SAMPLES, seed: int = SEED,
                         device: torch.device | str = "cpu", precision: str = FP32, progress: bool | None = False,
-                        log: Callable[[str], None] = print) -> ClassSemantics:
+                        log: Callable[[str], None] = print, classes: int = 0) -> ClassSemantics:
     """The class semantics of `generator`, shown as the phase "classes" (its labelling batches, then one fit per
     class and the softmax's)."""
     steps = math.ceil(samples / BATCH) + 1 + len(CLASSES)
     with Phase("classes", steps, progress, log, detail=f"{samples} samples in {precision}") as phase:
-        return _fit(generator, latent_dim, samples, seed, device, precision, phase)
+        return _fit(generator, latent_dim, samples, seed, device, precision, phase, classes)
 
 
 def _fit(generator: torch.nn.Module, latent_dim: int, samples: int, seed: int, device: torch.device | str,
-         precision: str, phase: Phase) -> ClassSemantics:
-    z, labels = label_samples(generator, latent_dim, samples, seed, device, precision, phase)
+         precision: str, phase: Phase, input_classes: int = 0) -> ClassSemantics:
+    z, labels = label_samples(generator, latent_dim, samples, seed, device, precision, phase, input_classes)
     split = int(len(z) * (1 - HELD_OUT))
     weights, bias = fit_softmax(z[:split], labels[:split], len(CLASSES))
     phase.advance()

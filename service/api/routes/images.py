@@ -15,15 +15,15 @@ from service.api.limits import RequestLimits
 from service.api.schemas import GenerateRequest, InterpolateRequest, LatentRef, LatentSource, SweepRequest
 from service.engine.batcher import Batcher
 from service.engine.registry import LoadedModel
+from service.operations import conditional
 from service.operations.animation import MEDIA_TYPES, encode_animation
-from service.operations.classes import find_class, semantics_of, truncate
+from service.operations.classes import find_class, semantics_of
 from service.operations.generation import ClientGone, admit, class_images, images_for
 from service.operations.interpolation import interpolate
 from service.operations.rejections import MODEL_MISMATCH, field_error
 from shared.imaging.grids import grid_array, grid_size, upscale
-from shared.imaging.latents import seeded_latents
 from shared.imaging.png import encode_png
-from shared.imaging.sampling import direction_sweep_layout, sweep_layout
+from shared.imaging.sampling import class_layout, direction_sweep_layout, sweep_layout
 
 router = APIRouter(tags=["images"])
 
@@ -55,16 +55,22 @@ def resolve_latents(body: LatentSource, model: LoadedModel, limits: RequestLimit
         return torch.tensor(body.latents, dtype=torch.float32)
     if batcher is not None:
         admit(batcher, body.count)
-    return seeded_latents(body.seed, body.count, model.latent_dim)
+    return conditional.seeded(model, body.seed, body.count)
 
 
 @router.post("/generate", response_class=Response, responses=PNG_RESPONSE, summary="PNG grid from latent vectors")
 async def generate(body: GenerateRequest, request: Request, services: ServicesDep) -> Response:
     """Generate one image per latent and return them as a PNG grid, `nrow` per row; with `class`, `count` images
-    of that class from `seed`."""
+    of that class from `seed` (a conditional version is given the class: exact, at the cost of any request)."""
     model = await resolve_model(services.registry, body.model, body.version)
     services.limits.check_grid(body.image_count, model.image_shape[1:], body.nrow, body.padding, body.scale,
                                ["latents" if body.latents is not None else "count"])
+    if body.class_ is not None and conditional.is_conditional(model):
+        label, name = conditional.label_of(model, body.class_, ["class"])
+        admit(model.batcher, body.count)
+        latents = conditional.of_class(model, label, body.seed, body.count, body.truncation)
+        return await png_grid_response(request, services, model, latents, body.nrow, body.padding, body.scale,
+                                       headers={"X-Class": name, "X-Class-Verified": f"{body.count}/{body.count}"})
     if body.class_ is not None:
         cls = find_class(semantics_of(model, ["class"]), body.class_, ["class"])
         admit(model.batcher, body.count)
@@ -74,7 +80,8 @@ async def generate(body: GenerateRequest, request: Request, services: ServicesDe
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         return await png_response(services, model, found.images, body.nrow, body.padding, body.scale, headers={
             "X-Class": cls.name, "X-Class-Verified": f"{found.verified}/{body.count}"})
-    latents = truncate(resolve_latents(body, model, services.limits, model.batcher), body.truncation)
+    latents = conditional.truncated(model, resolve_latents(body, model, services.limits, model.batcher),
+                                    body.truncation)
     return await png_grid_response(request, services, model, latents, body.nrow, body.padding, body.scale)
 
 
@@ -82,18 +89,22 @@ async def generate(body: GenerateRequest, request: Request, services: ServicesDe
 async def sweep(body: SweepRequest, request: Request, services: ServicesDep) -> Response:
     """The study's experiment: for each of `dims`, one row per value in `values` (dim-major), one column
     per base latent; each row is the base latents with that one coordinate set to (or offset by) the value.
-    With `directions` or `classes`, the rows move along semantic directions or towards classes instead."""
+    With `directions` or `classes`, the rows move along semantic directions or towards classes instead; on a
+    conditional version, `classes` without `values` gives one row per class over the same base styles."""
     model = await resolve_model(services.registry, body.model, body.version)
-    base = truncate(resolve_latents(body, model, services.limits), body.truncation)
+    base = conditional.truncated(model, resolve_latents(body, model, services.limits), body.truncation)
     along = body.along
     groups = getattr(body, along)
+    if along == "classes" and conditional.is_conditional(model) and "values" not in body.model_fields_set:
+        return await style_by_class(request, services, model, body, base)
     if along == "classes":
         semantics = semantics_of(model, ["classes"])
         found = [find_class(semantics, ref, ["classes", i]) for i, ref in enumerate(groups)]
+    limit = len(directions_of(model).vectors) if along == "directions" else model.latent_dim
     for i, d in enumerate(groups if along != "classes" else ()):
-        if d >= model.latent_dim:
-            raise field_error([along, i], f"{along[:-1]} {d} is out of range: {model.name} has {model.latent_dim}, "
-                                          f"0..{model.latent_dim - 1}", MODEL_MISMATCH)
+        if d >= limit:
+            raise field_error([along, i], f"{along[:-1]} {d} is out of range: {model.name} has {limit}, "
+                                          f"0..{limit - 1}", MODEL_MISMATCH)
     n = len(groups) * len(body.values) * base.shape[0]
     services.limits.check_grid(n, model.image_shape[1:], base.shape[0], body.padding, body.scale, [along])
     admit(model.batcher, n)
@@ -110,6 +121,19 @@ async def sweep(body: SweepRequest, request: Request, services: ServicesDep) -> 
                                    layout.row_labels)
 
 
+async def style_by_class(request: Request, services: Services, model: LoadedModel, body: SweepRequest,
+                         base: torch.Tensor) -> Response:
+    """A conditional version's "style x class" grid: the base latents' z (one column each) drawn as each class."""
+    labels = [conditional.label_of(model, ref, ["classes", i]) for i, ref in enumerate(body.classes)]
+    n = len(labels) * base.shape[0]
+    services.limits.check_grid(n, model.image_shape[1:], base.shape[0], body.padding, body.scale, ["classes"])
+    admit(model.batcher, n)
+    layout = class_layout(base[:, :conditional.style_dim(model)], [i for i, _ in labels], [n for _, n in labels],
+                          conditional.class_count(model), body.labels)
+    return await png_grid_response(request, services, model, layout.latents, layout.nrow, body.padding, body.scale,
+                                   layout.row_labels)
+
+
 ANIMATION_RESPONSE = {
     200: {"content": {"image/png": {}, "image/gif": {}, "image/webp": {}},
           "description": "a PNG grid of the steps, or a looping GIF or WebP with one frame per step"},
@@ -121,11 +145,19 @@ ANIMATION_RESPONSE = {
              summary="The path between two latents, as a grid or a looping animation")
 async def interpolate_route(body: InterpolateRequest, request: Request, services: ServicesDep) -> Response:
     """`steps` images from `start` to `end`, both included: along the great circle (slerp, the default) or the
-    straight line (lerp). A PNG grid, or a GIF/WebP that loops with `frame_ms` per frame."""
+    straight line (lerp). A PNG grid, or a GIF/WebP that loops with `frame_ms` per frame. On a conditional version
+    the ends may name classes, and the path goes from one class to the other (the class weights along the
+    straight line, z as `method` says)."""
     model = await resolve_model(services.registry, body.model, body.version)
-    ends = [truncate(torch.from_numpy(latent_of(ref, model, services.limits, [name])), body.truncation).numpy()
+    ends = [conditional.truncated(model, torch.from_numpy(latent_of(ref, model, services.limits, [name]))[None],
+                                  body.truncation)[0].numpy()
             for name, ref in (("start", body.start), ("end", body.end))]
-    latents = torch.from_numpy(interpolate(*ends, body.steps, body.method))
+    k = conditional.class_count(model)
+    if k:
+        z = interpolate(ends[0][:-k], ends[1][:-k], body.steps, body.method)
+        latents = torch.from_numpy(np.concatenate([z, interpolate(ends[0][-k:], ends[1][-k:], body.steps, "lerp")], 1))
+    else:
+        latents = torch.from_numpy(interpolate(*ends, body.steps, body.method))
     nrow = body.nrow or body.steps
     if body.format == "png":
         services.limits.check_grid(body.steps, model.image_shape[1:], nrow, body.padding, body.scale, ["steps"])
@@ -146,12 +178,20 @@ async def interpolate_route(body: InterpolateRequest, request: Request, services
 
 
 def latent_of(ref: LatentRef, model: LoadedModel, limits: RequestLimits, loc: list) -> np.ndarray:
-    """The (latent_dim,) vector a reference names, its length checked against the model."""
+    """The (latent_dim,) vector a reference names, its length checked against the model (and its class, which
+    only a conditional version takes)."""
+    if ref.class_ is not None and not conditional.is_conditional(model):
+        raise field_error([*loc, "class"], f"{model.name} v{model.version} is not class-conditional: give a latent "
+                                           "(GET /models/{name}/classes/{class}/latents finds a class's)", MODEL_MISMATCH)
     if ref.latent is not None:
         limits.check_latent_length(ref.latent, model.latent_dim, f"{model.name} v{model.version}", [*loc, "latent"])
-        return np.asarray(ref.latent, dtype=np.float32)
-    index = ref.index or 0
-    return seeded_latents(ref.seed, index + 1, model.latent_dim)[index].numpy()
+        latent = torch.tensor([ref.latent], dtype=torch.float32)
+    else:
+        index = ref.index or 0
+        latent = conditional.seeded(model, ref.seed, index + 1)[index:]
+    if ref.class_ is not None:
+        latent = conditional.relabelled(model, latent, conditional.label_of(model, ref.class_, [*loc, "class"])[0])
+    return latent[0].numpy()
 
 
 def image_headers(model: LoadedModel, count: int) -> dict[str, str]:
@@ -160,13 +200,14 @@ def image_headers(model: LoadedModel, count: int) -> dict[str, str]:
 
 
 async def png_grid_response(request: Request, services: Services, model: LoadedModel, latents: torch.Tensor,
-                            nrow: int, padding: int, scale: int, row_labels: list[str] | None = None) -> Response:
+                            nrow: int, padding: int, scale: int, row_labels: list[str] | None = None,
+                            headers: dict[str, str] | None = None) -> Response:
     """Batched forward, then the grid and its PNG."""
     try:
         images = await images_for(model.batcher, latents, request)
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return await png_response(services, model, images, nrow, padding, scale, row_labels)
+    return await png_response(services, model, images, nrow, padding, scale, row_labels, headers)
 
 
 async def png_response(services: Services, model: LoadedModel, images: torch.Tensor, nrow: int, padding: int,

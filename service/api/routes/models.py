@@ -22,6 +22,7 @@ from service.api.schemas import (
     TrainingHistory,
 )
 from service.engine.registry import ModelRegistry
+from service.operations import conditional
 from service.operations.classes import find_class, semantics_of
 from service.operations.generation import admit, class_images
 from shared.store import HISTORY_CSV, NAME_PATTERN, REPORT_DIR
@@ -143,6 +144,11 @@ async def get_class_latents(request: Request, services: ServicesDep, name: str =
     (found the same way: the latent space's candidates, kept when the version's classifier agrees), so that a
     client can edit one and post it back as `latent`."""
     model = await resolve_model(services.registry, name, version if version == "latest" else int(version))
+    if conditional.is_conditional(model):  # the label goes in: the seed's z, each with the class's one-hot
+        label, class_name = conditional.label_of(model, int(cls) if cls.isdigit() else cls, ["cls"])
+        latents = conditional.of_class(model, label, seed, count, truncation)
+        return ClassLatents(model=model.name, version=model.version, class_=class_name, seed=seed,
+                            latents=latents.tolist(), verified=count)
     found_cls = find_class(semantics_of(model, ["cls"]), int(cls) if cls.isdigit() else cls, ["cls"])
     services.limits.check_grid(count, model.image_shape[1:], 8, 0, 1, ["count"])
     admit(model.batcher, count)

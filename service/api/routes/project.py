@@ -12,8 +12,9 @@ from service.api.errors import error_responses
 from service.api.routes.images import CLIENT_CLOSED_REQUEST, png_response
 from service.api.schemas import MAX_SEED, ProjectionResult, StageLosses, VersionSpec
 from service.engine.admission import Overloaded
+from service.operations import conditional
 from service.operations.generation import ClientGone, busy, task_result
-from service.operations.rejections import LIMIT_EXCEEDED, field_error
+from service.operations.rejections import LIMIT_EXCEEDED, MODEL_MISMATCH, field_error
 from service.operations.uploads import decode
 from shared.store import NAME_PATTERN
 
@@ -27,7 +28,7 @@ RESPONSES = {
 }
 
 
-@router.post("/project", response_model=ProjectionResult, responses=RESPONSES,
+@router.post("/project", response_model=ProjectionResult, response_model_exclude_none=True, responses=RESPONSES,
              summary="Find the latent of an uploaded picture")
 async def project(request: Request, services: ServicesDep,
                   file: UploadFile = File(description="the picture: PNG, JPEG or any, any size (made the model's size "
@@ -41,12 +42,22 @@ async def project(request: Request, services: ServicesDep,
                                                                      "seed give the same answer"),
                   format: Literal["json", "png"] = Form("json", description="json: the latent and the losses; png: the "
                                                                             "picture beside its reconstruction"),
-                  scale: int = Form(1, ge=1, le=SCALE_CEILING, description="enlargement of the png")):
+                  scale: int = Form(1, ge=1, le=SCALE_CEILING, description="enlargement of the png"),
+                  class_: str | None = Form(None, alias="class", min_length=1, max_length=64,
+                                            description="a class-conditional version only: the picture's class (a "
+                                                        "name or an index), held while z is searched; left out, the "
+                                                        "class the version's classifier sees in the picture")):
     """The version's encoder guesses the picture's latent (a version without one starts from the mean latent),
     then `steps` steps of Adam on the latent bring the generator's image of it closer to the picture: in pixels
     and in the features of the version's classifier. It runs on the service's device between the batches of
-    other requests, so they do not wait behind it. Post the latent back as `latent` to `/generate` or `/sweep`."""
+    other requests, so they do not wait behind it. Post the latent back as `latent` to `/generate` or `/sweep`.
+    On a class-conditional version only z is searched, the class held: the answer gives both."""
     loaded = await resolve_model(services.registry, model, version)
+    label = conditional.form_class(loaded, class_)
+    if conditional.is_conditional(loaded) and label is None and loaded.classifier is None \
+            and loaded.started.encoder is None:
+        raise field_error(["class"], f"{loaded.name} v{loaded.version} has neither a classifier nor an encoder to find "
+                                     "the picture's class: give `class`", MODEL_MISMATCH)
     if steps > services.settings.max_project_steps:
         raise field_error(["steps"], f"{steps} steps; the most is {services.settings.max_project_steps} "
                                      "(MAX_PROJECT_STEPS)", LIMIT_EXCEEDED)
@@ -56,7 +67,8 @@ async def project(request: Request, services: ServicesDep,
     picture = decode(await file.read(), ["file"], size, channels, services.settings.max_pixels)
     image = torch.from_numpy(picture.transpose(2, 0, 1).copy())
     try:
-        task = services.engine.project(loaded.started, loaded.latent_dim, image, steps, seed)
+        task = services.engine.project(loaded.started, loaded.latent_dim, image, steps, seed,
+                                       conditional.class_count(loaded), label)
     except Overloaded as e:
         raise busy(e) from None
     try:
@@ -67,4 +79,5 @@ async def project(request: Request, services: ServicesDep,
         return await png_response(services, loaded, torch.stack([image, found.reconstruction]), 2, 2, scale)
     return ProjectionResult(model=loaded.name, version=loaded.version, latent=found.latent.tolist(), start=found.start,
                             steps=found.steps, seconds=round(found.seconds, 3),
-                            losses={k: StageLosses(**v) for k, v in found.losses.items()})
+                            losses={k: StageLosses(**v) for k, v in found.losses.items()},
+                            class_=None if found.label is None else loaded.stored.manifest.class_names[found.label])

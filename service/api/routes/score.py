@@ -3,46 +3,73 @@ from __future__ import annotations
 
 import anyio
 import numpy as np
+import torch
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 
 from service.api.ceilings import IMAGES_CEILING
 from service.api.deps import ServicesDep, resolve_model
 from service.api.errors import error_responses
 from service.api.schemas import Score, ScoreList, VersionSpec
-from service.operations.rejections import field_error
+from service.engine.engine import Engine
+from service.engine.registry import LoadedModel
+from service.operations import conditional
+from service.operations.rejections import MODEL_MISMATCH, field_error
 from service.operations.uploads import decode
 from shared.store import NAME_PATTERN, NotFound
 
 router = APIRouter(tags=["discriminator"])
 
 
-@router.post("/score", response_model=ScoreList, responses=error_responses(400, 404, 413, 422, 503),
+@router.post("/score", response_model=ScoreList, response_model_exclude_none=True,
+             responses=error_responses(400, 404, 413, 422, 503),
              summary="The discriminator's logit and probability for uploaded images")
 async def score(services: ServicesDep,
                 files: list[UploadFile] = File(description="PNG, JPEG or any picture, any size", min_length=1,
                                                max_length=IMAGES_CEILING),
                 model: str = Form(pattern=NAME_PATTERN, description="model name in the store", examples=["dcgan"]),
-                version: VersionSpec = Form("latest", description='"latest" or a version number')) -> ScoreList:
+                version: VersionSpec = Form("latest", description='"latest" or a version number'),
+                class_: str | None = Form(None, alias="class", min_length=1, max_length=64,
+                                          description="a class-conditional version only: the images' class (a name "
+                                                      "or an index); left out, each image's class as the version's "
+                                                      "classifier sees it")) -> ScoreList:
     """Each image is converted to the model's size and channels (bilinear resize, grayscale for these models),
     as the trainer reads a folder of images, and scored by the version's discriminator: `logit` is its raw
-    output, `probability` its sigmoid (how real it finds the image)."""
+    output, `probability` its sigmoid (how real it finds the image). A class-conditional version's discriminator
+    judges each image as being of its class."""
     loaded = await resolve_model(services.registry, model, version)
     if len(files) > services.settings.max_images:
         raise field_error(["files"], f"{len(files)} files; the most in one request is {services.settings.max_images} "
                                      "(MAX_IMAGES)", "too_long")
+    label = conditional.form_class(loaded, class_)
     channels, size = loaded.image_shape[0], loaded.image_shape[1]
     uploads = [await f.read() for f in files]
 
-    def run() -> np.ndarray:
+    def run() -> tuple[np.ndarray, np.ndarray | None]:
         images = np.stack([decode(data, ["files", i], size, channels, services.settings.max_pixels)
                            for i, data in enumerate(uploads)])
-        return services.engine.score(loaded.stored, images)
+        labels = None
+        if conditional.is_conditional(loaded):
+            labels = (np.full(len(images), label) if label is not None
+                      else seen_classes(services.engine, loaded, images))
+        return services.engine.score(loaded.stored, images, labels), labels
 
     try:
-        logits = await anyio.to_thread.run_sync(run, limiter=services.inference)
+        logits, labels = await anyio.to_thread.run_sync(run, limiter=services.inference)
     except NotFound as e:
         raise HTTPException(404, detail=str(e)) from None
     probabilities = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    names = loaded.stored.manifest.class_names or []
     return ScoreList(model=loaded.name, version=loaded.version, image_shape=list(loaded.image_shape), scores=[
-        Score(filename=f.filename or f"file {i}", logit=float(lg), probability=float(p))
+        Score(filename=f.filename or f"file {i}", logit=float(lg), probability=float(p),
+              class_=names[labels[i]] if labels is not None else None)
         for i, (f, lg, p) in enumerate(zip(files, logits, probabilities))])
+
+
+def seen_classes(engine: Engine, model: LoadedModel, images: np.ndarray) -> np.ndarray:
+    """Each uint8 (N, H, W, C) image's class as the version's classifier sees it; a 422 asking for `class` when
+    the version has no classifier."""
+    if model.classifier is None:
+        raise field_error(["class"], f"{model.name} v{model.version} has no classifier to find the images' class: "
+                                     "give `class`", MODEL_MISMATCH)
+    probs = engine.classify(model.classifier, torch.from_numpy(images).permute(0, 3, 1, 2))
+    return probs.argmax(1).numpy()

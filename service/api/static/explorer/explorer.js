@@ -87,12 +87,17 @@ function loadState() {
 // ------------------------------------------------------------------ latents
 const currentModel = () => models.find((m) => m.name === state.model);
 const latentDim = () => currentModel().versions.at(-1).manifest.latent_dim;
+// a class-conditional model's latents end in one weight per class (a one-hot): the class picker sets them
+const classWeights = () => {
+  const manifest = currentModel().versions.at(-1).manifest;
+  return manifest.conditional ? manifest.class_names.length : 0;
+};
 const imageSize = () => currentModel().versions.at(-1).manifest.image_shape[2];
 
 async function seedLatent(seed, index) {
-  const key = `${seed}/${index}/${latentDim()}`;
+  const key = `${seed}/${index}/${latentDim()}/${classWeights()}`;
   if (!seedLatents.has(key)) {
-    const r = await api(`/latents?seed=${seed}&index=${index}&dim=${latentDim()}`);
+    const r = await api(`/latents?seed=${seed}&index=${index}&dim=${latentDim()}&classes=${classWeights()}`);
     seedLatents.set(key, (await r.json()).latent);
   }
   return seedLatents.get(key);
@@ -102,7 +107,8 @@ async function seedLatent(seed, index) {
 async function baseLatent(latent) {
   if (latent.v) return latent.v;
   const psi = latent.psi ?? 1;
-  if (!latent.cls) return (await seedLatent(latent.seed, latent.index)).map((x) => x * psi);
+  const style = latentDim() - classWeights();  // truncation pulls z only, never the class weights
+  if (!latent.cls) return (await seedLatent(latent.seed, latent.index)).map((x, k) => (k < style ? x * psi : x));
   const key = `${state.model}/${state.version}/${latent.cls}/${latent.seed}/${psi}`;
   if (!classLatents.has(key)) {
     const query = new URLSearchParams({ version: state.version, seed: latent.seed, count: GRID.count });
