@@ -41,11 +41,13 @@ keyed_api = schemathesis.openapi.from_asgi("/openapi.json", APPS["keyed"])
 
 
 @pytest.fixture(scope="module", autouse=True)
-def serving(trained_store):
+def serving(trained_store, conditional_store):
+    """The unconditional dcgan and the class-conditional gan: the fuzzer's requests reach both kinds."""
     with contextlib.ExitStack() as running:
         for kind, root in STORES.items():
             shutil.rmtree(root)
-            copy_store(trained_store, root)
+            copy_store(trained_store / "dcgan", root / "dcgan")
+            copy_store(conditional_store / "gan", root / "gan")
             client = running.enter_context(TestClient(APPS[kind], headers={"Authorization": f"Bearer {KEY}"}))
             wait_ready(client)  # the lifespan runs (store polling, the inference thread) until the module ends
         yield
