@@ -10,6 +10,10 @@ pairwise distance in the classifier's feature space) against 256 real test image
 sweeps: 64 latents of seed 0 moved towards each class by the largest value, and how often the image then is
 of that class. Truncation: FID, precision and recall of 10,000 samples at psi 1.0, 0.8 and 0.6.
 
+A class-conditional version is given the class, so there are no candidates (no "latent space alone"); its
+samples draw their classes uniformly, truncation pulls z alone, and the one-image latency of a class request is
+measured against an unconditional request to the same version (medians of 200 each, alternated).
+
     python benchmarks/class_semantics.py --store ./models --model dcgan --judge /tmp/judge.pt --picture dcgan-classes.png
 """
 from __future__ import annotations
@@ -77,12 +81,29 @@ def judge_net(path: Path | None, data_dir: str | None) -> FashionClassifier:
 
 
 class Truncated(torch.nn.Module):
-    def __init__(self, generator: torch.nn.Module, psi: float) -> None:
+    """The generator with its z pulled towards 0 by psi (a conditional one's class weights, its last `classes`
+    inputs, left as they are)."""
+
+    def __init__(self, generator: torch.nn.Module, psi: float, classes: int = 0) -> None:
         super().__init__()
-        self.generator, self.psi = generator, psi
+        self.generator, self.psi, self.classes = generator, psi, classes
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator(z * self.psi)
+        if not self.classes:
+            return self.generator(z * self.psi)
+        return self.generator(torch.cat([z[:, :-self.classes] * self.psi, z[:, -self.classes:]], 1))
+
+
+def one_image_latency(client: TestClient, base: dict, requests: int = 200) -> tuple[float, float]:
+    """Median milliseconds of a one-image class request and of a one-image seed request, alternated."""
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(requests * 2):
+        with_class = i % 2 == 0
+        body = {**base, "seed": i, "count": 1, **({"class": i // 2 % 10} if with_class else {})}
+        started = time.perf_counter()
+        assert client.post("/generate", json=body).status_code == 200
+        times[with_class].append((time.perf_counter() - started) * 1000)
+    return float(np.median(times[True])), float(np.median(times[False]))
 
 
 def main() -> int:
@@ -97,6 +118,7 @@ def main() -> int:
     args = p.parse_args()
 
     version = Store(args.store).get(args.model, args.version)
+    conditional = version.manifest.input_classes
     semantics = ClassSemantics.model_validate_json((version.path / CLASSES).read_bytes())
     shipped, judge = load_classifier(), judge_net(args.judge, args.data_dir)
     test_x, test_y = load_idx_split(locate_idx_dir("fashion-mnist", args.data_dir), "test")
@@ -117,8 +139,11 @@ def main() -> int:
             images = cells(r)
             said, feats = judged(shipped, images)
             by_judge, _ = judged(judge, images)
-            candidates = torch.cat(list(class_candidates(semantics, cls, SEED, None, 200 * COUNT)))[:COUNT]
-            latent_only = cells(client.post("/generate", json={**base, "latents": candidates.tolist(), "nrow": 16}))
+            if not conditional:
+                candidates = torch.cat(list(class_candidates(semantics, cls, SEED, None, 200 * COUNT)))[:COUNT]
+                latent_only = cells(client.post("/generate", json={**base, "latents": candidates.tolist(), "nrow": 16}))
+            else:  # the label is the class: no latent space to find it in
+                latent_only = images
             real = real_feats[(test_y == cls.index).nonzero().squeeze(1)[:COUNT]]
             sweep = client.post("/sweep", json={**base, "classes": [cls.index], "values": [args.sweep_value],
                                                 "mode": "add", "seed": 0, "count": SWEEP_BASE, "labels": False})
@@ -134,6 +159,7 @@ def main() -> int:
             })
             picture_rows.append(images[:8])
             print(f"  {cls.name}: {rows[-1]['shipped']:.0%} / {rows[-1]['judge']:.0%}", file=sys.stderr, flush=True)
+        latency = one_image_latency(client, base) if conditional else None
 
     print(f"{args.model} v{version.version}: {COUNT} images per class from seed {SEED}; judged by the shipped "
           f"classifier / an independent one (seed 1); {time.perf_counter() - started:.0f}s\n")
@@ -141,6 +167,7 @@ def main() -> int:
           "diversity (real) | sweep +%g: of the class |" % args.sweep_value)
     print("|---|---|---|---|---|---|---|")
     found = [r for r in rows if "missing" not in r]
+    latent_cell = lambda r: "-" if conditional else f"{r['latent_shipped']:.0%} / {r['latent_judge']:.0%}"  # noqa: E731
     for r in rows:
         c = r["class"]
         accuracy = "-" if c.accuracy is None else f"{c.accuracy:.2f}"
@@ -148,15 +175,16 @@ def main() -> int:
             print(f"| {c.name} | {c.share:.1%} | {accuracy} | {r['missing']} | | | |")
             continue
         print(f"| {c.name} | {c.share:.1%} | {accuracy} | {r['shipped']:.0%} / {r['judge']:.0%} "
-              f"({r['verified']} verified) | {r['latent_shipped']:.0%} / {r['latent_judge']:.0%} | "
+              f"({r['verified']} verified) | {latent_cell(r)} | "
               f"{r['diversity']:.1f} ({r['real_diversity']:.1f}, {r['diversity'] / r['real_diversity']:.2f}x) | "
               f"{r['sweep_shipped']:.0%} / {r['sweep_judge']:.0%} |")
     if found:
         mean = lambda key: np.mean([r[key] for r in found])  # noqa: E731
         worst = lambda key: min(r[key] for r in found)  # noqa: E731
         print(f"| **mean** (worst) | | | {mean('shipped'):.0%} / {mean('judge'):.0%} ({worst('shipped'):.0%} / "
-              f"{worst('judge'):.0%}) | {mean('latent_shipped'):.0%} / {mean('latent_judge'):.0%} "
-              f"({worst('latent_shipped'):.0%} / {worst('latent_judge'):.0%}) | "
+              f"{worst('judge'):.0%}) | "
+              + ("-" if conditional else f"{mean('latent_shipped'):.0%} / {mean('latent_judge'):.0%} "
+                                         f"({worst('latent_shipped'):.0%} / {worst('latent_judge'):.0%})") + " | "
               f"{min(r['diversity'] / r['real_diversity'] for r in found):.2f}x at worst | "
               f"{mean('sweep_shipped'):.0%} / {mean('sweep_judge'):.0%} |")
 
@@ -164,10 +192,13 @@ def main() -> int:
     evaluator = Evaluator("cpu", args.data_dir)
     generator = torchscript.load(version.generator_path)
     for psi in (1.0, 0.8, 0.6):
-        m = evaluator.measure(Truncated(generator, psi), version.latent_dim)
+        m = evaluator.measure(Truncated(generator, psi, conditional), version.latent_dim, classes=conditional)
         print(f"| {psi} | {m['fid']:.2f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['class_entropy']:.3f} |",
               flush=True)
 
+    if latency:
+        print(f"\none image, p50 of 200 requests each (alternated): class request {latency[0]:.2f} ms, seed request "
+              f"{latency[1]:.2f} ms ({latency[0] / latency[1]:.2f}x)")
     if args.picture and picture_rows:
         images = torch.from_numpy(np.concatenate(picture_rows)).unsqueeze(1)
         names = [r["class"].name for r in found]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import time
 from pathlib import Path
@@ -47,6 +48,14 @@ def png(response) -> Image.Image:
 def copy_store(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".runs"))
     return dst
+
+
+def copy_model(src: Path, root: Path, name: str) -> Path:
+    """A model's versions (the folder `src`) copied into the store `root` under another name."""
+    copy_store(src, root / name)
+    for manifest in (root / name).glob("v*/manifest.json"):
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "name": name}, indent=2) + "\n")
+    return root / name
 
 
 def publish_trained(root: Path, fashion_dir: Path, arch: str = "gan", seed: int = 1, name: str | None = None,

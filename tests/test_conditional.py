@@ -16,7 +16,7 @@ from shared.imaging import torchscript
 from shared.imaging.latents import seeded_latents, with_classes
 from shared.store import DISCRIMINATOR, Store
 from tests.conftest import run_cli
-from tests.service_helpers import copy_store, make_client, wait_ready
+from tests.service_helpers import copy_model, copy_store, make_client, wait_ready
 from trainer.architectures import CNNDiscriminator, MLPDiscriminator, get_architecture
 from trainer.config import TrainConfig
 from trainer.evaluation.classifier import CLASSES as NAMES
@@ -123,10 +123,7 @@ def client(conditional_store, trained_store, tmp_path_factory):
     """A service on the conditional gan and dcgan, and the unconditional ones as `plain-gan`, `plain-dcgan`."""
     root = copy_store(conditional_store, tmp_path_factory.mktemp("served") / "store")
     for arch in ("gan", "dcgan"):
-        copy_store(trained_store / arch, root / f"plain-{arch}")
-        for manifest in (root / f"plain-{arch}").glob("v*/manifest.json"):
-            data = json.loads(manifest.read_text())
-            manifest.write_text(json.dumps({**data, "name": f"plain-{arch}"}))
+        copy_model(trained_store / arch, root, f"plain-{arch}")
     with make_client(root, max_queue_delay_ms=60_000) as c:  # a busy 2-core machine must not turn these into 503s
         wait_ready(c)
         yield c
@@ -256,3 +253,15 @@ def test_the_client_reaches_the_conditional_routes(client):
         assert api.sweep("dcgan", classes=["Bag", "Coat"], count=3).images.shape[0] == 6
         assert api.interpolate("gan", (0, 0, "Bag"), (0, 0, "Coat"), steps=3).images.shape[0] == 3
         assert api.project("gan", np.zeros((28, 28), np.uint8), steps=2, class_="Bag").class_ == "Bag"
+
+
+def test_projection_without_a_server_holds_the_class_too(conditional_store, tmp_path):
+    Image.new("L", (28, 28), 90).save(tmp_path / "grey.png")
+    result = run_cli("trainer.project", str(tmp_path / "grey.png"), "--store", str(conditional_store), "--model",
+                     "gan", "--steps", "3", "--class", "sandal", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    found = json.loads((tmp_path / "out" / "latents.json").read_text())["pictures"][str(tmp_path / "grey.png")]
+    assert found["class"] == "Sandal" and found["latent"][100:] == np.eye(10)[5].tolist()
+    unknown = run_cli("trainer.project", str(tmp_path / "grey.png"), "--store", str(conditional_store), "--model",
+                      "gan", "--class", "Hat", "--out", str(tmp_path / "out"))
+    assert unknown.returncode == 2 and "the classes are 0 'T-shirt/top'" in unknown.stderr

@@ -6,15 +6,23 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import ROOT
+from tests.service_helpers import copy_model, copy_store
 from tests.test_client import service
 
 NOTEBOOK = ROOT / "docs" / "study.ipynb"
 
 
+def with_conditional(trained_store: Path, conditional_store: Path, root: Path) -> Path:
+    """The trained store with the conditional dcgan beside it, as `dcgan-cond` (the notebook's default name)."""
+    copy_store(trained_store, root)
+    copy_model(conditional_store / "dcgan", root, "dcgan-cond")
+    return root
+
+
 @pytest.mark.slow
-def test_the_study_notebook_runs_against_a_service(trained_store, tmp_path, monkeypatch):
+def test_the_study_notebook_runs_against_a_service(trained_store, conditional_store, tmp_path, monkeypatch):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    with service(trained_store) as url:
+    with service(with_conditional(trained_store, conditional_store, tmp_path / "store")) as url:
         monkeypatch.setenv("LATENTLAB_URL", url)  # the kernel inherits the environment
         monkeypatch.setenv("LATENTLAB_MODEL", "dcgan")
         NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
@@ -22,8 +30,10 @@ def test_the_study_notebook_runs_against_a_service(trained_store, tmp_path, monk
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     pictures = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(pictures) == 5  # the curves, the samples, the sweep, the SeFa sweep, the path
+    # the curves, the samples, the sweep, the SeFa sweep, the path; conditional: style x class, its sweep, SeFa
+    assert len(pictures) == 8
     assert any("dcgan v1" in o.get("text", "") for o in outputs)
+    assert any("dcgan-cond: style x class, 10 classes" in o.get("text", "") for o in outputs)
 
 
 def test_the_committed_notebook_keeps_its_outputs():

@@ -23,7 +23,7 @@ from shared.imaging.devices import resolve_device
 from shared.imaging.grids import render_grid
 from shared.imaging.pixels import fit_image, to_model_range
 from shared.imaging.precision import FP32, PRECISIONS
-from shared.imaging.projection import Projection, mean_latent, pixel_psnr
+from shared.imaging.projection import Projection, WithClass, mean_latent, picture_classes, pixel_psnr
 from shared.store import CLASSIFIER, ENCODER, Store, validate_name
 from shared.store.atomic import write_json_atomic
 from trainer.evaluation.evaluate import version_spec
@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the search's noise")
     p.add_argument("--out", type=Path, default=Path("projected"), help="folder for the pictures and latents.json")
     p.add_argument("--device", default=os.environ.get("DEVICE", "auto"), help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--class", dest="class_", default=None, metavar="CLASS",
+                   help="a class-conditional model: the pictures' class (a name or an index), held while z is "
+                        "searched (default: each picture's, as the version's classifier sees it)")
     p.add_argument("--precision", choices=PRECISIONS, default=FP32,
                    help="what the generator computes in during the search (bf16: autocast, as a service with "
                         "PRECISION=bf16 projects)")
@@ -69,12 +72,27 @@ def main(argv: list[str] | None = None) -> int:
     classifier = torchscript.load(version.path / CLASSIFIER, device) if CLASSIFIER in files else None
     with torch.inference_mode():
         start = encoder(targets) if encoder is not None else mean_latent(len(targets), version.latent_dim, device)
+    classes, names = version.manifest.input_classes, version.manifest.class_names or []
+    if args.class_ is not None and not classes:
+        raise UserError(f"--class: {version.name} v{version.version} is not class-conditional; leave --class out")
+    if classes:  # z alone is searched, each picture's class held
+        if args.class_ is not None:
+            labels = torch.full((len(targets),), class_index(names, args.class_), device=device)
+        elif classifier is None and encoder is None:
+            raise UserError(f"{version.name} v{version.version} has neither a classifier nor an encoder to find "
+                            "the pictures' class: give --class")
+        else:
+            with torch.inference_mode():
+                labels = picture_classes(classifier, targets, start, classes)
+        generator, start = WithClass(generator, labels, classes), start[:, :-classes]
     search = Projection(generator, targets, start.clone(), args.steps, args.seed,
                         classifier.features if classifier is not None else None, args.precision)
     latents = search.run()
     final = search.losses()
     with torch.inference_mode():
         rebuilt = search.generate(latents)
+    if classes:
+        latents = torch.cat([latents, generator.one_hot], 1)
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"model": version.name, "version": version.version, "steps": args.steps, "seed": args.seed,
               "precision": args.precision,
@@ -85,12 +103,21 @@ def main(argv: list[str] | None = None) -> int:
         pair = torch.stack([targets[i], rebuilt[i]]).cpu()
         render_grid(pair, nrow=2, padding=2, scale=4).save(args.out / f"{name}.png")
         record["pictures"][str(path)] = {"latent": latents[i].cpu().tolist(), "start": search.start_losses.of(i),
-                                         "final": final.of(i), "psnr": float(pixel_psnr(final.pixel[i]))}
+                                         "final": final.of(i), "psnr": float(pixel_psnr(final.pixel[i])),
+                                         **({"class": names[int(labels[i])]} if classes else {})}
         print(f"{path}: pixel error {search.start_losses.of(i)['pixel']:.4f} -> {final.of(i)['pixel']:.4f} "
               f"(PSNR {float(pixel_psnr(final.pixel[i])):.1f} dB) -> {args.out / (name + '.png')}")
     write_json_atomic(args.out / "latents.json", record)
     print(f"latents: {args.out / 'latents.json'}", file=sys.stderr)
     return 0
+
+
+def class_index(names: list[str], ref: str) -> int:
+    """A class of `names` by name (any case) or index; a UserError naming them if there is none."""
+    for i, name in enumerate(names):
+        if ref.lower() == name.lower() or ref == str(i):
+            return i
+    raise UserError(f"--class {ref!r}: the classes are {', '.join(f'{i} {n!r}' for i, n in enumerate(names))}")
 
 
 if __name__ == "__main__":

@@ -13,26 +13,7 @@ import torch
 from shared.imaging.grids import to_uint8
 from shared.imaging.pixels import to_model_range
 from shared.imaging.precision import FP32
-from shared.imaging.projection import Projection, mean_latent
-
-
-class WithClass(torch.nn.Module):
-    """A conditional generator with its class held: z alone in (what a projection searches)."""
-
-    def __init__(self, generator: torch.nn.Module, one_hot: torch.Tensor) -> None:
-        super().__init__()
-        self.generator, self.one_hot = generator, one_hot
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator(torch.cat([z, self.one_hot.expand(len(z), -1).to(z.dtype)], 1))
-
-
-def picture_class(classifier: torch.nn.Module | None, target: torch.Tensor, guess: torch.Tensor, classes: int) -> int:
-    """The class of a picture (in [-1, 1]) for a conditional search: the version's classifier's verdict, else the
-    class the encoder's guess weighs most."""
-    if classifier is not None:
-        return int(classifier(target).argmax(1)[0])
-    return int(guess[0, -classes:].argmax())
+from shared.imaging.projection import Projection, WithClass, mean_latent, picture_classes
 
 
 @dataclass(frozen=True)
@@ -58,9 +39,9 @@ def projection_steps(generator: torch.nn.Module, encoder: torch.nn.Module | None
     with torch.inference_mode():
         guess = encoder(target) if encoder is not None else mean_latent(1, latent_dim, device)
         if classes:
-            label = picture_class(classifier, target, guess, classes) if label is None else label
-            one_hot = torch.nn.functional.one_hot(torch.tensor([label], device=device), classes).float()
-            generator, guess = WithClass(generator, one_hot), guess[:, :-classes]
+            label = int(picture_classes(classifier, target, guess, classes)[0]) if label is None else label
+            generator = WithClass(generator, torch.tensor([label], device=device), classes)
+            one_hot, guess = generator.one_hot, guess[:, :-classes]
     yield
     search = Projection(generator, target, guess.clone(), steps, seed,
                         classifier.features if classifier is not None else None, precision)

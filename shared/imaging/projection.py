@@ -117,3 +117,25 @@ def pixel_psnr(mse: torch.Tensor) -> torch.Tensor:
     """PSNR in dB of a mean squared error measured in [-1, 1] (a range of 2)."""
     return 10 * torch.log10(4 / mse.clamp(min=1e-12))
 
+
+
+class WithClass(torch.nn.Module):
+    """A class-conditional generator with each row's class held (`labels` (N,) of `classes`): z alone goes in,
+    which is what a projection searches."""
+
+    def __init__(self, generator: torch.nn.Module, labels: torch.Tensor, classes: int) -> None:
+        super().__init__()
+        self.generator = generator
+        self.one_hot = torch.nn.functional.one_hot(labels.long(), classes).float()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(torch.cat([z, self.one_hot.expand(len(z), -1).to(z.dtype)], 1))
+
+
+def picture_classes(classifier: torch.nn.Module | None, targets: torch.Tensor, guesses: torch.Tensor,
+                    classes: int) -> torch.Tensor:
+    """The classes (N,) of pictures in [-1, 1] for a conditional search: the version's classifier's verdicts, else
+    the class each encoder guess weighs most (its last `classes` numbers)."""
+    if classifier is not None:
+        return classifier(targets).argmax(1)
+    return guesses[:, -classes:].argmax(1)
