@@ -149,8 +149,7 @@ async def interpolate_route(body: InterpolateRequest, request: Request, services
     the ends may name classes, and the path goes from one class to the other (the class weights along the
     straight line, z as `method` says)."""
     model = await resolve_model(services.registry, body.model, body.version)
-    ends = [conditional.truncated(model, torch.from_numpy(latent_of(ref, model, services.limits, [name]))[None],
-                                  body.truncation)[0].numpy()
+    ends = [conditional.truncated(model, latent_of(ref, model, services.limits, [name]), body.truncation)[0].numpy()
             for name, ref in (("start", body.start), ("end", body.end))]
     k = conditional.class_count(model)
     if k:
@@ -177,8 +176,8 @@ async def interpolate_route(body: InterpolateRequest, request: Request, services
     return Response(data, media_type=MEDIA_TYPES[body.format], headers=image_headers(model, images.shape[0]))
 
 
-def latent_of(ref: LatentRef, model: LoadedModel, limits: RequestLimits, loc: list) -> np.ndarray:
-    """The (latent_dim,) vector a reference names, its length checked against the model (and its class, which
+def latent_of(ref: LatentRef, model: LoadedModel, limits: RequestLimits, loc: list) -> torch.Tensor:
+    """The (1, latent_dim) latent a reference names, its length checked against the model (and its class, which
     only a conditional version takes)."""
     if ref.class_ is not None and not conditional.is_conditional(model):
         raise field_error([*loc, "class"], f"{model.name} v{model.version} is not class-conditional: give a latent "
@@ -191,7 +190,7 @@ def latent_of(ref: LatentRef, model: LoadedModel, limits: RequestLimits, loc: li
         latent = conditional.seeded(model, ref.seed, index + 1)[index:]
     if ref.class_ is not None:
         latent = conditional.relabelled(model, latent, conditional.label_of(model, ref.class_, [*loc, "class"])[0])
-    return latent[0].numpy()
+    return latent
 
 
 def image_headers(model: LoadedModel, count: int) -> dict[str, str]:
