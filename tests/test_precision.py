@@ -108,7 +108,9 @@ def test_how_a_version_is_served_shows_in_models_and_metrics(trained_store, monk
         assert set(served["forward_ms"]) == {"fp32"} and served["forward_ms"]["fp32"]["1"] > 0
         assert 'latentlab_model_loaded{model="dcgan",precision="fp32",role="latest",version="1"} 1.0' in (
             client.get("/metrics").text)
-    with make_client(trained_store, precision="bf16") as client:
+    # Asked-for bf16 is timed at every bucket size at load; on a CPU that emulates bf16 (as CI's may) a
+    # DCGAN image takes ~0.1 s (25 s for a 256-latent forward), so small batches keep this about reporting.
+    with make_client(trained_store, precision="bf16", max_batch_latents=4, warmup_batch=2) as client:
         wait_ready(client)
         assert client.get("/models/dcgan").json()["precision"][0]["precision"] == "bf16"
         assert 'precision="bf16",role="latest",version="1"' in client.get("/metrics").text
@@ -125,10 +127,10 @@ def served_pixels(generator_path, precision_name: str, latents: torch.Tensor) ->
 @pytest.mark.parametrize("store, model", [("trained_store", "dcgan"), ("trained_store", "gan"),
                                           ("semantic_store", "gan")])
 def test_bf16_serving_stays_within_the_pixel_bound_of_fp32(store, model, request):
-    """The contract of bf16 serving (shared.imaging.precision): on 2,048 latents no grey level differs from fp32's by
+    """The contract of bf16 serving (shared.imaging.precision): on 512 latents (half a million pixels) no grey level differs from fp32's by
     more than BF16_MAX_GREY_DIFF and the mean difference is under BF16_MEAN_GREY_DIFF."""
     path = request.getfixturevalue(store) / model / "v1" / "generator.pt"
-    z = seeded_latents(11, 2048, 100)
+    z = seeded_latents(11, 512, 100)  # 2,048 took 220 s on a CPU that emulates bf16
     diff = (served_pixels(path, "bf16", z) - served_pixels(path, "fp32", z)).abs()
     assert diff.max() <= precision.BF16_MAX_GREY_DIFF, f"largest difference {int(diff.max())} grey levels"
     assert diff.float().mean() < precision.BF16_MEAN_GREY_DIFF, f"mean difference {float(diff.float().mean()):.3f}"
