@@ -74,3 +74,13 @@ def test_a_draft_copied_from_another_manifest_gets_the_stores_identity(tmp_path)
             version = store.publish("copy", stage, draft)
         m = version.manifest
         assert (m.name, m.version, set(m.files)) == ("copy", expected, {GENERATOR}) and m.epochs == 1
+
+
+def test_a_conditional_versions_class_is_found_by_name_or_index_for_both_halves():
+    raw = json.loads(FORMAT_1.read_text())
+    manifest = Manifest.model_validate({**raw, "latent_dim": 103, "conditional": True, "style_dim": 100,
+                                        "class_names": ["T-shirt/top", "Trouser", "Shirt"]})
+    assert [manifest.class_index(ref) for ref in ("trouser", "SHIRT", 0, "2")] == [1, 2, 0, 2]
+    for unknown in ("Sneaker", 3, "7"):
+        with pytest.raises(LookupError, match=r"the classes are 0 'T-shirt/top', 1 'Trouser', 2 'Shirt'"):
+            manifest.class_index(unknown)

@@ -72,12 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     classifier = torchscript.load(version.path / CLASSIFIER, device) if CLASSIFIER in files else None
     with torch.inference_mode():
         start = encoder(targets) if encoder is not None else mean_latent(len(targets), version.latent_dim, device)
-    classes, names = version.manifest.input_classes, version.manifest.class_names or []
+    classes = version.manifest.input_classes
     if args.class_ is not None and not classes:
         raise UserError(f"--class: {version.name} v{version.version} is not class-conditional; leave --class out")
     if classes:  # z alone is searched, each picture's class held
         if args.class_ is not None:
-            labels = torch.full((len(targets),), class_index(names, args.class_), device=device)
+            try:
+                label = version.manifest.class_index(args.class_)
+            except LookupError as e:
+                raise UserError(f"--class: {e}") from None
+            labels = torch.full((len(targets),), label, device=device)
         elif classifier is None and encoder is None:
             raise UserError(f"{version.name} v{version.version} has neither a classifier nor an encoder to find "
                             "the pictures' class: give --class")
@@ -104,20 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         render_grid(pair, nrow=2, padding=2, scale=4).save(args.out / f"{name}.png")
         record["pictures"][str(path)] = {"latent": latents[i].cpu().tolist(), "start": search.start_losses.of(i),
                                          "final": final.of(i), "psnr": float(pixel_psnr(final.pixel[i])),
-                                         **({"class": names[int(labels[i])]} if classes else {})}
+                                         **({"class": version.manifest.class_names[int(labels[i])]} if classes else {})}
         print(f"{path}: pixel error {search.start_losses.of(i)['pixel']:.4f} -> {final.of(i)['pixel']:.4f} "
               f"(PSNR {float(pixel_psnr(final.pixel[i])):.1f} dB) -> {args.out / (name + '.png')}")
     write_json_atomic(args.out / "latents.json", record)
     print(f"latents: {args.out / 'latents.json'}", file=sys.stderr)
     return 0
-
-
-def class_index(names: list[str], ref: str) -> int:
-    """A class of `names` by name (any case) or index; a UserError naming them if there is none."""
-    for i, name in enumerate(names):
-        if ref.lower() == name.lower() or ref == str(i):
-            return i
-    raise UserError(f"--class {ref!r}: the classes are {', '.join(f'{i} {n!r}' for i, n in enumerate(names))}")
 
 
 if __name__ == "__main__":

@@ -30,14 +30,12 @@ def style_dim(model: LoadedModel) -> int:
 
 def label_of(model: LoadedModel, ref: str | int, loc: list) -> tuple[int, str]:
     """(index, name) of a class of a conditional version, by name (any case) or index; a 422 naming them if none."""
-    names = model.stored.manifest.class_names or []
-    if isinstance(ref, int) and 0 <= ref < len(names):
-        return ref, names[ref]
-    for i, name in enumerate(names):
-        if isinstance(ref, str) and name.lower() == ref.lower():
-            return i, name
-    raise field_error(loc, f"no class {ref!r}; the classes are {', '.join(f'{i} {n!r}' for i, n in enumerate(names))}",
-                      MODEL_MISMATCH)
+    manifest = model.stored.manifest
+    try:
+        index = manifest.class_index(ref)
+    except LookupError as e:
+        raise field_error(loc, str(e), MODEL_MISMATCH) from None
+    return index, manifest.class_names[index]
 
 
 def seeded(model: LoadedModel, seed: int, count: int) -> torch.Tensor:
@@ -73,4 +71,4 @@ def form_class(model: LoadedModel, ref: str | None) -> int | None:
     if not is_conditional(model):
         raise field_error(["class"], f"{model.name} v{model.version} is not class-conditional: it takes no class; "
                                      "leave `class` out", MODEL_MISMATCH)
-    return label_of(model, int(ref) if ref.isdigit() else ref, ["class"])[0]
+    return label_of(model, ref, ["class"])[0]

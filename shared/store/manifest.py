@@ -163,6 +163,16 @@ class Manifest(ManifestDraft):
         """The class weights at the end of the generator's input: the number of classes, 0 if unconditional."""
         return len(self.class_names or ()) if self.conditional else 0
 
+    def class_index(self, ref: str | int) -> int:
+        """A conditional version's class by name (any case) or index (an int, or its digits); a LookupError
+        whose message names every class when there is none."""
+        names = self.class_names or []
+        index = ref if isinstance(ref, int) else int(ref) if ref.isdigit() else next(
+            (i for i, name in enumerate(names) if name.lower() == ref.lower()), -1)
+        if 0 <= index < len(names):
+            return index
+        raise LookupError(f"no class {ref!r}; the classes are {', '.join(f'{i} {n!r}' for i, n in enumerate(names))}")
+
     @property
     def generator_sha256(self) -> str:
         return self.files[GENERATOR].sha256

@@ -145,7 +145,7 @@ async def get_class_latents(request: Request, services: ServicesDep, name: str =
     client can edit one and post it back as `latent`."""
     model = await resolve_model(services.registry, name, version if version == "latest" else int(version))
     if conditional.is_conditional(model):  # the label goes in: the seed's z, each with the class's one-hot
-        label, class_name = conditional.label_of(model, int(cls) if cls.isdigit() else cls, ["cls"])
+        label, class_name = conditional.label_of(model, cls, ["cls"])
         latents = conditional.of_class(model, label, seed, count, truncation)
         return ClassLatents(model=model.name, version=model.version, class_=class_name, seed=seed,
                             latents=latents.tolist(), verified=count)
