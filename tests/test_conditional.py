@@ -54,6 +54,33 @@ def test_the_projection_head_adds_the_class_embedding_dot_the_last_features(D_cl
         expected = plain + (pooled * D.embed.weight.T[[0, 4, 9]]).sum(1)
         assert torch.allclose(D(x, y), expected, atol=1e-5)
         assert torch.allclose(D(x), plain, atol=1e-6)  # without a class: the unconditional head alone
+        logits, scores = D(x, y, class_scores=True)  # what --class-loss trains: every class's projection score
+        assert torch.allclose(scores, pooled @ D.embed.weight, atol=1e-5) and torch.equal(logits, D(x, y))
+
+
+def class_loss_after_steps(weight: float, steps: int = 40) -> float:
+    """D's cross-entropy, by its class scores, on a fixed batch of 16 labelled pictures after `steps` steps."""
+    torch.manual_seed(0)
+    cfg = TrainConfig(arch="gan", batch_size=16, conditional=True, class_names=list(NAMES), class_loss=weight)
+    nets = Nets.build(get_architecture("gan").conditional(10), build_recipe(cfg), torch.device("cpu"))
+    real = torch.rand(16, 1, 28, 28) * 2 - 1
+    labels = torch.nn.functional.one_hot(torch.arange(16) % 10, 10).float()
+    for _ in range(steps):
+        train_step(nets, build_recipe(cfg), real, torch.randn(16, 100), labels=labels)
+    with torch.no_grad():
+        _, scores = nets.D(real, labels, class_scores=True)
+    return float(torch.nn.functional.cross_entropy(scores, labels))
+
+
+def test_the_class_loss_teaches_d_to_classify_by_its_projection_scores():
+    with_loss, without = class_loss_after_steps(1.0), class_loss_after_steps(0.0)
+    assert with_loss < 0.5 * without, (with_loss, without)
+
+
+def test_the_class_loss_needs_a_conditional_run(tmp_path, fashion_dir):
+    result = run_cli("trainer", "--arch", "gan", "--epochs", "1", "--limit", "64", "--class-loss", "1",
+                     "--data-dir", str(fashion_dir), "--out", str(tmp_path / "s"), "--no-evaluate", "--no-progress")
+    assert result.returncode == 2 and "--conditional" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_unconditional_networks_keep_the_studys_parameters():

@@ -34,10 +34,11 @@ class MLPDiscriminator(nn.Module):
         if classes:
             self.embed = nn.Linear(classes, hidden, bias=False)  # the projection head's class embedding
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits of images `x`; a conditional D also takes their classes `y` (one-hot rows)."""
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, class_scores: bool = False):
+        """Logits of images `x`; a conditional D also takes their classes `y` (one-hot rows), and with
+        `class_scores` returns (logits, the projection's score of every class) (`projected`)."""
         h = self.nonlin1(self.fc1(x.flatten(1)))
-        return projected(self.fc2(h).view(-1), h, self, y)
+        return projected(self.fc2(h).view(-1), h, self, y, class_scores)
 
 
 class MLPGenerator(nn.Module):
@@ -76,20 +77,26 @@ class CNNDiscriminator(nn.Module):
         if classes:
             self.embed = nn.Linear(classes, widths[-1], bias=False)  # the projection head's class embedding
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits of images `x`; a conditional D also takes their classes `y` (one-hot rows)."""
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, class_scores: bool = False):
+        """Logits of images `x`; a conditional D also takes their classes `y` (one-hot rows), and with
+        `class_scores` returns (logits, the projection's score of every class) (`projected`)."""
         if y is None:
             return self.main(x).view(-1)
         h = self.main[:-1](x)  # the last features, (N, 4f, 4, 4) at 32x32
-        return projected(self.main[-1](h).view(-1), h.sum((2, 3)), self, y)
+        return projected(self.main[-1](h).view(-1), h.sum((2, 3)), self, y, class_scores)
 
 
-def projected(logits: torch.Tensor, features: torch.Tensor, D: nn.Module, y: torch.Tensor | None) -> torch.Tensor:
+def projected(logits: torch.Tensor, features: torch.Tensor, D: nn.Module, y: torch.Tensor | None,
+              class_scores: bool = False):
     """The projection discriminator's output: the unconditional logit plus <embed(y), features> (features pooled
-    by summing over space, as Miyato & Koyama do)."""
+    by summing over space, as Miyato & Koyama do). That is y . s, where s_k = <e_k, features> is the projection's
+    score of class k; with `class_scores`, s (N, classes) is returned too: the auxiliary classifier that
+    `--class-loss` trains (a classifier sharing the projection's embedding, so D gains no parameters)."""
     if y is None:
         return logits
-    return logits + (D.embed(y.to(features.dtype)) * features).sum(1)
+    scores = features @ D.embed.weight.to(features.dtype)  # read once: under spectral norm a read is an iteration
+    out = logits + (scores * y.to(scores.dtype)).sum(1)
+    return (out, scores) if class_scores else out
 
 
 class CNNGenerator(nn.Module):

@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "at the last step of --epochs (0: off)")
     r.add_argument("--lecam", type=_non_negative_float, default=argparse.SUPPRESS, metavar="WEIGHT",
                    help="LeCam regularisation of D's outputs towards moving anchors, this weight (e.g. 0.3; 0: off)")
+    r.add_argument("--class-loss", type=_non_negative_float, default=argparse.SUPPRESS, metavar="WEIGHT",
+                   help="with --conditional: an auxiliary classification loss of this weight (e.g. 1): D's projection "
+                        "scores of every class classify the real images, and G's fakes are pushed to be classified as "
+                        "the class they were drawn in (0: off)")
     r.add_argument("--augment", type=_policies, default=argparse.SUPPRESS, metavar="POLICIES",
                    help="DiffAugment for both players: translation, cutout, or both comma-separated; none: off")
     r.add_argument("--augment-p", type=_probability, default=argparse.SUPPRESS, metavar="P",
@@ -223,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                       class_samples=0 if args.no_classes else args.class_samples,
                       encoder_steps=0 if args.no_encoder else args.encoder_steps,
                       **recipe_settings(args.recipe, args.arch, **{k: getattr(args, k, None) for k in COMPONENTS}))
+    if cfg.class_loss and not cfg.conditional:
+        parser.error("--class-loss trains D's class scores, which only a --conditional run has")
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / ".runs" / name
 
     cfg, saved = resume_or_start(cfg, run_dir, args.resume, log=say)

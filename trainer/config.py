@@ -49,6 +49,7 @@ class TrainConfig:
     d_steps: int = 1  # discriminator updates per generator update, each on its own batch
     instance_noise: float = 0.0  # std of Gaussian noise on D's inputs at the start, annealed to 0 over the run
     lecam: float = 0.0  # LeCam regularisation weight (0: none)
+    class_loss: float = 0.0  # conditional: auxiliary classification loss on D's projection class scores (0: none)
     eval_every: int = 0  # measure the generator every N epochs while training (0: only the published version)
     # the work after training; None: scaled with the run (trainer.budget), set when training starts
     eval_samples: int | None = None  # generated images each measurement uses

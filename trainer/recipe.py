@@ -119,6 +119,7 @@ class Components:
     beta1: float | None = None  # Adam's beta1 for both nets; None: the study's 0.5
     instance_noise: float = 0.0  # std of Gaussian noise on D's inputs at the start ([-1, 1] pixels), to 0 at the end
     lecam: float = 0.0  # weight of the LeCam regulariser; 0: none
+    class_loss: float = 0.0  # conditional runs: weight of the auxiliary classification loss on D's class scores
     batch_size: int | None = None  # images per step (per process); None: the run's --batch-size, default 128
     precision: str | None = None  # fp32, bf16, or auto: bf16 where the device computes it natively; None: fp32
 
@@ -176,6 +177,7 @@ class Recipe:
     instance_noise: float = 0.0
     noise_steps: int = 1  # generator updates over which the instance noise falls to zero: the whole run
     lecam: float = 0.0
+    class_loss: float = 0.0
 
     @property
     def keeps_average(self) -> bool:
@@ -210,7 +212,8 @@ def build_recipe(cfg: TrainConfig, total_steps: int = 1) -> Recipe:
                   ema_kimg=cfg.ema_kimg, images_per_step=cfg.batch_size * cfg.world_size,
                   spectral_norm=cfg.spectral_norm, d_norm=cfg.d_norm,
                   augment=DiffAugment(policies, cfg.augment_p) if policies else None, r1=cfg.r1, d_steps=cfg.d_steps,
-                  instance_noise=cfg.instance_noise, noise_steps=max(1, total_steps), lecam=cfg.lecam)
+                  instance_noise=cfg.instance_noise, noise_steps=max(1, total_steps), lecam=cfg.lecam,
+                  class_loss=cfg.class_loss)
 
 
 def describe(cfg: TrainConfig) -> dict[str, Any]:
