@@ -175,8 +175,8 @@ def train_step(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tens
     with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None,
                         cache_enabled=False):
         # D's gradients here are discarded; G's are reduced by DDP(G)
-        judged = nets.D_local(recipe.d_input(fake, nets.steps), *_given(y), **_scored(recipe, y))
-        loss_G = loss.generator(_logits(judged).float()) + _class_loss(recipe, judged, y)
+        d_out, class_loss = judged(nets.D_local, recipe, recipe.d_input(fake, nets.steps), y)
+        loss_G = loss.generator(d_out.float()) + class_loss
     nets.opt_G.zero_grad(set_to_none=True)
     loss_G.backward()
     nets.opt_G.step()
@@ -192,22 +192,15 @@ def _given(labels: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
     return () if labels is None else (labels,)
 
 
-def _scored(recipe: Recipe, labels: torch.Tensor | None) -> dict[str, bool]:
-    """D's keyword arguments: its class scores too, where the recipe trains them (`recipe.class_loss`)."""
-    return {"class_scores": True} if recipe.class_loss and labels is not None else {}
-
-
-def _logits(judged: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    return judged[0] if isinstance(judged, tuple) else judged
-
-
-def _class_loss(recipe: Recipe, judged: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
-                labels: torch.Tensor | None) -> torch.Tensor | float:
-    """The auxiliary classification loss: weight x cross-entropy of D's class scores against the images' classes
-    (one-hot rows, used as target probabilities: no host sync). 0 where the recipe has none."""
-    if not isinstance(judged, tuple):
-        return 0.0
-    return recipe.class_loss * F.cross_entropy(judged[1].float(), labels.float())
+def judged(D: nn.Module, recipe: Recipe, images: torch.Tensor,
+           labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """D's logits on `images` (of the classes `labels`, when conditional), and the recipe's auxiliary
+    classification loss on them: class_loss x cross-entropy of D's class scores against the classes (one-hot
+    rows as target probabilities: no host sync); 0 where the recipe has none."""
+    if not (recipe.class_loss and labels is not None):
+        return D(images, *_given(labels)), 0.0
+    logits, scores = D(images, labels, class_scores=True)
+    return logits, recipe.class_loss * F.cross_entropy(scores.float(), labels.float())
 
 
 def discriminator_update(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tensor,
@@ -220,11 +213,11 @@ def discriminator_update(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: 
     with torch.autocast(device_type, dtype=autocast or torch.bfloat16, enabled=autocast is not None,
                         cache_enabled=False):
         fake = nets.G(noise if labels is None else torch.cat([noise, labels], 1))
-        judged = nets.D(recipe.d_input(real, nets.steps), *_given(labels), **_scored(recipe, labels))  # through
-        d_fake = nets.D_local(recipe.d_input(fake.detach(), nets.steps), *_given(labels))  # DDP when distributed:
-        d_real = _logits(judged)  # this backward all-reduces D's gradients once, for both
         # D learns to classify the real images only (fakes would teach it G's mistakes: TAC-GAN's argument)
-        loss_D = loss.discriminator(d_real.float(), d_fake.float()) + _class_loss(recipe, judged, labels)
+        d_real, class_loss = judged(nets.D, recipe, recipe.d_input(real, nets.steps), labels)  # through DDP when
+        d_fake = nets.D_local(recipe.d_input(fake.detach(), nets.steps), *_given(labels))  # distributed: this
+        #                                                      backward all-reduces D's gradients once, for both
+        loss_D = loss.discriminator(d_real.float(), d_fake.float()) + class_loss
     if recipe.lecam:
         loss_D = loss_D + recipe.lecam * lecam_penalty(d_real.float(), d_fake.float(), nets.lecam_anchors)
     if recipe.r1:  # gamma/2 * E|grad_x D(x)|^2 on real images

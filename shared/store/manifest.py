@@ -167,8 +167,10 @@ class Manifest(ManifestDraft):
         """A conditional version's class by name (any case) or index (an int, or its digits); a LookupError
         whose message names every class when there is none."""
         names = self.class_names or []
-        index = ref if isinstance(ref, int) else int(ref) if ref.isdigit() else next(
-            (i for i, name in enumerate(names) if name.lower() == ref.lower()), -1)
+        if isinstance(ref, int) or ref.isdigit():
+            index = int(ref)
+        else:
+            index = next((i for i, name in enumerate(names) if name.lower() == ref.lower()), -1)
         if 0 <= index < len(names):
             return index
         raise LookupError(f"no class {ref!r}; the classes are {', '.join(f'{i} {n!r}' for i, n in enumerate(names))}")
