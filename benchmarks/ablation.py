@@ -54,6 +54,8 @@ VARIANTS = {
                          "--ema-kimg", "10", "--lecam", "0.3"],
     "+sngan+ema+noise": ["--d-norm", "spectral", "--loss", "hinge", "--beta1", "0", "--lr-g", "1e-4", "--lr-d", "4e-4",
                          "--ema-kimg", "10", "--instance-noise", "0.1"],
+    "+spectral+ema": ["--d-norm", "spectral", "--ema-kimg", "10"],  # the study's optimiser, D without BatchNorm
+    "+batch32+ema": ["--batch-size", "32", "--ema-kimg", "10"],
     "stable": ["--recipe", "stable"],
 }
 COLUMNS = ("architecture", "recipe", "epochs", "seed", "FID", "KID", "precision", "recall", "class entropy", "seconds")
@@ -90,6 +92,7 @@ def run(arch: str, variant: str, args) -> dict:
     command = [sys.executable, "-m", "trainer", "--arch", arch, "--epochs", str(args.epochs), "--name", name,
                "--out", str(args.store), "--seed", str(args.seed),
                *(["--batch-size", str(args.batch_size)] if args.batch_size else []), "--no-progress",
+               *(["--precision", args.precision] if args.precision else []),
                *(["--limit", str(args.limit)] if args.limit else []),
                *(["--eval-every", str(args.eval_every)] if args.eval_every else []),
                *(["--eval-samples", str(args.eval_samples)] if args.eval_samples else []),
@@ -102,7 +105,7 @@ def run(arch: str, variant: str, args) -> dict:
     return {"architecture": arch, "recipe": variant, "epochs": args.epochs, "seed": args.seed, "FID": m.fid,
             "KID": m.kid, "precision": m.precision, "recall": m.recall, "class entropy": m.class_entropy,
             "seconds": manifest.train_seconds, "model": name, "limit": args.limit,
-            "flags": " ".join(flags_of(variant)) or "(none)", "quality": manifest.quality_history,
+            "flags": " ".join(flags_of(variant)) or "(none)", "train_precision": args.precision, "quality": manifest.quality_history,
             "commit": commit()}
 
 
@@ -111,7 +114,8 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         seed = next((s for s in rows if s["architecture"] == r["architecture"] and s["recipe"] == "seed"
                      and s["epochs"] == r["epochs"] and s.get("limit") == r.get("limit")
-                     and s.get("seed", 0) == r.get("seed", 0)), None)
+                     and s.get("seed", 0) == r.get("seed", 0) and s.get("train_precision") == r.get("train_precision")),
+                    None)
         fid = f"{r['FID']:.2f}" + (f" ({r['FID'] / seed['FID']:.2f}x)" if seed and r is not seed else "")
         epochs = f"{r['epochs']}" + (f" ({r['limit']:,} images)" if r.get("limit") else "")
         lines.append(f"| {r['architecture']} | {r['recipe']} | {epochs} | {r.get('seed', 0)} | {fid} | {r['KID']:.4f} | "
@@ -127,6 +131,8 @@ def main() -> int:
                                                                   "or seed/stable+flag=value...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=None, help="for every run (default: each recipe's, else 128)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=None,
+                   help="for every run (default: each recipe's); bf16 makes a CPU with native bf16 train faster")
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only (a quicker ranking)")
     p.add_argument("--eval-every", type=int, default=None, help="also measure every N epochs (the FID curve)")
     p.add_argument("--eval-samples", type=int, default=10_000,
@@ -151,7 +157,8 @@ def main() -> int:
             except ValueError as e:
                 p.error(str(e))
             if any(r["architecture"] == args.arch and r["recipe"] == variant and r["epochs"] == args.epochs
-                   and r.get("limit") == args.limit and r.get("seed", 0) == args.seed for r in done):
+                   and r.get("limit") == args.limit and r.get("seed", 0) == args.seed
+                   and r.get("train_precision") == args.precision for r in done):
                 continue
             row = run(args.arch, variant, args)
             done.append(row)

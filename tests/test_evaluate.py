@@ -125,6 +125,8 @@ def test_eval_every_measures_while_training_and_publishes_the_curve(tmp_path, fa
     version = Store(out).get("gan")
     history = version.manifest.quality_history
     assert [r["epoch"] for r in history] == [1, 2] and all(r["fid"] > 0 and 0 <= r["recall"] <= 1 for r in history)
+    # the training time each measurement belongs to (FID against minutes), measurements themselves not counted
+    assert 0 < history[0]["train_seconds"] < history[1]["train_seconds"] <= version.manifest.train_seconds + 0.1
     rows = (version.path / "report" / "quality.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,fid") and len(rows) == 3
     assert (version.path / "report" / "quality.png").stat().st_size > 1000

@@ -158,7 +158,7 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
                 complete = run_epoch(step, data, state, arch.latent_dim, stop, ranks, on_step)
             state.seconds += time.perf_counter() - started
             if complete and cfg.eval_every and state.epoch % cfg.eval_every == 0 and ranks.is_main:
-                state.quality.append(measure_epoch(nets, cfg, device, state.epoch, log))
+                state.quality.append(measure_epoch(nets, cfg, device, state.epoch, state.seconds, log))
                 if board is not None:
                     board.metrics(state.quality[-1], board.at(state.epoch))
             if complete and board is not None:
@@ -191,8 +191,10 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
 _evaluators: dict[tuple, object] = {}  # one per device and data: the classifier and the test set, loaded once
 
 
-def measure_epoch(nets: Nets, cfg: TrainConfig, device: torch.device, epoch: int, log: Callable[[str], None]) -> dict:
-    """--eval-every: the metrics of what would be published now, with the epoch they belong to."""
+def measure_epoch(nets: Nets, cfg: TrainConfig, device: torch.device, epoch: int, train_seconds: float,
+                  log: Callable[[str], None]) -> dict:
+    """--eval-every: the metrics of what would be published now, with the epoch and the training seconds (not
+    counting measurements) they belong to: FID against time, what a user with a fixed budget gets."""
     from trainer.evaluation.evaluate import Evaluator  # the classifier and its weights: only when asked for
 
     key = (str(device), cfg.data_dir, cfg.dataset, cfg.channels, cfg.image_size)
@@ -208,7 +210,7 @@ def measure_epoch(nets: Nets, cfg: TrainConfig, device: torch.device, epoch: int
     classified = (f"FID {kept['fid']:.2f}, recall {kept['recall']:.3f}, class entropy {kept['class_entropy']:.3f}, "
                   if "fid" in kept else "")
     log(f"epoch {epoch}: {classified}SWD {kept['swd']:.2f} ({cfg.eval_samples} samples, {kept['seconds']:.0f}s)")
-    return {"epoch": epoch, **kept}
+    return {"epoch": epoch, **kept, "train_seconds": round(train_seconds, 3)}
 
 
 def _both(bar_update: Callable[[int, torch.Tensor], None], board: Board, epoch: int):

@@ -23,7 +23,8 @@ SAMPLE_SEED, SAMPLE_COUNT, SAMPLE_SCALE = 0, 8, 4
 SWEEP_SCALE = 3
 
 
-QUALITY_COLUMNS = ("epoch", "fid", "kid", "precision", "recall", "class_entropy", "mean_confidence", "swd", "seconds")
+QUALITY_COLUMNS = ("epoch", "fid", "kid", "precision", "recall", "class_entropy", "mean_confidence", "swd", "seconds",
+                   "train_seconds")  # seconds: the measurement's own; train_seconds: training up to it
 # what quality.png draws, where the measurements have it: the classifier's (FashionMNIST) and the SWD (any data)
 QUALITY_PANELS = (("fid", "FID (lower is better)"), ("recall", "recall (higher is better)"),
                   ("swd", "SWD x 1,000 (lower is better)"))
