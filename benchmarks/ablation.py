@@ -147,6 +147,8 @@ def main() -> int:
     p.add_argument("--table", action="store_true", help="print the table of --results and stop")
     p.add_argument("--figure", type=Path, default=None,
                    help="draw FID and recall against epochs for the runs of --variants that measured them")
+    p.add_argument("--against", choices=("epoch", "minutes"), default="epoch",
+                   help="--figure's horizontal axis: epochs, or minutes of training (time to quality)")
     args = p.parse_args()
     done = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.exists() else []
     variants = args.variants.split(",")
@@ -172,7 +174,7 @@ def main() -> int:
         curves = {f"{r['architecture']} {r['recipe']}, seed {r.get('seed', 0)}": r["quality"] for r in done
                   if r.get("quality") and r["architecture"] == args.arch and r["recipe"] in variants
                   and r["epochs"] == args.epochs}
-        plot_quality(args.figure, curves)
+        plot_quality(args.figure, curves, args.against)
         print(f"figure: {args.figure}", file=sys.stderr)
     return 0
 

@@ -157,3 +157,16 @@ def test_inception_fid_uses_weights_already_on_the_machine_and_says_how_to_get_t
     same = inception.inception_metrics(features, real, net, torch.device("cpu"))
     other = inception.inception_metrics(features, 255 - real, net, torch.device("cpu"))
     assert same["inception_fid"] < 1e-3 < other["inception_fid"]
+
+
+def test_quality_figure_against_minutes_puts_each_measurement_at_its_training_time(tmp_path):
+    from trainer.report import plot_quality
+
+    runs = {"quick": [{"epoch": 1, "fid": 200.0, "recall": 0.01, "train_seconds": 30.0},
+                      {"epoch": 2, "fid": 150.0, "recall": 0.02, "train_seconds": 60.0}],
+            "slow": [{"epoch": 1, "fid": 180.0, "recall": 0.02, "train_seconds": 240.0}]}
+    by_epoch = plot_quality(tmp_path / "epochs.png", runs).read_bytes()
+    by_minutes = plot_quality(tmp_path / "minutes.png", runs, against="minutes").read_bytes()
+    assert len(by_minutes) > 1000 and by_minutes != by_epoch  # the slow run's point moves from x=1 to x=4
+    with pytest.raises(ValueError, match="epoch or minutes"):
+        plot_quality(tmp_path / "x.png", runs, against="steps")

@@ -76,20 +76,24 @@ def write_quality_csv(path: Path, quality: list[dict]) -> Path:
     return path
 
 
-def plot_quality(path: Path, runs: dict[str, list[dict]]) -> Path:
-    """FID, recall and SWD against epochs (those the runs measured), one line per run (a run's --eval-every
-    measurements)."""
+def plot_quality(path: Path, runs: dict[str, list[dict]], against: str = "epoch") -> Path:
+    """FID, recall and SWD (those the runs measured) against epochs, or against minutes of training
+    (`against="minutes"`: what a fixed time buys), one line per run (a run's --eval-every measurements)."""
+    if against not in ("epoch", "minutes"):
+        raise ValueError(f"against must be epoch or minutes, not {against!r}")
+    x_of = (lambda r: r["epoch"]) if against == "epoch" else (lambda r: r.get("train_seconds", float("nan")) / 60)
     plt = _pyplot()
     panels = [(key, what) for key, what in QUALITY_PANELS
               if any(r.get(key) is not None for quality in runs.values() for r in quality)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), dpi=110, squeeze=False)
     for ax, (key, what) in zip(axes[0], panels):
         for label, quality in runs.items():
-            points = [(r["epoch"], r[key]) for r in quality if r.get(key) is not None]
+            points = [(x_of(r), r[key]) for r in quality if r.get(key) is not None]
             if points:
                 ax.plot(*zip(*points), marker="o", label=label)
-        ax.set(xlabel="epoch", ylabel=what)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set(xlabel="epoch" if against == "epoch" else "minutes of training", ylabel=what)
+        if against == "epoch":
+            ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
     fig.suptitle("sample quality while training (FID, recall: latentlab's FashionMNIST feature space)")
