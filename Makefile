@@ -25,15 +25,21 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # one stamp per set of extras: pyproject.toml changing reinstalls
+# the run extras: training, serving, and the client that the `latentlab` command (and `make demo`'s examples) use
 $(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[train,serve]'
+	$(BIN)/pip install --quiet -e '.[train,serve,client]'
 	@touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[train,serve,dev]'
 	@touch $@ $(VENV)/.stamp-run
 
-install: $(VENV)/.stamp-run  ## create .venv and install latentlab with the train and serve extras
+# what the tests generate TypeScript clients with (tests/test_generated_clients.py), pinned by its lock file
+tests/clients/node_modules/.stamp: tests/clients/package-lock.json
+	npm ci --prefix tests/clients --no-audit --no-fund --silent
+	@touch $@
+
+install: $(VENV)/.stamp-run  ## create .venv and install latentlab with the train, serve and client extras
 
 demo: $(VENV)/.stamp-run  ## train the best model two minutes buy into ./models if it is empty, then serve it on :8000
 	@if ! $(BIN)/python -m shared "$(MODEL_DIR)" >/dev/null 2>&1; then \
@@ -46,7 +52,8 @@ demo: $(VENV)/.stamp-run  ## train the best model two minutes buy into ./models 
 	@echo "  explorer:   http://$(HOST):$(PORT)/"
 	@echo "  API docs:   http://$(HOST):$(PORT)/docs"
 	@echo ""
-	@echo "  from another shell (. .venv/bin/activate first):"
+	@echo "  from another shell, in this folder:"
+	@echo "    . $(BIN)/activate && export LATENTLAB_URL=http://$(HOST):$(PORT)"
 	@echo "    latentlab generate --model $(DEMO_ARCH) --seed 0 --scale 4 -o samples.png        # the seed's 8 images"
 	@echo "    latentlab sweep --model $(DEMO_ARCH) --scale 3 -o sweep.png                       # the seed's 5-coordinate sweep"
 	@echo "    latentlab generate --model $(DEMO_ARCH) --class Sneaker --scale 4 -o sneakers.png  # 8 of one class"
@@ -61,7 +68,7 @@ demo: $(VENV)/.stamp-run  ## train the best model two minutes buy into ./models 
 serve: $(VENV)/.stamp-run  ## serve the store in MODEL_DIR without training
 	$(BIN)/python -m service
 
-test: $(VENV)/.stamp-dev  ## install the test dependencies, lint, check the import rules, run the whole test suite
+test: $(VENV)/.stamp-dev tests/clients/node_modules/.stamp  ## install the test dependencies, lint, check the import rules, run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

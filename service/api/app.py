@@ -98,8 +98,9 @@ def create_app(settings: Settings | None = None, lean_routes: bool = True) -> Fa
                 await poller
             engine.stop()
 
+    # operation ids are the routes' names (generate, sweep, list_models...): the method names of generated clients
     app = FastAPI(title="latentlab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None, generate_unique_id_function=lambda route: route.name)
     drain = Drain()  # begun by SIGTERM (service.api.drain.DrainingServer)
     app.state.services = Services(settings, registry, engine, telemetry, RequestLimits(settings),
                                   anyio.CapacityLimiter(settings.inference_threads), api_keys, drain)

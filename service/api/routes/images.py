@@ -30,8 +30,15 @@ router = APIRouter(tags=["images"])
 INLINE_PIXELS = 300_000  # grids up to this size encode in about a millisecond: cheaper than a thread hop
 CLIENT_CLOSED_REQUEST = 499  # nobody reads it: the status the access log and metrics record
 
+
+
+def binary_schema(media_type: str) -> dict:
+    """A binary body as OpenAPI 3.1 states it, and as client generators read it (bytes, a Blob, a File)."""
+    return {"schema": {"type": "string", "format": "binary", "contentMediaType": media_type}}
+
+
 PNG_RESPONSE = {
-    200: {"content": {"image/png": {}}, "description": "the PNG grid; headers X-Model and X-Model-Version name the "
+    200: {"content": {"image/png": binary_schema("image/png")}, "description": "the PNG grid; headers X-Model and X-Model-Version name the "
                                                        "model and the resolved version, X-Grid the layout (columns, rows, "
                                                        "cell size, padding, scale); for a class request, "
                                                        "X-Class and X-Class-Verified: how many of the images the "
@@ -135,13 +142,13 @@ async def style_by_class(request: Request, services: Services, model: LoadedMode
 
 
 ANIMATION_RESPONSE = {
-    200: {"content": {"image/png": {}, "image/gif": {}, "image/webp": {}},
+    200: {"content": {media: binary_schema(media) for media in ("image/png", "image/gif", "image/webp")},
           "description": "a PNG grid of the steps, or a looping GIF or WebP with one frame per step"},
     **error_responses(400, 404, 413, 422, 503),
 }
 
 
-@router.post("/interpolate", response_class=Response, responses=ANIMATION_RESPONSE,
+@router.post("/interpolate", response_class=Response, responses=ANIMATION_RESPONSE, name="interpolate",
              summary="The path between two latents, as a grid or a looping animation")
 async def interpolate_route(body: InterpolateRequest, request: Request, services: ServicesDep) -> Response:
     """`steps` images from `start` to `end`, both included: along the great circle (slerp, the default) or the

@@ -28,7 +28,8 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "ready", "device": str(registry.device), "serving": serving})
 
 
-@metrics.get("/metrics", summary="Prometheus metrics", response_class=Response,
-             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition format"}})
+@metrics.get("/metrics", summary="Prometheus metrics", response_class=Response, name="metrics",
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                                  "description": "Prometheus text exposition format"}})
 async def prometheus_metrics(telemetry: TelemetryDep) -> Response:
     return Response(telemetry.render(), media_type=CONTENT_TYPE_LATEST)
