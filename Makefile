@@ -42,7 +42,9 @@ tests/clients/node_modules/.stamp: tests/clients/package-lock.json
 install: $(VENV)/.stamp-run  ## create .venv and install latentlab with the train, serve and client extras
 
 demo: $(VENV)/.stamp-run  ## train the best model two minutes buy into ./models if it is empty, then serve it on :8000
-	@if ! $(BIN)/python -m shared "$(MODEL_DIR)" >/dev/null 2>&1; then \
+	@$(BIN)/python -m shared "$(MODEL_DIR)" >/dev/null 2>&1; listed=$$?; \
+	if [ $$listed -eq 3 ]; then $(BIN)/python -m shared "$(MODEL_DIR)" >&2; fi; \
+	if [ $$listed -eq 1 ]; then \
 		echo "store $(MODEL_DIR) is empty: training $(DEMO_ARCH) with --recipe $(DEMO_RECIPE) for $(DEMO_EPOCHS) epochs (about two minutes on a 2-core CPU)"; \
 		$(BIN)/latentlab-train --arch $(DEMO_ARCH) --recipe $(DEMO_RECIPE) --epochs $(DEMO_EPOCHS) --encoder-steps $(DEMO_ENCODER_STEPS) \
 			--out "$(MODEL_DIR)" >/dev/null || exit $$?; \

@@ -1,12 +1,15 @@
+import hashlib
 import json
 import multiprocessing
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
-from shared.store import GENERATOR, MANIFEST, InvalidName, NotFound, Store, StoreError, validate_name
+from shared.store import GENERATOR, MANIFEST, Damage, InvalidName, NotFound, Store, StoreError, validate_name
+from tests.conftest import run_cli
 
 
 def publish_dummy(root: Path, name: str = "m", payload: bytes = b"weights") -> int:
@@ -63,8 +66,35 @@ def test_listing_ignores_incomplete_and_tampered_versions(tmp_path):
     (tmp_path / "m" / "v11" / MANIFEST).write_text("{ not json")
     assert [v.version for v in store.versions("m")] == [1]
     assert store.get("m").version == 1
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound, match=r"version 3 is damaged \(generator.pt: sha256"):
         store.get("m", 3)
+
+    # each damaged version is named, with its first failing file and what it expected and found
+    damaged = {d.version: d.damage for d in store.damaged("m")}
+    assert sorted(damaged) == [2, 3, 4, 11]  # not the empty claim v9, the file v10 or the staging
+    assert (damaged[2].file, damaged[2].problem) == (MANIFEST, "missing")
+    expected = json.loads((tmp_path / "m" / "v3" / MANIFEST).read_text())["files"][GENERATOR]["sha256"]
+    found = hashlib.sha256((tmp_path / "m" / "v3" / GENERATOR).read_bytes()).hexdigest()
+    assert damaged[3] == Damage(GENERATOR, "sha256", expected, found)
+    assert (damaged[4].file, damaged[4].problem) == ("report/history.csv", "missing")
+    assert (damaged[11].file, damaged[11].problem) == (MANIFEST, "unreadable manifest")
+    assert store.damaged("m")[1].manifest.version == 3  # what it was published as, while the manifest reads
+
+
+def test_python_m_shared_names_damaged_versions_and_exits_3(tmp_path):
+    for _ in range(2):
+        publish_dummy(tmp_path)
+    assert run_cli("shared", str(tmp_path)).returncode == 0
+    with open(tmp_path / "m" / "v2" / GENERATOR, "r+b") as f:
+        f.write(b"W")
+    listed = run_cli("shared", str(tmp_path))
+    assert listed.returncode == 3, listed.stderr
+    assert re.search(r"m +v2 +DAMAGED +generator.pt: sha256 [0-9a-f]{16}\.\.\., the manifest says", listed.stdout)
+    assert re.search(r"m +v1 +", listed.stdout) and "1 damaged version(s)" in listed.stderr
+    verified = run_cli("shared", "verify", str(tmp_path))
+    assert verified.returncode == 3 and "DAMAGED generator.pt" in verified.stdout and "hashed " in verified.stdout
+    assert "3  a version is damaged" in run_cli("shared", "--help").stdout
+    assert run_cli("shared", str(tmp_path / "empty")).returncode == 1
 
 
 def test_manifest_must_name_its_own_version(tmp_path):

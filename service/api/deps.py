@@ -58,6 +58,10 @@ def not_ready_detail(registry: ModelRegistry) -> str:
         return "starting: the model store has not been read yet"
     if registry.last_error:
         return f"no model could be loaded: {registry.last_error}"
+    if damaged := registry.damaged():
+        return (f"no model loaded: {registry.store_root} holds only damaged versions ("
+                + "; ".join(f"{d.name} v{d.version}: {d.reason}" for d in damaged[:3])
+                + "): restore the files from a copy or publish again (`python -m shared verify` lists them)")
     return (f"no model loaded yet: {registry.store_root} has no complete version; "
             "publish one with `python -m trainer` (it is picked up without a restart)")
 

@@ -268,13 +268,29 @@ class ServedPrecision(BaseModel):
         description="the warm-up's median milliseconds of one forward, by precision and batch size")
 
 
+class DamagedVersionInfo(BaseModel):
+    """A version whose files on disk no longer match its manifest (a bad disk, a bad copy)."""
+
+    version: int
+    file: str = Field(description="the first file that fails, relative to the version's directory",
+                      examples=["generator.pt"])
+    problem: Literal["unreadable manifest", "missing", "unreadable", "size", "sha256"]
+    expected: str | None = Field(description="what the manifest lists (a sha256, or a size)")
+    found: str | None = Field(description="what is on disk now")
+    served_from_memory: bool = Field(description="whether this replica loaded it before the damage and still serves "
+                                                 "it (a copy in memory is intact); else it is not served")
+    detail: str = Field(description="what is wrong and what to do about it")
+
+
 class ModelInfo(BaseModel):
     name: str = Field(examples=["dcgan"])
-    latest: int = Field(description="the newest complete version in the store")
+    latest: int | None = Field(description="the newest complete version in the store (null: only damaged ones)")
     serving: int | None = Field(description='the version "latest" requests get now (null: not loaded yet)')
     loaded: list[int] = Field(description="versions held in memory")
     precision: list[ServedPrecision] = Field(description="how each loaded version computes, in the order of `loaded`")
     versions: list[ModelVersion] = Field(description="every complete, verified version, oldest first")
+    damaged: list[DamagedVersionInfo] = Field(default_factory=list, description="versions whose files no longer "
+                                              "match their manifest, oldest first")
 
 
 class ModelList(BaseModel):

@@ -30,6 +30,9 @@ class Telemetry:
         self.loaded = Gauge("latentlab_model_loaded", "1 for every model version held in memory, with the precision "
                             "its forwards compute in (fp32, bf16)", ["model", "version", "role", "precision"],
                             registry=self.registry)
+        self.damaged = Gauge("latentlab_damaged_versions", "versions the store holds damaged (a file missing or not "
+                             "matching its manifest's hash), by model; a loaded one is still served from memory",
+                             ["model"], registry=self.registry)
 
         self.batch_latents = Histogram("latentlab_batch_latents", "latents per generator forward, by model",
                                        ["model"], buckets=BATCH_BUCKETS, registry=self.registry)
@@ -79,6 +82,9 @@ class Telemetry:
     def version_released(self, name: str, version: int, role: str, precision: str) -> None:
         with contextlib.suppress(KeyError):  # reports arrive outside the registry's lock, rarely out of order
             self.loaded.remove(name, str(version), role, precision)
+
+    def versions_damaged(self, name: str, count: int) -> None:
+        self.damaged.labels(name).set(count)
 
     def images_generated(self, name: str, version: int, count: int) -> None:
         key = ("images", name, version)

@@ -3,7 +3,8 @@
 `refresh()` (run every RELOAD_INTERVAL seconds, in a worker thread) loads any newer complete
 version, warms it up, and only then swaps it in; requests in flight keep the module they already
 hold. A version that fails to load is logged and skipped until its files change, and what was
-serving keeps serving. The registry tells an observer (the service's telemetry) what it loads and
+serving keeps serving. A loaded version whose files are damaged on disk (a bad disk, a bad copy) keeps being
+served from memory and is reported as damaged; one deleted from the store is withdrawn. The registry tells an observer (the service's telemetry) what it loads and
 holds, always after releasing its lock, so a slow observer never stalls a lookup.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 import torch
 
-from shared.store import NotFound, Store, Version
+from shared.store import DamagedVersion, Listing, NotFound, Store, Version
 
 if TYPE_CHECKING:
     from service.engine.engine import Started
@@ -32,6 +33,8 @@ class RegistryObserver(Protocol):
     def version_held(self, name: str, version: int, role: str, precision: str) -> None: ...
 
     def version_released(self, name: str, version: int, role: str, precision: str) -> None: ...
+
+    def versions_damaged(self, name: str, count: int) -> None: ...
 
 
 class Engine(Protocol):
@@ -57,10 +60,18 @@ class LoadedModel:
     classifier = property(lambda self: self.started.classifier)  # the classifier that found it (classifier.pt)
     precision = property(lambda self: self.started.precision.precision)  # what its forwards compute in
 
-    def is_in(self, versions: list[Version]) -> bool:
+    def is_in(self, listing: Listing) -> bool:
         """Whether the store still holds this version as it was loaded: these very weights under this number (a
-        store edited by hand may not), and no file added since (`python -m trainer.evaluate` adds classes.json)."""
-        return any(v.version == self.version and v.manifest.files == self.stored.manifest.files for v in versions)
+        store edited by hand may not), and no file added since (`python -m trainer.evaluate` adds classes.json);
+        or holds it damaged, its manifest unchanged or unreadable (then the copy in memory is the good one)."""
+        files = self.stored.manifest.files
+        return (any(v.version == self.version and v.manifest.files == files for v in listing.versions)
+                or self.damage_in(listing) is not None)
+
+    def damage_in(self, listing: Listing) -> DamagedVersion | None:
+        """This version's damage on disk, if the listing has it damaged as it was published."""
+        return next((d for d in listing.damaged if d.version == self.version
+                     and (d.manifest is None or d.manifest.files == self.stored.manifest.files)), None)
 
 
 class ModelRegistry:
@@ -74,6 +85,7 @@ class ModelRegistry:
         self._latest: dict[str, LoadedModel] = {}
         self._pinned: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._failed: dict[tuple[str, int], str] = {}  # version -> sha256 of the generator that failed
+        self._damaged: dict[str, list[DamagedVersion]] = {}  # by model: versions the store holds damaged
         self._lock = threading.Lock()  # guards the dicts; held only for lookups and swaps
         self._load_lock = threading.RLock()  # one load at a time: loads are heavy, lookups must not wait
         self.last_refresh: float | None = None  # when the store was last read; None: not yet
@@ -110,6 +122,14 @@ class ModelRegistry:
     def versions(self, name: str) -> list[Version]:
         return self._store.versions(name)
 
+    def listing(self, name: str) -> Listing:
+        return self._store.listing(name)
+
+    def damaged(self) -> list[DamagedVersion]:
+        """Every version the store held damaged at the last look, by model name and number."""
+        with self._lock:
+            return [d for name in sorted(self._damaged) for d in self._damaged[name]]
+
     # ------------------------------------------------------------------ loading
     def refresh(self) -> None:
         """Load the newest complete version of every model if it is newer than the one serving."""
@@ -126,9 +146,10 @@ class ModelRegistry:
         What is in memory is known by number and generator sha256: a version that is gone from the store,
         or whose number now names other weights, is dropped, never served under that number."""
         with self._load_lock:  # one model change at a time; lookups of loaded models never wait on this
-            versions = self.versions(name)
-            self._locked(lambda events: self._forget_stale(name, versions, events))
-            for version in reversed(versions):
+            listing = self._store.listing(name)
+            self._locked(lambda events: self._forget_stale(name, listing, events))
+            self._note_damage(name, listing.damaged)
+            for version in reversed(listing.versions):
                 current = self._latest.get(name)
                 if current is not None and current.version >= version.version:
                     break
@@ -217,14 +238,30 @@ class ModelRegistry:
         self.last_error = None
         log.info("serving %s v%d as latest", loaded.name, loaded.version)
 
-    def _forget_stale(self, name: str, versions: list[Version], events: list[tuple]) -> None:
-        """Drop (caller holds the lock) what of `name` the store no longer holds as it was loaded."""
+    def _note_damage(self, name: str, damaged: list[DamagedVersion]) -> None:
+        """Remember what the store holds damaged; say so once when a version becomes damaged or is mended."""
+        with self._lock:
+            before = {d.version: d for d in self._damaged.get(name, ())}
+            self._damaged[name] = damaged
+            served = {m.version for m in [*self._latest.values(), *self._pinned.values()] if m.name == name}
+        for d in damaged:
+            if d.version not in before or before[d.version].damage != d.damage:
+                memory = ("still served from memory" if d.version in served else "not loaded")
+                log.error("%s v%d is damaged on disk: %s (%s). Restore the file from a copy or publish the model "
+                          "again; deleting %s withdraws the version", name, d.version, d.reason, memory, d.path)
+        for number in before.keys() - {d.version for d in damaged}:
+            log.info("%s v%d is no longer damaged on disk", name, number)
+        self._observer.versions_damaged(name, len(damaged))
+
+    def _forget_stale(self, name: str, listing: Listing, events: list[tuple]) -> None:
+        """Drop (caller holds the lock) what of `name` the store no longer holds as it was loaded (damaged on disk
+        counts as held: the copy in memory is the good one)."""
         latest = self._latest.get(name)
-        if latest is not None and not latest.is_in(versions):
+        if latest is not None and not latest.is_in(listing):
             del self._latest[name]
             events.append(("version_released", name, latest.version, "latest", latest.precision))
             log.warning("%s v%d is gone from the store or changed: no longer served as it was", name, latest.version)
-        for key in [k for k, m in self._pinned.items() if k[0] == name and not m.is_in(versions)]:
+        for key in [k for k, m in self._pinned.items() if k[0] == name and not m.is_in(listing)]:
             gone = self._pinned.pop(key)
             events.append(("version_released", name, key[1], "pinned", gone.precision))
 

@@ -18,10 +18,10 @@ from shared.store.layout import (
 )
 from shared.store.manifest import Manifest, ManifestDraft, Metrics
 from shared.store.semantics import ClassBoundary, ClassSemantics
-from shared.store.store import Store, Version, sha256_file, utc_now_iso
+from shared.store.store import Damage, DamagedVersion, Listing, Store, Version, sha256_file, utc_now_iso
 
 __all__ = [
-    "CLASSES", "CLASSIFIER", "ClassBoundary", "ClassSemantics", "DISCRIMINATOR", "ENCODER", "GENERATOR", "HISTORY_CSV", "MANIFEST", "NAME_PATTERN", "REPORT_DIR", "InvalidName", "Manifest",
+    "CLASSES", "CLASSIFIER", "ClassBoundary", "Damage", "DamagedVersion", "Listing", "ClassSemantics", "DISCRIMINATOR", "ENCODER", "GENERATOR", "HISTORY_CSV", "MANIFEST", "NAME_PATTERN", "REPORT_DIR", "InvalidName", "Manifest",
     "ManifestDraft", "Metrics", "NotFound", "Store", "StoreError", "StoreWriteFailed", "Version", "sha256_file", "utc_now_iso",
     "validate_name",
 ]

@@ -6,8 +6,8 @@ everything in a hidden directory beside the versions (same filesystem); then, un
 lock, it raises the model's high-water mark (so a number is never handed out twice, even after its
 version is deleted), claims that number with `mkdir`, and renames the staged directory over the empty
 claim (atomic: a reader sees no version or a whole one). Whatever a killed publisher left behind is
-removed by the next writer. Listings skip anything hidden, anything without a valid manifest and
-anything whose files do not match their hashes; readers take no lock.
+removed by the next writer. Listings skip anything hidden and name, as damaged, any version whose manifest is
+unreadable or whose files no longer match their sizes and hashes (a bad disk, a bad copy); readers take no lock.
 """
 from __future__ import annotations
 
@@ -78,6 +78,52 @@ def _validation_message(e: ValidationError) -> str:
 
 
 @dataclass(frozen=True)
+class Damage:
+    """Why a version directory is not a complete version: the first file that fails, what its manifest expects
+    and what is there (None where there is nothing to compare)."""
+
+    file: str
+    problem: str  # "unreadable manifest", "missing", "unreadable", "size", "sha256"
+    expected: str | None = None
+    found: str | None = None
+
+    def __str__(self) -> str:
+        if self.problem in ("unreadable manifest", "unreadable"):
+            return f"{self.file}: unreadable ({self.found})"
+        if self.problem == "missing":
+            return f"{self.file}: missing"
+        if self.problem == "sha256":  # enough of each hash to tell them apart; /models gives them whole
+            return f"{self.file}: sha256 {self.found[:16]}..., the manifest says {self.expected[:16]}..."
+        return f"{self.file}: {self.problem} {self.found}, the manifest says {self.expected}"
+
+
+@dataclass(frozen=True)
+class DamagedVersion:
+    """A version directory whose files no longer match its manifest: never served from disk, always named."""
+
+    name: str
+    version: int
+    path: Path
+    damage: Damage
+    manifest: Manifest | None  # what it was published as, when the manifest itself still reads
+
+    @property
+    def reason(self) -> str:
+        return str(self.damage)
+
+
+Verdict = Manifest | tuple[Damage, Manifest | None] | None  # whole, damaged (and what it was), or not a version
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One model's version directories: the complete, verified ones and the damaged ones, oldest first."""
+
+    versions: list["Version"]
+    damaged: list[DamagedVersion]
+
+
+@dataclass(frozen=True)
 class Version:
     """A complete, verified version in the store."""
 
@@ -121,23 +167,46 @@ class Store:
 
     def versions(self, name: str) -> list[Version]:
         """Every complete, hash-verified version of `name`, oldest first."""
+        return self.listing(name).versions
+
+    def listing(self, name: str) -> Listing:
+        """Every version directory of `name`: complete and verified, or damaged (which file, and how).
+
+        An empty directory is a number being claimed by a publisher (or left by a killed one): neither."""
         model_dir = self.root / validate_name(name)
         if not model_dir.is_dir():
-            return []
-        found = []
+            return Listing([], [])
+        versions, damaged = [], []
         for entry in model_dir.iterdir():
             m = VERSION_DIR_RE.fullmatch(entry.name)
-            if m and entry.is_dir():
-                manifest = self._verified_manifest(entry)
-                if manifest is not None and manifest.version == int(m.group(1)) and manifest.name == name:
-                    found.append(Version(name, manifest.version, entry, manifest))
-        return sorted(found, key=lambda v: v.version)
+            if not (m and entry.is_dir()):
+                continue
+            number = int(m.group(1))
+            verdict = self._verified_manifest(entry)
+            if isinstance(verdict, Manifest):
+                if verdict.version == number and verdict.name == name:
+                    versions.append(Version(name, number, entry, verdict))
+                else:
+                    damaged.append(DamagedVersion(name, number, entry, Damage(
+                        MANIFEST, "unreadable manifest", found=f"it names {verdict.name} v{verdict.version}"), verdict))
+            elif verdict is not None:
+                damaged.append(DamagedVersion(name, number, entry, verdict[0], verdict[1]))
+        return Listing(sorted(versions, key=lambda v: v.version), sorted(damaged, key=lambda d: d.version))
+
+    def damaged(self, name: str) -> list[DamagedVersion]:
+        """The version directories of `name` whose files do not match their manifest, oldest first."""
+        return self.listing(name).damaged
 
     def get(self, name: str, version: int | str = "latest") -> Version:
         """The given version (an int, or "latest"); raises NotFound if it is not complete and verified."""
-        versions = self.versions(name)
+        listing = self.listing(name)
+        versions = listing.versions
+        for damaged in listing.damaged:
+            if version != "latest" and damaged.version == int(version):
+                raise NotFound(f"model {name!r} version {version} is damaged ({damaged.reason}): restore the file or "
+                               "publish again")
         if not versions:
-            raise NotFound(f"no model named {name!r} in the store")
+            raise NotFound(f"no model named {name!r} with a complete version in the store")
         if version == "latest":
             return versions[-1]
         for v in versions:
@@ -145,52 +214,81 @@ class Store:
                 return v
         raise NotFound(f"model {name!r} has no version {version}; it has {', '.join(str(v.version) for v in versions)}")
 
-    def _verified_manifest(self, version_dir: Path, attempts: int = 8) -> Manifest | None:
-        """The manifest if it is valid and every file it lists exists with its size and sha256, else None.
+    def _verified_manifest(self, version_dir: Path, attempts: int = 8) -> Verdict:
+        """The manifest if it is valid and every file it lists exists with its size and sha256; else what is
+        damaged (and the manifest when it reads); None for an empty directory, or one gone meanwhile.
 
         Readers take no lock, and `add_files` may replace a listed file meanwhile (after taking it out of the
         manifest); a verdict counts only if the manifest is still the one it was reached with, else it is
-        reached again, so a reader never takes a version for broken because it was being added to."""
+        reached again, so a reader never takes a version for damaged because it was being added to."""
         for attempt in range(attempts):
             time.sleep(0.001 * attempt)  # being rewritten: let the writer finish (no pause on the first look)
             manifest_path = version_dir / MANIFEST
             try:
                 before = _stamp(manifest_path)
-            except OSError:
-                return None
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                return Damage(MANIFEST, "unreadable manifest", found=e.strerror or str(e)), None
             verdict = self._verify_once(version_dir)
             try:
                 if _stamp(manifest_path) == before:
                     return verdict
             except OSError:
-                return None
-        return None
+                break
+        # no manifest (or it kept changing): a claim being made, a directory being deleted, or damage
+        try:
+            empty = not any(version_dir.iterdir())
+        except OSError:
+            return None  # gone
+        return None if empty else (Damage(MANIFEST, "missing"), None)
 
-    def _verify_once(self, version_dir: Path) -> Manifest | None:
+    def _verify_once(self, version_dir: Path) -> Verdict:
         try:
             manifest_path = version_dir / MANIFEST
             manifest = Manifest.model_validate_json(manifest_path.read_bytes())
+        except ValidationError as e:
+            return Damage(MANIFEST, "unreadable manifest", found=_validation_message(e)[:200]), None
+        except OSError as e:
+            return Damage(MANIFEST, "unreadable manifest", found=e.strerror or str(e)), None
+        if GENERATOR not in manifest.files:
+            return Damage(GENERATOR, "missing"), manifest
+        try:
             stamp = [_stamp(manifest_path)]
             for rel, entry in manifest.files.items():
-                st = (version_dir / rel).stat()
+                try:
+                    st = (version_dir / rel).stat()
+                except FileNotFoundError:
+                    return Damage(rel, "missing"), manifest
                 if st.st_size != entry.size:
-                    return None
+                    return Damage(rel, "size", f"{entry.size} bytes", f"{st.st_size} bytes"), manifest
                 stamp.append((rel, st.st_mtime_ns, st.st_size, st.st_ino))
             stamp = tuple(stamp)
-        except (OSError, ValidationError):
-            return None
+        except OSError as e:
+            return Damage(MANIFEST, "unreadable manifest", found=e.strerror or str(e)), manifest
         with self._lock:
             cached = self._verified.get(version_dir)
         if cached and cached[0] == stamp:
             return cached[1]
-        try:
-            ok = all(sha256_file(version_dir / rel) == entry.sha256 for rel, entry in manifest.files.items())
-        except OSError:
-            ok = False
-        verdict = manifest if ok and GENERATOR in manifest.files else None
+        verdict: Verdict = manifest
+        for rel, entry in manifest.files.items():
+            try:
+                found = sha256_file(version_dir / rel)
+            except OSError as e:
+                verdict = Damage(rel, "unreadable", entry.sha256, e.strerror or str(e)), manifest
+                break
+            if found != entry.sha256:
+                verdict = Damage(rel, "sha256", entry.sha256, found), manifest
+                break
         with self._lock:
             self._verified[version_dir] = (stamp, verdict)
         return verdict
+
+    def forget_verdicts(self) -> None:
+        """Hash every file again at the next look, whatever `stat` says (a bit flipped in place keeps its size and
+        may keep its time)."""
+        with self._lock:
+            self._verified.clear()
 
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager

@@ -14,6 +14,7 @@ from service.api.schemas import (
     ClassInfo,
     ClassLatents,
     ClassList,
+    DamagedVersionInfo,
     DirectionList,
     ModelInfo,
     ModelList,
@@ -25,26 +26,38 @@ from service.engine.registry import ModelRegistry
 from service.operations import conditional
 from service.operations.classes import find_class, semantics_of
 from service.operations.generation import admit, class_images
-from shared.store import HISTORY_CSV, NAME_PATTERN, REPORT_DIR
+from shared.store import HISTORY_CSV, NAME_PATTERN, REPORT_DIR, DamagedVersion
 
 router = APIRouter(tags=["models"])
 
 
 def describe(registry: ModelRegistry, name: str) -> ModelInfo | None:
-    """The store's versions of `name` and what of it is in memory; None if it has no complete version."""
-    versions = registry.versions(name)
-    if not versions:
+    """The store's versions of `name` (complete and damaged) and what of it is in memory; None if it has none."""
+    listing = registry.listing(name)
+    versions = listing.versions
+    if not versions and not listing.damaged:
         return None
     serving = registry.serving().get(name)
     loaded = registry.loaded_models().get(name, {})
     return ModelInfo(
         name=name,
-        latest=versions[-1].version,
+        latest=versions[-1].version if versions else None,
         serving=serving.version if serving else None,
         loaded=sorted(loaded),
         precision=[ServedPrecision(version=n, **loaded[n].started.precision.describe()) for n in sorted(loaded)],
         versions=[ModelVersion(version=v.version, latest=v is versions[-1], manifest=v.manifest) for v in versions],
+        damaged=[damaged_info(d, d.version in loaded and loaded[d.version].damage_in(listing) is d)
+                 for d in listing.damaged],
     )
+
+
+def damaged_info(damaged: DamagedVersion, in_memory: bool) -> DamagedVersionInfo:
+    what = ("still served from the copy loaded before the damage" if in_memory else "not served")
+    return DamagedVersionInfo(
+        version=damaged.version, file=damaged.damage.file, problem=damaged.damage.problem,
+        expected=damaged.damage.expected, found=damaged.damage.found, served_from_memory=in_memory,
+        detail=f"{damaged.reason}; {what}. Restore the file from a copy or publish the model again; deleting the "
+               "version's directory withdraws it")
 
 
 @router.get("/models", response_model=ModelList, summary="Every model in the store, its versions and manifests")
@@ -66,7 +79,7 @@ VersionQuery = Query("latest", pattern=r"^(latest|[1-9][0-9]{0,8})$", descriptio
 async def get_model(registry: RegistryDep, name: str = ModelNamePath) -> ModelInfo:
     found = await anyio.to_thread.run_sync(describe, registry, name)
     if found is None:
-        raise HTTPException(404, detail=f"no model named {name!r} with a complete version in the store")
+        raise HTTPException(404, detail=f"no model named {name!r} in the store")
     return found
 
 
