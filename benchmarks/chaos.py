@@ -1,14 +1,15 @@
 """Chaos under load: three replicas of `python -m service` on one store behind HAProxy (deploy/haproxy.cfg), a
-steady load through the balancer from wrk (no retries: what the balancer alone hides) and from the project's
-client (with its retries), and four events, one after the other:
+steady load through the balancer from wrk and from plain httpx clients (neither retries: what the balancer alone
+hides; httpx sends a POST's body in a second packet, wrk in the same one) and from the project's client (with its
+retries), and four events, one after the other:
 
   (a) a rolling restart: each replica in turn gets SIGTERM (it drains), exits, and is started again;
   (b) SIGKILL of one replica, which is then started again;
   (c) one replica's store volume unreadable for a few seconds (its MODEL_DIR, a link, points nowhere);
   (d) an overload burst: 64 raw clients asking 256 images each, at once when refused, for 10 s.
 
-For each: requests, failed requests (wrk's errors and non-2xx; the client's exceptions after its retries), p50 and
-p99, beside the calm run; then whether every image the clients got is byte-identical to the same request served
+For each: requests, failed requests (wrk's errors and non-2xx, httpx's non-200 and errors; the client's exceptions
+after its retries), p50 and p99, beside the calm run; then whether every image the clients got is byte-identical to the same request served
 by a calm replica directly. Prints a markdown table (docs/scaling.md).
 
     python benchmarks/chaos.py --store ./models --model dcgan
@@ -45,8 +46,7 @@ class Cluster:
         self.procs = [self.start(i) for i in range(3)]
 
     def start(self, i: int) -> subprocess.Popen:
-        return start_service(str(self.views / f"replica{i + 1}"), self.ports[i], "cpu", DRAIN_NOTICE_S="1",
-                             **self.settings)
+        return start_service(str(self.views / f"replica{i + 1}"), self.ports[i], "cpu", **self.settings)
 
     def replace(self, i: int, sig: int) -> int:
         """Stop replica i with `sig`, start it again; its exit status."""
@@ -86,11 +86,11 @@ class Wrk:
 def run(event, balancer: int, args) -> dict:
     wrk = Wrk(balancer, args.model, args.count, args.connections)
     clients = ClientLoad(f"http://127.0.0.1:{balancer}", args.model, args.clients, args.count)
+    plain = ClientLoad(f"http://127.0.0.1:{balancer}", args.model, args.clients, args.count, retries=False)
     time.sleep(2)
     note = event()
     time.sleep(2)
-    result = {"wrk": wrk.stop(), "clients": clients.stop(), "note": note}
-    return result
+    return {"wrk": wrk.stop(), "clients": clients.stop(), "plain": plain.stop(), "note": note}
 
 
 def identical(answers: dict[int, bytes], port: int, model: str, count: int, sample: int = 50) -> tuple[int, int]:
@@ -107,7 +107,8 @@ def main() -> int:
     p.add_argument("--model", default="dcgan")
     p.add_argument("--count", type=int, default=4, help="images per request")
     p.add_argument("--connections", type=int, default=4, help="wrk's connections")
-    p.add_argument("--clients", type=int, default=2, help="client threads (latentlab.Client, with retries)")
+    p.add_argument("--clients", type=int, default=2, help="client threads: latentlab.Client (with retries), and as many "
+                                                          "plain httpx ones (without)")
     p.add_argument("--calm-seconds", type=float, default=10)
     p.add_argument("--port", type=int, default=18700, help="the balancer; replicas on the next three ports")
     p.add_argument("--precision", default="fp32", help="the replicas' PRECISION (fp32: bytes comparable anywhere)")
@@ -136,15 +137,17 @@ def main() -> int:
             stop(balancer)
             cluster.stop()
     calm_p99 = rows["calm"]["wrk"]["p99_ms"]
-    print(f"{args.model}, {args.count} images per request; wrk -c{args.connections} (no retries) and "
-          f"{args.clients} latentlab.Client threads (with retries) through HAProxy to 3 replicas, PRECISION="
-          f"{args.precision}; {os.cpu_count()} CPUs\n")
-    print("| event | wrk requests | wrk failed | wrk p50 / p99 ms | p99 vs calm | client requests | client failed "
-          "(after retries) | client p99 s | note |\n|---|---|---|---|---|---|---|---|---|")
+    print(f"{args.model}, {args.count} images per request; wrk -c{args.connections} and {args.clients} plain httpx "
+          f"threads (no retries), {args.clients} latentlab.Client threads (with retries), through HAProxy to 3 "
+          f"replicas, PRECISION={args.precision}; {os.cpu_count()} CPUs\n")
+    print("| event | wrk requests | wrk failed | wrk p50 / p99 ms | p99 vs calm | httpx requests | httpx failed | "
+          "client requests | client failed (after retries) | client p99 s | note |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|")
     for name, row in rows.items():
-        w, c = row["wrk"], row["clients"]
+        w, c, h = row["wrk"], row["clients"], row["plain"]
         print(f"| {name} | {w['requests']} | {w['errors']} | {w['p50_ms']:.1f} / {w['p99_ms']:.1f} | "
-              f"{w['p99_ms'] / calm_p99:.2f}x | {len(c.seconds)} | {len(c.failures)} | {c.p99():.2f} | {row['note']} |")
+              f"{w['p99_ms'] / calm_p99:.2f}x | {len(h.seconds)} | {len(h.failures)} | {len(c.seconds)} | "
+              f"{len(c.failures)} | {c.p99():.2f} | {row['note']} |")
     slowest = burst_result.get("max_s")
     print(f"\nburst (64 raw clients x 256 images, 10 s, through the balancer): {burst_result.get('answered')} answered"
           f"{f' (slowest {slowest:.2f} s)' if slowest is not None else ''}, {burst_result.get('refused')} refused with "
@@ -152,8 +155,9 @@ def main() -> int:
           " ms")
     print(f"byte-identical to a calm replica: {same} of {checked} sampled client answers")
     for row in rows.values():
-        for failure in row["clients"].failures[:3]:
-            print("client failure:", failure)
+        for kind in ("clients", "plain"):
+            for failure in row[kind].failures[:3]:
+                print(f"{kind} failure:", failure)
     return 0
 
 

@@ -1,10 +1,13 @@
-"""A steady load from the project's own client (latentlab.Client, with its retries: jittered backoff honouring
-Retry-After, at most 5 tries in 60 s): threads asking for `count` images of a new seed each, again and again.
-Used by tests/test_balancer.py and benchmarks/chaos.py."""
+"""A steady load: threads asking for `count` images of a new seed each, again and again, through the project's own
+client (latentlab.Client, with its retries: jittered backoff honouring Retry-After, at most 5 tries in 60 s) or,
+with `retries=False`, through plain httpx that never retries (what most callers of an HTTP API are). Used by
+tests/test_balancer.py and benchmarks/chaos.py."""
 from __future__ import annotations
 
 import threading
 import time
+
+import httpx
 
 from latentlab import Client
 
@@ -12,13 +15,14 @@ from latentlab import Client
 class ClientLoad:
     """What the clients got (seed -> PNG bytes), how long each call took (retries included), what failed."""
 
-    def __init__(self, url: str, model: str, clients: int = 3, count: int = 4) -> None:
+    def __init__(self, url: str, model: str, clients: int = 3, count: int = 4, retries: bool = True) -> None:
         self.url, self.model, self.count = url, model, count
         self.answers: dict[int, bytes] = {}
         self.seconds: list[float] = []
         self.failures: list[str] = []
         self.running = True
-        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)]
+        target = self._client if retries else self._plain_client
+        self.threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(clients)]
         for thread in self.threads:
             thread.start()
 
@@ -32,6 +36,22 @@ class ClientLoad:
             except Exception as e:  # every failure counts: the client's retries already had their chance
                 self.failures.append(f"seed {seed}: {type(e).__name__}: {e}")
             self.seconds.append(time.monotonic() - started)
+
+    def _plain_client(self, i: int) -> None:
+        seed = 500_000 + i * 1_000_000
+        with httpx.Client(base_url=self.url, timeout=60) as client:
+            while self.running:
+                seed += 1
+                started = time.monotonic()
+                try:
+                    r = client.post("/generate", json={"model": self.model, "seed": seed, "count": self.count})
+                    if r.status_code == 200:
+                        self.answers[seed] = r.content
+                    else:
+                        self.failures.append(f"seed {seed}: {r.status_code} {r.text[:200]}")
+                except httpx.HTTPError as e:
+                    self.failures.append(f"seed {seed}: {type(e).__name__}: {e}")
+                self.seconds.append(time.monotonic() - started)
 
     def stop(self) -> "ClientLoad":
         self.running = False

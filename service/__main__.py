@@ -49,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run("service.api.app:create_app", factory=True, workers=settings.workers, **server)
         return 0
     # one process: SIGTERM drains (service/api/drain.py), then the process exits 0
-    runner = DrainingServer(uvicorn.Config(app, **server), app.state.services.drain, settings.drain_notice_s,
-                            settings.drain_timeout_s)
+    runner = DrainingServer(uvicorn.Config(app, **server), app.state.services.drain, settings.drain_timeout_s)
     runner.run()
     return 0 if runner.started else STARTUP_FAILURE
 

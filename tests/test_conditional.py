@@ -21,7 +21,7 @@ from trainer.architectures import CNNDiscriminator, MLPDiscriminator, get_archit
 from trainer.config import TrainConfig
 from trainer.evaluation.classifier import CLASSES as NAMES
 from trainer.evaluation.classifier import embed, load_classifier
-from trainer.recipe import build_recipe
+from trainer.recipe import build_recipe, recipe_settings
 from trainer.step import Nets, random_latents, train_step
 
 
@@ -81,6 +81,14 @@ def test_the_class_loss_needs_a_conditional_run(tmp_path, fashion_dir):
     result = run_cli("trainer", "--arch", "gan", "--epochs", "1", "--limit", "64", "--class-loss", "1",
                      "--data-dir", str(fashion_dir), "--out", str(tmp_path / "s"), "--no-evaluate", "--no-progress")
     assert result.returncode == 2 and "--conditional" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_stable_conditional_runs_train_the_class_loss_and_the_study_stays_the_study():
+    for arch in ("gan", "dcgan"):
+        assert recipe_settings("stable", arch, conditional=True)["class_loss"] == 1.0  # conditions by default
+        assert recipe_settings("stable", arch)["class_loss"] == 0.0  # no class scores to train unconditionally
+        assert recipe_settings("seed", arch, conditional=True)["class_loss"] == 0.0  # the study's recipe, exactly
+        assert recipe_settings("stable", arch, conditional=True, class_loss=0.3)["class_loss"] == 0.3  # the flag wins
 
 
 def test_unconditional_networks_keep_the_studys_parameters():

@@ -1,5 +1,6 @@
-"""Graceful drain of a real `python -m service` process: on SIGTERM it is not ready at once, refuses new image
-requests with 503 + Retry-After, finishes the request it holds, and exits 0, within DRAIN_TIMEOUT_S."""
+"""Graceful drain of a real `python -m service` process: on SIGTERM it is not ready at once, keeps serving new
+requests for DRAIN_NOTICE_S (while balancers notice), then refuses new image requests with 503 + Retry-After,
+finishes the request it holds, and exits 0, within DRAIN_TIMEOUT_S."""
 import io
 import signal
 import threading
@@ -36,20 +37,28 @@ def long_projection(url: str, answer: dict, steps: int = 500) -> threading.Threa
 
 
 @pytest.mark.slow
-def test_sigterm_drains_what_it_holds_refuses_the_rest_and_exits_0(trained_store):
-    proc, url = start_service({"MODEL_DIR": str(trained_store), "DEVICE": "cpu", "DRAIN_NOTICE_S": "1",
+def test_sigterm_serves_through_the_notice_then_refuses_finishes_what_it_holds_and_exits_0(trained_store):
+    notice = 2.0
+    proc, url = start_service({"MODEL_DIR": str(trained_store), "DEVICE": "cpu", "DRAIN_NOTICE_S": str(notice),
                                "DRAIN_TIMEOUT_S": "60", "LOG_LEVEL": "info"})
     try:
         wait_ready(url, proc)
         answer: dict = {}
-        projecting = long_projection(url, answer)
-        time.sleep(1.0)  # the projection is running (its 500 steps take several seconds here)
+        projecting = long_projection(url, answer, steps=400)
+        time.sleep(1.0)  # the projection is running (its steps take several seconds here)
         assert not answer, "the projection finished before the test could signal: make it longer"
         proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
         time.sleep(0.2)
 
         ready = httpx.get(f"{url}/readyz", timeout=5)
         assert ready.status_code == 503 and "draining" in ready.json()["detail"]
+        served = httpx.post(f"{url}/generate", json={"model": "gan", "seed": 0}, timeout=5)
+        assert served.status_code == 200  # in the notice: a balancer may not have seen the 503 yet
+        assert time.monotonic() - signalled < notice
+
+        time.sleep(notice + 0.3 - (time.monotonic() - signalled))
+        assert not answer, "the projection finished during the notice: make it longer"
         refused = httpx.post(f"{url}/generate", json={"model": "gan", "seed": 0}, timeout=5)
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         assert "shutting down" in refused.json()["detail"]
@@ -63,6 +72,13 @@ def test_sigterm_drains_what_it_holds_refuses_the_rest_and_exits_0(trained_store
             proc.kill()
     assert proc.returncode == 0, output
     assert "SIGTERM: draining" in output and "drained in" in output and "Traceback" not in output
+
+
+def test_the_notice_must_fit_in_the_drain(trained_store):
+    from service.api.settings import Settings
+
+    with pytest.raises(ValueError, match="DRAIN_NOTICE_S .10. must be shorter than DRAIN_TIMEOUT_S .5."):
+        Settings(drain_notice_s=10, drain_timeout_s=5)
 
 
 @pytest.mark.slow

@@ -93,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_positive_float, default=2e-4, help="Adam learning rate of both nets (unless "
                                                                     "--lr-g/--lr-d or the recipe set them)")
     r = p.add_argument_group("recipe", "How the nets learn, apart from the architecture. A recipe names a preset "
-                                       "(seed: the study's training, exactly; stable: every stabiliser below); each "
-                                       "flag overrides its part of the preset. Recorded in the manifest.")
+                                       "(seed: the study's training, exactly; stable: the best stabilisers measured, "
+                                       "and for --conditional runs the class loss); each flag overrides its part of "
+                                       "the preset. Recorded in the manifest.")
     r.add_argument("--recipe", choices=sorted(RECIPES), default="seed", help="preset, per architecture: " + "; ".join(
         f"{name} for {arch}: {', '.join(f'{k}={v}' for k, v in vars(c).items() if v != getattr(SEED, k)) or 'BCE, Adam'}"
         for name, presets in RECIPES.items() for arch, c in presets.items()))
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--class-loss", type=_non_negative_float, default=argparse.SUPPRESS, metavar="WEIGHT",
                    help="with --conditional: an auxiliary classification loss of this weight (e.g. 1): D's projection "
                         "scores of every class classify the real images, and G's fakes are pushed to be classified as "
-                        "the class they were drawn in (0: off)")
+                        "the class they were drawn in (0: off; default: the recipe's, 1 in stable, 0 in seed)")
     r.add_argument("--augment", type=_policies, default=argparse.SUPPRESS, metavar="POLICIES",
                    help="DiffAugment for both players: translation, cutout, or both comma-separated; none: off")
     r.add_argument("--augment-p", type=_probability, default=argparse.SUPPRESS, metavar="P",
@@ -226,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                       eval_every=args.eval_every or 0, eval_samples=args.eval_samples,
                       class_samples=0 if args.no_classes else args.class_samples,
                       encoder_steps=0 if args.no_encoder else args.encoder_steps,
-                      **recipe_settings(args.recipe, args.arch, **{k: getattr(args, k, None) for k in COMPONENTS}))
+                      **recipe_settings(args.recipe, args.arch, args.conditional,
+                                        **{k: getattr(args, k, None) for k in COMPONENTS}))
     if cfg.class_loss and not cfg.conditional:
         parser.error("--class-loss trains D's class scores, which only a --conditional run has")
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / ".runs" / name

@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None, lean_routes: bool = True) -> Fa
     # operation ids are the routes' names (generate, sweep, list_models...): the method names of generated clients
     app = FastAPI(title="latentlab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None, generate_unique_id_function=lambda route: route.name)
-    drain = Drain()  # begun by SIGTERM (service.api.drain.DrainingServer)
+    drain = Drain(settings.drain_notice_s)  # begun by SIGTERM (service.api.drain.DrainingServer)
     app.state.services = Services(settings, registry, engine, telemetry, RequestLimits(settings),
                                   anyio.CapacityLimiter(settings.inference_threads), api_keys, drain)
     app.include_router(api_router(keys_required=api_keys.enabled, metrics_public=settings.metrics_public))

@@ -1,12 +1,15 @@
 """Graceful drain: what SIGTERM means to a replica behind a load balancer (a rolling deploy, a Kubernetes eviction,
 `docker stop`).
 
-1. It stops being ready at once: /readyz answers 503 with the reason, so a health-checking balancer stops sending.
-2. It refuses new image requests (every POST) with 503, `Retry-After: 1` and `Connection: close`: a balancer that
-   retries (deploy/haproxy.cfg) sends them to another replica, and a client's retries reach one.
-3. It finishes what it accepted: every request in flight, and so the queued forwards they wait for.
-4. Once nothing is in flight and DRAIN_NOTICE_S have passed (time for the balancer's next health check to see the
-   503), or at DRAIN_TIMEOUT_S at the latest, it closes its port, stops its engine and exits 0.
+1. It stops being ready at once: /readyz answers 503 with the reason, so a health-checking balancer takes it out.
+2. For DRAIN_NOTICE_S it keeps serving everything as before: a balancer only stops sending once its next health
+   check has seen the 503 (HAProxy: 500 ms here), and Kubernetes needs a few seconds to take a terminating pod out
+   of every endpoint list. Requests that arrive in that gap are served, not refused.
+3. After the notice it refuses new image requests (every POST) with 503, `Retry-After: 1` and `Connection: close`:
+   a balancer that retries (deploy/haproxy.cfg) sends them to another replica, and a client's retries reach one.
+4. It finishes what it accepted: every request in flight, and so the queued forwards they wait for; once nothing
+   is in flight after the notice, or at DRAIN_TIMEOUT_S at the latest, it closes its port, stops its engine and
+   exits 0.
 
 A second SIGTERM, or Ctrl-C, stops at once, the way uvicorn does. The drain needs one process per replica
 (WORKERS=1, the layout behind a balancer): uvicorn's multi-worker supervisor stops its workers itself.
@@ -28,15 +31,22 @@ RETRY_AFTER_S = 1  # another replica can take the request now
 
 
 class Drain:
-    """Whether this replica is draining, why, and since when."""
+    """Whether this replica is draining, why, since when, and whether its notice period is over."""
 
-    def __init__(self) -> None:
+    def __init__(self, notice_s: float = 0.0) -> None:
+        self.notice_s = notice_s
         self.reason: str | None = None
         self.started: float | None = None
 
     @property
     def draining(self) -> bool:
+        """Not ready: from the signal on."""
         return self.reason is not None
+
+    @property
+    def refusing(self) -> bool:
+        """New image requests refused: once the notice period is over."""
+        return self.draining and self.elapsed() >= self.notice_s
 
     def begin(self, reason: str) -> None:
         if not self.draining:
@@ -50,14 +60,14 @@ class Drain:
 
 
 class RefuseWhileDraining:
-    """ASGI middleware: while draining, every POST (the image requests) gets 503 + Retry-After at once."""
+    """ASGI middleware: once the drain's notice is over, every POST (the image requests) gets 503 + Retry-After."""
 
     def __init__(self, app: ASGIApp, drain: Drain) -> None:
         self.app = app
         self.drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not self.drain.draining:
+        if scope["type"] != "http" or scope["method"] != "POST" or not self.drain.refusing:
             return await self.app(scope, receive, send)
         await send_json(send, 503, f"this replica is shutting down ({self.drain.reason}): retry, another replica will "
                                    "answer", headers=((b"retry-after", str(RETRY_AFTER_S).encode()),))
@@ -66,22 +76,23 @@ class RefuseWhileDraining:
 class DrainingServer(uvicorn.Server):
     """uvicorn's server, with SIGTERM as the start of a drain rather than of the shutdown."""
 
-    def __init__(self, config: uvicorn.Config, drain: Drain, notice_s: float, timeout_s: float) -> None:
+    def __init__(self, config: uvicorn.Config, drain: Drain, timeout_s: float) -> None:
         super().__init__(config)
-        self.drain, self.notice_s, self.timeout_s = drain, notice_s, timeout_s
+        self.drain, self.timeout_s = drain, timeout_s
 
     def handle_exit(self, sig: int, frame) -> None:
         if sig == signal.SIGTERM and not self.drain.draining:
             self.drain.begin("SIGTERM received")  # not re-raised after the shutdown: the exit status stays 0
-            log.info("SIGTERM: draining (not ready; new image requests refused with 503; %d in flight; "
-                     "at most %.0fs)", len(self.server_state.tasks), self.timeout_s)
+            log.info("SIGTERM: draining (not ready now; serving for %.1fs while balancers notice, then refusing new "
+                     "image requests with 503; %d in flight; at most %.0fs)", self.drain.notice_s,
+                     len(self.server_state.tasks), self.timeout_s)
             return
         super().handle_exit(sig, frame)  # a second signal, or Ctrl-C: uvicorn's own, prompt shutdown
 
     async def on_tick(self, counter: int) -> bool:
         if self.drain.draining and not self.should_exit:
             elapsed, in_flight = self.drain.elapsed(), len(self.server_state.tasks)
-            if (not in_flight and elapsed >= self.notice_s) or elapsed >= self.timeout_s:
+            if (not in_flight and self.drain.refusing) or elapsed >= self.timeout_s:
                 if in_flight:
                     log.warning("drain timeout (%.0fs) with %d request(s) in flight: stopping them", elapsed,
                                 in_flight)

@@ -53,14 +53,21 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(30.0, gt=0, le=3600, description="on SIGTERM, the most seconds spent finishing "
                                    "the requests in flight before stopping (the container's stop grace period must "
                                    "be longer)")
-    drain_notice_s: float = Field(2.0, ge=0, le=600, description="on SIGTERM, the least seconds the replica keeps "
-                                  "answering (not ready, new image requests refused with 503) so that a balancer's "
-                                  "health check sees it go")
+    drain_notice_s: float = Field(5.0, ge=0, le=600, description="on SIGTERM, the seconds the replica keeps serving "
+                                  "new requests while not ready, so that balancers stop sending before it refuses "
+                                  "any (HAProxy's check here: 0.5 s; Kubernetes' endpoint updates: a few seconds)")
 
     @field_validator("api_keys_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
         return None if value == "" else value  # compose passes API_KEYS_FILE= when it is not set
+
+    @model_validator(mode="after")
+    def _notice_within_the_drain(self):
+        if self.drain_notice_s >= self.drain_timeout_s:
+            raise ValueError(f"DRAIN_NOTICE_S ({self.drain_notice_s:g}) must be shorter than DRAIN_TIMEOUT_S "
+                             f"({self.drain_timeout_s:g}): the replica serves through the notice, then drains")
+        return self
 
     @model_validator(mode="after")
     def _queue_holds_a_full_request(self):
