@@ -1,11 +1,12 @@
 """The HTTP API, one router per tag: images (/generate, /sweep, /interpolate), models (/models, their
 directions and classes), latents (/latents), discriminator (/score), projection (/project), probes
-(/healthz, /readyz) and /metrics. With API keys configured, all but the probes need one."""
+(/healthz, /readyz), /metrics, and the Open Inference Protocol (/v2). With API keys configured, all but the
+probes (the protocol's health routes included) need one."""
 from fastapi import APIRouter, Depends
 
 from service.api.auth import require_api_key
 from service.api.errors import error_responses
-from service.api.routes import images, latents, models, probes, project, score
+from service.api.routes import images, inference, latents, models, probes, project, score
 
 
 def api_router(keys_required: bool, metrics_public: bool) -> APIRouter:
@@ -16,6 +17,8 @@ def api_router(keys_required: bool, metrics_public: bool) -> APIRouter:
     router.include_router(latents.router, **guarded)
     router.include_router(score.router, **guarded)
     router.include_router(project.router, **guarded)
+    router.include_router(inference.router, **{**guarded, "responses": inference.KEY_REQUIRED} if keys_required else {})
     router.include_router(probes.probes)  # liveness and readiness probes carry no key
+    router.include_router(inference.probes)
     router.include_router(probes.metrics, **({} if metrics_public else guarded))
     return router
