@@ -95,7 +95,9 @@ def test_pinned_versions_pngs_and_truncation(served):
     assert not np.array_equal(client.infer("gan", [seeds], model_version="1").as_numpy("images"),
                               client.infer("gan", [seeds], model_version="2").as_numpy("images"))
 
-    result = client.infer("gan", [seeds])  # no outputs named: every output, as binary data
+    assert client.infer("gan", [seeds]).get_output("png") is None  # no outputs named: the images alone
+    result = client.infer("gan", [seeds], outputs=[triton.InferRequestedOutput("images"),
+                                                   triton.InferRequestedOutput("png")])
     pngs = result.as_numpy("png")
     assert [np.asarray(Image.open(io.BytesIO(p)))[:, :, None].tolist() for p in pngs] == \
         result.as_numpy("images").tolist()

@@ -6,8 +6,8 @@ and its versions are latentlab's versions (none named: the newest).
 Inputs: `latents` FP32 [-1, latent_dim], or `seed` INT64 [-1] (one image per seed: the image `POST /generate`
 draws for that seed and count 1); for a class-conditional version `class`, one for all images or one each, as
 INT64 indices or BYTES names; the request parameter `truncation`. Outputs: `images` UINT8 [-1, H, W, C] (the
-pixels `/generate` puts in its PNG) and `png` BYTES [-1] (one PNG per image); every output unless `outputs`
-names some. Errors are `{"error": "..."}`: 400 for a request the model cannot take, 404 for an unknown model or
+pixels `/generate` puts in its PNG) and, when `outputs` asks for it, `png` BYTES [-1] (one PNG per image, as
+binary data). Errors are `{"error": "..."}`: 400 for a request the model cannot take, 404 for an unknown model or
 version, 503 with Retry-After when the service is too busy.
 """
 from __future__ import annotations
@@ -31,6 +31,7 @@ from service.api.inference_protocol import (
     encode_response,
     parse_request,
 )
+from service.api.routes.images import CLIENT_CLOSED_REQUEST
 from service.api.schemas import MAX_SEED
 from service.engine.registry import LoadedModel
 from service.operations import conditional
@@ -42,7 +43,6 @@ from shared.store import NAME_PATTERN
 SERVER = {"name": "latentlab", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
 INPUTS = ("latents", "seed", "class")
 OUTPUTS = ("images", "png")
-CLIENT_CLOSED_REQUEST = 499
 
 
 def _message(detail: Any) -> str:
@@ -179,7 +179,7 @@ INFER_BODY = {"requestBody": {"required": True, "content": {
                 "datatype": {"type": "string", "enum": ["FP32", "INT64", "INT32", "BYTES"]},
                 "parameters": {"type": "object", "properties": {
                     "binary_data_size": {"type": "integer", "minimum": 0}}},
-                "data": {"type": "array"}}}},
+                "data": {"type": "array", "items": {}, "description": "the elements, flat or nested, row-major"}}}},
         "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
             "name": {"type": "string", "enum": list(OUTPUTS)}, "parameters": {"type": "object", "properties": {
                 "binary_data": {"type": "boolean"}}}}}}}},
@@ -211,9 +211,12 @@ async def infer_version(request: Request, services: ServicesDep, name: str = Mod
 async def inference(request: Request, services: Services, name: str, version: int | str) -> Response:
     body = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
     model = await resolve_model(services.registry, name, version)
-    for requested in body.outputs or ():
+    wanted = list(body.outputs) if body.outputs is not None else ["images"]  # png only when asked for
+    for requested in wanted:
         if requested not in OUTPUTS:
             raise ProtocolError(f"{name} has no output {requested!r}; it has {', '.join(OUTPUTS)}")
+    if "png" in wanted and not body.binary("png"):  # refused before any work, not after it
+        raise ProtocolError('output `png` holds binary values: ask for it with `"parameters": {"binary_data": true}`')
     latents = latents_of(body, model, services)
     admit(model.batcher, latents.shape[0])
     try:
@@ -221,7 +224,6 @@ async def inference(request: Request, services: Services, name: str, version: in
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     pixels = images.permute(0, 2, 3, 1).numpy()  # (N, H, W, C), as the PNG holds them
-    wanted = body.outputs.keys() if body.outputs is not None else OUTPUTS
     outputs = []
     if "images" in wanted:
         outputs.append(Tensor("images", "UINT8", pixels.shape, pixels))

@@ -1,0 +1,35 @@
+-- wrk script: POST prepared Open Inference Protocol requests (JSON header + binary tensor data), cycling through
+-- them, so that every request carries other latents. benchmarks/protocol_compare.py writes them.
+--   wrk -t1 -c32 -d10s -s benchmarks/infer.lua http://127.0.0.1:8000 -- BODY_DIR COUNT PATH
+-- BODY_DIR holds N.bin (the body) and N.len (its Inference-Header-Content-Length) for N in 0..COUNT-1.
+-- Prints one JSON line with requests, seconds, errors and latency percentiles (ms).
+local bodies, lengths = {}, {}
+local path = "/v2/models/dcgan/infer"
+local next_body = 0
+
+function init(args)
+  local dir, count = args[1], tonumber(args[2])
+  path = args[3] or path
+  for k = 0, count - 1 do
+    local body = io.open(string.format("%s/%d.bin", dir, k), "rb")
+    bodies[k + 1] = body:read("*a")
+    body:close()
+    local length = io.open(string.format("%s/%d.len", dir, k), "r")
+    lengths[k + 1] = length:read("*l")
+    length:close()
+  end
+end
+
+function request()
+  next_body = next_body % #bodies + 1
+  return wrk.format("POST", path, {["Content-Type"] = "application/octet-stream",
+                                   ["Inference-Header-Content-Length"] = lengths[next_body]}, bodies[next_body])
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests":%d,"seconds":%.3f,"errors":%d,"p50_ms":%.3f,"p99_ms":%.3f}\n',
+    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end

@@ -1,0 +1,137 @@
+"""The Open Inference Protocol, measured: the same tritonclient request, byte for byte, against latentlab's /v2
+route and against Triton Inference Server serving the same generator (benchmarks/triton_server.py, through
+PyTriton), and latentlab's own `POST /generate` for as many images, beside them.
+
+The requests are made once by tritonclient (`InferenceServerClient.generate_request_body`: the latents as binary
+FP32 tensor data, the images asked back as binary UINT8), 64 of them with other random latents each, and wrk posts
+them in turn (benchmarks/infer.lua); `/generate` gets a new seed per request (benchmarks/generate.lua). One server
+runs at a time: each round starts latentlab (PRECISION=auto, both routes measured on the same process) and Triton in
+turn, in an order that alternates from round to round; the table shows medians over the rounds.
+
+    /usr/bin/python3.11 -m venv .triton-venv && .triton-venv/bin/pip install nvidia-pytriton torch==2.14.1
+    python benchmarks/protocol_compare.py --store ./models --model dcgan --triton-venv .triton-venv
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from serve_compare import wrk  # noqa: E402
+from servers import ROOT, start_service, stop  # noqa: E402
+
+from shared.store import Store  # noqa: E402
+
+INFER_LUA = ROOT / "benchmarks" / "infer.lua"
+BODIES = 64
+
+
+def write_bodies(directory: Path, count: int, latent_dim: int) -> Path:
+    """BODIES tritonclient requests of `count` random latents each: N.bin (the body), N.len (its JSON header's
+    length)."""
+    import tritonclient.http as triton
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for k in range(BODIES):
+        latents = triton.InferInput("latents", [count, latent_dim], "FP32")
+        latents.set_data_from_numpy(rng.standard_normal((count, latent_dim)).astype(np.float32), binary_data=True)
+        body, json_size = triton.InferenceServerClient.generate_request_body(
+            [latents], outputs=[triton.InferRequestedOutput("images", binary_data=True)])
+        (directory / f"{k}.bin").write_bytes(body)
+        (directory / f"{k}.len").write_text(f"{json_size}\n")
+    return directory
+
+
+def infer_load(port: int, bodies: Path, path: str, connections: int, seconds: int) -> dict:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "-s", str(INFER_LUA),
+           f"http://127.0.0.1:{port}", "--", str(bodies), str(BODIES), path]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    result["rps"] = result["requests"] / result["seconds"]
+    return result
+
+
+def start_triton(venv: Path, version_dir: Path, model: str, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([str(venv / "bin" / "python"), str(ROOT / "benchmarks" / "triton_server.py"), "--version",
+                             str(version_dir), "--name", model, "--port", str(port)], cwd=ROOT,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/models/{model}/ready", timeout=5).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    stop(proc)
+    raise SystemExit(f"Triton did not become ready on port {port} (run benchmarks/triton_server.py by hand to see why)")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--store", default=os.environ.get("MODEL_DIR", "./models"))
+    p.add_argument("--model", default="dcgan")
+    p.add_argument("--triton-venv", type=Path, default=ROOT / ".triton-venv",
+                   help="the virtualenv with nvidia-pytriton and torch (this script's header)")
+    p.add_argument("--loads", default="1x32,64x8", help="images per request x connections, comma-separated")
+    p.add_argument("--seconds", type=int, default=10)
+    p.add_argument("--runs", type=int, default=3, help="rounds, each server once per round")
+    p.add_argument("--port", type=int, default=18800)
+    args = p.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("this benchmark needs wrk: apt-get install wrk")
+    if not (args.triton_venv / "bin" / "python").exists():
+        raise SystemExit(f"no Triton virtualenv at {args.triton_venv}: make it as this script's header says")
+    version = Store(args.store).get(args.model)
+    loads = [tuple(int(x) for x in load.split("x")) for load in args.loads.split(",")]
+    results: dict[tuple[str, str], list[dict]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        bodies = {count: write_bodies(Path(scratch) / f"x{count}", count, version.latent_dim) for count, _ in loads}
+        for round_ in range(args.runs):
+            order = ["latentlab", "triton"] if round_ % 2 == 0 else ["triton", "latentlab"]
+            for server in order:
+                if server == "latentlab":
+                    proc = start_service(str(Path(args.store).resolve()), args.port, "cpu", PRECISION="auto",
+                                         DRAIN_NOTICE_S="0")  # nothing to notice: stop at once
+                else:
+                    proc = start_triton(args.triton_venv, version.path, args.model, args.port)
+                try:
+                    for count, connections in loads:
+                        load = f"{count} x {connections}"
+                        infer_path = f"/v2/models/{args.model}/infer"
+                        results.setdefault((f"{server} /v2 infer (tritonclient's request)", load), []).append(
+                            infer_load(args.port, bodies[count], infer_path, connections, args.seconds))
+                        if server == "latentlab":
+                            results.setdefault(("latentlab /generate (PNG)", load), []).append(
+                                wrk(args.port, args.model, count, connections, args.seconds))
+                finally:
+                    stop(proc)
+                print(f"round {round_ + 1}/{args.runs}: {server} done", file=sys.stderr, flush=True)
+    print(f"{args.model} v{version.version}, {args.runs} rounds of {args.seconds} s per load, one server at a time; "
+          f"{os.cpu_count()} CPUs\n")
+    print("| server and route | images x connections | requests/s | images/s | p50 ms | p99 ms | errors |\n"
+          "|---|---|---|---|---|---|---|")
+    for (server, load), runs in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
+        count = int(load.split(" x ")[0])
+        rps = statistics.median(r["rps"] for r in runs)
+        print(f"| {server} | {load} | {rps:,.0f} | {rps * count:,.0f} | "
+              f"{statistics.median(r['p50_ms'] for r in runs):.1f} | {statistics.median(r['p99_ms'] for r in runs):.1f} "
+              f"| {sum(r['errors'] for r in runs)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
