@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -80,6 +81,17 @@ def start_triton(venv: Path, version_dir: Path, model: str, port: int) -> subpro
     raise SystemExit(f"Triton did not become ready on port {port} (run benchmarks/triton_server.py by hand to see why)")
 
 
+def wait_port_free(port: int, timeout: float = 60) -> None:
+    """Until nothing listens on `port` (Triton's server outlives its Python front a little)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return
+        time.sleep(0.5)
+    raise SystemExit(f"port {port} is still taken {timeout:.0f} s after its server was stopped")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", default=os.environ.get("MODEL_DIR", "./models"))
@@ -119,6 +131,7 @@ def main() -> int:
                                 wrk(args.port, args.model, count, connections, args.seconds))
                 finally:
                     stop(proc)
+                    wait_port_free(args.port)
                 print(f"round {round_ + 1}/{args.runs}: {server} done", file=sys.stderr, flush=True)
     print(f"{args.model} v{version.version}, {args.runs} rounds of {args.seconds} s per load, one server at a time; "
           f"{os.cpu_count()} CPUs\n")

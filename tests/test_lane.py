@@ -12,7 +12,7 @@ from tests.service_helpers import copy_store, wait_ready
 KEY = "lane-key-0123456789"
 LATENT = [0.1] * 100
 COMPARED_HEADERS = ("content-type", "content-length", "x-model", "x-model-version", "x-image-count", "retry-after",
-                    "www-authenticate", "cache-control")
+                    "www-authenticate", "cache-control", "inference-header-content-length")
 
 JSON = {"content-type": "application/json"}
 REQUESTS = [
@@ -54,6 +54,20 @@ REQUESTS = [
     ("/sweep", {"model": "gan", "dims": [100]}, {}),
     ("/sweep", {"model": "gan", "dims": [1], "directions": [0]}, {}),
     ("/interpolate", {"model": "gan", "start": {"seed": 1, "latent": LATENT}, "end": {"seed": 2}}, {}),
+    # the Open Inference Protocol's infer routes: JSON and binary data, pinned versions, refusals
+    ("/v2/models/dcgan/infer", {"inputs": [{"name": "seed", "shape": [2], "datatype": "INT64", "data": [1, 2]}]}, {}),
+    ("/v2/models/gan/versions/1/infer", {"id": "a", "inputs": [{"name": "latents", "shape": [1, 100],
+                                                                 "datatype": "FP32", "data": LATENT}]}, {}),
+    ("/v2/models/gan/infer", b'{"inputs":[{"name":"seed","shape":[1],"datatype":"INT64","parameters":'
+                             b'{"binary_data_size":8}}],"outputs":[{"name":"png","parameters":{"binary_data":true}}]}'
+                             + (7).to_bytes(8, "little"), {"inference-header-content-length": "156"}),
+    ("/v2/models/gan/versions/0/infer", {"inputs": []}, {}),
+    ("/v2/models/Bad Name/infer", {"inputs": []}, {}),
+    ("/v2/models/absent/infer", {"inputs": [{"name": "seed", "shape": [1], "datatype": "INT64", "data": [1]}]}, {}),
+    ("/v2/models/gan/versions/99/infer", {"inputs": [{"name": "seed", "shape": [1], "datatype": "INT64",
+                                                       "data": [1]}]}, {}),
+    ("/v2/models/gan/infer", {"inputs": [{"name": "seed", "shape": [3], "datatype": "INT64", "data": [1]}]}, {}),
+    ("/v2/models/gan/infer", b"{broken", {}),
 ]
 AUTH = [{}, {"authorization": f"Bearer {KEY}"}, {"authorization": "Bearer wrong"}, {"authorization": f"Basic {KEY}"},
         {"authorization": "Bearer"}, {"authorization": f"bearer {KEY}"}]
@@ -100,7 +114,9 @@ def test_the_lane_answers_as_fastapi_does(pairs, path, body, headers):
 
 @pytest.mark.parametrize("auth", AUTH, ids=["none", "valid", "wrong", "basic", "empty", "lowercase"])
 @pytest.mark.parametrize("path,body", [("/generate", {"model": "gan", "seed": 1}), ("/generate", b"{broken"),
-                                       ("/sweep", {"model": "gan", "dims": [1]})])
+                                       ("/sweep", {"model": "gan", "dims": [1]}),
+                                       ("/v2/models/gan/infer", {"inputs": [{"name": "seed", "shape": [1],
+                                                                             "datatype": "INT64", "data": [1]}]})])
 def test_the_lane_checks_keys_as_fastapi_does(pairs, auth, path, body):
     same(answer(pairs[(True, True)], path, body, auth), answer(pairs[(True, False)], path, body, auth), (auth, body))
 
@@ -117,3 +133,7 @@ def test_the_lane_is_measured_under_the_route_template(pairs):
     client = pairs[(False, True)]
     client.post("/generate", json={"model": "gan", "seed": 1})
     assert 'latentlab_requests_total{method="POST",route="/generate",status="200"}' in client.get("/metrics").text
+    client.post("/v2/models/gan/versions/1/infer", json={"inputs": [{"name": "seed", "shape": [1],
+                                                                   "datatype": "INT64", "data": [1]}]})
+    assert ('latentlab_requests_total{method="POST",route="/v2/models/{name}/versions/{version}/infer",status="200"}'
+            in client.get("/metrics").text)

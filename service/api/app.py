@@ -23,7 +23,8 @@ from service.api.lane import LeanRoutes
 from service.api.limits import RequestLimits, tighten_schema
 from service.api.middleware import BodySizeLimit, RequestMetrics
 from service.api.routes import api_router
-from service.api.routes.images import LEAN_ROUTES
+from service.api.routes.images import LEAN_ROUTES as IMAGE_ROUTES
+from service.api.routes.inference import LEAN_ROUTES as PROTOCOL_ROUTES
 from service.api.settings import Settings
 from service.api.telemetry import Telemetry
 from service.engine.engine import Engine, EngineConfig
@@ -138,7 +139,7 @@ def create_app(settings: Settings | None = None, lean_routes: bool = True) -> Fa
     app.openapi = openapi
     app.add_exception_handler(RequestValidationError, validation_error)
     if lean_routes:  # added first, so innermost: the body limit and the metrics apply to it too
-        app.add_middleware(LeanRoutes, routes=LEAN_ROUTES, keys_required=api_keys.enabled)
+        app.add_middleware(LeanRoutes, routes=[*IMAGE_ROUTES, *PROTOCOL_ROUTES], keys_required=api_keys.enabled)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RefuseWhileDraining, drain=drain)  # before reading a body: a draining replica takes none
     app.add_middleware(RequestMetrics, telemetry=telemetry)  # added last, runs first: it also counts the 413s and 503s

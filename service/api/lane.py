@@ -1,5 +1,5 @@
-"""The lean path of the image routes: POST /generate, /sweep and /interpolate without FastAPI's per-request
-machinery.
+"""The lean path of the image routes: POST /generate, /sweep and /interpolate, and the Open Inference Protocol's
+infer routes, without FastAPI's per-request machinery.
 
 On a one-image request FastAPI's walk through the nested routers, its dependency solving and its JSON
 parsed into dicts and then validated cost about as much as everything else the request does (measured
@@ -9,11 +9,16 @@ from the bytes with the same pydantic model (`model_validate_json`), checks the 
 `HTTPBearer` scheme and `check_api_key`, and awaits the same endpoint function. Errors are rendered by the
 same handlers FastAPI uses, so answers are identical (`tests/test_lane.py` compares them request by
 request). FastAPI still declares these routes (the OpenAPI schema, /docs) and serves every other request.
+
+A route whose path has parameters (`/v2/models/{name}/infer`) takes its body as it comes: its endpoint reads the
+request, checks the key and renders its own errors (the protocol's shape). Parameters that do not match their
+patterns go FastAPI's way, for FastAPI's exact answer.
 """
 from __future__ import annotations
 
 import email.message
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -29,6 +34,8 @@ from service.api.auth import SCHEME, check_api_key
 from service.api.errors import validation_error
 
 Endpoint = Callable[[Any, Request, Any], Awaitable[Response]]  # (body, request, services) -> response
+# (request, services, keys required) -> response, for a route with path parameters (request.path_params)
+RawEndpoint = Callable[[Request, Any, bool], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -38,18 +45,35 @@ class LeanRoute:
     endpoint: Endpoint
 
 
-class LeanRoutes:
-    """Serve `routes` (POST only, by exact path) directly; pass everything else to the app."""
+@dataclass(frozen=True)
+class LeanRawRoute:
+    path: str  # a template, `{param}` for each parameter: the metrics' route label
+    params: dict[str, str]  # each parameter's pattern, as its FastAPI route declares it
+    endpoint: RawEndpoint
 
-    def __init__(self, app: ASGIApp, routes: list[LeanRoute], keys_required: bool) -> None:
+    @property
+    def pattern(self) -> re.Pattern:
+        regex = re.escape(self.path)
+        for name, pattern in self.params.items():
+            regex = regex.replace(re.escape(f"{{{name}}}"), f"(?P<{name}>{pattern.strip('^$')})")
+        return re.compile(regex)
+
+
+class LeanRoutes:
+    """Serve `routes` (POST only, by exact path or by template) directly; pass everything else to the app."""
+
+    def __init__(self, app: ASGIApp, routes: list[LeanRoute | LeanRawRoute], keys_required: bool) -> None:
         self.app = app
-        self.routes = {route.path: route for route in routes}
+        self.routes = {route.path: route for route in routes if isinstance(route, LeanRoute)}
+        self.templates = [(route.pattern, route) for route in routes if isinstance(route, LeanRawRoute)]
         self.keys_required = keys_required
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if route is None or scope.get("root_path"):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
             return await self.app(scope, receive, send)
+        route = self.routes.get(scope["path"])
+        if route is None:
+            return await self._templated(scope, receive, send)
         scope["route"] = route
         request = Request(scope, receive)
         services = scope["app"].state.services
@@ -68,6 +92,15 @@ class LeanRoutes:
         except HTTPException as e:
             response = await http_exception_handler(request, e)
         await response(scope, receive, send)
+
+    async def _templated(self, scope: Scope, receive: Receive, send: Send) -> None:
+        for pattern, route in self.templates:
+            if match := pattern.fullmatch(scope["path"]):
+                scope["route"], scope["path_params"] = route, match.groupdict()
+                response = await route.endpoint(Request(scope, receive), scope["app"].state.services,
+                                                self.keys_required)
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 MISSING = object()  # no body at all

@@ -12,7 +12,7 @@ version, 503 with Retry-After when the service is too busy.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
+from service.api.auth import SCHEME, check_api_key
 from service.api.deps import Services, ServicesDep, resolve_model
 from service.api.inference_protocol import (
     HEADER_LENGTH,
@@ -31,6 +32,7 @@ from service.api.inference_protocol import (
     encode_response,
     parse_request,
 )
+from service.api.lane import LeanRawRoute
 from service.api.routes.images import CLIENT_CLOSED_REQUEST
 from service.api.schemas import MAX_SEED
 from service.engine.registry import LoadedModel
@@ -59,17 +61,22 @@ class ProtocolRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ProtocolError as e:
-                return JSONResponse({"error": str(e)}, status_code=400)
-            except RequestValidationError as e:
-                return JSONResponse({"error": _message(e.errors())}, status_code=400)
-            except HTTPException as e:
-                status = 400 if e.status_code == 422 else e.status_code
-                return JSONResponse({"error": _message(e.detail)}, status_code=status, headers=e.headers)
+            return await answered(handler(request))
 
         return route
+
+
+async def answered(work: Awaitable[Response]) -> Response:
+    """The response `work` gives, or its error in the protocol's shape."""
+    try:
+        return await work
+    except ProtocolError as e:
+        return JSONResponse({"error": str(e)}, status_code=400)
+    except RequestValidationError as e:
+        return JSONResponse({"error": _message(e.errors())}, status_code=400)
+    except HTTPException as e:
+        status = 400 if e.status_code == 422 else e.status_code
+        return JSONResponse({"error": _message(e.detail)}, status_code=status, headers=e.headers)
 
 
 class ProtocolErrorBody(BaseModel):
@@ -108,8 +115,9 @@ async def server_ready(services: ServicesDep) -> JSONResponse:
     return JSONResponse({"ready": ready}, status_code=200 if ready else 400)
 
 
+VERSION_PATTERN = r"^[1-9][0-9]{0,8}$"
 ModelName = Path(pattern=NAME_PATTERN, description="a model of the store", examples=["dcgan"])
-VersionNumber = Path(pattern=r"^[1-9][0-9]{0,8}$", description="one of its versions", examples=["1"])
+VersionNumber = Path(pattern=VERSION_PATTERN, description="one of its versions", examples=["1"])
 
 
 def metadata(model: LoadedModel, versions: list[int]) -> dict:
@@ -235,6 +243,18 @@ async def inference(request: Request, services: Services, name: str, version: in
     return Response(content, headers={**headers, "X-Model": model.name, "X-Model-Version": str(model.version)})
 
 
+async def lean_infer(request: Request, services: Services, keys_required: bool) -> Response:
+    """`infer` and `infer_version` on the lean path (service/api/lane.py): the same key check and endpoint."""
+    async def work() -> Response:
+        if keys_required:
+            check_api_key(services.api_keys, await SCHEME(request))
+        version = request.path_params.get("version")
+        return await inference(request, services, request.path_params["name"],
+                               "latest" if version is None else int(version))
+
+    return await answered(work())
+
+
 def latents_of(body: InferRequest, model: LoadedModel, services: Services) -> torch.Tensor:
     """The request's latents: given, or drawn per seed as /generate draws them, with their classes, truncated."""
     unknown = body.inputs.keys() - set(INPUTS)
@@ -301,3 +321,9 @@ def classes_of(body: InferRequest, model: LoadedModel, count: int) -> torch.Tens
     except LookupError as e:
         raise ProtocolError(f"input `class`: {e}") from None
     return torch.tensor(labels * count if len(labels) == 1 else labels)
+
+
+# served by the lean path (service/api/lane.py), as FastAPI declares them above
+LEAN_ROUTES = [LeanRawRoute(f"/v2{path}", params, lean_infer) for path, params in (
+    ("/models/{name}/infer", {"name": NAME_PATTERN}),
+    ("/models/{name}/versions/{version}/infer", {"name": NAME_PATTERN, "version": VERSION_PATTERN}))]
