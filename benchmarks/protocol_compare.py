@@ -1,15 +1,20 @@
 """The Open Inference Protocol, measured: the same tritonclient request, byte for byte, against latentlab's /v2
 route and against Triton Inference Server serving the same generator (benchmarks/triton_server.py, through
-PyTriton), and latentlab's own `POST /generate` for as many images, beside them.
+PyTriton), and latentlab's own `POST /generate` for as many images, beside them; with `--mlserver-venv`, MLServer
+too (benchmarks/mlserver_runtime.py), which reads JSON tensor data only, so every server also gets tritonclient's
+all-JSON request.
 
 The requests are made once by tritonclient (`InferenceServerClient.generate_request_body`: the latents as binary
-FP32 tensor data, the images asked back as binary UINT8), 64 of them with other random latents each, and wrk posts
-them in turn (benchmarks/infer.lua); `/generate` gets a new seed per request (benchmarks/generate.lua). One server
-runs at a time: each round starts latentlab (PRECISION=auto, both routes measured on the same process) and Triton in
-turn, in an order that alternates from round to round; the table shows medians over the rounds.
+FP32 tensor data and the images asked back as binary UINT8, or both as JSON), 64 of them with other random
+latents each, and wrk posts them in turn (benchmarks/infer.lua); `/generate` gets a new seed per request
+(benchmarks/generate.lua). One server runs at a time: each round starts latentlab (PRECISION=auto, both routes
+measured on the same process) and the peers in turn, in an order that rotates from round to round; the table
+shows medians over the rounds.
 
     /usr/bin/python3.11 -m venv .triton-venv && .triton-venv/bin/pip install nvidia-pytriton torch==2.14.1
-    python benchmarks/protocol_compare.py --store ./models --model dcgan --triton-venv .triton-venv
+    python3 -m venv .mlserver-venv && .mlserver-venv/bin/pip install mlserver torch==2.14.1
+    python benchmarks/protocol_compare.py --store ./models --model dcgan --triton-venv .triton-venv \
+        --mlserver-venv .mlserver-venv
 """
 from __future__ import annotations
 
@@ -39,20 +44,20 @@ INFER_LUA = ROOT / "benchmarks" / "infer.lua"
 BODIES = 64
 
 
-def write_bodies(directory: Path, count: int, latent_dim: int) -> Path:
-    """BODIES tritonclient requests of `count` random latents each: N.bin (the body), N.len (its JSON header's
-    length)."""
+def write_bodies(directory: Path, count: int, latent_dim: int, binary: bool) -> Path:
+    """BODIES tritonclient requests of `count` random latents each, with binary tensor data or all JSON: N.bin (the
+    body), N.len (its JSON header's length; empty when the body is all JSON)."""
     import tritonclient.http as triton
 
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for k in range(BODIES):
         latents = triton.InferInput("latents", [count, latent_dim], "FP32")
-        latents.set_data_from_numpy(rng.standard_normal((count, latent_dim)).astype(np.float32), binary_data=True)
+        latents.set_data_from_numpy(rng.standard_normal((count, latent_dim)).astype(np.float32), binary_data=binary)
         body, json_size = triton.InferenceServerClient.generate_request_body(
-            [latents], outputs=[triton.InferRequestedOutput("images", binary_data=True)])
-        (directory / f"{k}.bin").write_bytes(body)
-        (directory / f"{k}.len").write_text(f"{json_size}\n")
+            [latents], outputs=[triton.InferRequestedOutput("images", binary_data=binary)])
+        (directory / f"{k}.bin").write_bytes(body if isinstance(body, bytes) else body.encode())
+        (directory / f"{k}.len").write_text(f"{json_size or ''}\n")
     return directory
 
 
@@ -65,8 +70,9 @@ def infer_load(port: int, bodies: Path, path: str, connections: int, seconds: in
     return result
 
 
-def start_triton(venv: Path, version_dir: Path, model: str, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([str(venv / "bin" / "python"), str(ROOT / "benchmarks" / "triton_server.py"), "--version",
+def start_peer(script: str, venv: Path, version_dir: Path, model: str, port: int) -> subprocess.Popen:
+    """benchmarks/`script` (triton_server.py, mlserver_runtime.py) from its virtualenv, once the model is ready."""
+    proc = subprocess.Popen([str(venv / "bin" / "python"), str(ROOT / "benchmarks" / script), "--version",
                              str(version_dir), "--name", model, "--port", str(port)], cwd=ROOT,
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
@@ -78,7 +84,7 @@ def start_triton(venv: Path, version_dir: Path, model: str, port: int) -> subpro
             pass
         time.sleep(1)
     stop(proc)
-    raise SystemExit(f"Triton did not become ready on port {port} (run benchmarks/triton_server.py by hand to see why)")
+    raise SystemExit(f"{script} did not become ready on port {port} (run it by hand to see why)")
 
 
 def wait_port_free(port: int, timeout: float = 60) -> None:
@@ -92,12 +98,23 @@ def wait_port_free(port: int, timeout: float = 60) -> None:
     raise SystemExit(f"port {port} is still taken {timeout:.0f} s after its server was stopped")
 
 
+def start(server: str, args: argparse.Namespace, version) -> subprocess.Popen:
+    if server == "latentlab":
+        return start_service(str(Path(args.store).resolve()), args.port, "cpu", PRECISION="auto",
+                             DRAIN_NOTICE_S="0")  # nothing to notice: stop at once
+    if server == "triton":
+        return start_peer("triton_server.py", args.triton_venv, version.path, args.model, args.port)
+    return start_peer("mlserver_runtime.py", args.mlserver_venv, version.path, args.model, args.port)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", default=os.environ.get("MODEL_DIR", "./models"))
     p.add_argument("--model", default="dcgan")
     p.add_argument("--triton-venv", type=Path, default=ROOT / ".triton-venv",
                    help="the virtualenv with nvidia-pytriton and torch (this script's header)")
+    p.add_argument("--mlserver-venv", type=Path, default=None,
+                   help="with it, MLServer too (benchmarks/mlserver_runtime.py), and every server's JSON requests")
     p.add_argument("--loads", default="1x32,64x8", help="images per request x connections, comma-separated")
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--runs", type=int, default=3, help="rounds, each server once per round")
@@ -109,23 +126,26 @@ def main() -> int:
         raise SystemExit(f"no Triton virtualenv at {args.triton_venv}: make it as this script's header says")
     version = Store(args.store).get(args.model)
     loads = [tuple(int(x) for x in load.split("x")) for load in args.loads.split(",")]
+    # what each server is sent: tritonclient's request with binary data, and all JSON where MLServer runs too
+    formats = {"latentlab": ["binary"], "triton": ["binary"]}
+    if args.mlserver_venv is not None:
+        formats = {"latentlab": ["binary", "JSON"], "triton": ["binary", "JSON"], "mlserver": ["JSON"]}
     results: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        bodies = {count: write_bodies(Path(scratch) / f"x{count}", count, version.latent_dim) for count, _ in loads}
+        bodies = {(count, kind): write_bodies(Path(scratch) / f"{kind}-{count}", count, version.latent_dim,
+                                              kind == "binary")
+                  for count, _ in loads for kind in ("binary", "JSON")}
         for round_ in range(args.runs):
-            order = ["latentlab", "triton"] if round_ % 2 == 0 else ["triton", "latentlab"]
+            order = list(formats)[round_ % len(formats):] + list(formats)[:round_ % len(formats)]
             for server in order:
-                if server == "latentlab":
-                    proc = start_service(str(Path(args.store).resolve()), args.port, "cpu", PRECISION="auto",
-                                         DRAIN_NOTICE_S="0")  # nothing to notice: stop at once
-                else:
-                    proc = start_triton(args.triton_venv, version.path, args.model, args.port)
+                proc = start(server, args, version)
                 try:
                     for count, connections in loads:
                         load = f"{count} x {connections}"
-                        infer_path = f"/v2/models/{args.model}/infer"
-                        results.setdefault((f"{server} /v2 infer (tritonclient's request)", load), []).append(
-                            infer_load(args.port, bodies[count], infer_path, connections, args.seconds))
+                        for kind in formats[server]:
+                            results.setdefault((f"{server} /v2 infer ({kind} request)", load), []).append(infer_load(
+                                args.port, bodies[(count, kind)], f"/v2/models/{args.model}/infer", connections,
+                                args.seconds))
                         if server == "latentlab":
                             results.setdefault(("latentlab /generate (PNG)", load), []).append(
                                 wrk(args.port, args.model, count, connections, args.seconds))
