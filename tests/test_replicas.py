@@ -41,10 +41,12 @@ def test_two_replicas_on_one_store_agree_pick_up_versions_and_serve_pinned_ones(
 def test_workers_run_several_processes_behind_one_port(trained_store):
     proc, url = start_service({"MODEL_DIR": str(trained_store), "DEVICE": "cpu", "WORKERS": "2"})
     try:
-        wait_ready(url, proc, timeout=120)
+        wait_ready(url, proc, timeout=120)  # one worker is ready; the other may still be loading its models
         bodies = [{"model": "gan", "seed": s, "count": 2} for s in range(12)]
         with httpx.Client(timeout=30) as client:
-            assert all(client.post(f"{url}/generate", json=b).status_code == 200 for b in bodies)
+            # new connections go to either worker: once both have loaded, every request is answered
+            wait_for(lambda: all(client.post(f"{url}/generate", json=b, headers={"Connection": "close"}).status_code
+                                 == 200 for b in bodies), timeout=120, interval=0.5)
     finally:
         stop(proc)
     assert "Started parent process" in proc.stdout.read()  # uvicorn's supervisor of the 2 workers

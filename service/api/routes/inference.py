@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Awaitable
 
+import anyio
 import numpy as np
 import torch
 from fastapi import APIRouter, HTTPException, Path, Request, Response
@@ -135,8 +136,10 @@ def metadata(model: LoadedModel, versions: list[int]) -> dict:
 
 async def describe(services: Services, name: str, version: int | str) -> dict:
     model = await resolve_model(services.registry, name, version)
-    versions = [model.version] if version != "latest" else [v.version for v in services.registry.versions(name)]
-    return metadata(model, versions or [model.version])
+    if version != "latest":
+        return metadata(model, [model.version])
+    stored = await anyio.to_thread.run_sync(services.registry.versions, name)  # reads the store: off the loop
+    return metadata(model, [v.version for v in stored] or [model.version])
 
 
 @router.get("/models/{name}", summary="Model metadata: its versions, input and output tensors", responses=ERRORS,
@@ -151,27 +154,27 @@ async def model_version_metadata(services: ServicesDep, name: str = ModelName, v
     return await describe(services, name, int(version))
 
 
-def readiness(services: Services, name: str, version: int | str) -> JSONResponse:
+async def readiness(services: Services, name: str, version: int | str) -> JSONResponse:
     """Ready: in memory now, or (a pinned version) in the store beside a model that is serving."""
     registry = services.registry
-    ready = not services.drain.draining and (
-        registry.loaded(name, version) is not None
-        or (version != "latest" and name in registry.serving()
-            and any(v.version == version for v in registry.versions(name))))
+    ready = not services.drain.draining and registry.loaded(name, version) is not None
+    if not ready and not services.drain.draining and version != "latest" and name in registry.serving():
+        stored = await anyio.to_thread.run_sync(registry.versions, name)  # reads the store: off the loop
+        ready = any(v.version == version for v in stored)
     return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 400)
 
 
 @router.get("/models/{name}/ready", summary="Model readiness: 200 when it can be served now; else 400",
             responses=NOT_READY, name="model_ready")
 async def model_ready(services: ServicesDep, name: str = ModelName) -> JSONResponse:
-    return readiness(services, name, "latest")
+    return await readiness(services, name, "latest")
 
 
 @router.get("/models/{name}/versions/{version}/ready", summary="A version's readiness", responses=NOT_READY,
             name="model_version_ready")
 async def model_version_ready(services: ServicesDep, name: str = ModelName, version: str = VersionNumber
                               ) -> JSONResponse:
-    return readiness(services, name, int(version))
+    return await readiness(services, name, int(version))
 
 
 INFER_BODY = {"requestBody": {"required": True, "content": {
