@@ -24,18 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # latentlab's own check, without installing it
+from shared.imaging.precision import native_bf16  # noqa: E402
+
 try:
     from mlserver import MLModel
     from mlserver.codecs import NumpyCodec
     from mlserver.types import InferenceRequest, InferenceResponse
 except ImportError:  # imported by `main` without mlserver only to print how to get it
     MLModel = object
-
-
-def bf16_native() -> bool:
-    capabilities = getattr(torch.cpu, "get_capabilities", lambda: {})()
-    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16")) or \
-        torch.cpu._is_avx512_bf16_supported()
 
 
 class Generator(MLModel):
@@ -46,7 +43,7 @@ class Generator(MLModel):
         self.generator = torch.jit.load(str(version / "generator.pt"), map_location="cpu").eval()
         self.generator = self.generator.to(memory_format=torch.channels_last)
         self.bf16 = os.environ.get("GENERATOR_PRECISION", "auto") == "bf16" or (
-            os.environ.get("GENERATOR_PRECISION", "auto") == "auto" and bf16_native())
+            os.environ.get("GENERATOR_PRECISION", "auto") == "auto" and native_bf16(torch.device("cpu")) is not None)
         return True
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:

@@ -30,13 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from serve_compare import wrk  # noqa: E402
-from servers import ROOT, start_service, stop  # noqa: E402
+from servers import ROOT, start_service, stop, wait_ready  # noqa: E402
 
 from shared.store import Store  # noqa: E402
 
@@ -75,16 +74,7 @@ def start_peer(script: str, venv: Path, version_dir: Path, model: str, port: int
     proc = subprocess.Popen([str(venv / "bin" / "python"), str(ROOT / "benchmarks" / script), "--version",
                              str(version_dir), "--name", model, "--port", str(port)], cwd=ROOT,
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/models/{model}/ready", timeout=5).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(1)
-    stop(proc)
-    raise SystemExit(f"{script} did not become ready on port {port} (run it by hand to see why)")
+    return wait_ready(proc, port, 180, f"/v2/models/{model}/ready")
 
 
 def wait_port_free(port: int, timeout: float = 60) -> None:

@@ -32,12 +32,13 @@ class Server:
 
 
 def wait_ready(proc: subprocess.Popen, port: int, timeout: float = 120, path: str = "/readyz") -> subprocess.Popen:
-    """Until GET `path` answers 200, or (for a POST route such as a peer's /generate) a one-image request does."""
+    """Until GET `path` answers 200 (a readiness route: /readyz, the protocol's .../ready), or (for a POST route
+    such as a peer's /generate) a one-image request does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             url = f"http://127.0.0.1:{port}{path}"
-            r = httpx.get(url, timeout=5) if path == "/readyz" else httpx.post(
+            r = httpx.get(url, timeout=5) if path.endswith(("/readyz", "/ready")) else httpx.post(
                 url, json={"model": "dcgan", "seed": 0, "count": 1}, timeout=30)
             if r.status_code == 200:
                 return proc

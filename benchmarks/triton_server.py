@@ -18,17 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-
-def bf16_native() -> bool:
-    """What latentlab's PRECISION=auto asks of a CPU before it even times bf16: native bf16 arithmetic."""
-    capabilities = getattr(torch.cpu, "get_capabilities", lambda: {})()
-    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16")) or \
-        torch.cpu._is_avx512_bf16_supported()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # latentlab's own check, without installing it
+from shared.imaging.precision import native_bf16  # noqa: E402
 
 
 def main() -> int:
@@ -50,7 +47,7 @@ def main() -> int:
     # as latentlab loads it: eval mode, convolution weights channels-last (oneDNN's faster layout on the CPU)
     generator = torch.jit.load(str(Path(args.version) / "generator.pt"), map_location="cpu").eval()
     generator = generator.to(memory_format=torch.channels_last)
-    bf16 = args.precision == "bf16" or (args.precision == "auto" and bf16_native())
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and native_bf16(torch.device("cpu")) is not None)
 
     @batch
     def infer(latents: np.ndarray) -> dict[str, np.ndarray]:
