@@ -92,7 +92,7 @@ def semantic_store(tmp_path_factory, fashion_dir):
     from trainer.encoder import fit_encoder
     from trainer.loop import train
     from trainer.publish import publish_run
-    from trainer.recipe import recipe_settings
+    from trainer.settings import recipe_settings
 
     root = tmp_path_factory.mktemp("semantic-store")
     cfg = TrainConfig(arch="gan", epochs=25, limit=8192, data_dir=str(fashion_dir), device="cpu", class_samples=5000,
@@ -116,7 +116,7 @@ def conditional_store(tmp_path_factory, fashion_dir):
     from trainer.encoder import fit_encoder
     from trainer.loop import train
     from trainer.publish import publish_run
-    from trainer.recipe import recipe_settings
+    from trainer.settings import recipe_settings
 
     root = tmp_path_factory.mktemp("conditional-store")
     runs = {"gan": TrainConfig(arch="gan", epochs=20, limit=8192, data_dir=str(fashion_dir), device="cpu",

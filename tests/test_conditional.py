@@ -17,12 +17,14 @@ from shared.imaging.latents import seeded_latents, with_classes
 from shared.store import DISCRIMINATOR, Store
 from tests.conftest import run_cli
 from tests.service_helpers import copy_model, copy_store, make_client, wait_ready
-from trainer.architectures import CNNDiscriminator, MLPDiscriminator, get_architecture
+from trainer.architectures import CNNDiscriminator, MLPDiscriminator, get_architecture, random_latents
 from trainer.config import TrainConfig
 from trainer.evaluation.classifier import CLASSES as NAMES
 from trainer.evaluation.classifier import embed, load_classifier
-from trainer.recipe import build_recipe, recipe_settings
-from trainer.step import Nets, random_latents, train_step
+from trainer.nets import Nets
+from trainer.recipe import build_recipe
+from trainer.settings import recipe_settings
+from trainer.step import train_step
 
 
 # ----------------------------------------------------------------------------- the networks
@@ -87,7 +89,7 @@ def test_stable_conditional_runs_train_the_class_loss_and_the_study_stays_the_st
     for arch in ("gan", "dcgan"):
         assert recipe_settings("stable", arch, conditional=True)["class_loss"] == 1.0  # conditions by default
         assert recipe_settings("stable", arch)["class_loss"] == 0.0  # no class scores to train unconditionally
-        assert recipe_settings("seed", arch, conditional=True)["class_loss"] == 0.0  # the study's recipe, exactly
+        assert recipe_settings("seed", arch, conditional=True)["class_loss"] == 0.0  # seed: the alias of the study's recipe, exactly
         assert recipe_settings("stable", arch, conditional=True, class_loss=0.3)["class_loss"] == 0.3  # the flag wins
 
 

@@ -69,7 +69,7 @@ def test_graph_mode_resumes(tmp_path, fashion_dir):
 def test_every_recipe_component_runs_in_a_cuda_graph(tmp_path, fashion_dir):
     """EMA, spectral norm, the hinge loss, DiffAugment's random draws and R1's double backward, captured."""
     from trainer.loop import train
-    from trainer.recipe import recipe_settings
+    from trainer.settings import recipe_settings
 
     quiet = dict(log=lambda m: None, progress=False)
     components = recipe_settings("stable", "dcgan", ema=0.999, spectral_norm=True, r1=1.0, loss="hinge",

@@ -141,11 +141,11 @@ def test_bf16_serving_stays_within_the_pixel_bound_of_fp32(store, model, request
 def test_the_dcgan_stable_recipe_trains_in_bf16_only_where_it_is_native(fashion_dir, tmp_path, capabilities, monkeypatch):
     from trainer.config import TrainConfig
     from trainer.loop import train
-    from trainer.recipe import recipe_settings
+    from trainer.settings import recipe_settings
 
     assert recipe_settings("stable", "dcgan")["precision"] == "auto"
-    assert "precision" not in recipe_settings("seed", "dcgan")  # the study's stays fp32, bit for bit
-    assert "precision" not in recipe_settings("stable", "gan")  # slower in bf16 on the CPU: fp32
+    assert recipe_settings("study", "dcgan")["precision"] == "fp32"  # the study's stays fp32, bit for bit
+    assert recipe_settings("stable", "gan")["precision"] == "fp32"  # slower in bf16 on the CPU: fp32
     cfg = TrainConfig(arch="dcgan", epochs=1, limit=64, data_dir=str(fashion_dir), device="cpu", encoder_steps=0,
                       class_samples=0, **recipe_settings("stable", "dcgan"))
     capabilities({**NO_BF16, "avx512_bf16": True})

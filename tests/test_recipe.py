@@ -16,20 +16,17 @@ from tests.conftest import run_cli
 from trainer import loop
 from trainer.architectures import count_parameters, get_architecture
 from trainer.augment import DiffAugment, cutout, translation
+from trainer.average import standing_statistics, update_ema
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import load_training_images
 from trainer.distributed import Ranks
 from trainer.interrupt import StopRequested
-from trainer.recipe import Hinge, NonSaturatingBCE, Recipe, build_recipe, recipe_settings
+from trainer.losses import Hinge, NonSaturatingBCE, Objective
+from trainer.nets import Nets, add_spectral_norm, without_parametrizations
+from trainer.recipe import Recipe, build_recipe
+from trainer.settings import recipe_settings
 from trainer.state import STATE_FILE, TrainingState, resume_or_start
-from trainer.step import (
-    Nets,
-    add_spectral_norm,
-    standing_statistics,
-    train_step,
-    update_ema,
-    without_parametrizations,
-)
+from trainer.step import train_step
 
 
 def everything(arch: str) -> dict:
@@ -41,7 +38,7 @@ def everything(arch: str) -> dict:
 
 def averaging(**components) -> Recipe:
     """A recipe with only the moving average's settings (what `update_ema` reads)."""
-    return Recipe("test", Hinge(), optimizer_G=None, optimizer_D=None, **components)
+    return Recipe("test", Objective(Hinge()), optimizer_G=None, optimizer_D=None, **components)
 
 
 # ---------------------------------------------------------------------- components, one by one
@@ -155,8 +152,7 @@ def test_instance_noise_falls_linearly_to_zero_over_the_run():
 
 
 def test_lecam_penalty_by_hand():
-    from trainer.recipe import LECAM_DECAY
-    from trainer.step import lecam_penalty
+    from trainer.losses import LECAM_DECAY, lecam_penalty
 
     anchors = torch.tensor([1.0, -1.0])  # D's usual outputs: +1 on real images, -1 on generated ones
     d_real, d_fake = torch.tensor([0.5, -2.0]), torch.tensor([2.0, -3.0])
@@ -171,7 +167,7 @@ def test_d_norm_spectral_replaces_batch_norm_and_publishes_a_plain_d():
     """--d-norm spectral: no BatchNorm left in D, spectral norm on every conv; the exported D is an
     unparametrised copy without BatchNorm that scores like the trained one."""
     arch = get_architecture("dcgan")
-    cfg = TrainConfig(arch="dcgan", **recipe_settings("seed", "dcgan", d_norm="spectral"))
+    cfg = TrainConfig(arch="dcgan", **recipe_settings("study", "dcgan", d_norm="spectral"))
     nets = Nets.build(arch, build_recipe(cfg), torch.device("cpu"))
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in nets.D.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in nets.G.modules())  # G keeps the study's
@@ -218,8 +214,8 @@ def test_standing_statistics_are_the_generators_own():
 
 def test_two_discriminator_steps_per_generator_step(tmp_path, fashion_dir):
     """--d-steps 2: every step takes two batches, D is updated on each, G once; an epoch has half the steps."""
-    cfg = TrainConfig(arch="gan", epochs=1, limit=256, batch_size=32, data_dir=str(fashion_dir), device="cpu",
-                      **recipe_settings("seed", "gan", d_steps=2))
+    cfg = TrainConfig(arch="gan", epochs=1, limit=256, data_dir=str(fashion_dir), device="cpu",
+                      **recipe_settings("study", "gan", d_steps=2, batch_size=32))
     result = loop.train(cfg, tmp_path / "run", log=lambda m: None, progress=False)
     state = TrainingState.load(tmp_path / "run" / STATE_FILE)
     assert len(result.history) == 4 and result.iterations_per_epoch == 4  # 256 images, 64 a step
@@ -229,7 +225,7 @@ def test_two_discriminator_steps_per_generator_step(tmp_path, fashion_dir):
 
 def test_d_steps_are_refused_across_ranks(tmp_path, fashion_dir):
     cfg = TrainConfig(arch="gan", epochs=1, limit=256, data_dir=str(fashion_dir), device="cpu",
-                      **recipe_settings("seed", "gan", d_steps=2))
+                      **recipe_settings("study", "gan", d_steps=2))
     with pytest.raises(ConfigError, match="--d-steps"):
         loop.train(cfg, tmp_path / "run", log=lambda m: None, progress=False, ranks=Ranks(0, 2, 0))
 
@@ -256,7 +252,7 @@ def study_step(G, D, opt_G, opt_D, real, noise):
 def test_the_seed_recipe_trains_bit_identically_to_the_study_step(arch, fashion_dir):
     spec = get_architecture(arch)
     data = load_training_images("fashion-mnist", str(fashion_dir), spec.image_size, limit=96).float() / 127.5 - 1
-    cfg = TrainConfig(arch=arch, **recipe_settings("seed", arch))
+    cfg = TrainConfig(arch=arch, **recipe_settings("study", arch))
     runs = []
     for use_recipe in (True, False):
         torch.manual_seed(0)

@@ -186,8 +186,8 @@ def test_statistics_accumulated_on_the_device_equal_the_per_step_ones(tmp_path, 
     from trainer.data import load_training_images
     from trainer.interrupt import StopRequested
     from trainer.loop import eager_step, run_epoch
+    from trainer.nets import Nets
     from trainer.recipe import build_recipe
-    from trainer.step import Nets
 
     cfg = _config(fashion_dir, 1, batch_size=100)
     arch = get_architecture("gan")

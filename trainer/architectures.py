@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from trainer.config import ConfigError
@@ -197,14 +198,14 @@ ARCHITECTURES: dict[str, Architecture] = {
     for a in (
         Architecture(
             name="gan",
-            description="the seed's plain GAN: one hidden layer of 128 units in each net, 28x28 (or 32, 64)",
+            description="the study's plain GAN: one hidden layer of 128 units in each net, 28x28 (or 32, 64)",
             image_size=28, channels=1, latent_dim=100, features=None, sizes=(28, 32, 64),
             build_generator=lambda z, _f, c, s: MLPGenerator(z, (c, s, s)),
             build_discriminator=lambda _f, c, s, _bn, k: MLPDiscriminator((c, s, s), classes=k),
         ),
         Architecture(
             name="dcgan",
-            description="the seed's DCGAN: 4 (transposed) convolutions each, features=64, 32x32 (or 64x64: 5 each)",
+            description="the study's DCGAN: 4 (transposed) convolutions each, features=64, 32x32 (or 64x64: 5 each)",
             image_size=32, channels=1, latent_dim=100, features=64, sizes=(32, 64),
             build_generator=lambda z, f, c, s: CNNGenerator(z, c, f, s),
             build_discriminator=lambda f, c, s, bn, k: CNNDiscriminator(c, f, bn, s, k),
@@ -228,3 +229,14 @@ def get_architecture(name: str) -> Architecture:
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def random_latents(count: int, latent_dim: int, classes: int, device: torch.device | str,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """`count` inputs of G from torch's RNG: N(0, 1) latents, their last `classes` columns the one-hot of a
+    uniformly drawn class when G is conditional."""
+    z = torch.randn(count, latent_dim - classes, device=device, generator=generator)
+    if not classes:
+        return z
+    labels = torch.randint(classes, (count,), device=device, generator=generator)
+    return torch.cat([z, F.one_hot(labels, classes).to(z.dtype)], 1)

@@ -11,9 +11,8 @@ import torch
 from shared.errors import UserError, command
 from shared.imaging.devices import resolve_device
 from shared.store import Store, StoreWriteFailed, validate_name
-from trainer import distributed
+from trainer import distributed, settings
 from trainer.architectures import ARCHITECTURES, CHANNELS, run_architecture
-from trainer.augment import parse_policies
 from trainer.board import Board
 from trainer.config import TrainConfig
 from trainer.data import DATASETS
@@ -21,60 +20,18 @@ from trainer.encoder import EncoderResult, fit_encoder
 from trainer.evaluation.evaluate import check_samples, evaluate_version
 from trainer.loop import TrainResult, train
 from trainer.publish import publish_run
-from trainer.recipe import COMPONENTS, D_NORMS, LOSSES, RECIPES, SEED, recipe_settings
+from trainer.settings import positive_float, positive_int, recipe_settings
 from trainer.state import mark_published, resume_or_start
 
 PROG = "python -m trainer"
 EXIT_INTERRUPTED = 130
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text}")
-    return value
-
-
-def _decay(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), not {text}")
-    return value
-
-
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {text}")
-    return value
-
-
-def _policies(text: str) -> str:
-    try:
-        return ",".join(parse_policies(text))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     archs = "; ".join(f"{a.name}: {a.description}" for a in ARCHITECTURES.values())
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Train one of the seed's GANs and publish it to the model store as a new version "
+        description="Train one of latentlab's GANs and publish it to the model store as a new version "
                     "(TorchScript generator and discriminator, manifest, report figures). "
                     "Prints the published version's path on success.",
         epilog="Exit codes: 0 published; 1 a write failed (disk full: the store and the last saved state are intact, "
@@ -83,76 +40,26 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--arch", required=True, choices=sorted(ARCHITECTURES), help=f"architecture ({archs})")
-    p.add_argument("--epochs", required=True, type=_positive_int, help="train until this many epochs are done")
+    p.add_argument("--epochs", required=True, type=positive_int, help="train until this many epochs are done")
     p.add_argument("--out", default=os.environ.get("MODEL_DIR", "./models"),
                    help="model store directory (env MODEL_DIR)")
     p.add_argument("--name", default=None, help="model name in the store (default: the architecture's name); "
                                                 "1-64 of a-z 0-9 . _ -")
-    p.add_argument("--batch-size", type=_positive_int, default=argparse.SUPPRESS,
-                   help="images per iteration (default: the recipe's, else 128)")
-    p.add_argument("--lr", type=_positive_float, default=2e-4, help="Adam learning rate of both nets (unless "
+    p.add_argument("--lr", type=positive_float, default=2e-4, help="Adam learning rate of both nets (unless "
                                                                     "--lr-g/--lr-d or the recipe set them)")
-    r = p.add_argument_group("recipe", "How the nets learn, apart from the architecture. A recipe names a preset "
-                                       "(seed: the study's training, exactly; stable: the best stabilisers measured, "
-                                       "and for --conditional runs the class loss); each flag overrides its part of "
-                                       "the preset. Recorded in the manifest.")
-    r.add_argument("--recipe", choices=sorted(RECIPES), default="seed", help="preset, per architecture: " + "; ".join(
-        f"{name} for {arch}: {', '.join(f'{k}={v}' for k, v in vars(c).items() if v != getattr(SEED, k)) or 'BCE, Adam'}"
-        for name, presets in RECIPES.items() for arch, c in presets.items()))
-    r.add_argument("--loss", choices=sorted(LOSSES), default=argparse.SUPPRESS,
-                   help="bce (the study's, non-saturating G) or hinge (default: the recipe's)")
-    r.add_argument("--lr-g", type=_positive_float, default=argparse.SUPPRESS,
-                   help="the generator's learning rate (TTUR; default: the recipe's, else --lr)")
-    r.add_argument("--lr-d", type=_positive_float, default=argparse.SUPPRESS,
-                   help="the discriminator's learning rate (TTUR; default: the recipe's, else --lr)")
-    r.add_argument("--ema", type=_decay, default=argparse.SUPPRESS, metavar="DECAY",
-                   help="publish an exponential moving average of G's weights with this decay (e.g. 0.999; 0: off), "
-                        "warmed up as min(DECAY, (1+t)/(10+t)); the raw G stays in the training state")
-    r.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                   help="ramp the average's decay up as min(DECAY, (1+t)/(10+t)) over its first updates (default: on)")
-    r.add_argument("--ema-kimg", type=_non_negative_float, default=argparse.SUPPRESS, metavar="K",
-                   help="publish a moving average of G whose half-life is K thousand images, and at most 5%% of the "
-                        "images seen so far (StyleGAN2-ADA's ramp-up: the average follows a short run, and a long "
-                        "one smooths over more); replaces --ema's decay (0: use --ema)")
-    r.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                   help="spectral normalisation on every conv/linear layer of D, beside its BatchNorm "
-                        "(default: the recipe's); --d-norm spectral replaces the BatchNorm instead")
-    r.add_argument("--d-norm", choices=D_NORMS, default=argparse.SUPPRESS,
-                   help="the discriminator's normalisation: batch (the study's BatchNorm), spectral (spectral norm "
-                        "on every layer instead of BatchNorm: the D of Miyato et al.), none (neither); the "
-                        "published D is the trained one, normalisation baked in (default: the recipe's)")
-    r.add_argument("--beta1", type=_decay, default=argparse.SUPPRESS,
-                   help="Adam's beta1 for both nets (0: no momentum, as two-time-scale GANs train; default: the "
-                        "recipe's, else the study's 0.5)")
-    r.add_argument("--instance-noise", type=_non_negative_float, default=argparse.SUPPRESS, metavar="STD",
-                   help="Gaussian noise of this std (pixels in [-1, 1]) on everything D sees, falling linearly to 0 "
-                        "at the last step of --epochs (0: off)")
-    r.add_argument("--lecam", type=_non_negative_float, default=argparse.SUPPRESS, metavar="WEIGHT",
-                   help="LeCam regularisation of D's outputs towards moving anchors, this weight (e.g. 0.3; 0: off)")
-    r.add_argument("--class-loss", type=_non_negative_float, default=argparse.SUPPRESS, metavar="WEIGHT",
-                   help="with --conditional: an auxiliary classification loss of this weight (e.g. 1): D's projection "
-                        "scores of every class classify the real images, and G's fakes are pushed to be classified as "
-                        "the class they were drawn in (0: off; default: the recipe's, 1 in stable, 0 in seed)")
-    r.add_argument("--augment", type=_policies, default=argparse.SUPPRESS, metavar="POLICIES",
-                   help="DiffAugment for both players: translation, cutout, or both comma-separated; none: off")
-    r.add_argument("--augment-p", type=_probability, default=argparse.SUPPRESS, metavar="P",
-                   help="probability that an image is augmented (default: the recipe's, 1)")
-    r.add_argument("--r1", type=_non_negative_float, default=argparse.SUPPRESS, metavar="GAMMA",
-                   help="R1 gradient penalty on real images, weight GAMMA (e.g. 10 for bce; 0: off)")
-    r.add_argument("--d-steps", type=_positive_int, default=argparse.SUPPRESS, metavar="K",
-                   help="discriminator updates per generator update, each on its own batch (an epoch is then "
-                        "1/K as many generator updates; default: the recipe's, 1; one process only)")
+    r = p.add_argument_group("recipe", "How the nets learn, apart from the architecture: a preset (study: the "
+                                       "original study's training, exactly; stable: the best settings measured for "
+                                       "each architecture) whose settings each flag overrides. Recorded in the "
+                                       "manifest.")
+    r.add_argument("--recipe", choices=sorted([*settings.PRESETS, *settings.ALIASES]), default="study",
+                   help="the preset (seed: the same as study)")
+    settings.add_arguments(r)
     p.add_argument("--seed", type=int, default=0, help="random seed; a CPU run with the same seed repeats exactly")
     p.add_argument("--device", default=os.environ.get("DEVICE", "auto"),
                    help="auto (CUDA when available), cpu, cuda or cuda:N (env DEVICE)")
     p.add_argument("--cuda-graphs", choices=("auto", "on", "off"), default="auto",
                    help="run each full training step as one captured CUDA graph (auto: on when training on CUDA "
                         "in a single process; on without CUDA or under torchrun is refused)")
-    r.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=argparse.SUPPRESS,
-                   help="bf16: forward passes under bfloat16 autocast, weights and optimisers in fp32, the conv nets "
-                        "laid out channels-last; auto: bf16 where the device computes it natively (AMX or "
-                        "AVX512-BF16, CUDA 8.0+), else fp32 (default: the recipe's; fp32 is the study's); the work "
-                        "after training (encoder, classes, evaluation) runs its generators in the same precision")
     p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
                    help="IDX datasets are looked for in --data-dir, then /usr/share/datasets/fashion-mnist, then "
                         "downloaded; cifar10 in --data-dir (the unpacked cifar-10-batches-py), then downloaded by "
@@ -165,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=None, metavar="PIXELS",
                    help="train on square images of this side (default: the architecture's own); " + "; ".join(
                        f"{a.name} takes {', '.join(map(str, a.sizes))}" for a in ARCHITECTURES.values()))
-    p.add_argument("--limit", type=_positive_int, default=None, help="train on the first N images only")
+    p.add_argument("--limit", type=positive_int, default=None, help="train on the first N images only")
     p.add_argument("--conditional", action="store_true",
                    help="class-conditional: G draws the class it is given and D judges each image with its class "
                         "(a projection discriminator); the labels are the dataset's (a folder's class subfolders)")
@@ -179,19 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not measure the published version (the SWD against the dataset's test images; for "
                         "FashionMNIST also FID, KID, precision/recall, class coverage; recorded in its manifest; see "
                         "python -m trainer.evaluate)")
-    p.add_argument("--eval-samples", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--eval-samples", type=positive_int, default=None, metavar="N",
                    help="generated images the evaluation measures (default: scaled with the run, from 2,000 for a quick "
                         "look to 10,000 at 300,000 training images, i.e. 5 epochs of FashionMNIST, and beyond)")
     p.add_argument("--no-classes", action="store_true",
                    help="do not find what the latent space means (classes.json, classifier.pt: class requests, class "
                         "sweeps, truncation towards a class; FashionMNIST models only)")
-    p.add_argument("--class-samples", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--class-samples", type=positive_int, default=None, metavar="N",
                    help="generated images labelled to find each class's direction in latent space (default: scaled "
                         "with the run, from 2,000 to 20,000 at 300,000 training images and beyond)")
     p.add_argument("--no-encoder", action="store_true",
                    help="do not fit an encoder (image -> latent) for the new version; POST /project then starts its "
                         "search from the mean latent")
-    p.add_argument("--encoder-steps", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--encoder-steps", type=positive_int, default=None, metavar="N",
                    help="steps of the encoder fitted after training (default: scaled with the run, from 100 to 1,000 "
                         "at 300,000 training images and beyond; 1,000 take about 140 s for the DCGAN, 45 s for the "
                         "plain GAN on a 2-core CPU in fp32); a run interrupted during them resumes there")
@@ -199,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write TensorBoard events here while training (env TENSORBOARD_DIR): losses and D's outputs "
                         "every 10 steps, the fixed latents' samples every epoch, the settings, and the metrics; a "
                         "resumed run appends to the same curves. View with `tensorboard --logdir DIR`")
-    p.add_argument("--eval-every", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--eval-every", type=positive_int, default=None, metavar="N",
                    help="also measure the generator every N epochs while training (SWD; for FashionMNIST also FID, "
                         "KID, precision/recall, class coverage; 15-40 s each on a CPU); the curve goes into the "
                         "version's report (quality.csv, quality.png) and manifest")
@@ -227,8 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                       eval_every=args.eval_every or 0, eval_samples=args.eval_samples,
                       class_samples=0 if args.no_classes else args.class_samples,
                       encoder_steps=0 if args.no_encoder else args.encoder_steps,
-                      **recipe_settings(args.recipe, args.arch, args.conditional,
-                                        **{k: getattr(args, k, None) for k in COMPONENTS}))
+                      **recipe_settings(args.recipe, args.arch, args.conditional, **settings.given(args)))
     if cfg.class_loss and not cfg.conditional:
         parser.error("--class-loss trains D's class scores, which only a --conditional run has")
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / ".runs" / name

@@ -1,24 +1,26 @@
-"""A training run's settings as plain values: everything needed to reproduce it."""
+"""A training run's settings as plain values: everything needed to reproduce it. Frozen: what a run resolves
+from its data and machine (trainer.loop.settle) makes a new config, recorded as trained."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from shared.errors import UserError
+from trainer.settings import RecipeSettings, canonical
 
 
 class ConfigError(UserError, ValueError):
     """Settings that cannot work together, or with this machine or saved run."""
 
 
-@dataclass
-class TrainConfig:
+@dataclass(frozen=True)
+class TrainConfig(RecipeSettings):
+    """A run's settings: the recipe's (declared in trainer.settings) and these."""
+
     arch: str = "dcgan"
     name: str = ""  # store name; empty means the architecture's name
     epochs: int = 5
-    batch_size: int = 128
-    lr: float = 2e-4
-    beta1: float = 0.5
+    lr: float = 2e-4  # both nets' learning rate, unless the recipe's lr_g / lr_d set theirs
     beta2: float = 0.999
     seed: int = 0
     dataset: str = "fashion-mnist"
@@ -31,25 +33,8 @@ class TrainConfig:
     device: str = "auto"
     world_size: int = 1  # processes under torchrun; each takes batch_size images of every global batch
     cuda_graphs: str = "auto"  # on | off | auto (on when training on CUDA in one process)
-    precision: str = "fp32"  # fp32 | bf16 (autocast; the weights and optimiser stay fp32) | auto (bf16 where native)
     channels_last: bool | None = None  # NHWC conv weights; None: with bf16 (faster there), not in the study's fp32
-    # the recipe (trainer.recipe): a preset's name and its components, each overridable; defaults: the study's
-    recipe: str = "seed"
-    loss: str = "bce"  # bce | hinge
-    lr_g: float | None = None  # None: lr
-    lr_d: float | None = None
-    ema: float = 0.0  # decay of the generator's moving average (0: none)
-    ema_warmup: bool = True  # the average's decay ramps up to `ema` over its first updates
-    ema_kimg: float = 0.0  # the average's half-life in thousands of images instead of `ema` (0: use `ema`)
-    spectral_norm: bool = False  # on every conv/linear of the discriminator
-    d_norm: str = "batch"  # the discriminator's normalisation: batch (the study's) | spectral | none
-    augment: str = ""  # DiffAugment policies: translation, cutout (comma-separated)
-    augment_p: float = 1.0  # probability that an image is augmented
-    r1: float = 0.0  # R1 gradient penalty weight on real images (0: none)
-    d_steps: int = 1  # discriminator updates per generator update, each on its own batch
-    instance_noise: float = 0.0  # std of Gaussian noise on D's inputs at the start, annealed to 0 over the run
-    lecam: float = 0.0  # LeCam regularisation weight (0: none)
-    class_loss: float = 0.0  # conditional: auxiliary classification loss on D's projection class scores (0: none)
+    recipe: str = "study"  # the preset the recipe's settings started from (trainer.settings)
     eval_every: int = 0  # measure the generator every N epochs while training (0: only the published version)
     # the work after training; None: scaled with the run (trainer.budget), set when training starts
     eval_samples: int | None = None  # generated images each measurement uses
@@ -57,7 +42,8 @@ class TrainConfig:
     encoder_steps: int | None = None  # steps of the encoder fitted after training (0: no encoder)
 
     def __post_init__(self) -> None:
-        self.name = self.name or self.arch
+        object.__setattr__(self, "name", self.name or self.arch)
+        object.__setattr__(self, "recipe", canonical(self.recipe))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

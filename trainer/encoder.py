@@ -24,13 +24,13 @@ from torch import nn
 
 from shared.imaging.pixels import to_model_range
 from shared.imaging.precision import computing_in
+from trainer.architectures import random_latents
 from trainer.config import TrainConfig
 from trainer.data import load_training_images
 from trainer.interrupt import StopRequested
 from trainer.phases import Phase
 from trainer.state import ENCODER_STATE as STATE_FILE
 from trainer.state import save_checkpoint
-from trainer.step import random_latents
 
 CHECKPOINT_EVERY = 250  # steps; and at least four times a run
 BATCH = 64

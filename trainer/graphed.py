@@ -14,8 +14,9 @@ import logging
 
 import torch
 
+from trainer.nets import Nets
 from trainer.recipe import Recipe
-from trainer.step import Nets, eager_step
+from trainer.step import eager_step
 
 log = logging.getLogger("latentlab.trainer")
 

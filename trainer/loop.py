@@ -19,7 +19,8 @@ from torch import nn
 
 from shared.imaging.devices import resolve_device
 from shared.imaging.precision import AUTO, BF16, FP32, native_bf16
-from trainer.architectures import get_architecture, run_architecture
+from trainer.architectures import Architecture, get_architecture, run_architecture
+from trainer.average import published_generator
 from trainer.board import Board
 from trainer.budget import with_budget
 from trainer.config import ConfigError, TrainConfig
@@ -27,9 +28,10 @@ from trainer.data import load_training_set
 from trainer.distributed import Ranks, any_rank, barrier, device_for, mean_over_ranks, shard
 from trainer.graphed import GraphedStep
 from trainer.interrupt import StopRequested
+from trainer.nets import Nets
 from trainer.recipe import build_recipe
-from trainer.state import STATE_FILE, TrainingState, clear_published
-from trainer.step import HISTORY_COLUMNS, Nets, Step, eager_step, published_generator
+from trainer.state import HISTORY_COLUMNS, STATE_FILE, TrainingState, clear_published
+from trainer.step import Step, eager_step
 
 
 @dataclass
@@ -94,42 +96,67 @@ def run_epoch(step: Step, data: torch.Tensor, state: TrainingState, latent_dim: 
     return True
 
 
-def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, log: Callable[[str], None] = print,
-          progress: bool | None = None, ranks: Ranks = Ranks(), tensorboard: str | Path | None = None) -> TrainResult:
-    """Train to `cfg.epochs`, from `state` if given (see `trainer.state.resume_or_start`), writing the state
-    to `run_dir/state.pt` after every epoch. SIGINT/SIGTERM stop between steps, save the state, and
-    return a result with `interrupted=True`. Under torchrun, every rank calls this; rank 0 writes the state.
-    `tensorboard`: a directory for TensorBoard events (rank 0's statistics; see trainer.board)."""
-    run_dir = Path(run_dir)
+@dataclass(frozen=True)
+class Settled:
+    """A run with everything that depends on its data, machine and ranks resolved, before anything trains."""
+
+    config: TrainConfig  # as trained: shape, classes, post-training budget and precision filled in
+    device: torch.device
+    images: torch.Tensor  # the training set, uint8 on the device
+    labels: torch.Tensor | None  # a conditional run's classes as one-hot rows on the device, gathered by each step
+    arch: Architecture
+    steps_per_epoch: int
+    cuda_graphs: bool
+    autocast: torch.dtype | None
+    channels_last: bool
+
+
+def settle(cfg: TrainConfig, ranks: Ranks = Ranks(), log: Callable[[str], None] = print) -> Settled:
+    """Load the data and resolve every setting left to the data, the machine and the ranks; refuse (ConfigError)
+    what cannot run here."""
     device = device_for(ranks, resolve_device(cfg.device))
     size = get_architecture(cfg.arch).at(cfg.channels, cfg.image_size).image_size  # a bad shape: refused now
     training_set = load_training_set(cfg.dataset, cfg.data_dir, size, cfg.channels, cfg.limit, log=log)
-    data = training_set.images.to(device)
-    cfg = dataclasses.replace(cfg, channels=data.shape[1], image_size=size,  # recorded as trained
-                              class_names=list(training_set.classes) if cfg.conditional else [])
-    arch = run_architecture(cfg)
-    # a conditional run's classes as one-hot rows on the device, gathered by each step
-    labels = torch.eye(arch.classes, device=device)[training_set.labels.to(device)] if arch.classes else None
-    cfg = with_budget(cfg, data.shape[0])  # the post-training counts left open, for a run of this size
-    if cfg.precision == AUTO:  # the recipe's choice for this device, recorded as what it trained in
-        cfg = dataclasses.replace(cfg, precision=BF16 if native_bf16(device) else FP32)
-    steps = steps_per_epoch(data.shape[0], cfg.batch_size, ranks, cfg.d_steps)
-
-    graphs = use_cuda_graphs(cfg.cuda_graphs, device, ranks)
-    autocast = torch.bfloat16 if cfg.precision == "bf16" else None
-
+    images = training_set.images.to(device)
+    precision = cfg.precision
+    if precision == AUTO:  # the recipe's choice for this device, recorded as what it trained in
+        precision = BF16 if native_bf16(device) else FP32
+    cfg = with_budget(dataclasses.replace(
+        cfg, channels=images.shape[1], image_size=size, precision=precision,
+        class_names=list(training_set.classes) if cfg.conditional else []), images.shape[0])
     if cfg.r1 and ranks.distributed:
         raise ConfigError("the R1 penalty (--r1, part of --recipe stable) does not work under torchrun: its double "
                           "backward does not pass through DDP; add --r1 0, or train in one process")
     if cfg.d_steps > 1 and ranks.distributed:
         raise ConfigError("--d-steps above 1 does not work under torchrun (a step's batches would be sharded "
                           "differently from one process's); use --d-steps 1, or train in one process")
+    arch = run_architecture(cfg)
+    autocast = torch.bfloat16 if cfg.precision == BF16 else None
+    return Settled(
+        config=cfg, device=device, images=images, arch=arch,
+        labels=torch.eye(arch.classes, device=device)[training_set.labels.to(device)] if arch.classes else None,
+        steps_per_epoch=steps_per_epoch(images.shape[0], cfg.batch_size, ranks, cfg.d_steps),
+        cuda_graphs=use_cuda_graphs(cfg.cuda_graphs, device, ranks), autocast=autocast,
+        # bf16 on NHWC weights; fp32 keeps the study's layout, so its runs stay bit-identical to the study's step
+        channels_last=autocast is not None if cfg.channels_last is None else cfg.channels_last)
+
+
+def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, log: Callable[[str], None] = print,
+          progress: bool | None = None, ranks: Ranks = Ranks(), tensorboard: str | Path | None = None) -> TrainResult:
+    """Train to `cfg.epochs`, from `state` if given (see `trainer.state.resume_or_start`), writing the state
+    to `run_dir/state.pt` after every epoch. SIGINT/SIGTERM stop between steps, save the state, and
+    return a result with `interrupted=True`. Under torchrun, every rank calls this; rank 0 writes the state.
+    `tensorboard`: a directory for TensorBoard events (rank 0's statistics; see trainer.board).
+    The result's `config` is the settled one (`settle`): what was trained."""
+    run_dir = Path(run_dir)
+    run = settle(cfg, ranks, log)
+    cfg, device, steps = run.config, run.device, run.steps_per_epoch
+
+    # Construct the networks, or restore them from the saved state.
     torch.manual_seed(cfg.seed)
     recipe = build_recipe(cfg, total_steps=cfg.epochs * steps)
-    # bf16 on NHWC weights; fp32 keeps the study's layout, so its runs stay bit-identical to the seed's step
-    channels_last = autocast is not None if cfg.channels_last is None else cfg.channels_last
-    nets = Nets.build(arch, recipe, device, data_parallel=ranks.distributed, capturable=graphs,
-                      channels_last=channels_last)
+    nets = Nets.build(run.arch, recipe, device, data_parallel=ranks.distributed, capturable=run.cuda_graphs,
+                      channels_last=run.channels_last)
     if state is None:
         state = TrainingState(cfg)
         if ranks.is_main:
@@ -137,55 +164,72 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
     else:
         state.restore(nets, device)
     nets.train()
-    if graphs:
-        step = GraphedStep(nets, recipe, data, cfg.batch_size * cfg.d_steps, arch.latent_dim, autocast, labels)
-    else:
-        step = eager_step(nets, recipe, data, autocast, labels)
 
+    # The step: one captured CUDA graph, or eager.
+    if run.cuda_graphs:
+        step = GraphedStep(nets, recipe, run.images, cfg.batch_size * cfg.d_steps, run.arch.latent_dim,
+                           run.autocast, run.labels)
+    else:
+        step = eager_step(nets, recipe, run.images, run.autocast, run.labels)
+
+    # Train epoch by epoch, saving the state after each.
+    board = _open_board(tensorboard, cfg, state, steps) if ranks.is_main else None
     show_bar = (sys.stderr.isatty() if progress is None else progress) and ranks.is_main
-    board = None
-    if tensorboard is not None and ranks.is_main:
-        board = Board(tensorboard, steps, state.epoch * steps + state.step)
-        if state.epoch == state.step == 0:
-            board.config(cfg, 0)
     stop = StopRequested(abort_on_second=not ranks.distributed)
-    interrupted = False
     with stop.installed():
         while state.epoch < cfg.epochs:
-            started = time.perf_counter()
-            with _ProgressBar(show_bar, state, steps) as bar:
-                on_step = bar.update if board is None else _both(bar.update, board, state.epoch)
-                complete = run_epoch(step, data, state, arch.latent_dim, stop, ranks, on_step)
-            state.seconds += time.perf_counter() - started
-            if complete and cfg.eval_every and state.epoch % cfg.eval_every == 0 and ranks.is_main:
-                state.quality.append(measure_epoch(nets, cfg, device, state.epoch, state.seconds, log))
-                if board is not None:
-                    board.metrics(state.quality[-1], board.at(state.epoch))
-            if complete and board is not None:
-                board.samples(published_generator(nets, arch.input_dim, cfg.batch_size, device, arch.classes),
-                              arch.input_dim, board.at(state.epoch), device, arch.classes)
-            if ranks.is_main:
-                state.capture(nets, device)
-                state.save(run_dir / STATE_FILE)
-            barrier(ranks)  # nobody runs ahead of the saved state
-            if not complete:
-                interrupted = True
+            if not _epoch(run, step, nets, state, stop, ranks, run_dir, board, show_bar, log):
                 break
-            means = state.history[-steps:].mean(0).tolist()
-            log(f"epoch {state.epoch}/{cfg.epochs}  " + "  ".join(f"{c} {v:.3f}" for c, v in zip(HISTORY_COLUMNS, means))
-                + f"  {time.perf_counter() - started:.1f}s")
-    interrupted = interrupted or stop.requested
+    interrupted = stop.requested or state.epoch < cfg.epochs
     if board is not None:
         board.close()
     if interrupted:
         log(f"interrupted at epoch {state.epoch + 1}, step {state.step}; state saved to {run_dir / STATE_FILE}; "
             "continue with the same command and --resume")
+
     return TrainResult(
-        config=cfg, generator=published_generator(nets, arch.input_dim, cfg.batch_size, device, arch.classes),
+        config=cfg, generator=published_generator(nets, run.arch.input_dim, cfg.batch_size, device, run.arch.classes),
         discriminator=nets.D_local, history=state.history, quality=state.quality,
-        iterations_per_epoch=steps, num_images=data.shape[0], seconds=state.seconds, device=str(device),
-        interrupted=interrupted, world_size=ranks.world_size, cuda_graphs=graphs,
+        iterations_per_epoch=steps, num_images=run.images.shape[0], seconds=state.seconds, device=str(device),
+        interrupted=interrupted, world_size=ranks.world_size, cuda_graphs=run.cuda_graphs,
     )
+
+
+def _open_board(tensorboard: str | Path | None, cfg: TrainConfig, state: TrainingState, steps: int) -> Board | None:
+    if tensorboard is None:
+        return None
+    board = Board(tensorboard, steps, state.epoch * steps + state.step)
+    if state.epoch == state.step == 0:
+        board.config(cfg, 0)
+    return board
+
+
+def _epoch(run: Settled, step: Step, nets: Nets, state: TrainingState, stop: StopRequested, ranks: Ranks,
+           run_dir: Path, board: Board | None, show_bar: bool, log: Callable[[str], None]) -> bool:
+    """One epoch (or its rest), then its measurements, TensorBoard's samples and the saved state. False when a
+    stop cut it short."""
+    cfg, arch, steps = run.config, run.arch, run.steps_per_epoch
+    started = time.perf_counter()
+    with _ProgressBar(show_bar, state, steps) as bar:
+        on_step = bar.update if board is None else _both(bar.update, board, state.epoch)
+        complete = run_epoch(step, run.images, state, arch.latent_dim, stop, ranks, on_step)
+    state.seconds += time.perf_counter() - started
+    if complete and cfg.eval_every and state.epoch % cfg.eval_every == 0 and ranks.is_main:
+        state.quality.append(measure_epoch(nets, cfg, run.device, state.epoch, state.seconds, log))
+        if board is not None:
+            board.metrics(state.quality[-1], board.at(state.epoch))
+    if complete and board is not None:
+        board.samples(published_generator(nets, arch.input_dim, cfg.batch_size, run.device, arch.classes),
+                      arch.input_dim, board.at(state.epoch), run.device, arch.classes)
+    if ranks.is_main:
+        state.capture(nets, run.device)
+        state.save(run_dir / STATE_FILE)
+    barrier(ranks)  # nobody runs ahead of the saved state
+    if complete:
+        means = state.history[-steps:].mean(0).tolist()
+        log(f"epoch {state.epoch}/{cfg.epochs}  " + "  ".join(f"{c} {v:.3f}" for c, v in zip(HISTORY_COLUMNS, means))
+            + f"  {time.perf_counter() - started:.1f}s")
+    return complete
 
 
 _evaluators: dict[tuple, object] = {}  # one per device and data: the classifier and the test set, loaded once

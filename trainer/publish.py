@@ -25,9 +25,10 @@ from trainer.architectures import count_parameters, run_architecture
 from trainer.encoder import EncoderResult
 from trainer.export import export_torchscript
 from trainer.loop import TrainResult
+from trainer.nets import without_parametrizations
 from trainer.recipe import describe
 from trainer.report import write_report
-from trainer.step import HISTORY_COLUMNS, without_parametrizations
+from trainer.state import HISTORY_COLUMNS
 
 CHECK_SEED, CHECK_COUNT = 1234, 16
 

@@ -17,8 +17,10 @@ import torch
 from shared.errors import WriteFailed
 from shared.store.atomic import atomic_write, remove_leftovers
 from trainer.config import ConfigError, TrainConfig
-from trainer.step import HISTORY_COLUMNS, Nets
+from trainer.nets import Nets
 
+# what every training step records, in this order: the history's columns everywhere (state, CSV, figures, manifest)
+HISTORY_COLUMNS = ("loss_D", "loss_G", "D_x", "D_G_z")
 STATE_FILE = "state.pt"
 WEIGHTS = ("G", "D", "opt_G", "opt_D", "G_ema", "ema_steps", "steps", "lecam_anchors")
 PUBLISHED_MARKER = "published"

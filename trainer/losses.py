@@ -1,0 +1,122 @@
+"""What the two players minimise: the adversarial loss and the regularisers of D (R1, LeCam, the auxiliary class
+loss), as one object, `Objective`, that the training step asks for each player's loss.
+
+Nothing here synchronises with the host (no `.item()`, no data-dependent Python branches): the training step may
+run in a CUDA graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LECAM_DECAY = 0.99  # of the anchors, moving averages of D's mean output on real and on generated images
+
+
+class AdversarialLoss(Protocol):
+    name: str
+    scores: str  # what `score` reports: "probability" (sigmoid of D's output) or "raw" (D's output itself)
+
+    def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor: ...
+
+    def generator(self, fake_logits: torch.Tensor) -> torch.Tensor: ...
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor: ...
+
+
+class NonSaturatingBCE:
+    """The study's loss: D separates real (1) from fake (0) by BCE; G maximises log D(G(z))."""
+
+    name, scores = "bce", "probability"
+
+    def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+
+    def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits).mean()
+
+
+class Hinge:
+    """D: mean(relu(1 - D(x))) + mean(relu(1 + D(G(z)))); G: -mean(D(G(z))). D's outputs are raw scores,
+    not probabilities: above +1 confidently real, below -1 confidently fake."""
+
+    name, scores = "hinge", "raw"
+
+    def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+    def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return -fake_logits.mean()
+
+    def score(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.mean()
+
+
+LOSSES: dict[str, type] = {"bce": NonSaturatingBCE, "hinge": Hinge}
+
+
+def lecam_penalty(d_real: torch.Tensor, d_fake: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """LeCam (Tseng et al. 2021, as PyTorch-StudioGAN computes it): mean(relu(D(x) - a_fake)^2) +
+    mean(relu(a_real - D(G(z)))^2), with a_real, a_fake moving averages of D's mean outputs (updated in place
+    first). It keeps D's outputs on each side from drifting past the other side's usual value."""
+    anchors.lerp_(torch.stack([d_real.detach().mean(), d_fake.detach().mean()]), 1 - LECAM_DECAY)
+    return F.relu(d_real - anchors[1]).square().mean() + F.relu(anchors[0] - d_fake).square().mean()
+
+
+def _given(labels: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """D's arguments after the images: the classes, for a conditional D."""
+    return () if labels is None else (labels,)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The adversarial loss plus D's regularisers, each off at 0:
+    - `r1`: gamma/2 E|grad_x D(x)|^2 on real images (Mescheder et al. 2018);
+    - `lecam`: LeCam regularisation towards moving anchors (Tseng et al. 2021);
+    - `class_loss`: for a conditional D, cross-entropy of its projection class scores: on real images in D's
+      loss (fakes would teach D G's mistakes: TAC-GAN's argument), on G's fakes, as the class they were drawn
+      in, in G's."""
+
+    adversarial: AdversarialLoss
+    r1: float = 0.0
+    lecam: float = 0.0
+    class_loss: float = 0.0
+
+    def discriminator(self, D: nn.Module, D_local: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                      labels: torch.Tensor | None, seen: Callable[[torch.Tensor], torch.Tensor],
+                      anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """D's loss on `real` against `fake` (of the classes `labels` when conditional), as D sees them through
+        `seen` (the recipe's augmentation and noise); with D's outputs on both. `D` is the DDP wrapper when
+        distributed: only its forward all-reduces the gradients in backward, once for both terms."""
+        if self.r1:
+            real = real.detach().requires_grad_(True)
+        d_real, class_term = self._judged(D, seen(real), labels)
+        d_fake = D_local(seen(fake.detach()), *_given(labels))
+        loss = self.adversarial.discriminator(d_real.float(), d_fake.float()) + class_term
+        if self.lecam:
+            loss = loss + self.lecam * lecam_penalty(d_real.float(), d_fake.float(), anchors)
+        if self.r1:
+            (grad,) = torch.autograd.grad(d_real.float().sum(), real, create_graph=True)
+            loss = loss + self.r1 / 2 * grad.square().flatten(1).sum(1).mean()
+        return loss, d_real, d_fake
+
+    def generator(self, D_local: nn.Module, fake_seen: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """G's loss on its fakes as D sees them (D's gradients from here are discarded)."""
+        d_out, class_term = self._judged(D_local, fake_seen, labels)
+        return self.adversarial.generator(d_out.float()) + class_term
+
+    def _judged(self, D: nn.Module, images: torch.Tensor,
+                labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """D's logits on `images`, and class_loss x the cross-entropy of its class scores against `labels`
+        (one-hot rows as target probabilities: no host sync); 0 where there is none."""
+        if not (self.class_loss and labels is not None):
+            return D(images, *_given(labels)), 0.0
+        logits, scores = D(images, labels, class_scores=True)
+        return logits, self.class_loss * F.cross_entropy(scores.float(), labels.float())

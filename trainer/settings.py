@@ -1,0 +1,183 @@
+"""The recipe's settings, declared once: each one's name, type, default (the study's value), help, and value in
+each preset. The training config's fields, the `--flags` of `python -m trainer`, the manifest's description of a
+run's recipe and the docs' flag table (`python -m trainer.settings`) are all made from `RECIPE_SETTINGS`.
+
+A new stabiliser is one `Setting` here and its use in `trainer.losses` (or `trainer.step`): nothing else lists it.
+
+`study` is the original study's training, exactly, for every architecture; `stable` is the best combination
+measured for each one (benchmarks/ablation.py; docs/results.md):
+- the plain GAN (40 epochs): EMA, spectral norm and R1 each helped, and a learning rate four times the study's on
+  top of them more than halved its FID (0.45x); the hinge loss and two time scales made it worse, DiffAugment cut
+  its recall;
+- the DCGAN: none of those beat the study's recipe within the seed-to-seed noise over 5 and 10 epochs; batches of
+  32 did on average (FID 0.98x, recall 1.4x), and bf16 trains it 1.32x faster on a CPU's bf16 units with an FID
+  no worse, so `stable` uses it where the device computes bf16 natively (the plain GAN is slower in bf16);
+- a conditional run conditions strongly only with the auxiliary class loss: at weight 1 class requests were 98%
+  right against 87% without it for the DCGAN, 99% against 84% for the plain GAN (docs/conditional/).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from trainer.augment import parse_policies
+
+PRESETS = ("study", "stable")
+ALIASES = {"seed": "study"}  # the study's recipe was called `seed`: old commands and manifests keep working
+LOSSES = ("bce", "hinge")
+D_NORMS = ("batch", "spectral", "none")
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def _checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], must: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = convert(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {must}, not {text}")
+        return value
+    parse.__name__ = convert.__name__  # argparse names the type in its "invalid int value" messages
+    return parse
+
+
+positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
+positive_float = _checked(float, lambda v: 0 < v < float("inf"), "a positive number")
+non_negative = _checked(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
+decay = _checked(float, lambda v: 0 <= v < 1, "in [0, 1)")
+probability = _checked(float, lambda v: 0 < v <= 1, "in (0, 1]")
+
+
+def policies(text: str) -> str:
+    try:
+        return ",".join(parse_policies(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One recipe setting. `presets` maps a preset's name to its value per architecture, where it differs from
+    `default`; `parse` reads the flag's text (None: a switch, --name/--no-name)."""
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    parse: Callable[[str], Any] | None = str
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def value(self, preset: str, arch: str) -> Any:
+        return self.presets.get(preset, {}).get(arch, self.default)
+
+
+RECIPE_SETTINGS = (
+    Setting("loss", str, "bce", "bce (the study's, with the non-saturating G loss) or hinge", choices=LOSSES),
+    Setting("batch_size", int, 128, "images per step and process", positive_int,
+            presets={"stable": {"dcgan": 32}}),
+    Setting("lr_g", float | None, None, "the generator's learning rate (two time scales; unset: --lr)", positive_float,
+            presets={"stable": {"gan": 8e-4}}),
+    Setting("lr_d", float | None, None, "the discriminator's learning rate (unset: --lr)", positive_float,
+            presets={"stable": {"gan": 8e-4}}),
+    Setting("beta1", float, 0.5, "Adam's beta1 for both nets (0: no momentum, as two-time-scale GANs train)", decay),
+    Setting("ema", float, 0.0, "publish an exponential moving average of G's weights with this decay (e.g. 0.999; "
+            "0: off); the raw G stays in the training state", decay, metavar="DECAY", presets={"stable": {"gan": 0.999}}),
+    Setting("ema_warmup", bool, True, "ramp the average's decay up as min(DECAY, (1+t)/(10+t)) over its first "
+            "updates, so it leaves G's random start quickly", None),
+    Setting("ema_kimg", float, 0.0, "a moving average of G whose half-life is K thousand images, and at most 5%% of "
+            "the images seen so far (StyleGAN2-ADA's ramp-up); replaces --ema's decay (0: use --ema)", non_negative,
+            metavar="K"),
+    Setting("spectral_norm", bool, False, "spectral normalisation on every conv/linear layer of D, beside its "
+            "BatchNorm (--d-norm spectral replaces the BatchNorm instead)", None, presets={"stable": {"gan": True}}),
+    Setting("d_norm", str, "batch", "D's normalisation: batch (the study's BatchNorm), spectral (spectral norm "
+            "instead of BatchNorm, the D of Miyato et al.), none; the published D has it baked in", choices=D_NORMS),
+    Setting("augment", str, "", "DiffAugment for both players: translation, cutout, or both comma-separated "
+            "(none: off)", policies, metavar="POLICIES"),
+    Setting("augment_p", float, 1.0, "probability that an image is augmented", probability, metavar="P"),
+    Setting("r1", float, 0.0, "R1 gradient penalty on real images, weight GAMMA (0: off)", non_negative,
+            metavar="GAMMA", presets={"stable": {"gan": 1.0}}),
+    Setting("d_steps", int, 1, "discriminator updates per generator update, each on its own batch (an epoch is then "
+            "1/K as many generator updates; one process only)", positive_int, metavar="K"),
+    Setting("instance_noise", float, 0.0, "Gaussian noise of this std (pixels in [-1, 1]) on everything D sees, "
+            "falling linearly to 0 at the run's last step (0: off)", non_negative, metavar="STD"),
+    Setting("lecam", float, 0.0, "LeCam regularisation of D's outputs towards moving anchors, this weight (e.g. 0.3; "
+            "0: off)", non_negative, metavar="WEIGHT"),
+    Setting("class_loss", float, 0.0, "with --conditional: an auxiliary classification loss of this weight on D's "
+            "class scores of real images and of G's fakes (0: off; unconditional runs have none)", non_negative,
+            metavar="WEIGHT", presets={"stable": {"gan": 1.0, "dcgan": 1.0}}),
+    Setting("precision", str, "fp32", "bf16: forward passes under bfloat16 autocast, weights and optimisers in fp32, "
+            "convolutions channels-last; auto: bf16 where the device computes it natively (AMX or AVX512-BF16, "
+            "CUDA 8.0+), else fp32; the work after training runs in the same precision", choices=PRECISIONS,
+            presets={"stable": {"dcgan": "auto"}}),
+)
+SETTINGS = {s.name: s for s in RECIPE_SETTINGS}
+
+# the recipe's part of a run's config; trainer.config.TrainConfig adds what is not the recipe's
+RecipeSettings = dataclasses.make_dataclass(
+    "RecipeSettings", [(s.name, s.kind, field(default=s.default)) for s in RECIPE_SETTINGS], frozen=True)
+RecipeSettings.__doc__ = "The recipe's settings (trainer.settings.RECIPE_SETTINGS), with the study's defaults."
+
+
+def canonical(preset: str) -> str:
+    return ALIASES.get(preset, preset)
+
+
+def recipe_settings(preset: str, arch: str, conditional: bool = False, **overrides: Any) -> dict[str, Any]:
+    """The config fields of `preset` for `arch`, with every override that is not None. A preset's class loss is
+    for conditional runs: an unconditional one has no class scores to train."""
+    preset = canonical(preset)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown recipe {preset!r}; choose one of {', '.join(PRESETS)}")
+    values = {s.name: s.value(preset, arch) for s in RECIPE_SETTINGS}
+    if not conditional:
+        values["class_loss"] = 0.0
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return {"recipe": preset, **values}
+
+
+def add_arguments(group: argparse._ArgumentGroup) -> None:
+    """One flag per setting. Unset flags stay out of the namespace, so the preset's value stands."""
+    for s in RECIPE_SETTINGS:
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{s.help} ({_defaults(s)})"}
+        if s.parse is None:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs.update(type=s.parse, choices=s.choices, metavar=s.metavar)
+        group.add_argument(s.flag, **kwargs)
+
+
+def given(namespace: argparse.Namespace) -> dict[str, Any]:
+    """The settings the command line set."""
+    return {s.name: getattr(namespace, s.name) for s in RECIPE_SETTINGS if hasattr(namespace, s.name)}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "unset" if value is None else "none" if value == "" else str(value)
+
+
+def _defaults(s: Setting) -> str:
+    differs = [f"{preset} for {arch}: {_shown(v)}" for preset, per_arch in s.presets.items()
+               for arch, v in per_arch.items()]
+    return "; ".join([f"study: {_shown(s.default)}", *differs])
+
+
+def markdown_table() -> str:
+    """The docs' table of the recipe's flags."""
+    lines = ["| flag | what it sets | study | stable |", "|---|---|---|---|"]
+    for s in RECIPE_SETTINGS:
+        stable = ", ".join(f"{arch}: {_shown(v)}" for arch, v in s.presets.get("stable", {}).items()) or "as study"
+        flag = s.flag if s.parse is not None else f"{s.flag}, --no-{s.flag[2:]}"
+        lines.append(f"| `{flag}` | {s.help.replace('%%', '%')} | {_shown(s.default)} | {stable} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
