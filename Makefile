@@ -7,16 +7,19 @@ BIN       := $(VENV)/bin
 MODEL_DIR ?= ./models
 HOST      ?= 127.0.0.1
 PORT      ?= 8000
-# what `make demo` trains: the best pictures about two minutes of this 2-core CPU buy (README: "make demo")
+# what `make demo` trains: the best pictures about two minutes of this 2-core CPU buy (docs/getting-started.md)
 DEMO_ARCH ?= gan
 DEMO_RECIPE ?= stable
 DEMO_EPOCHS ?= 30
 DEMO_ENCODER_STEPS ?= 300
 PYTEST_ARGS ?= --durations=30
+DOCS_PORT ?= 8001
+# the docs site, strictly: a broken link, a missing picture or a heading anchor that does not exist is an error
+SPHINX = $(BIN)/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
 
 export MODEL_DIR HOST PORT
 
-.PHONY: help install demo serve test bench clean
+.PHONY: help install demo serve docs test bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -32,7 +35,11 @@ $(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
 
 $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[train,serve,dev]'
-	@touch $@ $(VENV)/.stamp-run
+	@touch $@ $(VENV)/.stamp-run $(VENV)/.stamp-docs
+
+$(VENV)/.stamp-docs: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[docs]'
+	@touch $@
 
 # what the tests generate TypeScript clients with (tests/test_generated_clients.py), pinned by its lock file
 tests/clients/node_modules/.stamp: tests/clients/package-lock.json
@@ -70,9 +77,15 @@ demo: $(VENV)/.stamp-run  ## train the best model two minutes buy into ./models 
 serve: $(VENV)/.stamp-run  ## serve the store in MODEL_DIR without training
 	$(BIN)/python -m service
 
-test: $(VENV)/.stamp-dev tests/clients/node_modules/.stamp  ## install the test dependencies, lint, check the import rules, run the whole test suite
+docs: $(VENV)/.stamp-docs  ## build the docs site from docs/ and serve it on :8001
+	$(SPHINX)
+	@echo "  the docs: http://$(HOST):$(DOCS_PORT)/  (Ctrl-C stops it)"
+	@$(BIN)/python -m http.server $(DOCS_PORT) --bind $(HOST) --directory docs/_build/html >/dev/null
+
+test: $(VENV)/.stamp-dev tests/clients/node_modules/.stamp  ## install the test dependencies, lint, check the import rules, build the docs strictly, run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(SPHINX)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.stamp-dev  ## serving benchmark on MODEL_DIR's dcgan: the forward limit, latentlab vs a naive FastAPI app under wrk
@@ -80,4 +93,4 @@ bench: $(VENV)/.stamp-dev  ## serving benchmark on MODEL_DIR's dcgan: the forwar
 	$(BIN)/python benchmarks/serve_compare.py --store "$(MODEL_DIR)" --model dcgan
 
 clean:  ## remove the virtualenv and caches (keeps ./models)
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache docs/_build docs/_generated

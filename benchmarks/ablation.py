@@ -1,16 +1,16 @@
-"""What each part of a recipe buys: train one architecture with the seed recipe and with variants of it, at equal
+"""What each part of a recipe buys: train one architecture with the study recipe and with variants of it, at equal
 epochs, and evaluate every run with `python -m trainer.evaluate` (10,000 samples) as the trainer publishes it.
-Prints one Markdown table, with each run's FID as a multiple of the seed recipe's (same architecture, epochs,
+Prints one Markdown table, with each run's FID as a multiple of the study recipe's (same architecture, epochs,
 data and seed).
 
     python benchmarks/ablation.py --arch gan --epochs 40                          # every component, alone
     python benchmarks/ablation.py --arch gan --epochs 40 --variants stable,stable+r1=10,stable+ema=0.99
-    python benchmarks/ablation.py --arch dcgan --epochs 3 --limit 20000 --variants seed,+ema,+spectral-norm
-    python benchmarks/ablation.py --arch dcgan --epochs 5 --variants seed,stable --seed 1
-    python benchmarks/ablation.py --arch dcgan --epochs 5 --variants seed,stable --eval-every 1 --figure fid.png
+    python benchmarks/ablation.py --arch dcgan --epochs 3 --limit 20000 --variants study,+ema,+spectral-norm
+    python benchmarks/ablation.py --arch dcgan --epochs 5 --variants study,stable --seed 1
+    python benchmarks/ablation.py --arch dcgan --epochs 5 --variants study,stable --eval-every 1 --figure fid.png
 
-A variant is a name from VARIANTS, or a base (`seed` or `stable`) followed by `+name=value` overrides of
-trainer flags (`stable+r1=10`, `seed+batch-size=64`, `stable+ema=0.99+no-ema-warmup`). Results are appended to
+A variant is a name from VARIANTS, or a base (`study` or `stable`) followed by `+name=value` overrides of
+trainer flags (`stable+r1=10`, `study+batch-size=64`, `stable+ema=0.99+no-ema-warmup`). Results are appended to
 --results (JSON lines) as each run finishes, keyed by architecture, variant, epochs, limit and seed, so an
 interrupted ablation continues where it stopped. `--table` only prints what is there.
 """
@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 from shared.store import Store  # noqa: E402
 
 VARIANTS = {
-    "seed": [],
+    "study": [],
+    "seed": [],  # the study's recipe under its former name: older result files use it
     "+ema": ["--ema", "0.999"],
     "+spectral-norm": ["--spectral-norm"],
     "+hinge": ["--loss", "hinge"],
@@ -41,7 +42,7 @@ VARIANTS = {
              "--augment", "translation,cutout", "--r1", "1"],
     "+ema+r1": ["--ema", "0.999", "--r1", "1"],
     "+ema+r1+spectral-norm": ["--ema", "0.999", "--r1", "1", "--spectral-norm"],
-    # the DCGAN's stabilisers of wave four: spectral norm instead of D's BatchNorm, the SN-GAN/SA-GAN optimiser
+    # the DCGAN's stabilisers: spectral norm instead of D's BatchNorm, the SN-GAN/SA-GAN optimiser
     # (hinge, beta1 0, two time scales), instance noise, an average with a half-life, LeCam
     "+d-norm-spectral": ["--d-norm", "spectral"],
     "+sngan": ["--d-norm", "spectral", "--loss", "hinge", "--beta1", "0", "--lr-g", "1e-4", "--lr-d", "4e-4"],
@@ -66,8 +67,8 @@ def flags_of(variant: str) -> list[str]:
     if variant in VARIANTS:
         return VARIANTS[variant]
     base, *overrides = variant.split("+")
-    if base not in ("seed", "stable") or not overrides:
-        raise ValueError(f"unknown variant {variant!r}: a name of {', '.join(VARIANTS)}, or seed/stable+flag=value")
+    if base not in ("study", "seed", "stable") or not overrides:
+        raise ValueError(f"unknown variant {variant!r}: a name of {', '.join(VARIANTS)}, or study/stable+flag=value")
     flags = ["--recipe", base]
     for override in overrides:
         name, _, value = override.partition("=")
@@ -112,11 +113,11 @@ def run(arch: str, variant: str, args) -> dict:
 def table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
-        seed = next((s for s in rows if s["architecture"] == r["architecture"] and s["recipe"] == "seed"
-                     and s["epochs"] == r["epochs"] and s.get("limit") == r.get("limit")
-                     and s.get("seed", 0) == r.get("seed", 0) and s.get("train_precision") == r.get("train_precision")),
-                    None)
-        fid = f"{r['FID']:.2f}" + (f" ({r['FID'] / seed['FID']:.2f}x)" if seed and r is not seed else "")
+        study = next((s for s in rows if s["architecture"] == r["architecture"] and s["recipe"] in ("study", "seed")
+                      and s["epochs"] == r["epochs"] and s.get("limit") == r.get("limit")
+                      and s.get("seed", 0) == r.get("seed", 0) and s.get("train_precision") == r.get("train_precision")),
+                     None)
+        fid = f"{r['FID']:.2f}" + (f" ({r['FID'] / study['FID']:.2f}x)" if study and r is not study else "")
         epochs = f"{r['epochs']}" + (f" ({r['limit']:,} images)" if r.get("limit") else "")
         lines.append(f"| {r['architecture']} | {r['recipe']} | {epochs} | {r.get('seed', 0)} | {fid} | {r['KID']:.4f} | "
                      f"{r['precision']:.3f} | {r['recall']:.3f} | {r['class entropy']:.3f} | {r['seconds']:.0f} |")
@@ -127,8 +128,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", choices=("gan", "dcgan"), default="gan")
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}, "
-                                                                  "or seed/stable+flag=value...")
+    p.add_argument("--variants", default=",".join(v for v in VARIANTS if v != "seed"),
+                   help=f"comma-separated, of: {', '.join(VARIANTS)}, or study/stable+flag=value...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=None, help="for every run (default: each recipe's, else 128)")
     p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=None,
@@ -136,7 +137,7 @@ def main() -> int:
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only (a quicker ranking)")
     p.add_argument("--eval-every", type=int, default=None, help="also measure every N epochs (the FID curve)")
     p.add_argument("--eval-samples", type=int, default=10_000,
-                   help="generated images every measurement uses (the README's tables: 10,000)")
+                   help="generated images every measurement uses (the results' tables: 10,000)")
     p.add_argument("--serve-ready", action="store_true",
                    help="also fit each version's encoder and class directions (POST /project, class requests), as "
                         "a plain training run does; off, the runs skip them (only the training time is reported)")

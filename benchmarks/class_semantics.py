@@ -36,20 +36,20 @@ from PIL import Image  # noqa: E402
 from latentlab.results import ImageResult  # noqa: E402
 from service.api.app import create_app  # noqa: E402
 from service.api.settings import Settings  # noqa: E402
-from service.operations.classes import class_candidates  # noqa: E402
+from service.operations.found_classes import class_candidates  # noqa: E402
 from shared.imaging import torchscript  # noqa: E402
 from shared.imaging.grids import grid_array  # noqa: E402
 from shared.imaging.pixels import to_model_range  # noqa: E402
 from shared.store import CLASSES, ClassSemantics, Store  # noqa: E402
 from trainer.data import load_idx_split, locate_idx_dir  # noqa: E402
-from trainer.evaluation.classifier import (  # noqa: E402
+from trainer.evaluation.evaluator import Evaluator  # noqa: E402
+from trainer.evaluation.fashion_classifier import (  # noqa: E402
     FashionClassifier,
     batches,
     embed,
     load_classifier,
     train_classifier,
 )
-from trainer.evaluation.evaluate import Evaluator  # noqa: E402
 
 COUNT, SEED, SWEEP_BASE = 256, 1, 64
 
@@ -106,6 +106,64 @@ def one_image_latency(client: TestClient, base: dict, requests: int = 200) -> tu
     return float(np.median(times[True])), float(np.median(times[False]))
 
 
+def measure_class(client, base: dict, cls, semantics: ClassSemantics, conditional: int, shipped, judge,
+                  real_feats: torch.Tensor, test_y: torch.Tensor, args: argparse.Namespace) -> dict:
+    """One class: a class request of COUNT images judged by both classifiers, the latent space's candidates
+    alone, the images' diversity against the real ones', and a class sweep."""
+    r = client.post("/generate", json={**base, "class": cls.index, "seed": SEED, "count": COUNT, "nrow": 16})
+    if r.status_code != 200:
+        return {"class": cls, "missing": r.json()["detail"][0]["msg"]}
+    images = cells(r)
+    said, feats = judged(shipped, images)
+    by_judge, _ = judged(judge, images)
+    if not conditional:
+        candidates = torch.cat(list(class_candidates(semantics, cls, SEED, None, 200 * COUNT)))[:COUNT]
+        latent_only = cells(client.post("/generate", json={**base, "latents": candidates.tolist(), "nrow": 16}))
+    else:  # the label is the class: no latent space to find it in
+        latent_only = images
+    real = real_feats[(test_y == cls.index).nonzero().squeeze(1)[:COUNT]]
+    sweep = client.post("/sweep", json={**base, "classes": [cls.index], "values": [args.sweep_value],
+                                        "mode": "add", "seed": 0, "count": SWEEP_BASE, "labels": False})
+    swept = cells(sweep)
+    return {
+        "class": cls, "verified": r.headers["x-class-verified"],
+        "shipped": float((said == cls.index).mean()), "judge": float((by_judge == cls.index).mean()),
+        "latent_shipped": float((judged(shipped, latent_only)[0] == cls.index).mean()),
+        "latent_judge": float((judged(judge, latent_only)[0] == cls.index).mean()),
+        "diversity": float(torch.pdist(feats).mean()), "real_diversity": float(torch.pdist(real).mean()),
+        "sweep_shipped": float((judged(shipped, swept)[0] == cls.index).mean()),
+        "sweep_judge": float((judged(judge, swept)[0] == cls.index).mean()),
+        "images": images,
+    }
+
+
+def print_class_table(rows: list[dict], conditional: int, sweep_value: float) -> None:
+    print("| class | share of samples | boundary accuracy | class request: of the class | latent space alone | "
+          "diversity (real) | sweep +%g: of the class |" % sweep_value)
+    print("|---|---|---|---|---|---|---|")
+    found = [r for r in rows if "missing" not in r]
+    latent_cell = lambda r: "-" if conditional else f"{r['latent_shipped']:.0%} / {r['latent_judge']:.0%}"  # noqa: E731
+    for r in rows:
+        c = r["class"]
+        accuracy = "-" if c.accuracy is None else f"{c.accuracy:.2f}"
+        if "missing" in r:
+            print(f"| {c.name} | {c.share:.1%} | {accuracy} | {r['missing']} | | | |")
+            continue
+        print(f"| {c.name} | {c.share:.1%} | {accuracy} | {r['shipped']:.0%} / {r['judge']:.0%} "
+              f"({r['verified']} verified) | {latent_cell(r)} | "
+              f"{r['diversity']:.1f} ({r['real_diversity']:.1f}, {r['diversity'] / r['real_diversity']:.2f}x) | "
+              f"{r['sweep_shipped']:.0%} / {r['sweep_judge']:.0%} |")
+    if found:
+        mean = lambda key: np.mean([r[key] for r in found])  # noqa: E731
+        worst = lambda key: min(r[key] for r in found)  # noqa: E731
+        print(f"| **mean** (worst) | | | {mean('shipped'):.0%} / {mean('judge'):.0%} ({worst('shipped'):.0%} / "
+              f"{worst('judge'):.0%}) | "
+              + ("-" if conditional else f"{mean('latent_shipped'):.0%} / {mean('latent_judge'):.0%} "
+                                         f"({worst('latent_shipped'):.0%} / {worst('latent_judge'):.0%})") + " | "
+              f"{min(r['diversity'] / r['real_diversity'] for r in found):.2f}x at worst | "
+              f"{mean('sweep_shipped'):.0%} / {mean('sweep_judge'):.0%} |")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", default=os.environ.get("MODEL_DIR", "./models"))
@@ -132,61 +190,16 @@ def main() -> int:
             time.sleep(0.1)
         base = {"model": args.model, "version": version.version}
         for cls in semantics.classes:
-            r = client.post("/generate", json={**base, "class": cls.index, "seed": SEED, "count": COUNT, "nrow": 16})
-            if r.status_code != 200:
-                rows.append({"class": cls, "missing": r.json()["detail"][0]["msg"]})
-                continue
-            images = cells(r)
-            said, feats = judged(shipped, images)
-            by_judge, _ = judged(judge, images)
-            if not conditional:
-                candidates = torch.cat(list(class_candidates(semantics, cls, SEED, None, 200 * COUNT)))[:COUNT]
-                latent_only = cells(client.post("/generate", json={**base, "latents": candidates.tolist(), "nrow": 16}))
-            else:  # the label is the class: no latent space to find it in
-                latent_only = images
-            real = real_feats[(test_y == cls.index).nonzero().squeeze(1)[:COUNT]]
-            sweep = client.post("/sweep", json={**base, "classes": [cls.index], "values": [args.sweep_value],
-                                                "mode": "add", "seed": 0, "count": SWEEP_BASE, "labels": False})
-            swept = cells(sweep)
-            rows.append({
-                "class": cls, "verified": r.headers["x-class-verified"],
-                "shipped": float((said == cls.index).mean()), "judge": float((by_judge == cls.index).mean()),
-                "latent_shipped": float((judged(shipped, latent_only)[0] == cls.index).mean()),
-                "latent_judge": float((judged(judge, latent_only)[0] == cls.index).mean()),
-                "diversity": float(torch.pdist(feats).mean()), "real_diversity": float(torch.pdist(real).mean()),
-                "sweep_shipped": float((judged(shipped, swept)[0] == cls.index).mean()),
-                "sweep_judge": float((judged(judge, swept)[0] == cls.index).mean()),
-            })
-            picture_rows.append(images[:8])
-            print(f"  {cls.name}: {rows[-1]['shipped']:.0%} / {rows[-1]['judge']:.0%}", file=sys.stderr, flush=True)
+            row = measure_class(client, base, cls, semantics, conditional, shipped, judge, real_feats, test_y, args)
+            rows.append(row)
+            if "missing" not in row:
+                picture_rows.append(row.pop("images")[:8])
+                print(f"  {cls.name}: {row['shipped']:.0%} / {row['judge']:.0%}", file=sys.stderr, flush=True)
         latency = one_image_latency(client, base) if conditional else None
 
     print(f"{args.model} v{version.version}: {COUNT} images per class from seed {SEED}; judged by the shipped "
           f"classifier / an independent one (seed 1); {time.perf_counter() - started:.0f}s\n")
-    print("| class | share of samples | boundary accuracy | class request: of the class | latent space alone | "
-          "diversity (real) | sweep +%g: of the class |" % args.sweep_value)
-    print("|---|---|---|---|---|---|---|")
-    found = [r for r in rows if "missing" not in r]
-    latent_cell = lambda r: "-" if conditional else f"{r['latent_shipped']:.0%} / {r['latent_judge']:.0%}"  # noqa: E731
-    for r in rows:
-        c = r["class"]
-        accuracy = "-" if c.accuracy is None else f"{c.accuracy:.2f}"
-        if "missing" in r:
-            print(f"| {c.name} | {c.share:.1%} | {accuracy} | {r['missing']} | | | |")
-            continue
-        print(f"| {c.name} | {c.share:.1%} | {accuracy} | {r['shipped']:.0%} / {r['judge']:.0%} "
-              f"({r['verified']} verified) | {latent_cell(r)} | "
-              f"{r['diversity']:.1f} ({r['real_diversity']:.1f}, {r['diversity'] / r['real_diversity']:.2f}x) | "
-              f"{r['sweep_shipped']:.0%} / {r['sweep_judge']:.0%} |")
-    if found:
-        mean = lambda key: np.mean([r[key] for r in found])  # noqa: E731
-        worst = lambda key: min(r[key] for r in found)  # noqa: E731
-        print(f"| **mean** (worst) | | | {mean('shipped'):.0%} / {mean('judge'):.0%} ({worst('shipped'):.0%} / "
-              f"{worst('judge'):.0%}) | "
-              + ("-" if conditional else f"{mean('latent_shipped'):.0%} / {mean('latent_judge'):.0%} "
-                                         f"({worst('latent_shipped'):.0%} / {worst('latent_judge'):.0%})") + " | "
-              f"{min(r['diversity'] / r['real_diversity'] for r in found):.2f}x at worst | "
-              f"{mean('sweep_shipped'):.0%} / {mean('sweep_judge'):.0%} |")
+    print_class_table(rows, conditional, args.sweep_value)
 
     print("\n| truncation | FID | precision | recall | class entropy |\n|---|---|---|---|---|")
     evaluator = Evaluator("cpu", args.data_dir)
@@ -201,7 +214,7 @@ def main() -> int:
               f"{latency[1]:.2f} ms ({latency[0] / latency[1]:.2f}x)")
     if args.picture and picture_rows:
         images = torch.from_numpy(np.concatenate(picture_rows)).unsqueeze(1)
-        names = [r["class"].name for r in found]
+        names = [r["class"].name for r in rows if "missing" not in r]
         Image.fromarray(grid_array(images, 8, 2, 3, names)[:, :, 0]).save(args.picture)
         print(f"\npicture: {args.picture}", file=sys.stderr)
     return 0

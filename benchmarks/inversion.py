@@ -39,7 +39,7 @@ from shared.imaging.pixels import to_model_range  # noqa: E402
 from shared.imaging.projection import Projection, mean_latent  # noqa: E402
 from shared.store import CLASSIFIER, ENCODER, Store  # noqa: E402
 from trainer.data import load_idx_split, locate_idx_dir  # noqa: E402
-from trainer.evaluation.classifier import embed, load_classifier  # noqa: E402
+from trainer.evaluation.fashion_classifier import embed, load_classifier  # noqa: E402
 
 IMAGES, CHUNK, RANDOM = 500, 100, 1024
 

@@ -26,7 +26,7 @@ from shared.imaging.latents import seeded_latents  # noqa: E402
 from shared.imaging.pixels import to_model_range  # noqa: E402
 from shared.imaging.precision import BF16_MAX_GREY_DIFF, BF16_MEAN_GREY_DIFF  # noqa: E402
 from shared.store import Store  # noqa: E402
-from trainer.evaluation.classifier import batches, classifier_card, embed, load_classifier  # noqa: E402
+from trainer.evaluation.fashion_classifier import batches, classifier_card, embed, load_classifier  # noqa: E402
 from trainer.evaluation.metrics import compare  # noqa: E402
 
 

@@ -14,9 +14,9 @@ from shared.imaging.latents import seeded_latents
 from shared.store import CLASSES, CLASSIFIER, ClassSemantics, Store
 from tests.conftest import run_cli
 from tests.service_helpers import make_client, png, publish_trained, wait_ready
-from trainer.evaluation.classifier import CLASSES as NAMES
-from trainer.evaluation.classifier import embed, load_classifier
-from trainer.evaluation.semantics import balanced_accuracy, label_samples
+from trainer.evaluation.class_boundaries import balanced_accuracy, label_samples
+from trainer.evaluation.fashion_classifier import CLASSES as NAMES
+from trainer.evaluation.fashion_classifier import embed, load_classifier
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def test_a_folder_dataset_gets_no_classes(tmp_path):
 
 def test_the_seeds_latents_are_the_candidates_order(semantic_store):
     """Class candidates come from the seed's own stream, in order: the same latents /latents and /generate use."""
-    from service.operations.classes import BLOCK, class_candidates
+    from service.operations.found_classes import BLOCK, class_candidates
 
     found = semantics(semantic_store)
     blocks = list(class_candidates(found, found.classes[1], seed=9, psi=None, limit=2 * BLOCK))
@@ -219,7 +219,7 @@ def test_a_class_the_latent_space_rarely_holds_still_gets_every_image_asked_for(
     """When even the latent softmax's candidates run out, the rest are the stream's likeliest others, verified by
     the classifier like the rest: `count` images, the same every time."""
     import service.operations.generation
-    from service.operations.classes import likeliest_others
+    from service.operations.found_classes import likeliest_others
 
     found = semantics(semantic_store)
     others = likeliest_others(found, found.classes[1], seed=2, psi=None, limit=64, n=10)

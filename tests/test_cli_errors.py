@@ -5,9 +5,9 @@ import pytest
 
 import service.__main__ as service_main
 import shared.__main__ as shared_main
+import trainer.classifier as classifier
 import trainer.cli as trainer_cli
-import trainer.evaluation.classifier as classifier
-import trainer.evaluation.evaluate as evaluate
+import trainer.evaluate as evaluate
 from shared.errors import UserError, command
 from shared.store import Store
 from tests.conftest import run_cli

@@ -19,7 +19,7 @@ from tests.service_helpers import make_client, png, wait_ready
 from trainer.architectures import get_architecture
 from trainer.config import ConfigError
 from trainer.data import DataError, load_idx_split, load_reference_images, load_training_images
-from trainer.evaluation.classifier import load_classifier, to_input_size
+from trainer.evaluation.fashion_classifier import load_classifier, to_input_size
 from trainer.evaluation.swd import level_sizes, swd
 from trainer.tinted import TINTS, tint, write_folder
 

@@ -19,8 +19,8 @@ from tests.conftest import run_cli
 from tests.service_helpers import copy_model, copy_store, make_client, wait_ready
 from trainer.architectures import CNNDiscriminator, MLPDiscriminator, get_architecture, random_latents
 from trainer.config import TrainConfig
-from trainer.evaluation.classifier import CLASSES as NAMES
-from trainer.evaluation.classifier import embed, load_classifier
+from trainer.evaluation.fashion_classifier import CLASSES as NAMES
+from trainer.evaluation.fashion_classifier import embed, load_classifier
 from trainer.nets import Nets
 from trainer.recipe import build_recipe
 from trainer.settings import recipe_settings

@@ -8,7 +8,8 @@ from shared.store import GENERATOR, Store
 from tests.conftest import run_cli
 from tests.service_helpers import copy_store, make_client, wait_ready
 from trainer.data import load_idx_split
-from trainer.evaluation.classifier import (
+from trainer.evaluation.evaluator import evaluate_version
+from trainer.evaluation.fashion_classifier import (
     CARD,
     WEIGHTS,
     WeightsError,
@@ -17,7 +18,6 @@ from trainer.evaluation.classifier import (
     load_classifier,
     real_floor,
 )
-from trainer.evaluation.evaluate import evaluate_version
 
 
 def test_shipped_classifier_matches_its_hash_loads_and_is_accurate(fashion_dir):
@@ -137,7 +137,7 @@ def test_inception_fid_uses_weights_already_on_the_machine_and_says_how_to_get_t
     from torchvision.models.inception import Inception3
 
     from trainer.evaluation import inception
-    from trainer.evaluation.evaluate import Evaluator
+    from trainer.evaluation.evaluator import Evaluator
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     said = []

@@ -1,6 +1,6 @@
 """The latent explorer in headless Chromium, with every request off this machine blocked: pick a model, drag a
 slider and see the picture change, set a second latent and get the path, reopen the shared link and get
-the same pixels. With SCREENSHOT_DIR set, its screenshots are kept there; the README's come from here, with
+the same pixels. With SCREENSHOT_DIR set, its screenshots are kept there; the docs' come from here, with
 EXPLORER_STORE and EXPLORER_MODEL naming a store with better-trained models than the test's."""
 from __future__ import annotations
 

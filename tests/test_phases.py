@@ -17,7 +17,7 @@ def test_a_quick_look_gets_the_floor_and_a_long_run_the_full_counts():
     quick = with_budget(TrainConfig(arch="dcgan", epochs=1), 2048)
     assert (quick.encoder_steps, quick.class_samples, quick.eval_samples) == (100, 2000, 2000)
     assert [getattr(quick, k) for k in FLOOR] == list(FLOOR.values())
-    readme_dcgan = with_budget(TrainConfig(arch="dcgan", epochs=5), 60_000)  # the README's inversion targets' run
+    readme_dcgan = with_budget(TrainConfig(arch="dcgan", epochs=5), 60_000)  # the run the projection results were measured with
     assert [getattr(readme_dcgan, k) for k in FULL] == list(FULL.values())
     readme_gan = with_budget(TrainConfig(arch="gan", epochs=40), 60_000)
     assert [getattr(readme_gan, k) for k in FULL] == list(FULL.values())

@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from service.engine.precision import choose_precision
+from service.engine.precision_choice import choose_precision
 from service.engine.runner import GeneratorRunner
 from shared.imaging import precision, torchscript
 from shared.imaging.latents import seeded_latents

@@ -1,6 +1,6 @@
 """How much work after training a run gets, when its flags do not say: scaled with the images it trains on (epochs
 x images), between a floor that still gives a usable encoder, class directions and a first FID, and the counts
-that keep the README's long runs' quality (their inversion and class targets were measured with them). At the
+that keep long runs' quality (docs/results.md's projection and class measurements used them). At the
 reference, a 5-epoch FashionMNIST run (300,000 images), and above it, the full counts; a one-epoch run on 2,048
 images gets the floor, so a quick look costs about what it trains."""
 from __future__ import annotations

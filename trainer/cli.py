@@ -17,7 +17,7 @@ from trainer.board import Board
 from trainer.config import TrainConfig
 from trainer.data import DATASETS
 from trainer.encoder import EncoderResult, fit_encoder
-from trainer.evaluation.evaluate import check_samples, evaluate_version
+from trainer.evaluation.evaluator import check_samples, evaluate_version
 from trainer.loop import TrainResult, train
 from trainer.publish import publish_run
 from trainer.settings import positive_float, positive_int, recipe_settings

@@ -72,7 +72,7 @@ def features_of(dataset: str, device: torch.device) -> Callable[[torch.Tensor], 
     """The feature network of the reconstruction loss: the project's classifier for FashionMNIST, else none."""
     if dataset != "fashion-mnist":
         return None
-    from trainer.evaluation.classifier import load_classifier, to_input_size
+    from trainer.evaluation.fashion_classifier import load_classifier, to_input_size
 
     net = load_classifier(device).requires_grad_(False)
     return lambda x: net.features(to_input_size(x))

@@ -239,7 +239,7 @@ def measure_epoch(nets: Nets, cfg: TrainConfig, device: torch.device, epoch: int
                   log: Callable[[str], None]) -> dict:
     """--eval-every: the metrics of what would be published now, with the epoch and the training seconds (not
     counting measurements) they belong to: FID against time, what a user with a fixed budget gets."""
-    from trainer.evaluation.evaluate import Evaluator  # the classifier and its weights: only when asked for
+    from trainer.evaluation.evaluator import Evaluator  # the classifier and its weights: only when asked for
 
     key = (str(device), cfg.data_dir, cfg.dataset, cfg.channels, cfg.image_size)
     if key not in _evaluators:

@@ -24,9 +24,9 @@ from shared.imaging.grids import render_grid
 from shared.imaging.pixels import fit_image, to_model_range
 from shared.imaging.precision import FP32, PRECISIONS
 from shared.imaging.projection import Projection, WithClass, mean_latent, picture_classes, pixel_psnr
-from shared.store import CLASSIFIER, ENCODER, Store, validate_name
+from shared.store import CLASSIFIER, ENCODER, Store, Version, validate_name
 from shared.store.atomic import write_json_atomic
-from trainer.evaluation.evaluate import version_spec
+from trainer.evaluation.evaluator import version_spec
 
 PROG = "python -m trainer.project"
 
@@ -43,6 +43,39 @@ def read_picture(path: Path, size: int, channels: int) -> np.ndarray:
 
 @command(PROG)
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.steps < 0:
+        raise UserError(f"--steps must be 0 or more, not {args.steps}")
+    version = Store(args.store).get(validate_name(args.model), args.version)
+    device = resolve_device(args.device)
+    channels, size = version.image_shape[0], version.image_shape[1]
+    pictures = np.stack([read_picture(path, size, channels) for path in args.pictures])
+    targets = to_model_range(torch.from_numpy(pictures).permute(0, 3, 1, 2).to(device))
+    generator = torchscript.load(version.generator_path, device)
+    files = version.manifest.files
+    encoder = torchscript.load(version.path / ENCODER, device) if ENCODER in files else None
+    classifier = torchscript.load(version.path / CLASSIFIER, device) if CLASSIFIER in files else None
+    with torch.inference_mode():
+        start = encoder(targets) if encoder is not None else mean_latent(len(targets), version.latent_dim, device)
+    classes = version.manifest.input_classes
+    labels = None
+    if classes:  # z alone is searched, each picture's class held
+        labels = held_classes(version, args.class_, targets, start, classifier, encoder)
+        generator, start = WithClass(generator, labels, classes), start[:, :-classes]
+    elif args.class_ is not None:
+        raise UserError(f"--class: {version.name} v{version.version} is not class-conditional; leave --class out")
+    search = Projection(generator, targets, start.clone(), args.steps, args.seed,
+                        classifier.features if classifier is not None else None, args.precision)
+    latents = search.run()
+    with torch.inference_mode():
+        rebuilt = search.generate(latents)
+    if classes:
+        latents = torch.cat([latents, generator.one_hot], 1)
+    write_results(args, version, search, targets, rebuilt, latents, labels, encoder is not None)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pictures", nargs="+", type=Path, help="PNG, JPEG or any picture, any size")
     p.add_argument("--store", default=os.environ.get("MODEL_DIR", "./models"), help="model store (env MODEL_DIR)")
@@ -58,49 +91,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=PRECISIONS, default=FP32,
                    help="what the generator computes in during the search (bf16: autocast, as a service with "
                         "PRECISION=bf16 projects)")
-    args = p.parse_args(argv)
-    if args.steps < 0:
-        raise UserError(f"--steps must be 0 or more, not {args.steps}")
-    version = Store(args.store).get(validate_name(args.model), args.version)
-    device = resolve_device(args.device)
-    channels, size = version.image_shape[0], version.image_shape[1]
-    pictures = np.stack([read_picture(path, size, channels) for path in args.pictures])
-    targets = to_model_range(torch.from_numpy(pictures).permute(0, 3, 1, 2).to(device))
-    generator = torchscript.load(version.generator_path, device)
-    files = version.manifest.files
-    encoder = torchscript.load(version.path / ENCODER, device) if ENCODER in files else None
-    classifier = torchscript.load(version.path / CLASSIFIER, device) if CLASSIFIER in files else None
+    return p
+
+
+def held_classes(version: Version, class_: str | None, targets: torch.Tensor, start: torch.Tensor,
+                 classifier: torch.nn.Module | None, encoder: torch.nn.Module | None) -> torch.Tensor:
+    """A conditional version's class for each picture: the one given, else the one its classifier (or the
+    encoder's guess) sees."""
+    if class_ is not None:
+        try:
+            label = version.manifest.class_index(class_)
+        except LookupError as e:
+            raise UserError(f"--class: {e}") from None
+        return torch.full((len(targets),), label, device=targets.device)
+    if classifier is None and encoder is None:
+        raise UserError(f"{version.name} v{version.version} has neither a classifier nor an encoder to find "
+                        "the pictures' class: give --class")
     with torch.inference_mode():
-        start = encoder(targets) if encoder is not None else mean_latent(len(targets), version.latent_dim, device)
-    classes = version.manifest.input_classes
-    if args.class_ is not None and not classes:
-        raise UserError(f"--class: {version.name} v{version.version} is not class-conditional; leave --class out")
-    if classes:  # z alone is searched, each picture's class held
-        if args.class_ is not None:
-            try:
-                label = version.manifest.class_index(args.class_)
-            except LookupError as e:
-                raise UserError(f"--class: {e}") from None
-            labels = torch.full((len(targets),), label, device=device)
-        elif classifier is None and encoder is None:
-            raise UserError(f"{version.name} v{version.version} has neither a classifier nor an encoder to find "
-                            "the pictures' class: give --class")
-        else:
-            with torch.inference_mode():
-                labels = picture_classes(classifier, targets, start, classes)
-        generator, start = WithClass(generator, labels, classes), start[:, :-classes]
-    search = Projection(generator, targets, start.clone(), args.steps, args.seed,
-                        classifier.features if classifier is not None else None, args.precision)
-    latents = search.run()
+        return picture_classes(classifier, targets, start, version.manifest.input_classes)
+
+
+def write_results(args: argparse.Namespace, version: Version, search: Projection, targets: torch.Tensor,
+                  rebuilt: torch.Tensor, latents: torch.Tensor, labels: torch.Tensor | None, encoded: bool) -> None:
+    """Each picture beside its reconstruction, and latents.json with every latent and its losses."""
     final = search.losses()
-    with torch.inference_mode():
-        rebuilt = search.generate(latents)
-    if classes:
-        latents = torch.cat([latents, generator.one_hot], 1)
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"model": version.name, "version": version.version, "steps": args.steps, "seed": args.seed,
-              "precision": args.precision,
-              "start": "encoder" if encoder is not None else "mean latent", "pictures": {}}
+              "precision": args.precision, "start": "encoder" if encoded else "mean latent", "pictures": {}}
     stems = [path.stem for path in args.pictures]
     for i, path in enumerate(args.pictures):
         name = path.stem if stems.count(path.stem) == 1 else f"{path.stem}-{i}"  # two shirt.png of two folders
@@ -108,12 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         render_grid(pair, nrow=2, padding=2, scale=4).save(args.out / f"{name}.png")
         record["pictures"][str(path)] = {"latent": latents[i].cpu().tolist(), "start": search.start_losses.of(i),
                                          "final": final.of(i), "psnr": float(pixel_psnr(final.pixel[i])),
-                                         **({"class": version.manifest.class_names[int(labels[i])]} if classes else {})}
+                                         **({"class": version.manifest.class_names[int(labels[i])]}
+                                            if labels is not None else {})}
         print(f"{path}: pixel error {search.start_losses.of(i)['pixel']:.4f} -> {final.of(i)['pixel']:.4f} "
               f"(PSNR {float(pixel_psnr(final.pixel[i])):.1f} dB) -> {args.out / (name + '.png')}")
     write_json_atomic(args.out / "latents.json", record)
     print(f"latents: {args.out / 'latents.json'}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

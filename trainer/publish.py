@@ -21,7 +21,7 @@ from shared.store import (
     Version,
 )
 from shared.store.manifest import ParameterCounts
-from trainer.architectures import count_parameters, run_architecture
+from trainer.architectures import Architecture, count_parameters, run_architecture
 from trainer.encoder import EncoderResult
 from trainer.export import export_torchscript
 from trainer.loop import TrainResult
@@ -56,7 +56,7 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
         recipe = describe(cfg)
         write_report(stage / REPORT_DIR, result.history, result.iterations_per_epoch, scripted_G,
                      arch.input_dim, classes=cfg.class_names, title=f"{cfg.name} ({arch.name}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
-                                            f"{'' if cfg.recipe == 'seed' else ', ' + cfg.recipe + ' recipe'})",
+                                            f"{'' if cfg.recipe == 'study' else ', ' + cfg.recipe + ' recipe'})",
                      d_scores=recipe["d_scores"], quality=result.quality)
         if encoder is not None and encoder.encoder is not None:
             images = fakes[:CHECK_COUNT]
@@ -64,45 +64,55 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
         if cfg.class_samples and cfg.dataset == "fashion-mnist":
             write_semantics(stage, scripted_G, arch.input_dim, cfg.class_samples, cfg.precision, progress, log,
                             arch.classes)
-        last_epoch = result.history[-result.iterations_per_epoch:]
-        manifest = ManifestDraft(
-            architecture=arch.name,
-            latent_dim=arch.input_dim,
-            image_shape=arch.image_shape,
-            **({"conditional": True, "class_names": cfg.class_names, "style_dim": arch.latent_dim} if arch.classes
-               else {}),
-            dataset=cfg.dataset,
-            num_images=result.num_images,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            world_size=result.world_size,
-            global_batch_size=cfg.batch_size * result.world_size,
-            precision=cfg.precision,
-            cuda_graphs=result.cuda_graphs,
-            last_partial_batch=("trained eagerly, outside the graph" if result.cuda_graphs else "trained")
-            if result.num_images % (cfg.batch_size * result.world_size) else "none: the batches divide the data",
-            learning_rate=cfg.lr,
-            recipe=recipe,
-            betas=(cfg.beta1, cfg.beta2),
-            seed=cfg.seed,
-            limit=cfg.limit,
-            torch_version=torch.__version__,
-            trained_on=result.device,
-            train_seconds=round(result.seconds, 2),
-            iterations=len(result.history),
-            parameters=ParameterCounts(generator=count_parameters(G), discriminator=count_parameters(D)),
-            generator_io={"input": ["N", arch.input_dim], "output": ["N", *arch.image_shape], "range": [-1, 1],
-                          **({"input_layout": f"z ({arch.latent_dim}) then the class as {arch.classes} weights "
-                                              "(a one-hot)"} if arch.classes else {})},
-            discriminator_output="logits" if recipe["d_scores"] == "probability" else "raw scores (hinge loss)",
-            export_max_abs_diff={"generator": g_diff, "discriminator": d_diff},
-            final_epoch_means=dict(zip(HISTORY_COLUMNS, last_epoch.mean(0).tolist())) if len(last_epoch) else None,
-            quality_history=result.quality or None,
-            encoder=encoder.record(e_diff) if encoder is not None and encoder.encoder is not None else None,
-            config=cfg.to_dict(),
-            command=command if command is not None else sys.argv,
-        )
+        diffs = {"generator": g_diff, "discriminator": d_diff}
+        encoded = encoder.record(e_diff) if encoder is not None and encoder.encoder is not None else None
+        manifest = manifest_draft(result, arch, G, D, diffs, encoded, command if command is not None else sys.argv)
         return store.publish(cfg.name, stage, manifest)
+
+
+def manifest_draft(result: TrainResult, arch: Architecture, G: torch.nn.Module, D: torch.nn.Module,
+                   diffs: dict[str, float], encoded: dict | None, command: list[str]) -> ManifestDraft:
+    """What the manifest says of a run: its settings, its shapes, its training and its export checks."""
+    cfg = result.config
+    recipe = describe(cfg)
+    last_epoch = result.history[-result.iterations_per_epoch:]
+    return ManifestDraft(
+        architecture=arch.name,
+        latent_dim=arch.input_dim,
+        image_shape=arch.image_shape,
+        **({"conditional": True, "class_names": cfg.class_names, "style_dim": arch.latent_dim} if arch.classes
+           else {}),
+        dataset=cfg.dataset,
+        num_images=result.num_images,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        world_size=result.world_size,
+        global_batch_size=cfg.batch_size * result.world_size,
+        precision=cfg.precision,
+        cuda_graphs=result.cuda_graphs,
+        last_partial_batch=("trained eagerly, outside the graph" if result.cuda_graphs else "trained")
+        if result.num_images % (cfg.batch_size * result.world_size) else "none: the batches divide the data",
+        learning_rate=cfg.lr,
+        recipe=recipe,
+        betas=(cfg.beta1, cfg.beta2),
+        seed=cfg.seed,
+        limit=cfg.limit,
+        torch_version=torch.__version__,
+        trained_on=result.device,
+        train_seconds=round(result.seconds, 2),
+        iterations=len(result.history),
+        parameters=ParameterCounts(generator=count_parameters(G), discriminator=count_parameters(D)),
+        generator_io={"input": ["N", arch.input_dim], "output": ["N", *arch.image_shape], "range": [-1, 1],
+                      **({"input_layout": f"z ({arch.latent_dim}) then the class as {arch.classes} weights "
+                                          "(a one-hot)"} if arch.classes else {})},
+        discriminator_output="logits" if recipe["d_scores"] == "probability" else "raw scores (hinge loss)",
+        export_max_abs_diff=diffs,
+        final_epoch_means=dict(zip(HISTORY_COLUMNS, last_epoch.mean(0).tolist())) if len(last_epoch) else None,
+        quality_history=result.quality or None,
+        encoder=encoded,
+        config=cfg.to_dict(),
+        command=command,
+    )
 
 
 def write_semantics(directory, generator: torch.nn.Module, latent_dim: int, samples: int, precision: str = "fp32",
@@ -110,8 +120,8 @@ def write_semantics(directory, generator: torch.nn.Module, latent_dim: int, samp
                     classes: int = 0) -> None:
     """`classes.json` and `classifier.pt` into a version being built: what its latent space means, found with the
     very generator the service will load, and the classifier the service checks class requests with."""
-    from trainer.evaluation.classifier import export_classifier
-    from trainer.evaluation.semantics import fit_class_semantics
+    from trainer.evaluation.class_boundaries import fit_class_semantics
+    from trainer.evaluation.fashion_classifier import export_classifier
 
     semantics = fit_class_semantics(generator, latent_dim, samples, precision=precision, progress=progress, log=log,
                                     classes=classes)

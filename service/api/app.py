@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from service.api.auth import ApiKeys, is_loopback, read_keys
 from service.api.deps import Services
 from service.api.drain import Drain, RefuseWhileDraining
-from service.api.errors import validation_error
+from service.api.error_responses import validation_error
 from service.api.lane import LeanRoutes
 from service.api.limits import RequestLimits, tighten_schema
 from service.api.middleware import BodySizeLimit, RequestMetrics
@@ -67,46 +67,16 @@ async def poll_store(registry: ModelRegistry, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-def create_app(settings: Settings | None = None, lean_routes: bool = True) -> FastAPI:
-    """The service. `lean_routes=False` leaves the image routes to FastAPI alone, the reference the lean
-    path must match (tests compare the two)."""
-    settings = settings or Settings()
-    device = resolve_device(settings.device)  # ValueError with the fix when CUDA is asked for and absent
-    api_keys = ApiKeys(read_keys(settings.api_keys.get_secret_value(), settings.api_keys_file))
-    telemetry = Telemetry()
-    engine = Engine(EngineConfig(max_batch_latents=settings.max_batch_latents, max_batch_wait_ms=settings.max_batch_wait_ms,
-                                 max_queued_latents=settings.max_queued_latents,
-                                 max_queue_delay_ms=settings.max_queue_delay_ms, cuda_graphs=settings.cuda_graphs,
-                                 precision=settings.precision, warmup_batch=settings.warmup_batch,
-                                 discriminators_kept=settings.pinned_cache_size + 1,
-                                 max_projections=settings.max_projections), device, telemetry)
-    registry = ModelRegistry(Store(settings.model_dir), device, engine, telemetry, settings.pinned_cache_size)
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(max_batch_latents=settings.max_batch_latents, max_batch_wait_ms=settings.max_batch_wait_ms,
+                        max_queued_latents=settings.max_queued_latents, max_queue_delay_ms=settings.max_queue_delay_ms,
+                        cuda_graphs=settings.cuda_graphs, precision=settings.precision,
+                        warmup_batch=settings.warmup_batch, discriminators_kept=settings.pinned_cache_size + 1,
+                        max_projections=settings.max_projections)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
-        log.info("serving %s on %s (%s)", settings.model_dir, device,
-                 "API keys required" if api_keys.enabled else "no API keys: open to anyone who can connect")
-        if not api_keys.enabled and not is_loopback(settings.host):
-            log.warning("no API keys are set and the service listens on %s: anyone who can reach the port can use "
-                        "it. Set API_KEYS or API_KEYS_FILE (README: Security)", settings.host)
-        engine.resume()
-        poller = asyncio.create_task(poll_store(registry, settings.reload_interval))
-        try:
-            yield
-        finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
-            engine.stop()
 
-    # operation ids are the routes' names (generate, sweep, list_models...): the method names of generated clients
-    app = FastAPI(title="latentlab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, generate_unique_id_function=lambda route: route.name)
-    drain = Drain(settings.drain_notice_s)  # begun by SIGTERM (service.api.drain.DrainingServer)
-    app.state.services = Services(settings, registry, engine, telemetry, RequestLimits(settings),
-                                  anyio.CapacityLimiter(settings.inference_threads), api_keys, drain)
-    app.include_router(api_router(keys_required=api_keys.enabled, metrics_public=settings.metrics_public))
-
+def add_pages(app: FastAPI) -> None:
+    """The pages people open in a browser: the API docs and the latent explorer."""
     # FastAPI's default /docs loads Swagger UI from a CDN and is blank offline: serve the assets ourselves
     app.mount("/static/swagger", StaticFiles(directory=swagger_assets()), name="swagger")
 
@@ -129,6 +99,44 @@ def create_app(settings: Settings | None = None, lean_routes: bool = True) -> Fa
     @app.get("/explore", include_in_schema=False)
     async def explorer() -> FileResponse:
         return FileResponse(EXPLORER / "index.html")
+
+
+def create_app(settings: Settings | None = None, lean_routes: bool = True) -> FastAPI:
+    """The service. `lean_routes=False` leaves the image routes to FastAPI alone, the reference the lean
+    path must match (tests compare the two)."""
+    settings = settings or Settings()
+    device = resolve_device(settings.device)  # ValueError with the fix when CUDA is asked for and absent
+    api_keys = ApiKeys(read_keys(settings.api_keys.get_secret_value(), settings.api_keys_file))
+    telemetry = Telemetry()
+    engine = Engine(engine_config(settings), device, telemetry)
+    registry = ModelRegistry(Store(settings.model_dir), device, engine, telemetry, settings.pinned_cache_size)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        log.info("serving %s on %s (%s)", settings.model_dir, device,
+                 "API keys required" if api_keys.enabled else "no API keys: open to anyone who can connect")
+        if not api_keys.enabled and not is_loopback(settings.host):
+            log.warning("no API keys are set and the service listens on %s: anyone who can reach the port can use "
+                        "it. Set API_KEYS or API_KEYS_FILE (docs/serving.md: Security)", settings.host)
+        engine.resume()
+        poller = asyncio.create_task(poll_store(registry, settings.reload_interval))
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            engine.stop()
+
+    # operation ids are the routes' names (generate, sweep, list_models...): the method names of generated clients
+    app = FastAPI(title="latentlab", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, generate_unique_id_function=lambda route: route.name)
+    drain = Drain(settings.drain_notice_s)  # begun by SIGTERM (service.api.drain.DrainingServer)
+    app.state.services = Services(settings, registry, engine, telemetry, RequestLimits(settings),
+                                  anyio.CapacityLimiter(settings.inference_threads), api_keys, drain)
+    app.include_router(api_router(keys_required=api_keys.enabled, metrics_public=settings.metrics_public))
+
+    add_pages(app)
 
     def openapi() -> dict:
         if app.openapi_schema is None:  # FastAPI's, with the ceilings lowered to this service's settings

@@ -117,16 +117,7 @@ def _from_json(data: Any, datatype: str, count: int, name: str) -> np.ndarray:
 
 def parse_request(body: bytes, header_length: str | None) -> InferRequest:
     """An inference request from its body and its Inference-Header-Content-Length header (None: all JSON)."""
-    if header_length is None:
-        header, binary = body, b""
-    else:
-        try:
-            n = int(header_length)
-        except ValueError:
-            raise ProtocolError(f"{HEADER_LENGTH} must be an integer, not {header_length!r}") from None
-        if not 0 < n <= len(body):
-            raise ProtocolError(f"{HEADER_LENGTH} ({n}) must be within the body ({len(body)} bytes)")
-        header, binary = body[:n], body[n:]
+    header, binary = _split_body(body, header_length)
     try:
         doc = _object(json.loads(header), "the request")
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -142,53 +133,72 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
     inputs: dict[str, Tensor] = {}
     offset = 0
     for raw in raw_inputs:
-        raw = _object(raw, "an input")
-        name = raw.get("name")
-        if not isinstance(name, str):
-            raise ProtocolError("every input needs a `name` string")
-        if name in inputs:
-            raise ProtocolError(f"input {name!r} is given twice")
-        datatype = raw.get("datatype")
-        if datatype not in DATATYPES:
-            raise ProtocolError(f"input {name!r}: `datatype` must be one of {', '.join(DATATYPES)}")
-        shape = _shape(raw.get("shape"), name)
-        count = math.prod(shape)
-        if count > MAX_ELEMENTS:
-            raise ProtocolError(f"input {name!r}: shape {list(shape)} holds more than {MAX_ELEMENTS} elements")
-        size = _object(raw.get("parameters", {}), f"input {name!r}'s `parameters`").get("binary_data_size")
-        if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-                raise ProtocolError(f"input {name!r}: binary_data_size {size!r} does not fit the binary data "
-                                    f"({len(binary) - offset} bytes left)")
-            chunk = binary[offset:offset + size]
-            offset += size
-            if datatype == "BYTES":
-                data = _split_bytes(chunk, count, name)
-            else:
-                dtype = np.dtype(NUMERIC[datatype]).newbyteorder("<")
-                if size != count * dtype.itemsize:
-                    raise ProtocolError(f"input {name!r}: {size} bytes of binary data, its shape and datatype "
-                                        f"need {count * dtype.itemsize}")
-                data = np.frombuffer(chunk, dtype=dtype).astype(NUMERIC[datatype])
-        elif "data" in raw:
-            data = _from_json(raw["data"], datatype, count, name)
-        else:
-            raise ProtocolError(f"input {name!r} has neither `data` nor binary data")
-        inputs[name] = Tensor(name, datatype, shape, data)
+        tensor, offset = _input(_object(raw, "an input"), binary, offset)
+        if tensor.name in inputs:
+            raise ProtocolError(f"input {tensor.name!r} is given twice")
+        inputs[tensor.name] = tensor
     if offset != len(binary):
         raise ProtocolError(f"{len(binary) - offset} bytes of binary data belong to no input")
-    outputs = None
-    if "outputs" in doc:
-        if not isinstance(doc["outputs"], list):
-            raise ProtocolError("`outputs` must be a list")
-        outputs = {}
-        for raw in doc["outputs"]:
-            raw = _object(raw, "a requested output")
-            if not isinstance(raw.get("name"), str):
-                raise ProtocolError("every requested output needs a `name` string")
-            wanted = _flag(_object(raw.get("parameters", {}), "an output's `parameters`"), "binary_data")
-            outputs[raw["name"]] = wanted if wanted is not None else parameters.get("binary_data_output", False)
-    return InferRequest(inputs, request_id, parameters, outputs)
+    return InferRequest(inputs, request_id, parameters, _requested_outputs(doc, parameters))
+
+
+def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """The JSON header and the binary data after it."""
+    if header_length is None:
+        return body, b""
+    try:
+        n = int(header_length)
+    except ValueError:
+        raise ProtocolError(f"{HEADER_LENGTH} must be an integer, not {header_length!r}") from None
+    if not 0 < n <= len(body):
+        raise ProtocolError(f"{HEADER_LENGTH} ({n}) must be within the body ({len(body)} bytes)")
+    return body[:n], body[n:]
+
+
+def _input(raw: dict, binary: bytes, offset: int) -> tuple[Tensor, int]:
+    """One input tensor, its data from JSON or from `binary` at `offset`; and the offset after it."""
+    name = raw.get("name")
+    if not isinstance(name, str):
+        raise ProtocolError("every input needs a `name` string")
+    datatype = raw.get("datatype")
+    if datatype not in DATATYPES:
+        raise ProtocolError(f"input {name!r}: `datatype` must be one of {', '.join(DATATYPES)}")
+    shape = _shape(raw.get("shape"), name)
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise ProtocolError(f"input {name!r}: shape {list(shape)} holds more than {MAX_ELEMENTS} elements")
+    size = _object(raw.get("parameters", {}), f"input {name!r}'s `parameters`").get("binary_data_size")
+    if size is None:
+        if "data" not in raw:
+            raise ProtocolError(f"input {name!r} has neither `data` nor binary data")
+        return Tensor(name, datatype, shape, _from_json(raw["data"], datatype, count, name)), offset
+    if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+        raise ProtocolError(f"input {name!r}: binary_data_size {size!r} does not fit the binary data "
+                            f"({len(binary) - offset} bytes left)")
+    chunk = binary[offset:offset + size]
+    if datatype == "BYTES":
+        return Tensor(name, datatype, shape, _split_bytes(chunk, count, name)), offset + size
+    dtype = np.dtype(NUMERIC[datatype]).newbyteorder("<")
+    if size != count * dtype.itemsize:
+        raise ProtocolError(f"input {name!r}: {size} bytes of binary data, its shape and datatype "
+                            f"need {count * dtype.itemsize}")
+    return Tensor(name, datatype, shape, np.frombuffer(chunk, dtype=dtype).astype(NUMERIC[datatype])), offset + size
+
+
+def _requested_outputs(doc: dict, parameters: dict) -> dict[str, bool] | None:
+    """The outputs asked for by name, each binary or not; None: all, as `binary_data_output` says."""
+    if "outputs" not in doc:
+        return None
+    if not isinstance(doc["outputs"], list):
+        raise ProtocolError("`outputs` must be a list")
+    outputs = {}
+    for raw in doc["outputs"]:
+        raw = _object(raw, "a requested output")
+        if not isinstance(raw.get("name"), str):
+            raise ProtocolError("every requested output needs a `name` string")
+        wanted = _flag(_object(raw.get("parameters", {}), "an output's `parameters`"), "binary_data")
+        outputs[raw["name"]] = wanted if wanted is not None else parameters.get("binary_data_output", False)
+    return outputs
 
 
 def _binary_form(tensor: Tensor) -> bytes:

@@ -31,7 +31,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.auth import SCHEME, check_api_key
-from service.api.errors import validation_error
+from service.api.error_responses import validation_error
 
 Endpoint = Callable[[Any, Request, Any], Awaitable[Response]]  # (body, request, services) -> response
 # (request, services, keys required) -> response, for a route with path parameters (request.path_params)

@@ -2,7 +2,7 @@
 
 `Engine.start` warms a freshly loaded generator up, finds its semantic directions, reads what its latent
 space means (classes.json, with the classifier it ships), chooses the precision it is served in
-(`service.engine.precision`), and gives it its runner (CUDA graphs on CUDA) and its batcher, whose batches
+(`service.engine.precision_choice`), and gives it its runner (CUDA graphs on CUDA) and its batcher, whose batches
 run on the engine's one inference thread; `Engine.score` runs a version's
 discriminator (loaded on first use) and `Engine.classify` its classifier on the same thread. The engine
 knows nothing of HTTP: the service's routes turn its answers and refusals into responses.
@@ -19,8 +19,8 @@ import torch
 from service.engine.admission import PROJECTIONS, Overloaded
 from service.engine.batcher import Batcher, BatchObserver, InferenceWorker, QueueBudget, Task
 from service.engine.directions import Directions, semantic_directions
-from service.engine.precision import PrecisionChoice, choose_precision
-from service.engine.projection import projection_steps
+from service.engine.precision_choice import PrecisionChoice, choose_precision
+from service.engine.projection_task import projection_steps
 from service.engine.runner import GeneratorRunner
 from shared.imaging import torchscript
 from shared.imaging.latents import seeded_latents
@@ -37,7 +37,7 @@ class EngineConfig:
     max_queued_latents: int = 2048  # latents waiting in all queues together: the memory cap
     max_queue_delay_ms: float = 1000.0  # a request predicted to be done later than this after arrival is refused
     cuda_graphs: bool = True
-    precision: str = "auto"  # auto | fp32 | bf16 (service.engine.precision)
+    precision: str = "auto"  # auto | fp32 | bf16 (service.engine.precision_choice)
     warmup_batch: int = 8
     discriminators_kept: int = 5  # discriminators held for /score, most recently used first
     max_projections: int = 4  # projections in progress at once; more are refused

@@ -16,7 +16,7 @@ from fastapi import HTTPException, Request
 from service.engine.batcher import Batcher, InferenceWorker, Overloaded, Task
 from service.engine.engine import Engine
 from service.engine.registry import LoadedModel
-from service.operations.classes import MAX_CANDIDATES, class_candidates, likeliest_others
+from service.operations.found_classes import MAX_CANDIDATES, class_candidates, likeliest_others
 from service.operations.rejections import MODEL_MISMATCH, field_error
 from shared.store import ClassBoundary
 

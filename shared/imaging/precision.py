@@ -22,7 +22,7 @@ FORCE_NO_BF16 = "LATENTLAB_NO_NATIVE_BF16"  # set (to anything but "" or 0): act
 # The pixel contract of bf16: against fp32 on the same latents, no grey level (0-255) differs by more than this,
 # and the mean difference stays under this. Measured on 10,000 latents (benchmarks/precision_quality.py): a
 # 5-epoch DCGAN at most 7 levels, 0.148 on average; a 40-epoch plain GAN 5 and 0.195; the bound leaves room
-# for other trained versions (README, "Precision"; enforced by tests/test_precision.py). fp32 is the
+# for other trained versions (docs/precision-and-engine.md; enforced by tests/test_precision.py). fp32 is the
 # trainer's pixels exactly.
 BF16_MAX_GREY_DIFF = 12
 BF16_MEAN_GREY_DIFF = 0.5

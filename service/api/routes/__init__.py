@@ -5,7 +5,7 @@ probes (the protocol's health routes included) need one."""
 from fastapi import APIRouter, Depends
 
 from service.api.auth import require_api_key
-from service.api.errors import error_responses
+from service.api.error_responses import error_responses
 from service.api.routes import images, inference, latents, models, probes, project, score
 
 

@@ -37,7 +37,7 @@ from service.api.lane import LeanRawRoute
 from service.api.routes.images import CLIENT_CLOSED_REQUEST
 from service.api.schemas import MAX_SEED
 from service.engine.registry import LoadedModel
-from service.operations import conditional
+from service.operations import given_classes
 from service.operations.generation import ClientGone, admit, images_for
 from shared.imaging.latents import with_classes
 from shared.imaging.png import encode_png
@@ -125,7 +125,7 @@ def metadata(model: LoadedModel, versions: list[int]) -> dict:
     c, h, w = model.image_shape
     inputs = [{"name": "latents", "datatype": "FP32", "shape": [-1, model.latent_dim]},
               {"name": "seed", "datatype": "INT64", "shape": [-1]}]
-    if conditional.is_conditional(model):
+    if given_classes.is_conditional(model):
         inputs.append({"name": "class", "datatype": "INT64", "shape": [-1],
                        "parameters": {"classes": model.stored.manifest.class_names, "also": "BYTES class names"}})
     return {"name": model.name, "versions": [str(v) for v in versions], "platform": "pytorch_torchscript",
@@ -289,16 +289,16 @@ def latents_of(body: InferRequest, model: LoadedModel, services: Services) -> to
         raise ProtocolError(f"{count} images asked for: give 1 to {services.settings.max_images} (MAX_IMAGES)")
     labels = classes_of(body, model, count)
     if given == ["latents"]:
-        latents = conditional.truncated(model, torch.from_numpy(tensor.data.reshape(count, -1).copy()),
+        latents = given_classes.truncated(model, torch.from_numpy(tensor.data.reshape(count, -1).copy()),
                                         None if psi is None else float(psi))
-        return latents if labels is None else with_classes(latents[:, :conditional.style_dim(model)], labels,
-                                                           conditional.class_count(model))
+        return latents if labels is None else with_classes(latents[:, :given_classes.style_dim(model)], labels,
+                                                           given_classes.class_count(model))
     seeds = [int(s) for s in tensor.data]
     if labels is not None:
-        return torch.cat([conditional.of_class(model, int(label), seed, 1, None if psi is None else float(psi))
+        return torch.cat([given_classes.of_class(model, int(label), seed, 1, None if psi is None else float(psi))
                           for seed, label in zip(seeds, labels.tolist())])
-    latents = torch.cat([conditional.seeded(model, seed, 1) for seed in seeds])
-    return conditional.truncated(model, latents, None if psi is None else float(psi))
+    latents = torch.cat([given_classes.seeded(model, seed, 1) for seed in seeds])
+    return given_classes.truncated(model, latents, None if psi is None else float(psi))
 
 
 def classes_of(body: InferRequest, model: LoadedModel, count: int) -> torch.Tensor | None:
@@ -306,7 +306,7 @@ def classes_of(body: InferRequest, model: LoadedModel, count: int) -> torch.Tens
     tensor = body.inputs.get("class")
     if tensor is None:
         return None
-    if not conditional.is_conditional(model):
+    if not given_classes.is_conditional(model):
         raise ProtocolError(f"{model.name} v{model.version} is not class-conditional: leave the input `class` out")
     if len(tensor.shape) != 1 or tensor.shape[0] not in (1, count):
         raise ProtocolError(f"input `class` must have shape [1] or [{count}], not {list(tensor.shape)}")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from service.api.ceilings import IMAGES_CEILING
 from service.api.deps import RegistryDep, ServicesDep, directions_of, resolve_model
-from service.api.errors import error_responses
+from service.api.error_responses import error_responses
 from service.api.schemas import (
     MAX_SEED,
     ClassInfo,
@@ -23,8 +23,8 @@ from service.api.schemas import (
     TrainingHistory,
 )
 from service.engine.registry import ModelRegistry
-from service.operations import conditional
-from service.operations.classes import find_class, semantics_of
+from service.operations import given_classes
+from service.operations.found_classes import find_class, semantics_of
 from service.operations.generation import admit, class_images
 from shared.store import HISTORY_CSV, NAME_PATTERN, REPORT_DIR, DamagedVersion
 
@@ -157,9 +157,9 @@ async def get_class_latents(request: Request, services: ServicesDep, name: str =
     (found the same way: the latent space's candidates, kept when the version's classifier agrees), so that a
     client can edit one and post it back as `latent`."""
     model = await resolve_model(services.registry, name, version if version == "latest" else int(version))
-    if conditional.is_conditional(model):  # the label goes in: the seed's z, each with the class's one-hot
-        label, class_name = conditional.label_of(model, cls, ["cls"])
-        latents = conditional.of_class(model, label, seed, count, truncation)
+    if given_classes.is_conditional(model):  # the label goes in: the seed's z, each with the class's one-hot
+        label, class_name = given_classes.label_of(model, cls, ["cls"])
+        latents = given_classes.of_class(model, label, seed, count, truncation)
         return ClassLatents(model=model.name, version=model.version, class_=class_name, seed=seed,
                             latents=latents.tolist(), verified=count)
     found_cls = find_class(semantics_of(model, ["cls"]), int(cls) if cls.isdigit() else cls, ["cls"])

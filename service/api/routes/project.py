@@ -8,11 +8,11 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
 from service.api.ceilings import PROJECT_STEPS_CEILING, SCALE_CEILING
 from service.api.deps import ServicesDep, resolve_model
-from service.api.errors import error_responses
+from service.api.error_responses import error_responses
 from service.api.routes.images import CLIENT_CLOSED_REQUEST, png_response
 from service.api.schemas import MAX_SEED, ProjectionResult, StageLosses, VersionSpec
 from service.engine.admission import Overloaded
-from service.operations import conditional
+from service.operations import given_classes
 from service.operations.generation import ClientGone, busy, task_result
 from service.operations.rejections import LIMIT_EXCEEDED, MODEL_MISMATCH, field_error
 from service.operations.uploads import decode
@@ -53,8 +53,8 @@ async def project(request: Request, services: ServicesDep,
     other requests, so they do not wait behind it. Post the latent back as `latent` to `/generate` or `/sweep`.
     On a class-conditional version only z is searched, the class held: the answer gives both."""
     loaded = await resolve_model(services.registry, model, version)
-    label = conditional.form_class(loaded, class_)
-    if conditional.is_conditional(loaded) and label is None and loaded.classifier is None \
+    label = given_classes.form_class(loaded, class_)
+    if given_classes.is_conditional(loaded) and label is None and loaded.classifier is None \
             and loaded.started.encoder is None:
         raise field_error(["class"], f"{loaded.name} v{loaded.version} has neither a classifier nor an encoder to find "
                                      "the picture's class: give `class`", MODEL_MISMATCH)
@@ -68,7 +68,7 @@ async def project(request: Request, services: ServicesDep,
     image = torch.from_numpy(picture.transpose(2, 0, 1).copy())
     try:
         task = services.engine.project(loaded.started, loaded.latent_dim, image, steps, seed,
-                                       conditional.class_count(loaded), label)
+                                       given_classes.class_count(loaded), label)
     except Overloaded as e:
         raise busy(e) from None
     try:

@@ -8,11 +8,11 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 
 from service.api.ceilings import IMAGES_CEILING
 from service.api.deps import ServicesDep, resolve_model
-from service.api.errors import error_responses
+from service.api.error_responses import error_responses
 from service.api.schemas import Score, ScoreList, VersionSpec
 from service.engine.engine import Engine
 from service.engine.registry import LoadedModel
-from service.operations import conditional
+from service.operations import given_classes
 from service.operations.rejections import MODEL_MISMATCH, field_error
 from service.operations.uploads import decode
 from shared.store import NAME_PATTERN, NotFound
@@ -40,7 +40,7 @@ async def score(services: ServicesDep,
     if len(files) > services.settings.max_images:
         raise field_error(["files"], f"{len(files)} files; the most in one request is {services.settings.max_images} "
                                      "(MAX_IMAGES)", "too_long")
-    label = conditional.form_class(loaded, class_)
+    label = given_classes.form_class(loaded, class_)
     channels, size = loaded.image_shape[0], loaded.image_shape[1]
     uploads = [await f.read() for f in files]
 
@@ -48,7 +48,7 @@ async def score(services: ServicesDep,
         images = np.stack([decode(data, ["files", i], size, channels, services.settings.max_pixels)
                            for i, data in enumerate(uploads)])
         labels = None
-        if conditional.is_conditional(loaded):
+        if given_classes.is_conditional(loaded):
             labels = (np.full(len(images), label) if label is not None
                       else seen_classes(services.engine, loaded, images))
         return services.engine.score(loaded.stored, images, labels), labels

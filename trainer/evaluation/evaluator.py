@@ -14,22 +14,21 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from typing import Callable
 
 import torch
 
-from shared.errors import UserError, command
+from shared.errors import UserError
 from shared.imaging import torchscript
 from shared.imaging.devices import resolve_device
 from shared.imaging.grids import to_uint8
 from shared.imaging.latents import seeded_latents
-from shared.imaging.precision import FP32, PRECISIONS
-from shared.store import CLASSES, CLASSIFIER, Store, Version, utc_now_iso, validate_name
+from shared.imaging.precision import FP32
+from shared.store import CLASSES, CLASSIFIER, Store, Version, utc_now_iso
 from trainer.data import load_idx_split, load_reference_images, locate_idx_dir
 from trainer.evaluation import inception
-from trainer.evaluation.classifier import (
+from trainer.evaluation.fashion_classifier import (
     BATCH,
     batches,
     classifier_card,
@@ -42,7 +41,6 @@ from trainer.evaluation.metrics import compare, minimum_samples
 from trainer.evaluation.swd import descriptors, swd
 from trainer.phases import Phase
 
-PROG = "python -m trainer.evaluate"
 K = 3  # precision/recall neighbourhood size
 
 ROWS = (("FID", "fid"), ("KID", "kid"), ("KID std", "kid_std"), ("precision", "precision"), ("recall", "recall"),
@@ -144,8 +142,8 @@ def evaluate_version(store: Store, version: Version, samples: int = 10_000, seed
 def add_semantics(store: Store, version: Version, samples: int = 20_000, device: str = "auto",
                   log: Callable[[str], None] = print, precision: str = FP32, progress: bool | None = False) -> Version:
     """Give a version made without them `classes.json` and `classifier.pt` (what its latent space means)."""
-    from trainer.evaluation.classifier import export_classifier
-    from trainer.evaluation.semantics import fit_class_semantics
+    from trainer.evaluation.class_boundaries import fit_class_semantics
+    from trainer.evaluation.fashion_classifier import export_classifier
 
     started = time.perf_counter()
     dev = resolve_device(device)
@@ -179,49 +177,3 @@ def version_spec(text: str) -> int | str:
     if text != "latest" and not text.isdigit():
         raise argparse.ArgumentTypeError(f"must be a number or latest, not {text!r}")
     return text
-
-
-@command(PROG)
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Measure a published generator (the sliced Wasserstein distance on Laplacian-pyramid patches "
-                    "against the dataset's test images, for any dataset; for FashionMNIST models also FID, KID, "
-                    "precision/recall and class coverage in the feature space of latentlab's FashionMNIST "
-                    "classifier) and record the numbers under `metrics` in its manifest; "
-                    "give a version made without them the directions of the data's classes in its latent space.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--store", default=os.environ.get("MODEL_DIR", "./models"), help="model store (env MODEL_DIR)")
-    p.add_argument("--model", required=True, help="model name in the store")
-    p.add_argument("--version", type=version_spec, default="latest", help="version number, or latest")
-    p.add_argument("--samples", type=int, default=10_000,
-                   help=f"generated images to measure (at least {minimum_samples(K)}; thousands for a meaningful FID)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated images' latents")
-    p.add_argument("--device", default=os.environ.get("DEVICE", "auto"), help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--data-dir", default=os.environ.get("DATA_DIR"), help="FashionMNIST IDX folder (env DATA_DIR)")
-    p.add_argument("--no-classes", action="store_true",
-                   help="do not add classes.json and classifier.pt to a version that has none (what its latent space "
-                        "means: class requests, class sweeps, truncation towards a class)")
-    p.add_argument("--class-samples", type=int, default=20_000, help="generated images labelled to find the classes")
-    p.add_argument("--precision", choices=PRECISIONS, default=FP32,
-                   help="what the generator computes in (bf16: autocast, as the service serves it with PRECISION=bf16); "
-                        "the classifier that measures it always runs in fp32")
-    p.add_argument("--no-inception", action="store_true",
-                   help="skip FID/KID on Inception-v3 features, which are computed when torchvision's ImageNet "
-                        f"weights are in torch's hub cache ({inception.WEIGHTS_FILE}; slow on a CPU)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars, one log line per phase")
-    args = p.parse_args(argv)
-    check_samples(args.samples)  # before loading anything
-    store = Store(args.store)
-    version = check_evaluable(store.get(validate_name(args.model), args.version))
-    progress = False if args.no_progress else None
-    if not args.no_classes and CLASSES not in version.manifest.files:
-        version = add_semantics(store, version, args.class_samples, args.device, precision=args.precision,
-                                progress=progress)
-    evaluate_version(store, version, args.samples, args.seed, args.device, args.data_dir, precision=args.precision,
-                     progress=progress, use_inception=not args.no_inception)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,9 +9,7 @@ Retrain the shipped weights (fixed seed, about 2 minutes on a 2-core CPU):
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -20,12 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.errors import UserError, command
+from shared.errors import UserError
 from shared.imaging.pixels import to_model_range
 from shared.imaging.precision import FP32, computing_in
 from shared.store import sha256_file
 from shared.store.atomic import atomic_write, write_json_atomic
-from trainer.data import DEBIAN_FASHION_MNIST, FASHION_MNIST_CLASSES, load_idx_split, locate_idx_dir
+from trainer.data import FASHION_MNIST_CLASSES, load_idx_split, locate_idx_dir
 from trainer.evaluation.metrics import compare
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -225,28 +223,3 @@ def train_classifier(data_dir: str | None, epochs: int = 6, seed: int = 0, batch
     return net.eval(), accuracy(net.eval(), test_x, test_y)
 
 
-PROG = "python -m trainer.classifier"
-
-
-@command(PROG)
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog=PROG,
-                                description="Check, or retrain, the FashionMNIST feature classifier used by trainer.evaluate.")
-    p.add_argument("--retrain", action="store_true", help="train it again from scratch (fixed seed) and rewrite "
-                                                         f"{WEIGHTS.name} and {CARD.name}")
-    p.add_argument("--epochs", type=int, default=6, help="training epochs with --retrain")
-    p.add_argument("--data-dir", default=None, help=f"FashionMNIST IDX folder (default: DATA_DIR, then {DEBIAN_FASHION_MNIST})")
-    args = p.parse_args(argv)
-    data_dir = args.data_dir or os.environ.get("DATA_DIR")
-    if args.retrain:
-        card = retrain(data_dir, epochs=args.epochs)
-        print(json.dumps(card, indent=2))
-        return 0
-    net = load_classifier()
-    test_x, test_y = load_idx_split(locate_idx_dir("fashion-mnist", data_dir), "test")
-    print(f"{WEIGHTS}: sha256 ok, test accuracy {accuracy(net, test_x, test_y):.4f}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

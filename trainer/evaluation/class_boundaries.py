@@ -19,7 +19,15 @@ import torch.nn.functional as F
 from shared.imaging.latents import seeded_latents
 from shared.imaging.precision import FP32
 from shared.store import ClassSemantics
-from trainer.evaluation.classifier import BATCH, CLASSES, batches, classifier_card, embed, generated, load_classifier
+from trainer.evaluation.fashion_classifier import (
+    BATCH,
+    CLASSES,
+    batches,
+    classifier_card,
+    embed,
+    generated,
+    load_classifier,
+)
 from trainer.phases import Phase
 
 SEED = 777  # latents other than the evaluation's (seed 0)

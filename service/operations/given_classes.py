@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from service.engine.registry import LoadedModel
-from service.operations.classes import truncate
+from service.operations.found_classes import truncate
 from service.operations.rejections import MODEL_MISMATCH, field_error
 from shared.imaging.latents import seeded_latents, with_classes
 

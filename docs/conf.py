@@ -1,0 +1,29 @@
+"""Sphinx configuration of latentlab's docs: Markdown pages (MyST) in the Furo theme.
+
+`make docs` builds and serves them; `make test` builds them with warnings as errors, so a broken link, a missing
+picture or a heading anchor that does not exist fails the build.
+"""
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS.parent))
+
+from trainer.settings import markdown_table  # noqa: E402  (the recipe's flags, made from their one declaration)
+
+project = "latentlab"
+author = "the latentlab authors"
+extensions = ["myst_parser"]
+myst_heading_anchors = 3  # links to sections: results.md#recipes
+myst_enable_extensions = ["colon_fence"]
+html_theme = "furo"
+html_title = "latentlab"
+exclude_patterns = ["_build", "_generated", "study.ipynb", "recipes/runs", "README.md"]
+suppress_warnings: list[str] = []
+
+GENERATED = DOCS / "_generated"
+GENERATED.mkdir(exist_ok=True)
+table = markdown_table()
+target = GENERATED / "recipe-flags.md"
+if not target.exists() or target.read_text() != table:  # rewritten only when it changes: no rebuild loop
+    target.write_text(table)
