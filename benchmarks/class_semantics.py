@@ -39,6 +39,7 @@ from service.api.settings import Settings  # noqa: E402
 from service.operations.found_classes import class_candidates  # noqa: E402
 from shared.imaging import torchscript  # noqa: E402
 from shared.imaging.grids import grid_array  # noqa: E402
+from shared.imaging.latents import LatentLayout  # noqa: E402
 from shared.imaging.pixels import to_model_range  # noqa: E402
 from shared.store import CLASSES, ClassSemantics, Store  # noqa: E402
 from trainer.data import load_idx_split, locate_idx_dir  # noqa: E402
@@ -81,17 +82,14 @@ def judge_net(path: Path | None, data_dir: str | None) -> FashionClassifier:
 
 
 class Truncated(torch.nn.Module):
-    """The generator with its z pulled towards 0 by psi (a conditional one's class weights, its last `classes`
-    inputs, left as they are)."""
+    """The generator with its z pulled towards 0 by psi (a conditional one's class weights left as they are)."""
 
-    def __init__(self, generator: torch.nn.Module, psi: float, classes: int = 0) -> None:
+    def __init__(self, generator: torch.nn.Module, psi: float, layout: LatentLayout) -> None:
         super().__init__()
-        self.generator, self.psi, self.classes = generator, psi, classes
+        self.generator, self.psi, self.layout = generator, psi, layout
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if not self.classes:
-            return self.generator(z * self.psi)
-        return self.generator(torch.cat([z[:, :-self.classes] * self.psi, z[:, -self.classes:]], 1))
+        return self.generator(self.layout.truncated(z, self.psi))
 
 
 def one_image_latency(client: TestClient, base: dict, requests: int = 200) -> tuple[float, float]:
@@ -205,7 +203,8 @@ def main() -> int:
     evaluator = Evaluator("cpu", args.data_dir)
     generator = torchscript.load(version.generator_path)
     for psi in (1.0, 0.8, 0.6):
-        m = evaluator.measure(Truncated(generator, psi, conditional), version.latent_dim, classes=conditional)
+        layout = LatentLayout.of(version.manifest)
+        m = evaluator.measure(Truncated(generator, psi, layout), layout)
         print(f"| {psi} | {m['fid']:.2f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['class_entropy']:.3f} |",
               flush=True)
 

@@ -50,20 +50,46 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300, **kwargs)
                           timeout=timeout, **kwargs)
 
 
-@pytest.fixture(scope="session")
-def trained_store(tmp_path_factory, fashion_dir):
-    """A store holding gan v1 and dcgan v1, each trained one short epoch by the real trainer code."""
+def assert_user_error(result: subprocess.CompletedProcess, *needles: str, one_line: bool = False) -> None:
+    """The project's convention for a user's mistake: exit 2, the message on stderr, no traceback; with
+    `one_line`, stderr is that one line."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in result.stderr, (needle, result.stderr)
+    if one_line:
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def train_and_publish(root: Path, cfg, encoder: bool = False, run_dir: Path | None = None) -> int:
+    """Train `cfg` with the real trainer code, quietly on the CPU, and publish it to the store `root` (with an
+    encoder of `cfg.encoder_steps` steps when asked); the new version's number."""
+    import torch
+
     from shared.store import Store
-    from trainer.config import TrainConfig
+    from trainer.architectures import run_architecture
+    from trainer.encoder import fit_encoder
     from trainer.loop import train
     from trainer.publish import publish_run
 
+    run_dir = run_dir or root / ".runs" / cfg.name
+    result = train(cfg, run_dir, log=lambda m: None, progress=False)
+    fitted = None
+    if encoder:
+        fitted = fit_encoder(result.generator, result.config, run_dir, run_architecture(result.config),
+                             torch.device("cpu"), log=lambda m: None, progress=False)
+    return publish_run(Store(root), result, command=["test"], encoder=fitted).version
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory, fashion_dir):
+    """A store holding gan v1 and dcgan v1, each trained one short epoch by the real trainer code."""
+    from trainer.config import TrainConfig
+
     root = tmp_path_factory.mktemp("store")
     for arch in ("gan", "dcgan"):
-        cfg = TrainConfig(arch=arch, epochs=1, limit=256, batch_size=64, data_dir=str(fashion_dir), device="cpu",
-                          class_samples=2000)
-        result = train(cfg, root / ".runs" / arch, log=lambda m: None, progress=False)
-        publish_run(Store(root), result, command=["test"])
+        train_and_publish(root, TrainConfig(arch=arch, epochs=1, limit=256, batch_size=64, data_dir=str(fashion_dir),
+                                            device="cpu", class_samples=2000))
     return root
 
 
@@ -81,26 +107,16 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def semantic_store(tmp_path_factory, fashion_dir):
-    """A store holding gan v1 trained long enough (EMA + spectral norm + R1 at the seed's learning rates: the
-    stable recipe before the GAN ablation doubled them; 25 epochs on 8,192 images, about 15 s)
-    that its samples cover every FashionMNIST class, with what its latent space means (classes.json) and an
-    encoder (200 steps)."""
-    import torch
-
-    from shared.store import Store
+    """A store holding gan v1 trained long enough (EMA + spectral norm + R1 at the study's learning rates; 25 epochs
+    on 8,192 images, about 15 s) that its samples cover every FashionMNIST class, with what its latent space means
+    (classes.json) and an encoder (200 steps)."""
     from trainer.config import TrainConfig
-    from trainer.encoder import fit_encoder
-    from trainer.loop import train
-    from trainer.publish import publish_run
     from trainer.settings import recipe_settings
 
     root = tmp_path_factory.mktemp("semantic-store")
-    cfg = TrainConfig(arch="gan", epochs=25, limit=8192, data_dir=str(fashion_dir), device="cpu", class_samples=5000,
-                      encoder_steps=200, **recipe_settings("stable", "gan", lr_g=2e-4, lr_d=2e-4))
-    result = train(cfg, root / ".runs" / "gan", log=lambda m: None, progress=False)
-    encoder = fit_encoder(result.generator, cfg, root / ".runs" / "gan", 100, 1, 28, torch.device("cpu"),
-                          log=lambda m: None, progress=False)
-    publish_run(Store(root), result, command=["test"], encoder=encoder)
+    train_and_publish(root, TrainConfig(arch="gan", epochs=25, limit=8192, data_dir=str(fashion_dir), device="cpu",
+                                        class_samples=5000, encoder_steps=200,
+                                        **recipe_settings("stable", "gan", lr_g=2e-4, lr_d=2e-4)), encoder=True)
     return root
 
 
@@ -109,26 +125,25 @@ def conditional_store(tmp_path_factory, fashion_dir):
     """A store of class-conditional models: gan v1 trained long enough to draw the class it is given (the stable
     recipe, 20 epochs on 8,192 images, about 20 s), with classes.json, the classifier and an encoder; and dcgan v1,
     one short epoch (the architecture's shapes and routes)."""
-    import torch
-
-    from shared.store import Store
     from trainer.config import TrainConfig
-    from trainer.encoder import fit_encoder
-    from trainer.loop import train
-    from trainer.publish import publish_run
     from trainer.settings import recipe_settings
 
     root = tmp_path_factory.mktemp("conditional-store")
-    runs = {"gan": TrainConfig(arch="gan", epochs=20, limit=8192, data_dir=str(fashion_dir), device="cpu",
-                               conditional=True, class_samples=2000, encoder_steps=50,
-                               **recipe_settings("stable", "gan")),
-            "dcgan": TrainConfig(arch="dcgan", epochs=1, limit=256, batch_size=64, data_dir=str(fashion_dir),
-                                 device="cpu", conditional=True, class_samples=1000)}
-    for arch, cfg in runs.items():
-        result = train(cfg, root / ".runs" / arch, log=lambda m: None, progress=False)
-        encoder = None
-        if cfg.encoder_steps:
-            encoder = fit_encoder(result.generator, result.config, root / ".runs" / arch, 110, 1, 28,
-                                  torch.device("cpu"), log=lambda m: None, progress=False, classes=10)
-        publish_run(Store(root), result, command=["test"], encoder=encoder)
+    train_and_publish(root, TrainConfig(arch="gan", epochs=20, limit=8192, data_dir=str(fashion_dir), device="cpu",
+                                        conditional=True, class_samples=2000, encoder_steps=50,
+                                        **recipe_settings("stable", "gan")), encoder=True)
+    train_and_publish(root, TrainConfig(arch="dcgan", epochs=1, limit=256, batch_size=64, data_dir=str(fashion_dir),
+                                        device="cpu", conditional=True, class_samples=1000))
     return root
+
+
+@pytest.fixture(scope="module")
+def client(request):
+    """A ready in-process service for a module's tests: on the store fixture the module names in `SERVED_STORE`
+    (default `trained_store`), with the settings in `SERVICE_SETTINGS` (default none)."""
+    from tests.service_helpers import make_client, wait_ready
+
+    store = request.getfixturevalue(getattr(request.module, "SERVED_STORE", "trained_store"))
+    with make_client(store, **getattr(request.module, "SERVICE_SETTINGS", {})) as c:
+        wait_ready(c)
+        yield c

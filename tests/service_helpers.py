@@ -7,15 +7,16 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from latentlab.results import ImageResult
 from service.api.app import create_app
 from service.api.settings import Settings
 from shared.store import GENERATOR, Store
+from tests.conftest import train_and_publish
 from trainer.config import TrainConfig
-from trainer.loop import train
-from trainer.publish import publish_run
 
 
 def make_client(model_dir: Path, **overrides) -> TestClient:
@@ -45,6 +46,13 @@ def png(response) -> Image.Image:
     return image
 
 
+def grid_images(response) -> np.ndarray:
+    """The images of an image answer (a grid, split as its X-Grid header says; or an animation's frames), as the
+    client splits them: (N, H, W) uint8, or (N, H, W, 3) in colour."""
+    assert response.status_code == 200, response.text
+    return ImageResult.from_response(response.content, dict(response.headers)).images
+
+
 def copy_store(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".runs"))
     return dst
@@ -60,10 +68,10 @@ def copy_model(src: Path, root: Path, name: str) -> Path:
 
 def publish_trained(root: Path, fashion_dir: Path, arch: str = "gan", seed: int = 1, name: str | None = None,
                     class_samples: int = 1000) -> int:
+    """One more version of `name`: a short run of `arch` with its own seed."""
     cfg = TrainConfig(arch=arch, name=name or arch, epochs=1, limit=128, batch_size=64, seed=seed,
                       data_dir=str(fashion_dir), device="cpu", class_samples=class_samples)
-    result = train(cfg, root / ".runs" / f"{cfg.name}-{seed}", log=lambda m: None, progress=False)
-    return publish_run(Store(root), result, command=["test"]).version
+    return train_and_publish(root, cfg, run_dir=root / ".runs" / f"{cfg.name}-{seed}")
 
 
 def publish_broken(root: Path, name: str = "gan") -> int:

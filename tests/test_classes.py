@@ -10,32 +10,15 @@ import pytest
 import torch
 
 from shared.imaging import torchscript
-from shared.imaging.latents import seeded_latents
+from shared.imaging.latents import LatentLayout, seeded_latents
 from shared.store import CLASSES, CLASSIFIER, ClassSemantics, Store
 from tests.conftest import run_cli
-from tests.service_helpers import make_client, png, publish_trained, wait_ready
+from tests.service_helpers import grid_images, make_client, png, publish_trained, wait_ready
 from trainer.evaluation.class_boundaries import balanced_accuracy, label_samples
 from trainer.evaluation.fashion_classifier import CLASSES as NAMES
 from trainer.evaluation.fashion_classifier import embed, load_classifier
 
-
-@pytest.fixture(scope="module")
-def client(semantic_store):
-    with make_client(semantic_store) as c:
-        wait_ready(c)
-        yield c
-
-
-def cells(response, n: int, size: int = 28, nrow: int = 8, padding: int = 2) -> np.ndarray:
-    """The images of a /generate grid, cut out: (n, size, size) uint8."""
-    grid = np.asarray(png(response).convert("L"))
-    out = []
-    for i in range(n):
-        r, c = divmod(i, nrow)
-        top, left = padding + r * (size + padding), padding + c * (size + padding)
-        out.append(grid[top:top + size, left:left + size])
-    return np.stack(out)
-
+SERVED_STORE = "semantic_store"  # the conftest `client` serves it
 
 def classified(images: np.ndarray) -> np.ndarray:
     x = torch.from_numpy(images).float().div(127.5).sub(1).unsqueeze(1)
@@ -55,7 +38,7 @@ def test_directions_are_unit_vectors_that_separate_their_classes_on_fresh_latent
     assert sum(c.share for c in found.classes) == pytest.approx(1, abs=1e-6)
     version = Store(semantic_store).get("gan")
     # latents the boundaries were not fitted on, labelled afresh by the classifier
-    z, labels = label_samples(torchscript.load(version.generator_path), 100, 3000, seed=4242, device="cpu")
+    z, labels = label_samples(torchscript.load(version.generator_path), LatentLayout(100), 3000, seed=4242, device="cpu")
     for c in found.classes:
         assert np.linalg.norm(c.direction) == pytest.approx(1, abs=1e-5)
         mine = labels == c.index
@@ -80,7 +63,7 @@ def test_a_class_request_gives_that_class(client, cls):
     r = client.post("/generate", json={"model": "gan", "class": cls, "seed": 5, "count": 16})
     index = NAMES.index(cls) if isinstance(cls, str) else cls
     assert r.headers["x-class"] == NAMES[index] and r.headers["x-class-verified"] == "16/16"
-    images = cells(r, 16)
+    images = grid_images(r)
     assert (classified(images) == index).mean() >= 0.75  # a loose bound; the benchmark holds the tight one
     distinct = {image.tobytes() for image in images}
     assert len(distinct) == 16  # diverse within the class: sixteen different images
@@ -109,17 +92,17 @@ def test_the_class_is_named_or_refused_with_the_list(client):
 def test_truncation_one_changes_nothing_and_near_zero_gives_the_mean_image(client):
     plain = client.post("/generate", json={"model": "gan", "seed": 3, "count": 4})
     assert client.post("/generate", json={"model": "gan", "seed": 3, "count": 4, "truncation": 1}).content == plain.content
-    tiny = cells(client.post("/generate", json={"model": "gan", "seed": 3, "count": 4, "truncation": 1e-6}), 4)
-    mean = cells(client.post("/generate", json={"model": "gan", "latents": [[0.0] * 100] * 4}), 4)
+    tiny = grid_images(client.post("/generate", json={"model": "gan", "seed": 3, "count": 4, "truncation": 1e-6}))
+    mean = grid_images(client.post("/generate", json={"model": "gan", "latents": [[0.0] * 100] * 4}))
     assert np.abs(tiny.astype(int) - mean.astype(int)).max() <= 1
-    half = cells(client.post("/generate", json={"model": "gan", "seed": 3, "count": 4, "truncation": 0.5}), 4)
-    assert not np.array_equal(half, cells(plain, 4)) and not np.array_equal(half, tiny)
+    half = grid_images(client.post("/generate", json={"model": "gan", "seed": 3, "count": 4, "truncation": 0.5}))
+    assert not np.array_equal(half, grid_images(plain)) and not np.array_equal(half, tiny)
 
 
 def test_truncation_with_a_class_goes_to_the_classs_mean(client, semantic_store):
     trouser = semantics(semantic_store).classes[1]
-    tiny = cells(client.post("/generate", json={"model": "gan", "class": 1, "count": 2, "truncation": 1e-6}), 2)
-    mean = cells(client.post("/generate", json={"model": "gan", "latents": [trouser.mean] * 2}), 2)
+    tiny = grid_images(client.post("/generate", json={"model": "gan", "class": 1, "count": 2, "truncation": 1e-6}))
+    mean = grid_images(client.post("/generate", json={"model": "gan", "latents": [trouser.mean] * 2}))
     assert np.abs(tiny.astype(int) - mean.astype(int)).max() <= 1
 
 
@@ -137,8 +120,8 @@ def test_a_class_sweep_moves_towards_the_class_and_labels_its_rows(client, seman
     r = client.post("/sweep", json=body)
     assert png(r).size[1] == 6 * 30 + 2 and r.headers["x-image-count"] == "48"
     unlabelled = client.post("/sweep", json={**body, "labels": False})
-    rows = cells(unlabelled, 48)
-    base = cells(client.post("/generate", json={"model": "gan", "seed": 0, "count": 8}), 8)
+    rows = grid_images(unlabelled)
+    base = grid_images(client.post("/generate", json={"model": "gan", "seed": 0, "count": 8}))
     assert np.array_equal(rows[:8], base)  # moved by 0: the base images
     assert (classified(rows[16:24]) == 1).mean() > (classified(base) == 1).mean()  # further along: more trousers
 
@@ -210,7 +193,7 @@ def test_a_class_requests_latents_make_its_images(client):
     assert body["class"] == "Trouser" and body["verified"] == 6 and len(body["latents"]) == 6
     grid = client.post("/generate", json={"model": "gan", "class": "Trouser", "seed": 5, "count": 6})
     again = client.post("/generate", json={"model": "gan", "latents": body["latents"]})
-    assert np.abs(cells(grid, 6).astype(int) - cells(again, 6).astype(int)).max() <= 1  # the same images
+    assert np.abs(grid_images(grid).astype(int) - grid_images(again).astype(int)).max() <= 1  # the same images
     assert client.get("/models/gan/classes/1/latents", params={"seed": 5, "count": 6}).json() == body  # by index
     assert client.get("/models/gan/classes/Hat/latents").status_code == 422
 

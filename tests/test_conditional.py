@@ -11,13 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from latentlab.results import ImageResult
 from shared.imaging import torchscript
-from shared.imaging.latents import seeded_latents, with_classes
+from shared.imaging.latents import LatentLayout, seeded_latents, with_classes
 from shared.store import DISCRIMINATOR, Store
-from tests.conftest import run_cli
-from tests.service_helpers import copy_model, copy_store, make_client, wait_ready
-from trainer.architectures import CNNDiscriminator, MLPDiscriminator, get_architecture, random_latents
+from tests.conftest import assert_user_error, run_cli
+from tests.service_helpers import copy_model, copy_store, grid_images, make_client, wait_ready
+from trainer.architectures import CNNDiscriminator, MLPDiscriminator, get_architecture
 from trainer.config import TrainConfig
 from trainer.evaluation.fashion_classifier import CLASSES as NAMES
 from trainer.evaluation.fashion_classifier import embed, load_classifier
@@ -31,7 +30,7 @@ from trainer.step import train_step
 @pytest.mark.parametrize("arch", ["gan", "dcgan"])
 def test_a_conditional_generator_takes_z_then_the_class(arch):
     spec = get_architecture(arch).conditional(10)
-    assert spec.input_dim == 110
+    assert spec.layout == LatentLayout(100, 10) and spec.layout.width == 110
     G = spec.generator().eval()
     z = seeded_latents(0, 4, 100)
     with torch.no_grad():
@@ -82,7 +81,7 @@ def test_the_class_loss_teaches_d_to_classify_by_its_projection_scores():
 def test_the_class_loss_needs_a_conditional_run(tmp_path, fashion_dir):
     result = run_cli("trainer", "--arch", "gan", "--epochs", "1", "--limit", "64", "--class-loss", "1",
                      "--data-dir", str(fashion_dir), "--out", str(tmp_path / "s"), "--no-evaluate", "--no-progress")
-    assert result.returncode == 2 and "--conditional" in result.stderr and "Traceback" not in result.stderr
+    assert_user_error(result, "--conditional")
 
 
 def test_stable_conditional_runs_train_the_class_loss_and_the_study_stays_the_study():
@@ -97,7 +96,7 @@ def test_unconditional_networks_keep_the_studys_parameters():
     for arch in ("gan", "dcgan"):
         spec = get_architecture(arch)
         assert not any("embed" in k for k in spec.discriminator().state_dict())
-        assert spec.input_dim == spec.latent_dim == 100
+        assert spec.layout.width == spec.latent_dim == 100
 
 
 def test_a_conditional_step_trains_d_on_the_real_classes(fashion_dir):
@@ -112,7 +111,7 @@ def test_a_conditional_step_trains_d_on_the_real_classes(fashion_dir):
     stats = train_step(nets, build_recipe(cfg), real, torch.randn(8, 100), labels=labels)
     assert torch.isfinite(stats).all()
     assert not torch.equal(before, nets.D.embed.weight)
-    drawn = random_latents(5, 110, 10, "cpu", torch.Generator().manual_seed(0))
+    drawn = LatentLayout(100, 10).random(5, "cpu", torch.Generator().manual_seed(0))
     assert drawn.shape == (5, 110) and torch.equal(drawn[:, 100:].sum(1), torch.ones(5))
 
 
@@ -149,9 +148,7 @@ def test_conditional_needs_labels_of_two_classes_at_least(tmp_path):
         Image.new("L", (28, 28), 40 * i).save(flat / f"{i}.png")
     result = run_cli("trainer", "--arch", "gan", "--epochs", "1", "--dataset", "folder", "--data-dir", str(flat),
                      "--conditional", "--out", str(tmp_path / "s"), "--no-evaluate", "--no-progress")
-    assert result.returncode == 2
-    assert "one subfolder per class" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert_user_error(result, "one subfolder per class")
 
 
 # ----------------------------------------------------------------------------- serving
@@ -166,11 +163,6 @@ def client(conditional_store, trained_store, tmp_path_factory):
         yield c
 
 
-def grid(response) -> np.ndarray:
-    assert response.status_code == 200, response.text
-    return ImageResult.from_response(response.content, dict(response.headers)).images
-
-
 def classified(images: np.ndarray) -> np.ndarray:
     _, probs = embed(load_classifier("cpu"), [torch.from_numpy(images).float().unsqueeze(1) / 127.5 - 1])
     return probs.argmax(1).numpy()
@@ -183,21 +175,21 @@ def test_a_class_request_feeds_the_label_in_and_gets_the_class(client):
     for index, name in enumerate(NAMES):
         r = client.post("/generate", json={"model": "gan", "class": name, "seed": 1, "count": 64})
         assert r.headers["x-class"] == name and r.headers["x-class-verified"] == "64/64"
-        images = grid(r)
+        images = grid_images(r)
         hits.append((classified(images) == index).mean())
         if index == 1:
             posted = with_classes(seeded_latents(1, 64, 100), 1, 10)
             same = client.post("/generate", json={"model": "gan", "latents": posted.tolist()})
-            assert np.array_equal(grid(same), images)
+            assert np.array_equal(grid_images(same), images)
     assert min(hits) > 0.15 and np.mean(hits) > 0.5, hits  # chance is 0.1
 
 
 def test_the_style_by_class_grid_has_one_row_per_class_over_the_same_styles(client):
     r = client.post("/sweep", json={"model": "dcgan", "classes": ["Shirt", "Dress", 8], "seed": 0, "count": 6,
                                     "labels": False})
-    images = grid(r)
+    images = grid_images(r)
     assert images.shape[0] == 18
-    dress = grid(client.post("/generate", json={"model": "dcgan", "class": "Dress", "seed": 0, "count": 6}))
+    dress = grid_images(client.post("/generate", json={"model": "dcgan", "class": "Dress", "seed": 0, "count": 6}))
     assert np.array_equal(images[6:12], dress)  # row 2: the same six styles, as dresses
     assert not np.array_equal(images[:6], images[6:12])
 
@@ -205,10 +197,10 @@ def test_the_style_by_class_grid_has_one_row_per_class_over_the_same_styles(clie
 def test_sweeps_with_values_and_directions_still_move_through_the_latent_space(client):
     towards = client.post("/sweep", json={"model": "gan", "classes": ["Trouser"], "values": [0, 4], "seed": 0,
                                           "count": 4, "mode": "add"})
-    assert grid(towards).shape[0] == 8
+    assert grid_images(towards).shape[0] == 8
     directions = client.get("/models/gan/directions").json()["directions"]
     assert all(np.allclose(d[100:], 0) for d in directions)  # SeFa in z: the class is held
-    assert grid(client.post("/sweep", json={"model": "gan", "directions": [0, 1], "seed": 0, "count": 4})).shape[0] \
+    assert grid_images(client.post("/sweep", json={"model": "gan", "directions": [0, 1], "seed": 0, "count": 4})).shape[0] \
         == 4 * 2 * 3  # the study's three values
     r = client.post("/sweep", json={"model": "gan", "directions": [100], "seed": 0, "count": 4})
     assert r.status_code == 422 and "out of range" in r.text
@@ -217,9 +209,9 @@ def test_sweeps_with_values_and_directions_still_move_through_the_latent_space(c
 def test_a_path_from_one_class_to_another_keeps_the_style(client):
     r = client.post("/interpolate", json={"model": "gan", "start": {"seed": 0, "index": 2, "class": "Sneaker"},
                                           "end": {"seed": 0, "index": 2, "class": "Ankle boot"}, "steps": 5})
-    path = grid(r)
-    sneaker = grid(client.post("/generate", json={"model": "gan", "class": "Sneaker", "seed": 0, "count": 3}))[2]
-    boot = grid(client.post("/generate", json={"model": "gan", "class": "Ankle boot", "seed": 0, "count": 3}))[2]
+    path = grid_images(r)
+    sneaker = grid_images(client.post("/generate", json={"model": "gan", "class": "Sneaker", "seed": 0, "count": 3}))[2]
+    boot = grid_images(client.post("/generate", json={"model": "gan", "class": "Ankle boot", "seed": 0, "count": 3}))[2]
     assert np.array_equal(path[0], sneaker) and np.array_equal(path[-1], boot)
     refused = client.post("/interpolate", json={"model": "plain-gan", "start": {"seed": 0, "class": "Bag"},
                                                 "end": {"seed": 1}})
@@ -242,7 +234,7 @@ def picture(image: np.ndarray) -> bytes:
 
 
 def test_projection_holds_the_class_given_or_the_one_it_sees(client):
-    trouser = grid(client.post("/generate", json={"model": "gan", "class": "Trouser", "seed": 4, "count": 1}))[0]
+    trouser = grid_images(client.post("/generate", json={"model": "gan", "class": "Trouser", "seed": 4, "count": 1}))[0]
     given = client.post("/project", data={"model": "gan", "steps": "20", "class": "Dress"},
                         files={"file": ("t.png", picture(trouser), "image/png")}).json()
     assert given["class"] == "Dress" and np.array_equal(given["latent"][100:], np.eye(10)[3])
@@ -256,7 +248,7 @@ def test_projection_holds_the_class_given_or_the_one_it_sees(client):
 
 
 def test_scores_use_the_label_when_it_is_known(client):
-    trouser = grid(client.post("/generate", json={"model": "gan", "class": "Trouser", "seed": 4, "count": 1}))[0]
+    trouser = grid_images(client.post("/generate", json={"model": "gan", "class": "Trouser", "seed": 4, "count": 1}))[0]
     upload = [("files", ("t.png", picture(trouser), "image/png"))]
     logits = {name: client.post("/score", data={"model": "gan", "class": name}, files=upload).json()["scores"][0]
               for name in ("Trouser", "Bag")}
@@ -272,9 +264,9 @@ def test_scores_use_the_label_when_it_is_known(client):
 def test_unconditional_versions_answer_as_before(client):
     """An unconditional version's seed grid is the seed's 100-number latents, and its class requests still draw
     candidates and verify them."""
-    seeded = grid(client.post("/generate", json={"model": "plain-dcgan", "seed": 0, "count": 4}))
+    seeded = grid_images(client.post("/generate", json={"model": "plain-dcgan", "seed": 0, "count": 4}))
     posted = client.post("/generate", json={"model": "plain-dcgan", "latents": seeded_latents(0, 4, 100).tolist()})
-    assert np.array_equal(seeded, grid(posted))
+    assert np.array_equal(seeded, grid_images(posted))
     verified = client.post("/generate", json={"model": "plain-gan", "class": "Trouser", "seed": 0, "count": 2})
     assert verified.status_code in (200, 422)  # a 1-epoch GAN may make no trousers: then a 422 saying so
     if verified.status_code == 422:
@@ -301,4 +293,4 @@ def test_projection_without_a_server_holds_the_class_too(conditional_store, tmp_
     assert found["class"] == "Sandal" and found["latent"][100:] == np.eye(10)[5].tolist()
     unknown = run_cli("trainer.project", str(tmp_path / "grey.png"), "--store", str(conditional_store), "--model",
                       "gan", "--class", "Hat", "--out", str(tmp_path / "out"))
-    assert unknown.returncode == 2 and "the classes are 0 'T-shirt/top'" in unknown.stderr
+    assert_user_error(unknown, "the classes are 0 'T-shirt/top'")

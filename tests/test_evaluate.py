@@ -5,7 +5,7 @@ import torch
 
 from shared.imaging import torchscript
 from shared.store import GENERATOR, Store
-from tests.conftest import run_cli
+from tests.conftest import assert_user_error, run_cli
 from tests.service_helpers import copy_store, make_client, wait_ready
 from trainer.data import load_idx_split
 from trainer.evaluation.evaluator import evaluate_version
@@ -111,7 +111,7 @@ def test_a_collapsed_generator_scores_low(tmp_path, fashion_dir):
 ])
 def test_evaluate_bad_input_exits_2(tmp_path, trained_store, extra, needle):
     result = run_cli("trainer.evaluate", "--store", str(trained_store), *extra)
-    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
+    assert_user_error(result, needle)
 
 
 @pytest.mark.slow

@@ -14,16 +14,9 @@ from service.operations.interpolation import interpolate
 from shared.imaging import torchscript
 from shared.imaging.latents import seeded_latents
 from shared.store import Store
-from tests.service_helpers import make_client, png, wait_ready
+from tests.service_helpers import png
 from trainer.architectures import get_architecture
 from trainer.data import load_idx_split
-
-
-@pytest.fixture(scope="module")
-def client(trained_store):
-    with make_client(trained_store) as c:
-        wait_ready(c)
-        yield c
 
 
 # ---------------------------------------------------------------------- interpolation, the maths

@@ -19,16 +19,11 @@ from PIL import Image
 from shared.imaging import torchscript
 from shared.imaging.pixels import fit_image, to_model_range
 from shared.store import ENCODER, MANIFEST, Store
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, assert_user_error, run_cli
 from tests.service_helpers import copy_store, make_client, png, publish_trained, wait_for, wait_ready
 
-
-@pytest.fixture(scope="module")
-def client(semantic_store):
-    with make_client(semantic_store, max_project_steps=400) as c:
-        wait_ready(c)
-        yield c
-
+SERVED_STORE = "semantic_store"  # the conftest `client` serves it, with room for long projections
+SERVICE_SETTINGS = {"max_project_steps": 400}
 
 def generated_png(client, seed: int) -> bytes:
     return client.post("/generate", json={"model": "gan", "seed": seed, "count": 1, "padding": 0}).content
@@ -132,7 +127,7 @@ def test_a_one_image_request_completes_while_a_long_projection_runs(client):
     services = client.app.state.services
     loaded = services.registry.get("gan")
     picture = torch.zeros(1, 28, 28, dtype=torch.uint8)
-    task = services.engine.project(loaded.started, 100, picture, steps=400, seed=0)
+    task = services.engine.project(loaded.started, loaded.layout, picture, steps=400, seed=0)
     wait_for(lambda: len(task.step_seconds) >= 5, timeout=30)  # the projection is under way
     job = loaded.batcher.submit(torch.zeros(1, 100))
     job.future.result(30)
@@ -147,7 +142,7 @@ def test_projections_beyond_max_projections_get_503(semantic_store):
         wait_ready(c)
         services = c.app.state.services
         loaded = services.registry.get("gan")
-        running = services.engine.project(loaded.started, 100, torch.zeros(1, 28, 28, dtype=torch.uint8), 3000, 0)
+        running = services.engine.project(loaded.started, loaded.layout, torch.zeros(1, 28, 28, dtype=torch.uint8), 3000, 0)
         try:
             r = c.post("/project", data={"model": "gan", "steps": "5"},
                        files={"file": ("p.png", generated_png(c, 1), "image/png")})
@@ -172,7 +167,7 @@ def test_trainer_project_writes_reconstructions_and_latents(semantic_store, tmp_
     assert all(len(p["latent"]) == 100 for p in record["pictures"].values())
     assert Image.open(out / "shirt0.png").size == ((2 * 30 + 2) * 4, 32 * 4)
     missing = run_cli("trainer.project", "--store", str(semantic_store), "--model", "gan", str(tmp_path / "none.png"))
-    assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    assert_user_error(missing, "does not exist")
 
 
 # ---------------------------------------------------------------------- the encoder step resumes

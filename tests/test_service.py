@@ -9,13 +9,7 @@ from PIL import Image, ImageChops
 from shared.imaging.grids import grid_size
 from tests.service_helpers import copy_store, make_client, png, publish_broken, publish_trained, wait_for, wait_ready
 
-
-@pytest.fixture(scope="module")
-def client(trained_store):
-    with make_client(trained_store, max_images=256) as c:
-        wait_ready(c)
-        yield c
-
+SERVICE_SETTINGS = {"max_images": 256}  # for the conftest `client`
 
 # ------------------------------------------------------------------ images
 def test_generate_seed_grid_reproduces_the_trainers_figure(client, trained_store):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, assert_user_error, run_cli
 
 
 def free_port() -> int:
@@ -69,7 +69,7 @@ def test_python_m_service_serves_over_a_socket(trained_store):
 ])
 def test_bad_settings_exit_2_with_one_clear_line(tmp_path, env, needle):
     result = run_cli("service", env={"MODEL_DIR": str(tmp_path), **env}, timeout=60)
-    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
+    assert_user_error(result, needle)
 
 
 def test_help_lists_every_setting():

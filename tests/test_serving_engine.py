@@ -10,13 +10,7 @@ import pytest
 
 from tests.service_helpers import copy_store, make_client, png, wait_for, wait_ready
 
-
-@pytest.fixture(scope="module")
-def client(trained_store):
-    with make_client(trained_store, max_batch_latents=32, max_batch_wait_ms=5) as c:
-        wait_ready(c)
-        yield c
-
+SERVICE_SETTINGS = {"max_batch_latents": 32, "max_batch_wait_ms": 5}  # for the conftest `client`
 
 def pixels(response) -> np.ndarray:
     return np.asarray(png(response), dtype=np.int16)

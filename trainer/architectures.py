@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from shared.imaging.latents import LatentLayout
 from trainer.config import ConfigError
 
 
@@ -151,9 +151,9 @@ class Architecture:
     classes: int = 0  # class-conditional on this many classes; 0: unconditional (the study)
 
     @property
-    def input_dim(self) -> int:
-        """The length of G's input: z, then one weight per class when conditional."""
-        return self.latent_dim + self.classes
+    def layout(self) -> LatentLayout:
+        """What G's input holds: z, then one weight per class when conditional."""
+        return LatentLayout(self.latent_dim, self.classes)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -177,7 +177,7 @@ class Architecture:
         return replace(self, classes=classes)
 
     def generator(self) -> nn.Module:
-        net = self.build_generator(self.input_dim, self.features, self.channels, self.image_size)
+        net = self.build_generator(self.layout.width, self.features, self.channels, self.image_size)
         if self.init:
             net.apply(self.init)
         return net
@@ -230,13 +230,3 @@ def get_architecture(name: str) -> Architecture:
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
-
-def random_latents(count: int, latent_dim: int, classes: int, device: torch.device | str,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """`count` inputs of G from torch's RNG: N(0, 1) latents, their last `classes` columns the one-hot of a
-    uniformly drawn class when G is conditional."""
-    z = torch.randn(count, latent_dim - classes, device=device, generator=generator)
-    if not classes:
-        return z
-    labels = torch.randint(classes, (count,), device=device, generator=generator)
-    return torch.cat([z, F.one_hot(labels, classes).to(z.dtype)], 1)

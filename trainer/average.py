@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from trainer.architectures import random_latents
+from shared.imaging.latents import LatentLayout
 from trainer.nets import Nets
 from trainer.recipe import Recipe
 
@@ -30,8 +30,7 @@ STANDING_BATCHES, STANDING_SEED = 64, 1234
 
 
 @torch.no_grad()
-def standing_statistics(G: nn.Module, latent_dim: int, batch_size: int, device: torch.device | str,
-                        classes: int = 0) -> nn.Module:
+def standing_statistics(G: nn.Module, layout: LatentLayout, batch_size: int, device: torch.device | str) -> nn.Module:
     """A copy of G whose BatchNorm layers hold G's own activation statistics (BigGAN's "standing statistics"),
     in eval mode. A moving average of G's weights carries the live G's BatchNorm statistics, which belong to
     other weights: normalised with them, the average's images come out wrong. Averaged over 64 batches of
@@ -48,16 +47,15 @@ def standing_statistics(G: nn.Module, latent_dim: int, batch_size: int, device: 
     G.train()
     generator = torch.Generator(device=device).manual_seed(STANDING_SEED)
     for _ in range(STANDING_BATCHES):
-        G(random_latents(batch_size, latent_dim, classes, device, generator))
+        G(layout.random(batch_size, device, generator))
     for m in G.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.momentum = 0.1
     return G.eval()
 
 
-def published_generator(nets: Nets, latent_dim: int, batch_size: int, device: torch.device,
-                        classes: int = 0) -> nn.Module:
+def published_generator(nets: Nets, layout: LatentLayout, batch_size: int, device: torch.device) -> nn.Module:
     """What a run publishes and measures: G's moving average with its own BatchNorm statistics, or G itself."""
     if nets.G_ema is None:
         return nets.G_local
-    return standing_statistics(nets.G_ema, latent_dim, batch_size, device, classes)
+    return standing_statistics(nets.G_ema, layout, batch_size, device)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from shared.imaging.grids import to_uint8
-from shared.imaging.latents import seeded_latents
+from shared.imaging.latents import LatentLayout
 from shared.imaging.sampling import generate
 from trainer.state import HISTORY_COLUMNS
 
@@ -49,9 +49,8 @@ class Board:
         for column, value in zip(HISTORY_COLUMNS, stats.tolist()):
             self.writer.add_scalar(TAGS[column], value, step)
 
-    def samples(self, generator: torch.nn.Module, latent_dim: int, step: int, device: torch.device,
-                classes: int = 0) -> None:
-        latents = seeded_latents(SAMPLE_SEED, SAMPLE_COUNT, latent_dim, classes)
+    def samples(self, generator: torch.nn.Module, layout: LatentLayout, step: int, device: torch.device) -> None:
+        latents = layout.seeded(SAMPLE_SEED, SAMPLE_COUNT)
         training = generator.training
         generator.eval()  # the live G in train mode would use (and update) batch statistics
         try:

@@ -152,9 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         encoder = None
         if result.config.encoder_steps:  # counts left open are set by now, for the run's size
             arch = run_architecture(result.config)
-            encoder = fit_encoder(result.generator, result.config, run_dir, arch.input_dim, arch.channels,
-                                  arch.image_size, torch.device(result.device), log=say,
-                                  progress=False if args.no_progress else None, classes=arch.classes)
+            encoder = fit_encoder(result.generator, result.config, run_dir, arch, torch.device(result.device),
+                                  log=say, progress=False if args.no_progress else None)
             if encoder.interrupted:
                 return EXIT_INTERRUPTED
         invocation = [parser.prog, *(argv if argv is not None else sys.argv[1:])]

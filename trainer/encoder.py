@@ -24,7 +24,7 @@ from torch import nn
 
 from shared.imaging.pixels import to_model_range
 from shared.imaging.precision import computing_in
-from trainer.architectures import random_latents
+from trainer.architectures import Architecture
 from trainer.config import TrainConfig
 from trainer.data import load_training_images
 from trainer.interrupt import StopRequested
@@ -83,14 +83,13 @@ def step_generator(seed: int, step: int, device: torch.device) -> torch.Generato
     return torch.Generator(device=device).manual_seed(((seed + 1) * 2_654_435_761 + step) % 2**63)
 
 
-def fit_encoder(generator: nn.Module, cfg: TrainConfig, run_dir: Path, latent_dim: int, channels: int, size: int,
-                device: torch.device, log: Callable[[str], None] = print, progress: bool | None = None,
-                classes: int = 0) -> EncoderResult:
-    """Train (or resume, or load when done) the encoder of `generator` (kept frozen) for cfg.encoder_steps. A
-    conditional generator's (`classes`) encoder guesses the class weights at the end of the latent too."""
+def fit_encoder(generator: nn.Module, cfg: TrainConfig, run_dir: Path, arch: Architecture, device: torch.device,
+                log: Callable[[str], None] = print, progress: bool | None = None) -> EncoderResult:
+    """Train (or resume, or load when done) the encoder of `generator` (kept frozen, of `arch`) for
+    cfg.encoder_steps. A conditional generator's encoder guesses the class weights at the end of the latent too."""
     path = Path(run_dir) / STATE_FILE
     torch.manual_seed(cfg.seed)
-    E = Encoder(channels, latent_dim).to(device)
+    E = Encoder(arch.channels, arch.layout.width).to(device)
     optimizer = torch.optim.Adam(E.parameters(), lr=LR)
     step, seconds, losses = 0, 0.0, None  # losses: a moving average of (latent, pixel, features)
     if path.exists():
@@ -101,7 +100,8 @@ def fit_encoder(generator: nn.Module, cfg: TrainConfig, run_dir: Path, latent_di
         if step < cfg.encoder_steps:
             log(f"resuming the encoder at step {step} of {cfg.encoder_steps}")
     G = copy.deepcopy(generator).to(device).eval().requires_grad_(False)
-    data = load_training_images(cfg.dataset, cfg.data_dir, size, channels, cfg.limit, log=lambda m: None).to(device)
+    data = load_training_images(cfg.dataset, cfg.data_dir, arch.image_size, arch.channels, cfg.limit,
+                                log=lambda m: None).to(device)
     features = features_of(cfg.dataset, device)
     E.train()
     stop = StopRequested()
@@ -110,7 +110,7 @@ def fit_encoder(generator: nn.Module, cfg: TrainConfig, run_dir: Path, latent_di
     with stop.installed(), Phase("encoder", cfg.encoder_steps, progress, log, unit="step", initial=step) as phase:
         while step < cfg.encoder_steps and not stop.requested:
             g = step_generator(cfg.seed, step, device)
-            z = random_latents(BATCH, latent_dim, classes, device, g)
+            z = arch.layout.random(BATCH, device, g)
             real = to_model_range(data[torch.randint(len(data), (BATCH,), device=device, generator=g)])
             with computing_in(cfg.precision, device):  # the losses are taken in fp32
                 with torch.no_grad():

@@ -188,7 +188,7 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
             "continue with the same command and --resume")
 
     return TrainResult(
-        config=cfg, generator=published_generator(nets, run.arch.input_dim, cfg.batch_size, device, run.arch.classes),
+        config=cfg, generator=published_generator(nets, run.arch.layout, cfg.batch_size, device),
         discriminator=nets.D_local, history=state.history, quality=state.quality,
         iterations_per_epoch=steps, num_images=run.images.shape[0], seconds=state.seconds, device=str(device),
         interrupted=interrupted, world_size=ranks.world_size, cuda_graphs=run.cuda_graphs,
@@ -219,8 +219,8 @@ def _epoch(run: Settled, step: Step, nets: Nets, state: TrainingState, stop: Sto
         if board is not None:
             board.metrics(state.quality[-1], board.at(state.epoch))
     if complete and board is not None:
-        board.samples(published_generator(nets, arch.input_dim, cfg.batch_size, run.device, arch.classes),
-                      arch.input_dim, board.at(state.epoch), run.device, arch.classes)
+        board.samples(published_generator(nets, arch.layout, cfg.batch_size, run.device), arch.layout,
+                      board.at(state.epoch), run.device)
     if ranks.is_main:
         state.capture(nets, run.device)
         state.save(run_dir / STATE_FILE)
@@ -245,10 +245,9 @@ def measure_epoch(nets: Nets, cfg: TrainConfig, device: torch.device, epoch: int
     if key not in _evaluators:
         _evaluators[key] = Evaluator(device, cfg.data_dir, cfg.dataset, (cfg.channels, cfg.image_size, cfg.image_size))
     arch = run_architecture(cfg)
-    generator = copy.deepcopy(published_generator(nets, arch.input_dim, cfg.batch_size, device, arch.classes)).eval()
+    generator = copy.deepcopy(published_generator(nets, arch.layout, cfg.batch_size, device)).eval()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # training's stream untouched
-        record = _evaluators[key].measure(generator, arch.input_dim, cfg.eval_samples, precision=cfg.precision,
-                                          classes=arch.classes)
+        record = _evaluators[key].measure(generator, arch.layout, cfg.eval_samples, precision=cfg.precision)
     kept = {k: record[k] for k in ("fid", "kid", "precision", "recall", "class_entropy", "mean_confidence", "swd",
                                    "seconds") if k in record}
     classified = (f"FID {kept['fid']:.2f}, recall {kept['recall']:.3f}, class entropy {kept['class_entropy']:.3f}, "

@@ -21,6 +21,7 @@ from shared.errors import UserError, command
 from shared.imaging import torchscript
 from shared.imaging.devices import resolve_device
 from shared.imaging.grids import render_grid
+from shared.imaging.latents import LatentLayout
 from shared.imaging.pixels import fit_image, to_model_range
 from shared.imaging.precision import FP32, PRECISIONS
 from shared.imaging.projection import Projection, WithClass, mean_latent, picture_classes, pixel_psnr
@@ -55,22 +56,21 @@ def main(argv: list[str] | None = None) -> int:
     files = version.manifest.files
     encoder = torchscript.load(version.path / ENCODER, device) if ENCODER in files else None
     classifier = torchscript.load(version.path / CLASSIFIER, device) if CLASSIFIER in files else None
+    layout = LatentLayout.of(version.manifest)
     with torch.inference_mode():
-        start = encoder(targets) if encoder is not None else mean_latent(len(targets), version.latent_dim, device)
-    classes = version.manifest.input_classes
+        start = encoder(targets) if encoder is not None else mean_latent(len(targets), layout.width, device)
     labels = None
-    if classes:  # z alone is searched, each picture's class held
+    if layout.conditional:  # z alone is searched, each picture's class held
         labels = held_classes(version, args.class_, targets, start, classifier, encoder)
-        generator, start = WithClass(generator, labels, classes), start[:, :-classes]
+        generator = WithClass(generator, labels, layout.classes)
     elif args.class_ is not None:
         raise UserError(f"--class: {version.name} v{version.version} is not class-conditional; leave --class out")
-    search = Projection(generator, targets, start.clone(), args.steps, args.seed,
+    search = Projection(generator, targets, layout.style_of(start).clone(), args.steps, args.seed,
                         classifier.features if classifier is not None else None, args.precision)
     latents = search.run()
     with torch.inference_mode():
         rebuilt = search.generate(latents)
-    if classes:
-        latents = torch.cat([latents, generator.one_hot], 1)
+    latents = layout.labelled(latents, labels)
     write_results(args, version, search, targets, rebuilt, latents, labels, encoder is not None)
     return 0
 

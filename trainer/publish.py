@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import copy
 import sys
+from pathlib import Path
 from typing import Callable
 
 import torch
 
 from shared.imaging import torchscript
-from shared.imaging.latents import seeded_latents
+from shared.imaging.latents import LatentLayout
 from shared.store import (
     CLASSES,
     CLASSIFIER,
@@ -44,26 +45,25 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
     with torch.random.fork_rng(devices=[]):  # building a plain D initialises weights: leave the RNG alone
         D = without_parametrizations(result.discriminator,
                                      arch.discriminator(batch_norm=cfg.d_norm == "batch")).eval()
-    z = seeded_latents(CHECK_SEED, CHECK_COUNT, arch.input_dim, arch.classes)
+    z = arch.layout.seeded(CHECK_SEED, CHECK_COUNT)
     with store.staging(cfg.name) as stage:
         g_diff = export_torchscript(G, z[:2], stage / GENERATOR, check=z)
         with torch.no_grad():
             fakes = G(z)
         # a conditional D takes each image's class too (the one-hot G was given)
-        d_inputs = (fakes, z[:, arch.latent_dim:]) if arch.classes else (fakes,)
+        d_inputs = (fakes, arch.layout.class_weights(z)) if arch.layout.conditional else (fakes,)
         d_diff = export_torchscript(D, tuple(x[:2] for x in d_inputs), stage / DISCRIMINATOR, check=d_inputs)
         scripted_G = torchscript.load(stage / GENERATOR)
         recipe = describe(cfg)
         write_report(stage / REPORT_DIR, result.history, result.iterations_per_epoch, scripted_G,
-                     arch.input_dim, classes=cfg.class_names, title=f"{cfg.name} ({arch.name}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+                     arch.layout, classes=cfg.class_names, title=f"{cfg.name} ({arch.name}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
                                             f"{'' if cfg.recipe == 'study' else ', ' + cfg.recipe + ' recipe'})",
                      d_scores=recipe["d_scores"], quality=result.quality)
         if encoder is not None and encoder.encoder is not None:
             images = fakes[:CHECK_COUNT]
             e_diff = export_torchscript(encoder.encoder, images[:2], stage / ENCODER, check=images)
         if cfg.class_samples and cfg.dataset == "fashion-mnist":
-            write_semantics(stage, scripted_G, arch.input_dim, cfg.class_samples, cfg.precision, progress, log,
-                            arch.classes)
+            write_semantics(stage, scripted_G, arch.layout, cfg.class_samples, cfg.precision, progress, log)
         diffs = {"generator": g_diff, "discriminator": d_diff}
         encoded = encoder.record(e_diff) if encoder is not None and encoder.encoder is not None else None
         manifest = manifest_draft(result, arch, G, D, diffs, encoded, command if command is not None else sys.argv)
@@ -78,10 +78,10 @@ def manifest_draft(result: TrainResult, arch: Architecture, G: torch.nn.Module, 
     last_epoch = result.history[-result.iterations_per_epoch:]
     return ManifestDraft(
         architecture=arch.name,
-        latent_dim=arch.input_dim,
+        latent_dim=arch.layout.width,
         image_shape=arch.image_shape,
-        **({"conditional": True, "class_names": cfg.class_names, "style_dim": arch.latent_dim} if arch.classes
-           else {}),
+        style_dim=arch.layout.style,
+        **({"conditional": True, "class_names": cfg.class_names} if arch.layout.conditional else {}),
         dataset=cfg.dataset,
         num_images=result.num_images,
         epochs=cfg.epochs,
@@ -102,9 +102,9 @@ def manifest_draft(result: TrainResult, arch: Architecture, G: torch.nn.Module, 
         train_seconds=round(result.seconds, 2),
         iterations=len(result.history),
         parameters=ParameterCounts(generator=count_parameters(G), discriminator=count_parameters(D)),
-        generator_io={"input": ["N", arch.input_dim], "output": ["N", *arch.image_shape], "range": [-1, 1],
-                      **({"input_layout": f"z ({arch.latent_dim}) then the class as {arch.classes} weights "
-                                          "(a one-hot)"} if arch.classes else {})},
+        generator_io={"input": ["N", arch.layout.width], "output": ["N", *arch.image_shape], "range": [-1, 1],
+                      **({"input_layout": f"z ({arch.layout.style}) then the class as {arch.layout.classes} weights "
+                                          "(a one-hot)"} if arch.layout.conditional else {})},
         discriminator_output="logits" if recipe["d_scores"] == "probability" else "raw scores (hinge loss)",
         export_max_abs_diff=diffs,
         final_epoch_means=dict(zip(HISTORY_COLUMNS, last_epoch.mean(0).tolist())) if len(last_epoch) else None,
@@ -115,15 +115,14 @@ def manifest_draft(result: TrainResult, arch: Architecture, G: torch.nn.Module, 
     )
 
 
-def write_semantics(directory, generator: torch.nn.Module, latent_dim: int, samples: int, precision: str = "fp32",
-                    progress: bool | None = False, log: Callable[[str], None] = lambda message: None,
-                    classes: int = 0) -> None:
+def write_semantics(directory: Path, generator: torch.nn.Module, layout: LatentLayout, samples: int,
+                    precision: str = "fp32", progress: bool | None = False,
+                    log: Callable[[str], None] = lambda message: None) -> None:
     """`classes.json` and `classifier.pt` into a version being built: what its latent space means, found with the
     very generator the service will load, and the classifier the service checks class requests with."""
     from trainer.evaluation.class_boundaries import fit_class_semantics
     from trainer.evaluation.fashion_classifier import export_classifier
 
-    semantics = fit_class_semantics(generator, latent_dim, samples, precision=precision, progress=progress, log=log,
-                                    classes=classes)
+    semantics = fit_class_semantics(generator, layout, samples, precision=precision, progress=progress, log=log)
     (directory / CLASSES).write_text(semantics.model_dump_json(indent=1) + "\n")
     (directory / CLASSIFIER).write_bytes(export_classifier())

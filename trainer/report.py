@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from shared.imaging.grids import render_grid
-from shared.imaging.latents import STUDY_SWEEP_DIMS, STUDY_SWEEP_VALUES, seeded_latents
+from shared.imaging.latents import STUDY_SWEEP_DIMS, STUDY_SWEEP_VALUES, LatentLayout
 from shared.imaging.sampling import class_layout, generate, sample_image, sweep_image
 from shared.store import HISTORY_CSV
 from trainer.state import HISTORY_COLUMNS
@@ -31,11 +31,11 @@ QUALITY_PANELS = (("fid", "FID (lower is better)"), ("recall", "recall (higher i
 
 
 def write_report(report_dir: Path, history: torch.Tensor, iterations_per_epoch: int,
-                 generator: torch.nn.Module, latent_dim: int, title: str, d_scores: str = "probability",
+                 generator: torch.nn.Module, layout: LatentLayout, title: str, d_scores: str = "probability",
                  quality: list[dict] = (), classes: list[str] = ()) -> list[Path]:
     """`d_scores`: what the history's D_x and D_G_z are, "probability" (BCE: sigmoid of D) or "raw" (hinge);
     `quality`: what --eval-every measured, epoch by epoch (quality.csv and quality.png when there is any);
-    `classes`: a conditional generator's (its input ends in one weight per class)."""
+    `classes`: a conditional generator's class names, in the order of its input's class weights."""
     report_dir.mkdir(parents=True, exist_ok=True)
     paths = [
         write_history_csv(report_dir / HISTORY_CSV, history, iterations_per_epoch),
@@ -45,13 +45,13 @@ def write_report(report_dir: Path, history: torch.Tensor, iterations_per_epoch: 
     if quality:
         paths += [write_quality_csv(report_dir / "quality.csv", quality), plot_quality(report_dir / "quality.png",
                                                                                       {title: quality})]
-    base = seeded_latents(SAMPLE_SEED, SAMPLE_COUNT, latent_dim, len(classes))
+    base = layout.seeded(SAMPLE_SEED, SAMPLE_COUNT)
     sample_image(generator, base, scale=SAMPLE_SCALE).save(report_dir / "samples.png")
     sweep_image(generator, base, STUDY_SWEEP_DIMS, STUDY_SWEEP_VALUES, scale=SWEEP_SCALE).save(report_dir / "sweep.png")
     paths += [report_dir / "samples.png", report_dir / "sweep.png"]
-    if classes:  # the figure of conditional GANs: what z keeps (the style) when only the class changes
-        layout = class_layout(base[:, :latent_dim - len(classes)], range(len(classes)), classes, len(classes))
-        render_grid(generate(generator, layout.latents), layout.nrow, 2, SWEEP_SCALE, layout.row_labels).save(
+    if layout.conditional:  # the figure of conditional GANs: what z keeps (the style) when only the class changes
+        grid = class_layout(layout.style_of(base), range(layout.classes), classes, layout.classes)
+        render_grid(generate(generator, grid.latents), grid.nrow, 2, SWEEP_SCALE, grid.row_labels).save(
             report_dir / "classes.png")
         paths.append(report_dir / "classes.png")
     return paths

@@ -23,7 +23,7 @@ from service.engine.precision_choice import PrecisionChoice, choose_precision
 from service.engine.projection_task import projection_steps
 from service.engine.runner import GeneratorRunner
 from shared.imaging import torchscript
-from shared.imaging.latents import seeded_latents
+from shared.imaging.latents import LatentLayout, seeded_latents
 from shared.imaging.pixels import to_model_range
 from shared.store import CLASSES, CLASSIFIER, DISCRIMINATOR, ENCODER, ClassSemantics, NotFound, Version
 
@@ -133,10 +133,10 @@ class Engine:
 
         return self.worker.call(run)
 
-    def project(self, started: Started, latent_dim: int, image: torch.Tensor, steps: int, seed: int,
-                classes: int = 0, label: int | None = None) -> Task:
+    def project(self, started: Started, layout: LatentLayout, image: torch.Tensor, steps: int, seed: int,
+                label: int | None = None) -> Task:
         """Start the projection of a uint8 (C, H, W) image as a task between the batches; its future gets a
-        `Projected`. A conditional version's (`classes`) searches z with the class held at `label` (None: the
+        `Projected`. A conditional version's (`layout`) searches z with the class held at `label` (None: the
         picture's class, found by the version's classifier). Raises Overloaded when MAX_PROJECTIONS are already
         in progress."""
         with self.worker.cond:
@@ -146,8 +146,8 @@ class Engine:
             raise Overloaded(f"{busy} projections are in progress, as many as MAX_PROJECTIONS allows; retry shortly",
                              left, PROJECTIONS)
         return self.worker.start_task(projection_steps(started.generator, started.encoder, started.classifier, image,
-                                                       latent_dim, steps, seed, self.device,
-                                                       started.precision.precision, classes, label))
+                                                       layout, steps, seed, self.device,
+                                                       started.precision.precision, label))
 
     def resume(self) -> None:
         self.worker.resume()

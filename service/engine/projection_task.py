@@ -11,6 +11,7 @@ from typing import Iterator
 import torch
 
 from shared.imaging.grids import to_uint8
+from shared.imaging.latents import LatentLayout
 from shared.imaging.pixels import to_model_range
 from shared.imaging.precision import FP32
 from shared.imaging.projection import Projection, WithClass, mean_latent, picture_classes
@@ -28,22 +29,21 @@ class Projected:
 
 
 def projection_steps(generator: torch.nn.Module, encoder: torch.nn.Module | None,
-                     classifier: torch.nn.Module | None, image: torch.Tensor, latent_dim: int, steps: int, seed: int,
-                     device: torch.device, precision: str = FP32, classes: int = 0,
+                     classifier: torch.nn.Module | None, image: torch.Tensor, layout: LatentLayout, steps: int,
+                     seed: int, device: torch.device, precision: str = FP32,
                      label: int | None = None) -> Iterator[None]:
     """The task: yields after each step; returns a `Projected`. `image`: uint8 (C, H, W) at the model's size;
-    the generator runs in `precision`, the one its version is served in. A conditional generator (`classes`)
-    is searched in z with the class held at `label` (None: `picture_class`)."""
+    the generator runs in `precision`, the one its version is served in. A conditional generator is searched in
+    z with the class held at `label` (None: `picture_classes`)."""
     started = time.perf_counter()
     target = to_model_range(image.unsqueeze(0).to(device))
     with torch.inference_mode():
-        guess = encoder(target) if encoder is not None else mean_latent(1, latent_dim, device)
-        if classes:
-            label = int(picture_classes(classifier, target, guess, classes)[0]) if label is None else label
-            generator = WithClass(generator, torch.tensor([label], device=device), classes)
-            one_hot, guess = generator.one_hot, guess[:, :-classes]
+        guess = encoder(target) if encoder is not None else mean_latent(1, layout.width, device)
+        if layout.conditional:  # z alone is searched, the class held
+            label = int(picture_classes(classifier, target, guess, layout.classes)[0]) if label is None else label
+            generator = WithClass(generator, torch.tensor([label], device=device), layout.classes)
     yield
-    search = Projection(generator, target, guess.clone(), steps, seed,
+    search = Projection(generator, target, layout.style_of(guess).clone(), steps, seed,
                         classifier.features if classifier is not None else None, precision)
     yield
     while search.done < steps:
@@ -52,9 +52,6 @@ def projection_steps(generator: torch.nn.Module, encoder: torch.nn.Module | None
     latent = search.latents.detach()
     with torch.inference_mode():
         reconstruction = to_uint8(search.generate(latent))[0].cpu()
-    if classes:
-        latent = torch.cat([latent, one_hot], 1)
-    return Projected(latent[0].cpu(), reconstruction, {"start": search.start_losses.of(0),
-                                                       "final": search.losses().of(0)},
-                     steps, "encoder" if encoder is not None else "mean latent", time.perf_counter() - started,
-                     label if classes else None)
+    return Projected(layout.labelled(latent, label)[0].cpu(), reconstruction,
+                     {"start": search.start_losses.of(0), "final": search.losses().of(0)},
+                     steps, "encoder" if encoder is not None else "mean latent", time.perf_counter() - started, label)

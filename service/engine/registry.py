@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 import torch
 
+from shared.imaging.latents import LatentLayout
 from shared.store import DamagedVersion, Listing, NotFound, Store, Version
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class LoadedModel:
     name = property(lambda self: self.stored.name)
     version = property(lambda self: self.stored.version)
     latent_dim = property(lambda self: self.stored.latent_dim)
+    layout = property(lambda self: LatentLayout.of(self.stored.manifest))  # z, then the classes it is given
     image_shape = property(lambda self: self.stored.image_shape)
     sha256 = property(lambda self: self.stored.manifest.generator_sha256)
     batcher = property(lambda self: self.started.batcher)  # where requests for this version queue for a forward

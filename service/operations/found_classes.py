@@ -17,6 +17,7 @@ from fastapi import HTTPException
 
 from service.engine.registry import LoadedModel
 from service.operations.rejections import MODEL_MISMATCH, field_error
+from shared.imaging.latents import LatentLayout
 from shared.store import ClassBoundary, ClassSemantics
 
 BLOCK = 512  # candidates drawn from the seed at a time
@@ -41,16 +42,6 @@ def find_class(semantics: ClassSemantics, ref: str | int, loc: list) -> ClassBou
     return found
 
 
-def truncate(latents: torch.Tensor, psi: float | None, center: torch.Tensor | None = None) -> torch.Tensor:
-    """center + psi * (z - center): psi 1 (or None) leaves the latents as they are, psi -> 0 pulls them all to
-    the center (the prior's mean, 0, unless a class's mean is given)."""
-    if psi is None or psi == 1:
-        return latents
-    if center is None:
-        return latents * psi
-    return center + psi * (latents - center)
-
-
 def _stream(semantics: ClassSemantics, cls: ClassBoundary, seed: int, psi: float | None,
             limit: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Blocks of the seed's latents (truncated towards the class's mean), `limit` in all, with the latent
@@ -64,7 +55,7 @@ def _stream(semantics: ClassSemantics, cls: ClassBoundary, seed: int, psi: float
         block = torch.from_numpy(rng.standard_normal((min(BLOCK, limit - drawn), semantics.latent_dim),
                                                      dtype=np.float32))
         drawn += len(block)
-        block = truncate(block, psi, center)
+        block = LatentLayout(semantics.latent_dim).truncated(block, psi, center)  # a found class: no class input
         yield block, block @ weights.T + bias
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import torch
+
+from shared.imaging.latents import LatentLayout
 
 Method = Literal["slerp", "lerp"]
 PARALLEL = 1e-6  # radians: closer than this, the directions are one and slerp is lerp
@@ -41,3 +44,13 @@ def _orthogonal(u: np.ndarray) -> np.ndarray:
     e[np.argmin(np.abs(u))] = 1.0
     w = e - (e @ u) * u
     return w / np.linalg.norm(w)
+
+
+def interpolate_latents(layout: LatentLayout, start: torch.Tensor, end: torch.Tensor, steps: int,
+                        method: Method = "slerp") -> torch.Tensor:
+    """The path between two (1, width) latents of `layout`: z as `method` says, a conditional latent's class
+    weights along the straight line (from one class to the other)."""
+    a, b = start[0].numpy(), end[0].numpy()
+    style = interpolate(a[:layout.style], b[:layout.style], steps, method)
+    weights = interpolate(a[layout.style:], b[layout.style:], steps, "lerp")
+    return torch.from_numpy(np.concatenate([style, weights], 1))

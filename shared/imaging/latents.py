@@ -1,7 +1,9 @@
-"""Latent vectors: drawn from a seed, and swept one coordinate at a time (the seed study's experiment)."""
+"""Latent vectors: what a generator's input holds (`LatentLayout`), drawn from a seed, and swept one coordinate at
+a time (the study's experiment)."""
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -37,8 +39,71 @@ def seeded_latents(seed: int, count: int, latent_dim: int, classes: int = 0) -> 
 def with_classes(z: torch.Tensor, labels: torch.Tensor | int, classes: int) -> torch.Tensor:
     """A conditional generator's input: each z (N, style) followed by the one-hot of its label (or of one label
     for all)."""
-    labels = torch.as_tensor(labels, dtype=torch.long).expand(z.shape[0])
+    labels = torch.as_tensor(labels, dtype=torch.long, device=z.device).expand(z.shape[0])
     return torch.cat([z, torch.nn.functional.one_hot(labels, classes).to(z.dtype)], 1)
+
+
+class DescribesInput(Protocol):
+    """What a manifest says of its generator's input (shared.store.Manifest)."""
+
+    latent_dim: int
+    input_classes: int
+
+
+@dataclass(frozen=True)
+class LatentLayout:
+    """A generator's input vector: `style` numbers of z, then, when the generator is class-conditional, one weight
+    per class (a one-hot for one class; any weights over the classes work). Whether a version is conditional is
+    decided here: every reader draws, truncates, relabels and splits its latents through its layout, and an
+    unconditional layout (classes 0) does each of those to z alone."""
+
+    style: int
+    classes: int = 0
+
+    @classmethod
+    def of(cls, manifest: DescribesInput) -> "LatentLayout":
+        return cls(manifest.latent_dim - manifest.input_classes, manifest.input_classes)
+
+    @property
+    def width(self) -> int:
+        """The generator's input width: what the store calls `latent_dim`."""
+        return self.style + self.classes
+
+    @property
+    def conditional(self) -> bool:
+        return self.classes > 0
+
+    def seeded(self, seed: int, count: int) -> torch.Tensor:
+        """`count` latents of `seed` (`seeded_latents`): a conditional layout's classes drawn from the seed too."""
+        return seeded_latents(seed, count, self.width, self.classes)
+
+    def random(self, count: int, device: torch.device | str = "cpu",
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """`count` latents from torch's RNG (training's draws): N(0, 1) z, and a uniformly drawn class."""
+        z = torch.randn(count, self.style, device=device, generator=generator)
+        if not self.conditional:
+            return z
+        return self.labelled(z, torch.randint(self.classes, (count,), device=device, generator=generator))
+
+    def labelled(self, z: torch.Tensor, labels: torch.Tensor | int | None) -> torch.Tensor:
+        """Full latents from styles (N, style) and their classes (ignored by an unconditional layout)."""
+        return with_classes(z, labels, self.classes) if self.conditional else z
+
+    def style_of(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents[:, :self.style]
+
+    def class_weights(self, latents: torch.Tensor) -> torch.Tensor:
+        """The class part of latents: (N, classes), empty for an unconditional layout."""
+        return latents[:, self.style:]
+
+    def truncated(self, latents: torch.Tensor, psi: float | None, center: torch.Tensor | None = None) -> torch.Tensor:
+        """StyleGAN's truncation in z: center + psi * (z - center) (the prior's mean, 0, unless a `center` is
+        given); psi 1 (or None) leaves the latents as they are. Only the style moves: a class stays its class."""
+        if psi is None or psi == 1:
+            return latents
+        style = self.style_of(latents)
+        pulled = style * psi if center is None else center[..., :self.style] + psi * (style - center[..., :self.style])
+        return torch.cat([pulled, self.class_weights(latents)], 1)
 
 
 def sweep_latents(

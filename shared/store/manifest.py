@@ -91,8 +91,9 @@ class ManifestDraft(_Record):
                                                  "one-hot for one class (latent_dim = style_dim + classes)")
     class_names: list[str] | None = Field(None, description="a conditional version's classes, in the order of its "
                                                             "input's class weights", examples=[["Trouser", "Dress"]])
-    style_dim: int | None = Field(None, ge=1, description="a conditional version's z: the first style_dim numbers "
-                                                          "of its input")
+    style_dim: int | None = Field(None, ge=1, description="z: the first style_dim numbers of the generator's input "
+                                                          "(all of them when it is not conditional; versions made "
+                                                          "before it was written for those leave it out)")
 
     # the training record: optional, absent from versions published by hand
     dataset: str | None = None
@@ -135,6 +136,8 @@ class ManifestDraft(_Record):
                                      and self.style_dim + len(self.class_names) == self.latent_dim):
             raise ValueError("a conditional version needs class_names (at least two) and style_dim, with latent_dim "
                              "= style_dim + the number of classes")
+        if not self.conditional and self.style_dim not in (None, self.latent_dim):
+            raise ValueError("an unconditional version's style_dim is its latent_dim: all of its input is z")
         return self
 
 

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from shared.imaging.latents import seeded_latents
+from shared.imaging.latents import LatentLayout
 from shared.imaging.precision import FP32
 from shared.store import ClassSemantics
 from trainer.evaluation.fashion_classifier import (
@@ -37,13 +37,13 @@ WEIGHT_DECAY = 1e-4
 MIN_EXAMPLES = 5  # a class rarer than this among the samples gets no boundary worth the name
 
 
-def label_samples(generator: torch.nn.Module, latent_dim: int, samples: int, seed: int, device: torch.device | str,
-                  precision: str = FP32, phase: Phase | None = None,
-                  classes: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def label_samples(generator: torch.nn.Module, layout: LatentLayout, samples: int, seed: int,
+                  device: torch.device | str, precision: str = FP32,
+                  phase: Phase | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(latents, the classifier's labels of their images); the generator runs in `precision`, the classifier in fp32.
-    `classes`: the generator is conditional (its latents end in a one-hot of a uniformly drawn class)."""
+    A conditional layout's latents end in a one-hot of a uniformly drawn class."""
     net = load_classifier(device)
-    z = seeded_latents(seed, samples, latent_dim, classes)
+    z = layout.seeded(seed, samples)
     with torch.inference_mode():
         images = generated(generator, batches(z), device, precision)
         _, probs = embed(net, phase.track(images) if phase is not None else images)
@@ -88,19 +88,19 @@ def balanced_accuracy(scores: torch.Tensor, positive: torch.Tensor) -> float | N
     return float(0.5 * ((said & positive).sum() / positive.sum() + (~said & ~positive).sum() / (~positive).sum()))
 
 
-def fit_class_semantics(generator: torch.nn.Module, latent_dim: int, samples: int = SAMPLES, seed: int = SEED,
+def fit_class_semantics(generator: torch.nn.Module, layout: LatentLayout, samples: int = SAMPLES, seed: int = SEED,
                         device: torch.device | str = "cpu", precision: str = FP32, progress: bool | None = False,
-                        log: Callable[[str], None] = print, classes: int = 0) -> ClassSemantics:
+                        log: Callable[[str], None] = print) -> ClassSemantics:
     """The class semantics of `generator`, shown as the phase "classes" (its labelling batches, then one fit per
     class and the softmax's)."""
     steps = math.ceil(samples / BATCH) + 1 + len(CLASSES)
     with Phase("classes", steps, progress, log, detail=f"{samples} samples in {precision}") as phase:
-        return _fit(generator, latent_dim, samples, seed, device, precision, phase, classes)
+        return _fit(generator, layout, samples, seed, device, precision, phase)
 
 
-def _fit(generator: torch.nn.Module, latent_dim: int, samples: int, seed: int, device: torch.device | str,
-         precision: str, phase: Phase, input_classes: int = 0) -> ClassSemantics:
-    z, labels = label_samples(generator, latent_dim, samples, seed, device, precision, phase, input_classes)
+def _fit(generator: torch.nn.Module, layout: LatentLayout, samples: int, seed: int, device: torch.device | str,
+         precision: str, phase: Phase) -> ClassSemantics:
+    z, labels = label_samples(generator, layout, samples, seed, device, precision, phase)
     split = int(len(z) * (1 - HELD_OUT))
     weights, bias = fit_softmax(z[:split], labels[:split], len(CLASSES))
     phase.advance()
@@ -115,10 +115,10 @@ def _fit(generator: torch.nn.Module, latent_dim: int, samples: int, seed: int, d
         else:  # too rare (or too common) to fit: the softmax's own direction, no boundary to score
             direction = weights[index] - weights.mean(0)
             direction, offset, accuracy = direction / direction.norm(), 0.0, None
-        mean = z[mine].mean(0) if mine.any() else torch.zeros(latent_dim)
+        mean = z[mine].mean(0) if mine.any() else torch.zeros(layout.width)
         classes.append({"index": index, "name": name, "share": float(mine.float().mean()), "accuracy": accuracy,
                         "direction": direction.tolist(), "offset": offset, "mean": mean.tolist()})
     card = classifier_card()
     return ClassSemantics(classifier={k: card[k] for k in ("name", "sha256", "test_accuracy")}, samples=samples,
-                          latent_seed=seed, latent_dim=latent_dim, classes=classes, latent_classifier={
+                          latent_seed=seed, latent_dim=layout.width, classes=classes, latent_classifier={
                               "weights": weights.tolist(), "bias": bias.tolist(), "held_out_accuracy": held_out})

@@ -23,7 +23,7 @@ from shared.errors import UserError
 from shared.imaging import torchscript
 from shared.imaging.devices import resolve_device
 from shared.imaging.grids import to_uint8
-from shared.imaging.latents import seeded_latents
+from shared.imaging.latents import LatentLayout
 from shared.imaging.precision import FP32
 from shared.store import CLASSES, CLASSIFIER, Store, Version, utc_now_iso
 from trainer.data import load_idx_split, load_reference_images, locate_idx_dir
@@ -92,14 +92,14 @@ class Evaluator:
             test_x, _ = load_idx_split(locate_idx_dir("fashion-mnist", data_dir), "test")
             self.real, _ = embed_dataset(self.net, test_x)
 
-    def measure(self, generator: torch.nn.Module, latent_dim: int, samples: int = 10_000, seed: int = 0,
-                precision: str = FP32, phase: Phase | None = None, classes: int = 0) -> dict:
-        """Every metric of `generator` (in eval mode, on this evaluator's device) from `samples` latents of `seed`,
-        the generator run in `precision` (the classifier always in fp32); `phase` advances once per batch. A
-        conditional generator (`classes`) makes its classes uniformly, as FashionMNIST has them."""
+    def measure(self, generator: torch.nn.Module, layout: LatentLayout, samples: int = 10_000, seed: int = 0,
+                precision: str = FP32, phase: Phase | None = None) -> dict:
+        """Every metric of `generator` (in eval mode, on this evaluator's device) from `samples` latents of `seed`
+        drawn in its `layout`, the generator run in `precision` (the classifier always in fp32); `phase` advances
+        once per batch. A conditional generator makes its classes uniformly, as FashionMNIST has them."""
         check_samples(samples)
         started = time.perf_counter()
-        z = seeded_latents(seed, samples, latent_dim, classes)
+        z = layout.seeded(seed, samples)
         with torch.inference_mode():
             images = generated(generator, batches(z), self.device, precision)
             images = [x.cpu() for x in (phase.track(images) if phase is not None else images)]
@@ -131,8 +131,7 @@ def evaluate_version(store: Store, version: Version, samples: int = 10_000, seed
                               use_inception, log)
         phase.advance()
         generator = torchscript.load(version.generator_path, evaluator.device)
-        record = evaluator.measure(generator, version.latent_dim, samples, seed, precision, phase,
-                                   version.manifest.input_classes)
+        record = evaluator.measure(generator, LatentLayout.of(version.manifest), samples, seed, precision, phase)
     record["seconds"] = round(time.perf_counter() - started, 2)  # with loading the classifier and the test set
     store.update_manifest(version, metrics=record)
     log(format_table(f"{version.name} v{version.version}", record))
@@ -147,9 +146,8 @@ def add_semantics(store: Store, version: Version, samples: int = 20_000, device:
 
     started = time.perf_counter()
     dev = resolve_device(device)
-    semantics = fit_class_semantics(torchscript.load(version.generator_path, dev), version.latent_dim, samples,
-                                    device=dev, precision=precision, progress=progress, log=log,
-                                    classes=version.manifest.input_classes)
+    semantics = fit_class_semantics(torchscript.load(version.generator_path, dev), LatentLayout.of(version.manifest),
+                                    samples, device=dev, precision=precision, progress=progress, log=log)
     version = store.add_files(version, {CLASSES: (semantics.model_dump_json(indent=1) + "\n").encode(),
                                         CLASSIFIER: export_classifier()})
     log(f"{version.name} v{version.version}: the directions of {len(semantics.classes)} classes found in "

@@ -19,7 +19,7 @@ from service.operations import given_classes
 from service.operations.animation import MEDIA_TYPES, encode_animation
 from service.operations.found_classes import find_class, semantics_of
 from service.operations.generation import ClientGone, admit, class_images, images_for
-from service.operations.interpolation import interpolate
+from service.operations.interpolation import interpolate_latents
 from service.operations.rejections import MODEL_MISMATCH, field_error
 from shared.imaging.grids import grid_array, grid_size, upscale
 from shared.imaging.png import encode_png
@@ -62,7 +62,7 @@ def resolve_latents(body: LatentSource, model: LoadedModel, limits: RequestLimit
         return torch.tensor(body.latents, dtype=torch.float32)
     if batcher is not None:
         admit(batcher, body.count)
-    return given_classes.seeded(model, body.seed, body.count)
+    return model.layout.seeded(body.seed, body.count)
 
 
 @router.post("/generate", response_class=Response, responses=PNG_RESPONSE, summary="PNG grid from latent vectors")
@@ -72,7 +72,7 @@ async def generate(body: GenerateRequest, request: Request, services: ServicesDe
     model = await resolve_model(services.registry, body.model, body.version)
     services.limits.check_grid(body.image_count, model.image_shape[1:], body.nrow, body.padding, body.scale,
                                ["latents" if body.latents is not None else "count"])
-    if body.class_ is not None and given_classes.is_conditional(model):
+    if body.class_ is not None and model.layout.conditional:
         label, name = given_classes.label_of(model, body.class_, ["class"])
         admit(model.batcher, body.count)
         latents = given_classes.of_class(model, label, body.seed, body.count, body.truncation)
@@ -87,8 +87,7 @@ async def generate(body: GenerateRequest, request: Request, services: ServicesDe
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         return await png_response(services, model, found.images, body.nrow, body.padding, body.scale, headers={
             "X-Class": cls.name, "X-Class-Verified": f"{found.verified}/{body.count}"})
-    latents = given_classes.truncated(model, resolve_latents(body, model, services.limits, model.batcher),
-                                    body.truncation)
+    latents = model.layout.truncated(resolve_latents(body, model, services.limits, model.batcher), body.truncation)
     return await png_grid_response(request, services, model, latents, body.nrow, body.padding, body.scale)
 
 
@@ -99,10 +98,10 @@ async def sweep(body: SweepRequest, request: Request, services: ServicesDep) -> 
     With `directions` or `classes`, the rows move along semantic directions or towards classes instead; on a
     conditional version, `classes` without `values` gives one row per class over the same base styles."""
     model = await resolve_model(services.registry, body.model, body.version)
-    base = given_classes.truncated(model, resolve_latents(body, model, services.limits), body.truncation)
+    base = model.layout.truncated(resolve_latents(body, model, services.limits), body.truncation)
     along = body.along
     groups = getattr(body, along)
-    if along == "classes" and given_classes.is_conditional(model) and "values" not in body.model_fields_set:
+    if along == "classes" and model.layout.conditional and "values" not in body.model_fields_set:
         return await style_by_class(request, services, model, body, base)
     if along == "classes":
         semantics = semantics_of(model, ["classes"])
@@ -135,8 +134,8 @@ async def style_by_class(request: Request, services: Services, model: LoadedMode
     n = len(labels) * base.shape[0]
     services.limits.check_grid(n, model.image_shape[1:], base.shape[0], body.padding, body.scale, ["classes"])
     admit(model.batcher, n)
-    layout = class_layout(base[:, :given_classes.style_dim(model)], [i for i, _ in labels], [n for _, n in labels],
-                          given_classes.class_count(model), body.labels)
+    layout = class_layout(model.layout.style_of(base), [i for i, _ in labels], [n for _, n in labels],
+                          model.layout.classes, body.labels)
     return await png_grid_response(request, services, model, layout.latents, layout.nrow, body.padding, body.scale,
                                    layout.row_labels)
 
@@ -156,14 +155,9 @@ async def interpolate_route(body: InterpolateRequest, request: Request, services
     the ends may name classes, and the path goes from one class to the other (the class weights along the
     straight line, z as `method` says)."""
     model = await resolve_model(services.registry, body.model, body.version)
-    ends = [given_classes.truncated(model, latent_of(ref, model, services.limits, [name]), body.truncation)[0].numpy()
+    ends = [model.layout.truncated(latent_of(ref, model, services.limits, [name]), body.truncation)
             for name, ref in (("start", body.start), ("end", body.end))]
-    k = given_classes.class_count(model)
-    if k:
-        z = interpolate(ends[0][:-k], ends[1][:-k], body.steps, body.method)
-        latents = torch.from_numpy(np.concatenate([z, interpolate(ends[0][-k:], ends[1][-k:], body.steps, "lerp")], 1))
-    else:
-        latents = torch.from_numpy(interpolate(*ends, body.steps, body.method))
+    latents = interpolate_latents(model.layout, *ends, body.steps, body.method)
     nrow = body.nrow or body.steps
     if body.format == "png":
         services.limits.check_grid(body.steps, model.image_shape[1:], nrow, body.padding, body.scale, ["steps"])
@@ -186,7 +180,7 @@ async def interpolate_route(body: InterpolateRequest, request: Request, services
 def latent_of(ref: LatentRef, model: LoadedModel, limits: RequestLimits, loc: list) -> torch.Tensor:
     """The (1, latent_dim) latent a reference names, its length checked against the model (and its class, which
     only a conditional version takes)."""
-    if ref.class_ is not None and not given_classes.is_conditional(model):
+    if ref.class_ is not None and not model.layout.conditional:
         raise field_error([*loc, "class"], f"{model.name} v{model.version} is not class-conditional: give a latent "
                                            "(GET /models/{name}/classes/{class}/latents finds a class's)", MODEL_MISMATCH)
     if ref.latent is not None:
@@ -194,9 +188,10 @@ def latent_of(ref: LatentRef, model: LoadedModel, limits: RequestLimits, loc: li
         latent = torch.tensor([ref.latent], dtype=torch.float32)
     else:
         index = ref.index or 0
-        latent = given_classes.seeded(model, ref.seed, index + 1)[index:]
+        latent = model.layout.seeded(ref.seed, index + 1)[index:]
     if ref.class_ is not None:
-        latent = given_classes.relabelled(model, latent, given_classes.label_of(model, ref.class_, [*loc, "class"])[0])
+        label = given_classes.label_of(model, ref.class_, [*loc, "class"])[0]
+        latent = model.layout.labelled(model.layout.style_of(latent), label)
     return latent
 
 

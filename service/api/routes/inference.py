@@ -39,7 +39,6 @@ from service.api.schemas import MAX_SEED
 from service.engine.registry import LoadedModel
 from service.operations import given_classes
 from service.operations.generation import ClientGone, admit, images_for
-from shared.imaging.latents import with_classes
 from shared.imaging.png import encode_png
 from shared.store import NAME_PATTERN
 
@@ -125,7 +124,7 @@ def metadata(model: LoadedModel, versions: list[int]) -> dict:
     c, h, w = model.image_shape
     inputs = [{"name": "latents", "datatype": "FP32", "shape": [-1, model.latent_dim]},
               {"name": "seed", "datatype": "INT64", "shape": [-1]}]
-    if given_classes.is_conditional(model):
+    if model.layout.conditional:
         inputs.append({"name": "class", "datatype": "INT64", "shape": [-1],
                        "parameters": {"classes": model.stored.manifest.class_names, "also": "BYTES class names"}})
     return {"name": model.name, "versions": [str(v) for v in versions], "platform": "pytorch_torchscript",
@@ -287,18 +286,15 @@ def latents_of(body: InferRequest, model: LoadedModel, services: Services) -> to
         count = tensor.shape[0]
     if not 0 < count <= services.settings.max_images:
         raise ProtocolError(f"{count} images asked for: give 1 to {services.settings.max_images} (MAX_IMAGES)")
-    labels = classes_of(body, model, count)
+    labels, layout, psi = classes_of(body, model, count), model.layout, None if psi is None else float(psi)
     if given == ["latents"]:
-        latents = given_classes.truncated(model, torch.from_numpy(tensor.data.reshape(count, -1).copy()),
-                                        None if psi is None else float(psi))
-        return latents if labels is None else with_classes(latents[:, :given_classes.style_dim(model)], labels,
-                                                           given_classes.class_count(model))
+        latents = layout.truncated(torch.from_numpy(tensor.data.reshape(count, -1).copy()), psi)
+        return latents if labels is None else layout.labelled(layout.style_of(latents), labels)
     seeds = [int(s) for s in tensor.data]
     if labels is not None:
-        return torch.cat([given_classes.of_class(model, int(label), seed, 1, None if psi is None else float(psi))
+        return torch.cat([given_classes.of_class(model, int(label), seed, 1, psi)
                           for seed, label in zip(seeds, labels.tolist())])
-    latents = torch.cat([given_classes.seeded(model, seed, 1) for seed in seeds])
-    return given_classes.truncated(model, latents, None if psi is None else float(psi))
+    return layout.truncated(torch.cat([layout.seeded(seed, 1) for seed in seeds]), psi)
 
 
 def classes_of(body: InferRequest, model: LoadedModel, count: int) -> torch.Tensor | None:
@@ -306,7 +302,7 @@ def classes_of(body: InferRequest, model: LoadedModel, count: int) -> torch.Tens
     tensor = body.inputs.get("class")
     if tensor is None:
         return None
-    if not given_classes.is_conditional(model):
+    if not model.layout.conditional:
         raise ProtocolError(f"{model.name} v{model.version} is not class-conditional: leave the input `class` out")
     if len(tensor.shape) != 1 or tensor.shape[0] not in (1, count):
         raise ProtocolError(f"input `class` must have shape [1] or [{count}], not {list(tensor.shape)}")

@@ -157,7 +157,7 @@ async def get_class_latents(request: Request, services: ServicesDep, name: str =
     (found the same way: the latent space's candidates, kept when the version's classifier agrees), so that a
     client can edit one and post it back as `latent`."""
     model = await resolve_model(services.registry, name, version if version == "latest" else int(version))
-    if given_classes.is_conditional(model):  # the label goes in: the seed's z, each with the class's one-hot
+    if model.layout.conditional:  # the label goes in: the seed's z, each with the class's one-hot
         label, class_name = given_classes.label_of(model, cls, ["cls"])
         latents = given_classes.of_class(model, label, seed, count, truncation)
         return ClassLatents(model=model.name, version=model.version, class_=class_name, seed=seed,

@@ -54,7 +54,7 @@ async def project(request: Request, services: ServicesDep,
     On a class-conditional version only z is searched, the class held: the answer gives both."""
     loaded = await resolve_model(services.registry, model, version)
     label = given_classes.form_class(loaded, class_)
-    if given_classes.is_conditional(loaded) and label is None and loaded.classifier is None \
+    if loaded.layout.conditional and label is None and loaded.classifier is None \
             and loaded.started.encoder is None:
         raise field_error(["class"], f"{loaded.name} v{loaded.version} has neither a classifier nor an encoder to find "
                                      "the picture's class: give `class`", MODEL_MISMATCH)
@@ -67,8 +67,7 @@ async def project(request: Request, services: ServicesDep,
     picture = decode(await file.read(), ["file"], size, channels, services.settings.max_pixels)
     image = torch.from_numpy(picture.transpose(2, 0, 1).copy())
     try:
-        task = services.engine.project(loaded.started, loaded.latent_dim, image, steps, seed,
-                                       given_classes.class_count(loaded), label)
+        task = services.engine.project(loaded.started, loaded.layout, image, steps, seed, label)
     except Overloaded as e:
         raise busy(e) from None
     try:

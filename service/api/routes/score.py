@@ -48,7 +48,7 @@ async def score(services: ServicesDep,
         images = np.stack([decode(data, ["files", i], size, channels, services.settings.max_pixels)
                            for i, data in enumerate(uploads)])
         labels = None
-        if given_classes.is_conditional(loaded):
+        if loaded.layout.conditional:
             labels = (np.full(len(images), label) if label is not None
                       else seen_classes(services.engine, loaded, images))
         return services.engine.score(loaded.stored, images, labels), labels
