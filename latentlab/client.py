@@ -21,6 +21,8 @@ from latentlab.errors import APIConnectionError, APITimeoutError, parse_retry_af
 from latentlab.results import ImageResult
 from latentlab.retry import RETRY_STATUSES, Attempts, RetryPolicy
 
+# the store's file of a network in each form: `<network><suffix>` (the client imports no server code to ask)
+FORM_SUFFIXES = {"onnx": ".onnx", "export": ".pt2", "torchscript": ".pt"}
 DEFAULT_URL = "http://127.0.0.1:8000"
 Version = Union[int, str]
 Vector = Union[Sequence[float], np.ndarray]
@@ -259,6 +261,15 @@ class Routes:
                                           format="png", scale=scale)))
 
     # -------------------------------------------------------------- the service
+    def download(self, model: str, version: int, form: str = "onnx", network: str = "generator") -> bytes:
+        """One network of a version in one form, as the store holds it: `form` onnx (`<network>.onnx`), export (a
+        torch.export program, `.pt2`) or torchscript (`.pt`); `network` generator, discriminator or encoder. The
+        bytes are what the version's manifest hashes (`model(name)` lists them)."""
+        if form not in FORM_SUFFIXES:
+            raise ValueError(f"form must be one of {', '.join(FORM_SUFFIXES)}, not {form!r}")
+        file = network + FORM_SUFFIXES[form]
+        return self._send(Call("GET", f"/models/{model}/versions/{version}/files/{file}", lambda r: r.content))
+
     def health(self) -> dict:
         """GET /readyz: whether the service can serve, and what it has loaded (raises 503 while it cannot)."""
         return self._send(Call("GET", "/readyz", _json))

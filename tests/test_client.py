@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import onnxruntime
 import pytest
 import tomllib
 import torch
@@ -321,3 +322,16 @@ def test_the_client_needs_no_torch_and_no_server_code():
     for requirement in project["dependencies"] + project["optional-dependencies"]["client"]:
         assert not requirement.startswith("torch"), requirement
     assert latentlab.Client.__module__ == "latentlab.client"
+
+
+def test_download_fetches_a_versions_network_in_each_form(client, semantic_store):
+    version = Store(semantic_store).get("gan")
+    onnx = client.download("gan", version.version)  # the ONNX generator by default
+    assert onnx == (version.path / "generator.onnx").read_bytes()
+    session = onnxruntime.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["latents"]
+    assert client.download("gan", version.version, "export", "encoder") == (version.path / "encoder.pt2").read_bytes()
+    with pytest.raises(ValueError, match="form must be one of"):
+        client.download("gan", version.version, "tflite")
+    with pytest.raises(NotFoundError):
+        client.download("gan", 99)

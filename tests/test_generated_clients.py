@@ -19,7 +19,7 @@ from tests.service_helpers import make_client, wait_ready
 PYTHON_CONFIG = ROOT / "docs" / "clients" / "openapi-python-client.yaml"
 NODE_BIN = ROOT / "tests" / "clients" / "node_modules" / ".bin"
 OPERATIONS = {"generate", "sweep", "interpolate", "list_models", "get_model", "get_history", "get_directions",
-              "get_classes", "get_class_latents", "seeded_latent", "score", "project", "healthz", "readyz", "metrics",
+              "get_classes", "get_class_latents", "version_file", "seeded_latent", "score", "project", "healthz", "readyz", "metrics",
               # the Open Inference Protocol's routes (/v2)
               "server_metadata", "server_live", "server_ready", "model_metadata", "model_version_metadata",
               "model_ready", "model_version_ready", "infer", "infer_version"}

@@ -37,8 +37,10 @@ def test_cli_trains_and_publishes_versions(tmp_path, fashion_dir, arch, size):
     assert (m["name"], m["version"], m["architecture"], m["latent_dim"]) == (arch, 2, arch, 100)
     assert m["image_shape"] == [1, size, size] and m["epochs"] == 1 and m["batch_size"] == 64 and m["seed"] == 1
     assert m["dataset"] == "fashion-mnist" and m["learning_rate"] == 2e-4 and m["torch_version"] == torch.__version__
-    assert {"generator.pt", "discriminator.pt", "classes.json", "classifier.pt", "encoder.pt"} \
-        | {f"report/{f}" for f in REPORT_FILES} == set(m["files"])
+    networks = {f"{net}{suffix}" for net in ("generator", "discriminator", "encoder") for suffix in (".pt", ".pt2", ".onnx")}
+    assert networks | {"classes.json", "classifier.pt"} | {f"report/{f}" for f in REPORT_FILES} == set(m["files"])
+    assert set(m["forms"]) == {"generator", "discriminator", "encoder"}
+    assert all(set(diffs) == {"export", "onnx"} and max(diffs.values()) < 1e-5 for diffs in m["forms"].values())
     assert m["encoder"]["steps"] == 40
     assert m["iterations"] == 4
     assert (m["precision"], m["cuda_graphs"], m["world_size"], m["global_batch_size"]) == ("fp32", False, 1, 64)

@@ -13,8 +13,6 @@ from shared.imaging.latents import LatentLayout
 from shared.store import (
     CLASSES,
     CLASSIFIER,
-    DISCRIMINATOR,
-    ENCODER,
     GENERATOR,
     REPORT_DIR,
     ManifestDraft,
@@ -24,7 +22,7 @@ from shared.store import (
 from shared.store.manifest import ParameterCounts
 from trainer.architectures import Architecture, count_parameters, run_architecture
 from trainer.encoder import EncoderResult
-from trainer.export import export_torchscript
+from trainer.export import export_network
 from trainer.loop import TrainResult
 from trainer.nets import without_parametrizations
 from trainer.recipe import describe
@@ -47,12 +45,13 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
                                      arch.discriminator(batch_norm=cfg.d_norm == "batch")).eval()
     z = arch.layout.seeded(CHECK_SEED, CHECK_COUNT)
     with store.staging(cfg.name) as stage:
-        g_diff = export_torchscript(G, z[:2], stage / GENERATOR, check=z)
+        forms = {"generator": export_network("generator", G, z[:2], z, stage, arch.layout)}
         with torch.no_grad():
             fakes = G(z)
         # a conditional D takes each image's class too (the one-hot G was given)
         d_inputs = (fakes, arch.layout.class_weights(z)) if arch.layout.conditional else (fakes,)
-        d_diff = export_torchscript(D, tuple(x[:2] for x in d_inputs), stage / DISCRIMINATOR, check=d_inputs)
+        forms["discriminator"] = export_network("discriminator", D, tuple(x[:2] for x in d_inputs), d_inputs, stage,
+                                                arch.layout)
         scripted_G = torchscript.load(stage / GENERATOR)
         recipe = describe(cfg)
         write_report(stage / REPORT_DIR, result.history, result.iterations_per_epoch, scripted_G,
@@ -61,17 +60,16 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
                      d_scores=recipe["d_scores"], quality=result.quality)
         if encoder is not None and encoder.encoder is not None:
             images = fakes[:CHECK_COUNT]
-            e_diff = export_torchscript(encoder.encoder, images[:2], stage / ENCODER, check=images)
+            forms["encoder"] = export_network("encoder", encoder.encoder, images[:2], images, stage, arch.layout)
         if cfg.class_samples and cfg.dataset == "fashion-mnist":
             write_semantics(stage, scripted_G, arch.layout, cfg.class_samples, cfg.precision, progress, log)
-        diffs = {"generator": g_diff, "discriminator": d_diff}
-        encoded = encoder.record(e_diff) if encoder is not None and encoder.encoder is not None else None
-        manifest = manifest_draft(result, arch, G, D, diffs, encoded, command if command is not None else sys.argv)
+        encoded = encoder.record(forms["encoder"]["torchscript"]) if "encoder" in forms else None
+        manifest = manifest_draft(result, arch, G, D, forms, encoded, command if command is not None else sys.argv)
         return store.publish(cfg.name, stage, manifest)
 
 
 def manifest_draft(result: TrainResult, arch: Architecture, G: torch.nn.Module, D: torch.nn.Module,
-                   diffs: dict[str, float], encoded: dict | None, command: list[str]) -> ManifestDraft:
+                   forms: dict[str, dict[str, float]], encoded: dict | None, command: list[str]) -> ManifestDraft:
     """What the manifest says of a run: its settings, its shapes, its training and its export checks."""
     cfg = result.config
     recipe = describe(cfg)
@@ -106,7 +104,9 @@ def manifest_draft(result: TrainResult, arch: Architecture, G: torch.nn.Module, 
                       **({"input_layout": f"z ({arch.layout.style}) then the class as {arch.layout.classes} weights "
                                           "(a one-hot)"} if arch.layout.conditional else {})},
         discriminator_output="logits" if recipe["d_scores"] == "probability" else "raw scores (hinge loss)",
-        export_max_abs_diff=diffs,
+        export_max_abs_diff={network: forms[network]["torchscript"] for network in ("generator", "discriminator")},
+        forms={network: {form: diff for form, diff in diffs.items() if form != "torchscript"}
+               for network, diffs in forms.items()},
         final_epoch_means=dict(zip(HISTORY_COLUMNS, last_epoch.mean(0).tolist())) if len(last_epoch) else None,
         quality_history=result.quality or None,
         encoder=encoded,

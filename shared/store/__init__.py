@@ -5,15 +5,18 @@ from shared.store.layout import (
     CLASSIFIER,
     DISCRIMINATOR,
     ENCODER,
+    FORMS,
     GENERATOR,
     HISTORY_CSV,
     MANIFEST,
     NAME_PATTERN,
+    NETWORKS,
     REPORT_DIR,
     InvalidName,
     NotFound,
     StoreError,
     StoreWriteFailed,
+    form_file,
     validate_name,
 )
 from shared.store.manifest import Manifest, ManifestDraft, Metrics
@@ -21,7 +24,7 @@ from shared.store.semantics import ClassBoundary, ClassSemantics
 from shared.store.store import Damage, DamagedVersion, Listing, Store, Version, sha256_file, utc_now_iso
 
 __all__ = [
-    "CLASSES", "CLASSIFIER", "ClassBoundary", "Damage", "DamagedVersion", "Listing", "ClassSemantics", "DISCRIMINATOR", "ENCODER", "GENERATOR", "HISTORY_CSV", "MANIFEST", "NAME_PATTERN", "REPORT_DIR", "InvalidName", "Manifest",
+    "CLASSES", "CLASSIFIER", "ClassBoundary", "Damage", "DamagedVersion", "Listing", "ClassSemantics", "DISCRIMINATOR", "ENCODER", "FORMS", "GENERATOR", "HISTORY_CSV", "MANIFEST", "NAME_PATTERN", "NETWORKS", "REPORT_DIR", "InvalidName", "Manifest",
     "ManifestDraft", "Metrics", "NotFound", "Store", "StoreError", "StoreWriteFailed", "Version", "sha256_file", "utc_now_iso",
-    "validate_name",
+    "form_file", "validate_name",
 ]

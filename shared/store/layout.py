@@ -5,6 +5,10 @@ import re
 
 from shared.errors import UserError, WriteFailed
 
+# every network of a version in each of its forms: `<network><suffix>`; TorchScript is the contract every version
+# has, the other two are written beside it (older versions may lack them)
+FORMS = {"torchscript": ".pt", "export": ".pt2", "onnx": ".onnx"}
+NETWORKS = ("generator", "discriminator", "encoder")
 GENERATOR = "generator.pt"  # TorchScript: (N, latent_dim) float32 -> (N, C, H, W) in [-1, 1]
 DISCRIMINATOR = "discriminator.pt"  # TorchScript: (N, C, H, W) -> (N,) logits
 ENCODER = "encoder.pt"  # TorchScript: (N, C, H, W) images in [-1, 1] -> (N, latent_dim): a first guess of their latents
@@ -39,6 +43,11 @@ class InvalidName(StoreError, ValueError):
 
 class NotFound(StoreError, LookupError):
     pass
+
+
+def form_file(network: str, form: str) -> str:
+    """The file of `network` (generator, discriminator, encoder) in `form` (torchscript, export, onnx)."""
+    return network + FORMS[form]
 
 
 def validate_name(name: str) -> str:

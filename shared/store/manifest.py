@@ -119,7 +119,13 @@ class ManifestDraft(_Record):
     parameters: ParameterCounts | None = None
     generator_io: dict[str, Any] | None = None
     discriminator_output: str | None = None
-    export_max_abs_diff: dict[str, float] | None = None
+    export_max_abs_diff: dict[str, float] | None = Field(None, description="each TorchScript network's largest "
+                                                                       "difference from the eager model at publish")
+    forms: dict[str, dict[str, float]] | None = Field(
+        None, description="each network's forms beside TorchScript (export: a torch.export program, <network>.pt2; "
+                          "onnx: ONNX, <network>.onnx), each with its largest difference from the eager model at "
+                          "publish; versions made before them have none", examples=[{"generator": {"export": 0.0,
+                                                                                               "onnx": 5.2e-08}}])
     final_epoch_means: dict[str, float] | None = None
     encoder: dict[str, Any] | None = Field(None, description="how encoder.pt was fitted (steps, seconds, losses), "
                                                            "when the version has one")

@@ -1,12 +1,12 @@
 """The HTTP API, one router per tag: images (/generate, /sweep, /interpolate), models (/models, their
-directions and classes), latents (/latents), discriminator (/score), projection (/project), probes
+directions, classes and files), latents (/latents), discriminator (/score), projection (/project), probes
 (/healthz, /readyz), /metrics, and the Open Inference Protocol (/v2). With API keys configured, all but the
 probes (the protocol's health routes included) need one."""
 from fastapi import APIRouter, Depends
 
 from service.api.auth import require_api_key
 from service.api.error_responses import error_responses
-from service.api.routes import images, inference, latents, models, probes, project, score
+from service.api.routes import files, images, inference, latents, models, probes, project, score
 
 
 def api_router(keys_required: bool, metrics_public: bool) -> APIRouter:
@@ -14,6 +14,7 @@ def api_router(keys_required: bool, metrics_public: bool) -> APIRouter:
     router = APIRouter()
     router.include_router(images.router, **guarded)
     router.include_router(models.router, **guarded)
+    router.include_router(files.router, **guarded)
     router.include_router(latents.router, **guarded)
     router.include_router(score.router, **guarded)
     router.include_router(project.router, **guarded)
