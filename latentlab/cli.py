@@ -6,6 +6,7 @@ service could not be reached, or stayed too busy, within the retries.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import secrets
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latentlab.client import Client
+from latentlab.client import FORM_SUFFIXES, Client
 from latentlab.errors import APIConnectionError, APIStatusError, ServiceUnavailableError
 from latentlab.retry import RetryPolicy
 
@@ -161,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--dim", type=int, default=100, help="the model's latent_dim (default 100)")
     la.add_argument("--classes", type=int, default=0,
                     help="a class-conditional model's number of classes: its latents end in a one-hot (default 0)")
+    dl = command("download", "one network of a version in one form, as the store holds it (ONNX by default)")
+    dl.add_argument("--model", required=True, help="model name (latentlab models lists them)")
+    dl.add_argument("--version", type=int, required=True, help="a version number")
+    dl.add_argument("--form", choices=sorted(FORM_SUFFIXES), default="onnx", help="the file's form (default onnx)")
+    dl.add_argument("--network", choices=("generator", "discriminator", "encoder"), default="generator",
+                    help="which network (default generator)")
+    dl.add_argument("-o", "--output", help="file to write (default NETWORK.SUFFIX, e.g. generator.onnx)")
     command("health", "whether the service is ready, and what it has loaded (JSON)")
     return p
 
@@ -216,6 +224,12 @@ def run(client: Client, args: argparse.Namespace):
         case "latents":
             return {"seed": args.seed, "index": args.index,
                     "latent": client.latents(args.seed, args.index, dim=args.dim, classes=args.classes).tolist()}
+        case "download":
+            data = client.download(args.model, args.version, args.form, args.network)
+            output = args.output or args.network + FORM_SUFFIXES[args.form]
+            Path(output).write_bytes(data)
+            return {"model": args.model, "version": args.version, "file": output, "bytes": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest()}
         case "health":
             return client.health()
 

@@ -335,3 +335,13 @@ def test_download_fetches_a_versions_network_in_each_form(client, semantic_store
         client.download("gan", version.version, "tflite")
     with pytest.raises(NotFoundError):
         client.download("gan", 99)
+
+
+def test_the_download_command_writes_the_file_and_says_its_hash(url, semantic_store, tmp_path):
+    version = Store(semantic_store).get("gan")
+    out = tmp_path / "g.onnx"
+    done = subprocess.run([sys.executable, "-m", "latentlab", "--url", url, "download", "--model", "gan", "--version",
+                           str(version.version), "-o", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == (version.path / "generator.onnx").read_bytes()
+    assert json.loads(done.stdout)["sha256"] == version.manifest.files["generator.onnx"].sha256
