@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from service.engine.precision_choice import time_forwards  # noqa: E402
 from shared.imaging import torchscript  # noqa: E402
 from shared.imaging.grids import to_uint8  # noqa: E402
 from shared.imaging.latents import LatentLayout  # noqa: E402
@@ -64,18 +63,8 @@ def timings(path: Path, runtime: str, runs: int) -> dict[int, float]:
     """Median ms per forward at each batch size (run in a child process: one runtime per process)."""
     version = Store(path.parent.parent).get(path.parent.name, int(path.name[1:]))
     layout = LatentLayout.of(version.manifest)
-    forward = forward_of(path, runtime, layout)
-    result = {}
-    for n in BATCHES:
-        z = layout.seeded(1, n)
-        forward(z)
-        times = []
-        for _ in range(runs):
-            started = time.perf_counter()
-            forward(z)
-            times.append(time.perf_counter() - started)
-        result[n] = statistics.median(times) * 1000
-    return result
+    seconds = time_forwards(forward_of(path, runtime, layout), layout.width, set(BATCHES), runs)
+    return {n: s * 1000 for n, s in seconds.items()}
 
 
 def main() -> int:

@@ -43,29 +43,41 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
     with torch.random.fork_rng(devices=[]):  # building a plain D initialises weights: leave the RNG alone
         D = without_parametrizations(result.discriminator,
                                      arch.discriminator(batch_norm=cfg.d_norm == "batch")).eval()
-    z = arch.layout.seeded(CHECK_SEED, CHECK_COUNT)
+    networks = {"generator": G, "discriminator": D}
+    if encoder is not None and encoder.encoder is not None:
+        networks["encoder"] = encoder.encoder
     with store.staging(cfg.name) as stage:
-        forms = {"generator": export_network("generator", G, z[:2], z, stage, arch.layout)}
-        with torch.no_grad():
-            fakes = G(z)
-        # a conditional D takes each image's class too (the one-hot G was given)
-        d_inputs = (fakes, arch.layout.class_weights(z)) if arch.layout.conditional else (fakes,)
-        forms["discriminator"] = export_network("discriminator", D, tuple(x[:2] for x in d_inputs), d_inputs, stage,
-                                                arch.layout)
+        forms = export_networks(networks, arch.layout, stage)
         scripted_G = torchscript.load(stage / GENERATOR)
         recipe = describe(cfg)
         write_report(stage / REPORT_DIR, result.history, result.iterations_per_epoch, scripted_G,
                      arch.layout, classes=cfg.class_names, title=f"{cfg.name} ({arch.name}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
                                             f"{'' if cfg.recipe == 'study' else ', ' + cfg.recipe + ' recipe'})",
                      d_scores=recipe["d_scores"], quality=result.quality)
-        if encoder is not None and encoder.encoder is not None:
-            images = fakes[:CHECK_COUNT]
-            forms["encoder"] = export_network("encoder", encoder.encoder, images[:2], images, stage, arch.layout)
         if cfg.class_samples and cfg.dataset == "fashion-mnist":
             write_semantics(stage, scripted_G, arch.layout, cfg.class_samples, cfg.precision, progress, log)
         encoded = encoder.record(forms["encoder"]["torchscript"]) if "encoder" in forms else None
         manifest = manifest_draft(result, arch, G, D, forms, encoded, command if command is not None else sys.argv)
         return store.publish(cfg.name, stage, manifest)
+
+
+def check_inputs(G: torch.nn.Module, layout: LatentLayout) -> dict[str, tuple[torch.Tensor, ...]]:
+    """The fixed inputs every form of each network is checked on: seeded latents for G; G's images of them for D
+    (a conditional D with their classes too: the one-hot G was given) and for the encoder."""
+    z = layout.seeded(CHECK_SEED, CHECK_COUNT)
+    with torch.no_grad():
+        fakes = G(z)
+    return {"generator": (z,), "discriminator": (fakes, layout.class_weights(z)) if layout.conditional else (fakes,),
+            "encoder": (fakes,)}
+
+
+def export_networks(networks: dict[str, torch.nn.Module], layout: LatentLayout,
+                    directory: Path) -> dict[str, dict[str, float]]:
+    """Every form of each network into `directory`, checked on `check_inputs` (traced on their first two rows);
+    {network: {form: max abs difference}}."""
+    inputs = check_inputs(networks["generator"], layout)
+    return {network: export_network(network, module, tuple(x[:2] for x in inputs[network]), inputs[network],
+                                    directory, layout) for network, module in networks.items()}
 
 
 def manifest_draft(result: TrainResult, arch: Architecture, G: torch.nn.Module, D: torch.nn.Module,

@@ -23,8 +23,7 @@ from shared.store import FORMS, NETWORKS, Store, Version, form_file, validate_na
 from trainer.architectures import Architecture, run_architecture
 from trainer.config import TrainConfig
 from trainer.encoder import Encoder
-from trainer.export import export_network
-from trainer.publish import CHECK_COUNT, CHECK_SEED
+from trainer.publish import export_networks
 
 PROG = "python -m trainer.upgrade"
 
@@ -64,21 +63,9 @@ def upgrade_version(store: Store, version: Version, log=print) -> Version:
     layout = arch.layout
     if layout != LatentLayout.of(version.manifest) or arch.image_shape != version.image_shape:
         raise UserError(f"{version.name} v{version.version}: its config describes another network than its manifest")
-    networks = eager_networks(version, arch, cfg.d_norm)
-    z = layout.seeded(CHECK_SEED, CHECK_COUNT)
-    with torch.no_grad():
-        fakes = networks["generator"](z)
-    inputs = {"generator": z, "discriminator": (fakes, layout.class_weights(z)) if layout.conditional else fakes,
-              "encoder": fakes}
-    added: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for network, module in networks.items():
-            check = inputs[network] if isinstance(inputs[network], tuple) else (inputs[network],)
-            export_network(network, module, tuple(x[:2] for x in check), check, Path(tmp), layout)
-            for form in FORMS:
-                name = form_file(network, form)
-                if name in missing:
-                    added[name] = (Path(tmp) / name).read_bytes()
+        export_networks(eager_networks(version, arch, cfg.d_norm), layout, Path(tmp))
+        added = {name: (Path(tmp) / name).read_bytes() for name in missing}
     version = store.add_files(version, added)
     log(f"{version.name} v{version.version}: added {', '.join(sorted(added))}")
     return version

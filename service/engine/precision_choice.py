@@ -43,19 +43,19 @@ class PrecisionChoice:
                                                       for p, sizes in self.forward_seconds.items()}}
 
 
-def time_forwards(forward: Forward, latent_dim: int, sizes: set[int]) -> dict[int, float]:
-    """Median seconds of a forward at each batch size, as the batcher will run it (the size's first call, which
-    may pick kernels or capture a graph, is not timed)."""
+def time_forwards(forward: Forward, latent_dim: int, sizes: set[int], runs: int = TIMED_RUNS) -> dict[int, float]:
+    """Median seconds of a forward at each batch size, over `runs` calls, as the batcher will run it (the size's
+    first call, which may pick kernels or capture a graph, is not timed)."""
     timings = {}
     for n in sorted(sizes):
         z = seeded_latents(1, n, latent_dim)
         forward(z)
-        runs = []
-        for _ in range(TIMED_RUNS):
+        seconds = []
+        for _ in range(runs):
             started = time.perf_counter()
             forward(z)
-            runs.append(time.perf_counter() - started)
-        timings[n] = statistics.median(runs)
+            seconds.append(time.perf_counter() - started)
+        timings[n] = statistics.median(seconds)
     return timings
 
 

@@ -9,6 +9,7 @@ holds, always after releasing its lock, so a slow observer never stalls a lookup
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -53,7 +54,11 @@ class LoadedModel:
     name = property(lambda self: self.stored.name)
     version = property(lambda self: self.stored.version)
     latent_dim = property(lambda self: self.stored.latent_dim)
-    layout = property(lambda self: LatentLayout.of(self.stored.manifest))  # z, then the classes it is given
+
+    @functools.cached_property
+    def layout(self) -> LatentLayout:
+        """z, then the classes it is given: read from the manifest once, not on every request."""
+        return LatentLayout.of(self.stored.manifest)
     image_shape = property(lambda self: self.stored.image_shape)
     sha256 = property(lambda self: self.stored.manifest.generator_sha256)
     batcher = property(lambda self: self.started.batcher)  # where requests for this version queue for a forward

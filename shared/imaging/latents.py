@@ -102,7 +102,11 @@ class LatentLayout:
         if psi is None or psi == 1:
             return latents
         style = self.style_of(latents)
-        pulled = style * psi if center is None else center[..., :self.style] + psi * (style - center[..., :self.style])
+        if center is None:
+            pulled = style * psi
+        else:
+            center = center[..., :self.style]
+            pulled = center + psi * (style - center)
         return torch.cat([pulled, self.class_weights(latents)], 1)
 
 
