@@ -36,7 +36,8 @@ CMD ["--help"]
 
 
 FROM base AS service
-RUN pip install "/tmp/meta[serve]" && pip uninstall -y latentlab && rm -rf /tmp/meta
+# ONNX Runtime beside torch: RUNTIME=auto measures both and serves each batch size with the faster
+RUN pip install "/tmp/meta[serve,onnx]" && pip uninstall -y latentlab && rm -rf /tmp/meta
 COPY shared shared
 COPY service service
 USER latentlab

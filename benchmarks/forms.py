@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from service.engine.precision_choice import time_forwards  # noqa: E402
+from service.engine.forward_choice import time_forwards  # noqa: E402
 from shared.imaging import torchscript  # noqa: E402
 from shared.imaging.grids import to_uint8  # noqa: E402
 from shared.imaging.latents import LatentLayout  # noqa: E402

@@ -6,8 +6,8 @@ of POST /generate, the forward limit, and an overload burst.
   the device computes bf16 natively: images/s. Every load's ratio to the limit of the precision the service
   ran says how much of what the model could do the server delivers.
 - **Servers**, one at a time on the same generator file: latentlab (`python -m service`) once per
-  `--precisions` setting (default auto and fp32: the PRECISION it starts with; the table names the one it
-  chose for the version, read from GET /models), the naive
+  `--precisions` setting (default auto and fp32: the PRECISION it starts with) and `--runtimes` setting (default
+  auto: RUNTIME; the output names what it chose for the version's buckets, read from GET /models), the naive
   FastAPI app (benchmarks/naive_app.py), and with `--peers` the serving systems of ../shared/peers, each
   configured as its documentation recommends for throughput on a small CPU box, in its own virtualenv
   (`--venvs DIR` holding bentoml/, rayserve/, torchserve/; see ../shared/peers/README.md). wrk loads them
@@ -19,6 +19,8 @@ of POST /generate, the forward limit, and an overload burst.
     python benchmarks/serve_compare.py --store ./models --model dcgan
     python benchmarks/serve_compare.py --store ./models --model dcgan --peers bentoml,rayserve,torchserve \\
         --venvs ~/peer-venvs --runs 3 --seconds 15 --burst
+    python benchmarks/serve_compare.py --store ./models --model dcgan --precisions auto --runtimes auto,torchscript \
+        --no-naive --runs 5
     DEVICE=cuda python benchmarks/serve_compare.py --store ./models --model dcgan
 """
 from __future__ import annotations
@@ -57,7 +59,7 @@ def wrk(port: int, model: str, count: int, connections: int, seconds: int, path:
            f"http://127.0.0.1:{port}", "--", model, str(count), path]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    result["rps"] = result["requests"] / result["seconds"]
+    result["rps"] = (result["requests"] - result["errors"]) / result["seconds"]  # answered: a 503 is not served
     return result
 
 
@@ -95,18 +97,19 @@ def forward_limits(generator: Path, device: str, runs: int = 3) -> dict[str, dic
     return {p: {b: statistics.median(r[p][b] for r in rounds) for b in rounds[0][p]} for p in precisions}
 
 
-def served_precision(port: int, model: str) -> str:
-    """The precision latentlab chose for the version it serves (GET /models/{model})."""
+def served(port: int, model: str) -> dict:
+    """What latentlab chose for the version it serves (GET /models/{model}): its `runtimes` entry."""
     import httpx
 
     info = httpx.get(f"http://127.0.0.1:{port}/models/{model}", timeout=30).json()
-    served = {p["version"]: p for p in info["precision"]}[info["serving"]]
-    return served["precision"]
+    return {r["version"]: r for r in info["runtimes"]}[info["serving"]]
 
 
 def start(name: str, args, generator: Path, port: int) -> Server:
-    if name.startswith("latentlab"):  # latentlab-auto, latentlab-fp32, latentlab-bf16: PRECISION
-        return Server(name, start_service(args.store, port, args.device, PRECISION=name.split("-")[1]), port)
+    if name.startswith("latentlab"):  # latentlab-<PRECISION>[-<RUNTIME>], RUNTIME auto when left out
+        _, precision, *runtime = name.split("-")
+        return Server(name, start_service(args.store, port, args.device, PRECISION=precision,
+                                          RUNTIME=runtime[0] if runtime else "auto", **args.service_env), port)
     if name == "naive":
         return Server(name, start_naive(generator, port, args.device), port)
     return start_peer(name, generator, port, Path(args.venvs) / name, Path(args.peers_dir))
@@ -120,7 +123,7 @@ def measure(servers: list[str], args, generator: Path, loads: list[tuple[int, in
         for name in order:
             server = start(name, args, generator, args.port)
             if name.startswith("latentlab"):
-                args.served[name] = served_precision(server.port, args.model)
+                args.served[name] = served(server.port, args.model)
             try:
                 for count, connections in loads:
                     wrk(server.port, args.model, count, connections, 3, server.path)  # warm-up
@@ -149,7 +152,7 @@ def table(servers: list[str], medians: dict, limits: dict, loads: list[tuple[int
 
 
 def ratios(servers: list[str], medians: dict, limits: dict[str, dict[int, float]], loads: list[tuple[int, int]],
-           served: dict[str, str]) -> list[str]:
+           served: dict[str, dict]) -> list[str]:
     out = []
     ours_all = [s for s in servers if s.startswith("latentlab")]
     peers = [s for s in servers if s not in ours_all and s != "naive"]
@@ -157,12 +160,18 @@ def ratios(servers: list[str], medians: dict, limits: dict[str, dict[int, float]
         for count, connections in loads:
             ours = medians[name][(count, connections)]
             batch = 32 if count * connections <= 32 else 64
-            limit = limits[served[name]][batch]
-            line = (f"{name} ({served[name]}), {count} image(s) x {connections} connection(s): {ours['rps'] * count:.0f} "
-                    f"images/s = {ours['rps'] * count / limit:.0%} of the {served[name]} forward limit ({limit:.0f} "
+            precision = next(b for b in served[name]["buckets"] if b["batch"] >= batch)["precision"]
+            limit = limits.get(precision, limits[FP32])[batch]
+            line = (f"{name}, {count} image(s) x {connections} connection(s): {ours['rps'] * count:.0f} "
+                    f"images/s = {ours['rps'] * count / limit:.0%} of the {precision} forward limit ({limit:.0f} "
                     f"images/s at batch {batch})")
             if "naive" in medians:
                 line += f"; {ours['rps'] / medians['naive'][(count, connections)]['rps']:.2f}x the naive app"
+            if "-" in name.removeprefix("latentlab-") and name.rsplit("-", 1)[0] in medians:  # RUNTIME=auto beside it
+                auto = medians[name.rsplit("-", 1)[0]][(count, connections)]
+                line += (f"; RUNTIME=auto does {auto['rps'] / ours['rps']:.2f}x its requests/s (p50 "
+                         f"{auto['p50_ms']:.2f} vs {ours['p50_ms']:.2f} ms: {ours['p50_ms'] / auto['p50_ms']:.2f}x "
+                         f"faster, p99 {auto['p99_ms']:.1f} vs {ours['p99_ms']:.1f} ms)")
             if name != "latentlab-fp32" and "latentlab-fp32" in medians:
                 fp32 = medians["latentlab-fp32"][(count, connections)]
                 line += (f"; {ours['rps'] / fp32['rps']:.2f}x latentlab in fp32 (p50 {ours['p50_ms']:.1f} vs "
@@ -244,11 +253,18 @@ def main() -> int:
                    help="a folder with one virtualenv per peer, named after it")
     p.add_argument("--precisions", default="auto,fp32",
                    help="comma-separated PRECISION settings latentlab is measured with (auto, fp32, bf16), one server each")
+    p.add_argument("--runtimes", default="auto",
+                   help="comma-separated RUNTIME settings latentlab is measured with (auto, torchscript, export, "
+                        "onnxruntime, openvino), one server per precision and runtime")
+    p.add_argument("--service-env", nargs="*", default=[], metavar="NAME=VALUE",
+                   help="more settings for every latentlab server, e.g. MAX_QUEUE_DELAY_MS=5000 where a slow CPU "
+                        "cannot answer a load within the default second and would refuse it")
     p.add_argument("--no-naive", action="store_true", help="leave the naive app out")
     p.add_argument("--burst", action="store_true", help="also the overload burst against latentlab")
     p.add_argument("--port", type=int, default=8765)
     args = p.parse_args()
     loads = [tuple(int(x) for x in load.split("x")) for load in args.loads]
+    args.service_env = dict(setting.split("=", 1) for setting in args.service_env)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     version = Store(args.store).get(args.model)
@@ -256,7 +272,8 @@ def main() -> int:
     for name in peers:
         if name not in PEERS:
             p.error(f"unknown peer {name!r}; choose from {', '.join(PEERS)}")
-    ours = [f"latentlab-{p}" for p in args.precisions.split(",") if p]
+    ours = [f"latentlab-{p}" + ("" if r == "auto" else f"-{r}") for p in args.precisions.split(",") if p
+            for r in args.runtimes.split(",") if r]
     servers = [*ours, *([] if args.no_naive else ["naive"]), *peers]
     args.served = {}
 
@@ -269,7 +286,9 @@ def main() -> int:
         print("bf16 / fp32 forward limit: " + ", ".join(f"{limits[BF16][b] / limits[FP32][b]:.2f}x at batch {b}"
                                                           for b in limits[FP32]), flush=True)
     medians = measure(servers, args, version.generator_path, loads)
-    print("\nlatentlab served " + ", ".join(f"{name} in {p}" for name, p in args.served.items()))
+    for name, choice in args.served.items():
+        print(f"\n{name} served: " + ", ".join(f"{b['batch']}: {b['runtime']} {b['precision']}"
+                                                for b in choice["buckets"]))
     print(table(servers, medians, limits, loads))
     print()
     print("\n".join(ratios(servers, medians, limits, loads, args.served)))

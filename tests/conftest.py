@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# The service's default, auto, picks bf16 or fp32 by timing its warm-up: a choice that may differ from run to run
-# on a busy machine. Tests that compare served pixels with the trainer's rely on fp32's exact contract, so every
-# service a test starts (in this process or a child) runs fp32 unless it asks otherwise; tests/test_precision.py
-# covers auto and bf16.
+# The service's defaults, auto, pick the runtime and precision by timing its warm-up: a choice that may differ from
+# run to run on a busy machine. Tests that compare served pixels with the trainer's rely on TorchScript fp32's exact
+# contract, so every service a test starts (in this process or a child) runs that unless it asks otherwise;
+# tests/test_precision.py and tests/test_runtimes.py cover the choices.
 os.environ["PRECISION"] = "fp32"
+os.environ["RUNTIME"] = "torchscript"
 FASHION_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 
 
@@ -61,9 +62,10 @@ def assert_user_error(result: subprocess.CompletedProcess, *needles: str, one_li
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-def train_and_publish(root: Path, cfg, encoder: bool = False, run_dir: Path | None = None) -> int:
+def train_and_publish(root: Path, cfg, encoder: bool = False, run_dir: Path | None = None,
+                      log=lambda message: None) -> int:
     """Train `cfg` with the real trainer code, quietly on the CPU, and publish it to the store `root` (with an
-    encoder of `cfg.encoder_steps` steps when asked); the new version's number."""
+    encoder of `cfg.encoder_steps` steps when asked; what publishing says goes to `log`); the new version's number."""
     import torch
 
     from shared.store import Store
@@ -78,7 +80,7 @@ def train_and_publish(root: Path, cfg, encoder: bool = False, run_dir: Path | No
     if encoder:
         fitted = fit_encoder(result.generator, result.config, run_dir, run_architecture(result.config),
                              torch.device("cpu"), log=lambda m: None, progress=False)
-    return publish_run(Store(root), result, command=["test"], encoder=fitted).version
+    return publish_run(Store(root), result, command=["test"], encoder=fitted, log=log).version
 
 
 @pytest.fixture(scope="session")

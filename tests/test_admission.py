@@ -44,7 +44,7 @@ class Clocked:
         self.gate.clear()
         self.entered.clear()
 
-    def batch_ran(self, model, latents, seconds): pass
+    def batch_ran(self, model, latents, seconds, runtime, precision): pass
 
     def job_started(self, model, waited): pass
 

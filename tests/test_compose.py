@@ -97,7 +97,7 @@ def test_dockerfile_targets_users_and_layer_order():
     assert {"base", "trainer", "service"} <= set(stages)
     assert "pip install \"torch==" in stages["base"] and "COPY shared" not in stages["base"]
     assert "dataset-fashion-mnist" in stages["trainer"] and "[train]" in stages["trainer"]
-    assert "[serve]" in stages["service"] and "[train]" not in stages["service"] and "trainer" not in stages["service"]
+    assert "[serve,onnx]" in stages["service"] and "[train]" not in stages["service"] and "trainer" not in stages["service"]
     for stage in ("trainer", "service"):
         body = stages[stage]
         assert "USER latentlab" in body

@@ -124,11 +124,13 @@ ONNX_NAMES = {  # each network's ONNX inputs (unconditional, conditional) and ou
 def export_network(network: str, model: nn.Module, example: Inputs, check: Inputs, directory: Path,
                    layout: LatentLayout) -> dict[str, float]:
     """Every form of one network (`network`: generator, discriminator or encoder) into `directory`, each checked;
-    {form: max abs difference from the eager model}. A conditional generator's ONNX form takes z and the class
+    {form: max abs difference from the eager model} (TorchScript only where this torch still runs it). A conditional generator's ONNX form takes z and the class
     weights as two inputs; its other forms take them as one vector, as the store's generator always has."""
     eager = copy.deepcopy(model).cpu().eval()
     example, check = _on_cpu(example), _on_cpu(check)
-    diffs = {"torchscript": export_torchscript(eager, example, directory / form_file(network, "torchscript"), check)}
+    diffs = {}
+    if torchscript.available():  # where torch no longer runs TorchScript, a version has the other two forms
+        diffs["torchscript"] = export_torchscript(eager, example, directory / form_file(network, "torchscript"), check)
     diffs["export"], program = export_program(eager, example, directory / form_file(network, "export"), check)
     (plain, conditional), output = ONNX_NAMES[network]
     if network == "generator" and layout.conditional:

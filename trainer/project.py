@@ -18,14 +18,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from shared.errors import UserError, command
-from shared.imaging import torchscript
 from shared.imaging.devices import resolve_device
 from shared.imaging.grids import render_grid
 from shared.imaging.latents import LatentLayout
+from shared.imaging.networks import load_classifier, load_network, readable_form
 from shared.imaging.pixels import fit_image, to_model_range
 from shared.imaging.precision import FP32, PRECISIONS
 from shared.imaging.projection import Projection, WithClass, mean_latent, picture_classes, pixel_psnr
-from shared.store import CLASSIFIER, ENCODER, Store, Version, validate_name
+from shared.store import Store, Version, validate_name
 from shared.store.atomic import write_json_atomic
 from trainer.evaluation.evaluator import version_spec
 
@@ -52,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     channels, size = version.image_shape[0], version.image_shape[1]
     pictures = np.stack([read_picture(path, size, channels) for path in args.pictures])
     targets = to_model_range(torch.from_numpy(pictures).permute(0, 3, 1, 2).to(device))
-    generator = torchscript.load(version.generator_path, device)
     files = version.manifest.files
-    encoder = torchscript.load(version.path / ENCODER, device) if ENCODER in files else None
-    classifier = torchscript.load(version.path / CLASSIFIER, device) if CLASSIFIER in files else None
+    generator = load_network(version.path, files, "generator", device)
+    encoder = load_network(version.path, files, "encoder", device) if readable_form(files, "encoder") else None
+    classifier = load_classifier(version.path, files, device)
     layout = LatentLayout.of(version.manifest)
     with torch.inference_mode():
         start = encoder(targets) if encoder is not None else mean_latent(len(targets), layout.width, device)

@@ -1,7 +1,8 @@
-"""Turn a finished training run into a store version: TorchScript nets, the study's figures, a manifest."""
+"""Turn a finished training run into a store version: its networks in every form, the study's figures, a manifest."""
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -10,10 +11,10 @@ import torch
 
 from shared.imaging import torchscript
 from shared.imaging.latents import LatentLayout
+from shared.imaging.networks import load_network
 from shared.store import (
     CLASSES,
     CLASSIFIER,
-    GENERATOR,
     REPORT_DIR,
     ManifestDraft,
     Store,
@@ -46,9 +47,11 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
     networks = {"generator": G, "discriminator": D}
     if encoder is not None and encoder.encoder is not None:
         networks["encoder"] = encoder.encoder
+    if not torchscript.available():
+        log("TorchScript skipped: this torch cannot run it; the version gets its torch.export and ONNX forms")
     with store.staging(cfg.name) as stage:
         forms = export_networks(networks, arch.layout, stage)
-        scripted_G = torchscript.load(stage / GENERATOR)
+        scripted_G = load_network(stage, os.listdir(stage), "generator")  # the readers' pixels, from the file
         recipe = describe(cfg)
         write_report(stage / REPORT_DIR, result.history, result.iterations_per_epoch, scripted_G,
                      arch.layout, classes=cfg.class_names, title=f"{cfg.name} ({arch.name}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
@@ -56,7 +59,7 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
                      d_scores=recipe["d_scores"], quality=result.quality)
         if cfg.class_samples and cfg.dataset == "fashion-mnist":
             write_semantics(stage, scripted_G, arch.layout, cfg.class_samples, cfg.precision, progress, log)
-        encoded = encoder.record(forms["encoder"]["torchscript"]) if "encoder" in forms else None
+        encoded = encoder.record(first_check(forms["encoder"])) if "encoder" in forms else None
         manifest = manifest_draft(result, arch, G, D, forms, encoded, command if command is not None else sys.argv)
         return store.publish(cfg.name, stage, manifest)
 
@@ -78,6 +81,11 @@ def export_networks(networks: dict[str, torch.nn.Module], layout: LatentLayout,
     inputs = check_inputs(networks["generator"], layout)
     return {network: export_network(network, module, tuple(x[:2] for x in inputs[network]), inputs[network],
                                     directory, layout) for network, module in networks.items()}
+
+
+def first_check(diffs: dict[str, float]) -> float:
+    """The check of a network's first form: TorchScript, or the export program where TorchScript is skipped."""
+    return diffs.get("torchscript", diffs["export"])
 
 
 def manifest_draft(result: TrainResult, arch: Architecture, G: torch.nn.Module, D: torch.nn.Module,
@@ -116,7 +124,8 @@ def manifest_draft(result: TrainResult, arch: Architecture, G: torch.nn.Module, 
                       **({"input_layout": f"z ({arch.layout.style}) then the class as {arch.layout.classes} weights "
                                           "(a one-hot)"} if arch.layout.conditional else {})},
         discriminator_output="logits" if recipe["d_scores"] == "probability" else "raw scores (hinge loss)",
-        export_max_abs_diff={network: forms[network]["torchscript"] for network in ("generator", "discriminator")},
+        export_max_abs_diff={network: forms[network]["torchscript"] for network in ("generator", "discriminator")}
+        if "torchscript" in forms["generator"] else None,
         forms={network: {form: diff for form, diff in diffs.items() if form != "torchscript"}
                for network, diffs in forms.items()},
         final_epoch_means=dict(zip(HISTORY_COLUMNS, last_epoch.mean(0).tolist())) if len(last_epoch) else None,
@@ -137,4 +146,5 @@ def write_semantics(directory: Path, generator: torch.nn.Module, layout: LatentL
 
     semantics = fit_class_semantics(generator, layout, samples, precision=precision, progress=progress, log=log)
     (directory / CLASSES).write_text(semantics.model_dump_json(indent=1) + "\n")
-    (directory / CLASSIFIER).write_bytes(export_classifier())
+    if torchscript.available():  # the classifier is TorchScript only (see shared.imaging.networks.load_classifier)
+        (directory / CLASSIFIER).write_bytes(export_classifier())

@@ -70,7 +70,7 @@ async def poll_store(registry: ModelRegistry, interval: float) -> None:
 def engine_config(settings: Settings) -> EngineConfig:
     return EngineConfig(max_batch_latents=settings.max_batch_latents, max_batch_wait_ms=settings.max_batch_wait_ms,
                         max_queued_latents=settings.max_queued_latents, max_queue_delay_ms=settings.max_queue_delay_ms,
-                        cuda_graphs=settings.cuda_graphs, precision=settings.precision,
+                        cuda_graphs=settings.cuda_graphs, precision=settings.precision, runtime=settings.runtime,
                         warmup_batch=settings.warmup_batch, discriminators_kept=settings.pinned_cache_size + 1,
                         max_projections=settings.max_projections)
 

@@ -255,17 +255,42 @@ class ModelVersion(BaseModel):
     manifest: Manifest = Field(description="the version's manifest.json: how it was trained and measured")
 
 
-class ServedPrecision(BaseModel):
-    """How a loaded version's generator computes, and why (PRECISION; chosen when the version was loaded)."""
+class ServedBucket(BaseModel):
+    """What runs the forwards of one batch size."""
+
+    batch: int = Field(description="batches of up to this many latents (and more than the bucket before)")
+    runtime: Literal["torchscript", "export", "onnxruntime", "openvino"]
+    precision: Literal["fp32", "bf16"]
+    forward_ms: float = Field(description="its median forward at this batch size, measured at warm-up")
+
+
+class GreyDiff(BaseModel):
+    max: int = Field(description="largest difference of one pixel, in grey levels (0-255)")
+    mean: float = Field(description="mean difference per pixel, in grey levels")
+
+
+class ServedRuntimes(BaseModel):
+    """How a loaded version's generator runs, and why (RUNTIME and PRECISION; chosen when the version was loaded)."""
 
     version: int
-    precision: Literal["fp32", "bf16"] = Field(description="what its forwards compute in")
-    asked: Literal["auto", "fp32", "bf16"] = Field(description="the PRECISION setting")
+    runtime: str = Field(description="what runs its forwards; several joined by + where batch sizes differ",
+                         examples=["onnxruntime+torchscript"])
+    precision: str = Field(description="what its forwards compute in: fp32, bf16, or fp32+bf16 where batch sizes "
+                                       "differ")
+    runtime_asked: Literal["auto", "torchscript", "export", "onnxruntime", "openvino"] = Field(
+        description="the RUNTIME setting")
+    precision_asked: Literal["auto", "fp32", "bf16"] = Field(description="the PRECISION setting")
     native_bf16: str | None = Field(description="what computes bf16 natively on the device (amx_bf16, avx512_bf16, "
                                                 "cuda sm_80...), null: nothing")
-    reason: str = Field(description="why this precision", examples=["bf16 (avx512_bf16) measured faster: 2.67x at 1"])
+    reason: str = Field(description="why these", examples=["fastest measured at each batch size: 1: onnxruntime fp32 "
+                                                           "0.91 ms, 2: ..."])
+    buckets: list[ServedBucket] = Field(description="what runs each batch size, smallest first")
     forward_ms: dict[str, dict[str, float]] = Field(
-        description="the warm-up's median milliseconds of one forward, by precision and batch size")
+        description="the warm-up's median milliseconds of one forward, by candidate (runtime and precision) and "
+                    "batch size")
+    grey_diff: dict[str, GreyDiff] = Field(description="each candidate's pixels against the fp32 reference's on the "
+                                           "same latents (only when several were compared)")
+    left_out: list[str] = Field(description="runtimes and candidates not used, and why")
 
 
 class DamagedVersionInfo(BaseModel):
@@ -287,7 +312,8 @@ class ModelInfo(BaseModel):
     latest: int | None = Field(description="the newest complete version in the store (null: only damaged ones)")
     serving: int | None = Field(description='the version "latest" requests get now (null: not loaded yet)')
     loaded: list[int] = Field(description="versions held in memory")
-    precision: list[ServedPrecision] = Field(description="how each loaded version computes, in the order of `loaded`")
+    runtimes: list[ServedRuntimes] = Field(description="how each loaded version's forwards run, in the order of "
+                                                       "`loaded`")
     versions: list[ModelVersion] = Field(description="every complete, verified version, oldest first")
     damaged: list[DamagedVersionInfo] = Field(default_factory=list, description="versions whose files no longer "
                                               "match their manifest, oldest first")

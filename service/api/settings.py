@@ -39,6 +39,11 @@ class Settings(BaseSettings):
                            description="what generators compute in: fp32 (the trainer's pixels exactly), bf16 "
                                        "(autocast), or auto: bf16 where the device has it natively (AMX or "
                                        "AVX512-BF16, CUDA 8.0+) and the warm-up measures it faster, else fp32")
+    runtime: str = Field(AUTO, pattern=r"^(auto|torchscript|export|onnxruntime|openvino)$",
+                         description="what runs generators: torchscript, export (the torch.export program), "
+                                     "onnxruntime or openvino (the ONNX file; extras onnx and openvino), or auto: "
+                                     "every one installed, measured at warm-up for each batch size, the fastest "
+                                     "whose pixels stay within the bf16 bound of fp32's serving that size")
     max_project_steps: int = Field(500, ge=0, le=PROJECT_STEPS_CEILING,
                                    description="most optimisation steps one POST /project may ask for")
     max_projections: int = Field(4, ge=1, description="projections in progress at once; more get 503 + Retry-After")
@@ -67,6 +72,16 @@ class Settings(BaseSettings):
         if self.drain_notice_s >= self.drain_timeout_s:
             raise ValueError(f"DRAIN_NOTICE_S ({self.drain_notice_s:g}) must be shorter than DRAIN_TIMEOUT_S "
                              f"({self.drain_timeout_s:g}): the replica serves through the notice, then drains")
+        return self
+
+    @model_validator(mode="after")
+    def _runtime_installed(self):
+        if self.runtime != AUTO:
+            from service.engine.runtimes import unavailable  # imports torch: only when a runtime is named
+
+            why = unavailable(self.runtime)
+            if why is not None:
+                raise ValueError(f"RUNTIME={self.runtime} cannot be used: {why}; or set RUNTIME=auto")
         return self
 
     @model_validator(mode="after")

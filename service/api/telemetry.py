@@ -28,7 +28,7 @@ class Telemetry:
         self.model_loads = Counter("latentlab_model_loads_total", "model version loads by result (ok, failed)",
                                    ["model", "result"], registry=self.registry)
         self.loaded = Gauge("latentlab_model_loaded", "1 for every model version held in memory, with the precision "
-                            "its forwards compute in (fp32, bf16)", ["model", "version", "role", "precision"],
+                            "its forwards compute in (fp32, bf16, or fp32+bf16 where batch sizes differ)", ["model", "version", "role", "precision"],
                             registry=self.registry)
         self.damaged = Gauge("latentlab_damaged_versions", "versions the store holds damaged (a file missing or not "
                              "matching its manifest's hash), by model; a loaded one is still served from memory",
@@ -38,8 +38,9 @@ class Telemetry:
                                        ["model"], buckets=BATCH_BUCKETS, registry=self.registry)
         self.queue_wait = Histogram("latentlab_queue_wait_seconds", "time a request waited for its first forward",
                                     ["model"], buckets=WAIT_BUCKETS, registry=self.registry)
-        self.forward_time = Histogram("latentlab_forward_seconds", "time of one batched forward, by model",
-                                      ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.forward_time = Histogram("latentlab_forward_seconds", "time of one batched forward, by model and the "
+                                      "runtime and precision it ran on", ["model", "runtime", "precision"],
+                                      buckets=LATENCY_BUCKETS, registry=self.registry)
         self.shed = Counter("latentlab_shed_requests_total", "requests refused or dropped with 503, by reason: "
                             "predicted_wait (would finish after MAX_QUEUE_DELAY_MS), deadline (still waiting then), "
                             "queue_full (MAX_QUEUED_LATENTS)", ["model", "reason"], registry=self.registry)
@@ -58,9 +59,9 @@ class Telemetry:
         children[1].observe(seconds)
 
     # ------------------------------------------------------------------ the batchers' observer
-    def batch_ran(self, model: str, latents: int, seconds: float) -> None:
+    def batch_ran(self, model: str, latents: int, seconds: float, runtime: str, precision: str) -> None:
         self.batch_latents.labels(model).observe(latents)
-        self.forward_time.labels(model).observe(seconds)
+        self.forward_time.labels(model, runtime, precision).observe(seconds)
 
     def job_started(self, model: str, waited: float) -> None:
         self.queue_wait.labels(model).observe(waited)

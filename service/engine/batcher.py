@@ -65,7 +65,7 @@ class QueueBudget:
 
 
 class BatchObserver(Protocol):
-    def batch_ran(self, model: str, latents: int, seconds: float) -> None: ...
+    def batch_ran(self, model: str, latents: int, seconds: float, runtime: str, precision: str) -> None: ...
 
     def job_started(self, model: str, waited: float) -> None: ...
 
@@ -265,9 +265,10 @@ class Batcher:
 
     def __init__(self, name: str, forward: Callable[[torch.Tensor], torch.Tensor], worker: InferenceWorker,
                  max_batch: int, max_wait: float, budget: QueueBudget, observer: BatchObserver,
-                 max_delay: float = math.inf) -> None:
+                 max_delay: float = math.inf, runs_on: Callable[[int], tuple[str, str]] = lambda n: ("", "")) -> None:
         self.name = name
         self.forward = forward  # (n, latent_dim) latents -> uint8 (n, C, H, W) images, on the worker's thread
+        self.runs_on = runs_on  # a batch size -> the (runtime, precision) its forward runs on, for the observer
         self.worker = worker
         self.max_batch = max_batch
         self.max_wait = max_wait
@@ -419,7 +420,7 @@ class Batcher:
             self._last_batch_end = time.monotonic()
         seconds = self._last_batch_end - started
         self.cost.observe(latents.shape[0], seconds)
-        self._observer.batch_ran(self.name, latents.shape[0], seconds)
+        self._observer.batch_ran(self.name, latents.shape[0], seconds, *self.runs_on(latents.shape[0]))
         offset = 0
         for job, first, end in batch:
             rows = images[offset:offset + end - first]

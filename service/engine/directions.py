@@ -1,6 +1,6 @@
 """Semantic directions in closed form (SeFa, Shen & Zhou 2021): the latent directions the generator's first
 layer stretches most. With the first layer's weight A as a map from the latent (y = A z), they are the
-eigenvectors of AᵀA, by decreasing eigenvalue. Found on the TorchScript module itself: its first Linear
+eigenvectors of AᵀA, by decreasing eigenvalue. Found on the loaded module itself (either form torch runs): its first Linear
 or ConvTranspose2d taking the latent, with a BatchNorm's scale folded in when one follows."""
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def first_layer_map(module: torch.nn.Module, latent_dim: int) -> tuple[np.ndarra
     """A (out, latent_dim) of the first layer that reads the latent, normalisation folded in; None if none."""
     leaves = [(name, m) for name, m in module.named_modules() if not list(m.children())]
     for i, (name, m) in enumerate(leaves):
-        kind = getattr(m, "original_name", type(m).__name__)
+        kind = _kind(m)
         weight = getattr(m, "weight", None)
         if kind == "Linear" and weight is not None and weight.shape[1] == latent_dim:
             a = weight.detach().double().cpu().numpy()  # (out, in)
@@ -39,10 +39,21 @@ def first_layer_map(module: torch.nn.Module, latent_dim: int) -> tuple[np.ndarra
     return None
 
 
+def _kind(m: torch.nn.Module) -> str:
+    """A layer's class: TorchScript keeps its name; a torch.export program keeps only its weights, which tell."""
+    kind = getattr(m, "original_name", type(m).__name__)
+    if kind != "Module":
+        return kind
+    weight = getattr(m, "weight", None)
+    if hasattr(m, "running_var"):
+        return "BatchNorm"
+    return {2: "Linear", 4: "ConvTranspose2d"}.get(weight.dim() if weight is not None else 0, kind)
+
+
 def _batchnorm_scale(m: torch.nn.Module, channels: np.ndarray) -> np.ndarray | float:
     """gamma / sqrt(var + eps) per output row, if `m` is a BatchNorm; 1 otherwise."""
-    if not getattr(m, "original_name", type(m).__name__).startswith("BatchNorm"):
-        return 1.0
+    if not _kind(m).startswith("BatchNorm") or len(m.running_var) <= channels.max():
+        return 1.0  # (a Linear whose rows are reshaped into channels: not this BatchNorm's rows)
     var = m.running_var.detach().double().cpu().numpy()
     gamma = m.weight.detach().double().cpu().numpy() if m.weight is not None else np.ones_like(var)
     eps = float(getattr(m, "eps", 1e-5))

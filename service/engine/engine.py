@@ -1,9 +1,9 @@
 """The serving engine: how a request's latents become images, batched with everyone else's.
 
 `Engine.start` warms a freshly loaded generator up, finds its semantic directions, reads what its latent
-space means (classes.json, with the classifier it ships), chooses the precision it is served in
-(`service.engine.precision_choice`), and gives it its runner (CUDA graphs on CUDA) and its batcher, whose batches
-run on the engine's one inference thread; `Engine.score` runs a version's
+space means (classes.json, with the classifier it ships), chooses the runtime and precision each batch size is
+served with (`service.engine.forward_choice`), and gives it its batcher, whose batches run on the engine's one
+inference thread; `Engine.score` runs a version's
 discriminator (loaded on first use) and `Engine.classify` its classifier on the same thread. The engine
 knows nothing of HTTP: the service's routes turn its answers and refusals into responses.
 """
@@ -19,13 +19,14 @@ import torch
 from service.engine.admission import PROJECTIONS, Overloaded
 from service.engine.batcher import Batcher, BatchObserver, InferenceWorker, QueueBudget, Task
 from service.engine.directions import Directions, semantic_directions
-from service.engine.precision_choice import PrecisionChoice, choose_precision
+from service.engine.forward_choice import ForwardPlan, choose_forwards
 from service.engine.projection_task import projection_steps
-from service.engine.runner import GeneratorRunner
-from shared.imaging import torchscript
+from service.engine.runtimes import Forwards, candidates
 from shared.imaging.latents import LatentLayout, seeded_latents
+from shared.imaging.networks import load_classifier, load_network, readable_form
 from shared.imaging.pixels import to_model_range
-from shared.store import CLASSES, CLASSIFIER, DISCRIMINATOR, ENCODER, ClassSemantics, NotFound, Version
+from shared.imaging.precision import native_bf16
+from shared.store import CLASSES, ClassSemantics, NotFound, Version, form_file
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ class EngineConfig:
     max_queued_latents: int = 2048  # latents waiting in all queues together: the memory cap
     max_queue_delay_ms: float = 1000.0  # a request predicted to be done later than this after arrival is refused
     cuda_graphs: bool = True
-    precision: str = "auto"  # auto | fp32 | bf16 (service.engine.precision_choice)
+    precision: str = "auto"  # auto | fp32 | bf16 (service.engine.forward_choice)
+    runtime: str = "auto"  # auto | torchscript | export | onnxruntime | openvino (service.engine.runtimes)
     warmup_batch: int = 8
     discriminators_kept: int = 5  # discriminators held for /score, most recently used first
     max_projections: int = 4  # projections in progress at once; more are refused
@@ -51,11 +53,11 @@ class Started:
 
     batcher: Batcher
     directions: Directions | None
-    precision: PrecisionChoice  # how its forwards run, and why
+    plan: ForwardPlan  # what runs each batch size (runtime, precision), and why; the batcher's forward
     semantics: ClassSemantics | None = None
     classifier: torch.jit.ScriptModule | None = None
-    generator: torch.jit.ScriptModule | None = None  # the module the batcher's forwards run (projections use it)
-    encoder: torch.jit.ScriptModule | None = None  # encoder.pt, when the version has one
+    generator: torch.nn.Module | None = None  # the version's generator as a torch module (projections use it)
+    encoder: torch.nn.Module | None = None  # the encoder, when the version has one
 
 
 class Engine:
@@ -65,7 +67,7 @@ class Engine:
         self.observer = observer
         self.worker = InferenceWorker(f"inference-{device}")  # every forward on this device runs here
         self.budget = QueueBudget(config.max_queued_latents)  # shared by every loaded version
-        self._discriminators: OrderedDict[tuple[str, int, str], torch.jit.ScriptModule] = OrderedDict()
+        self._discriminators: OrderedDict[tuple[str, int, str], torch.nn.Module] = OrderedDict()
         self._discriminators_lock = threading.Lock()
 
     def start(self, version: Version) -> Started:
@@ -76,41 +78,47 @@ class Engine:
         s = self.config
 
         def prepare() -> tuple:
-            module = torchscript.load(version.generator_path, self.device)
+            files, layout = version.manifest.files, LatentLayout.of(version.manifest)
+            module = load_network(version.path, files, "generator", self.device)
             warm_up(module, version, self.device, s.warmup_batch)
             directions = semantic_directions(module, version.latent_dim,  # once per version: a small eigh
                                              version.manifest.input_classes)
-            choice, runner = choose_precision(
-                s.precision, self.device, lambda precision: GeneratorRunner(
-                    module, self.device, version.latent_dim, s.max_batch_latents, s.cuda_graphs, precision),
-                version.latent_dim, {1, s.warmup_batch, s.max_batch_latents})
-            classifier = (torchscript.load(version.path / CLASSIFIER, self.device)
-                          if CLASSIFIER in version.manifest.files else None)
-            encoder = torchscript.load(version.path / ENCODER, self.device) if ENCODER in version.manifest.files else None
-            return runner, directions, choice, classifier, module, encoder
+            native = native_bf16(self.device)
+            offered, left_out = candidates(version, self.device, s.runtime, s.precision, native)
+            build = Forwards(version, self.device, layout, s.max_batch_latents, s.cuda_graphs, module,
+                             readable_form(files, "generator"))
+            plan = choose_forwards(offered, build, layout, s.max_batch_latents,
+                                   {1, s.warmup_batch, s.max_batch_latents}, s.runtime, s.precision, native, left_out)
+            classifier = load_classifier(version.path, files, self.device)
+            encoder = (load_network(version.path, files, "encoder", self.device)
+                       if readable_form(files, "encoder") else None)
+            return plan, directions, classifier, module, encoder
 
         semantics = (ClassSemantics.model_validate_json((version.path / CLASSES).read_bytes())
                      if CLASSES in version.manifest.files else None)  # hashed and verified when the store listed it
-        runner, directions, choice, classifier, module, encoder = self.worker.call(prepare)
-        batcher = Batcher(version.name, runner, self.worker, s.max_batch_latents, s.max_batch_wait_ms / 1000,
-                          self.budget, self.observer, max_delay=s.max_queue_delay_ms / 1000)
-        for n, seconds in choice.timings():  # admission predicts from the first request on; real batches refine it
+        plan, directions, classifier, module, encoder = self.worker.call(prepare)
+        batcher = Batcher(version.name, plan, self.worker, s.max_batch_latents, s.max_batch_wait_ms / 1000,
+                          self.budget, self.observer, max_delay=s.max_queue_delay_ms / 1000,
+                          runs_on=lambda n: (plan.bucket(n).runtime, plan.bucket(n).precision))
+        for n, seconds in plan.timings():  # admission predicts from the first request on; real batches refine it
             batcher.cost.observe(n, seconds)
-        return Started(batcher, directions, choice, semantics, classifier, module, encoder)
+        return Started(batcher, directions, plan, semantics, classifier, module, encoder)
 
     def score(self, version: Version, images: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """The discriminator's logits (N,) for uint8 images (N, H, W, C) at the model's size (a conditional
         version's D judges each with its class, `labels` (N,)). Blocking: call it from a worker thread. Raises
         NotFound when the version has no discriminator."""
-        if DISCRIMINATOR not in version.manifest.files:
-            raise NotFound(f"{version.name} v{version.version} has no {DISCRIMINATOR} to score with")
-        key = (version.name, version.version, version.manifest.files[DISCRIMINATOR].sha256)
+        files = version.manifest.files
+        form = readable_form(files, "discriminator")
+        if form is None:
+            raise NotFound(f"{version.name} v{version.version} has no discriminator to score with")
+        key = (version.name, version.version, files[form_file("discriminator", form)].sha256)
 
         def run() -> np.ndarray:
             with self._discriminators_lock:
                 module = self._discriminators.get(key)
             if module is None:  # loaded on first use, kept for the versions scored most recently
-                module = torchscript.load(version.discriminator_path, self.device)
+                module = load_network(version.path, files, "discriminator", self.device)
                 with self._discriminators_lock:
                     self._discriminators[key] = module
                     while len(self._discriminators) > self.config.discriminators_kept:
@@ -147,7 +155,7 @@ class Engine:
                              left, PROJECTIONS)
         return self.worker.start_task(projection_steps(started.generator, started.encoder, started.classifier, image,
                                                        layout, steps, seed, self.device,
-                                                       started.precision.precision, label))
+                                                       started.plan.buckets[-1].precision, label))
 
     def resume(self) -> None:
         self.worker.resume()
@@ -156,7 +164,7 @@ class Engine:
         self.worker.stop()
 
 
-def warm_up(module: torch.jit.ScriptModule, version: Version, device: torch.device, batch: int) -> None:
+def warm_up(module: torch.nn.Module, version: Version, device: torch.device, batch: int) -> None:
     """Run real batches first (TorchScript's first calls are slow: profiling, kernel selection), and check
     that the output is what the manifest promises."""
     z = seeded_latents(0, batch, version.latent_dim).to(device)

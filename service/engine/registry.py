@@ -65,7 +65,7 @@ class LoadedModel:
     directions = property(lambda self: self.started.directions)  # SeFa directions, found once at load
     semantics = property(lambda self: self.started.semantics)  # what its latent space means (classes.json)
     classifier = property(lambda self: self.started.classifier)  # the classifier that found it (classifier.pt)
-    precision = property(lambda self: self.started.precision.precision)  # what its forwards compute in
+    precision = property(lambda self: self.started.plan.precision)  # what its forwards compute in (fp32, bf16, both)
 
     def is_in(self, listing: Listing) -> bool:
         """Whether the store still holds this version as it was loaded: these very weights under this number (a

@@ -17,6 +17,7 @@ from shared.store.layout import (
     StoreError,
     StoreWriteFailed,
     form_file,
+    generator_file,
     validate_name,
 )
 from shared.store.manifest import Manifest, ManifestDraft, Metrics
@@ -26,5 +27,5 @@ from shared.store.store import Damage, DamagedVersion, Listing, Store, Version, 
 __all__ = [
     "CLASSES", "CLASSIFIER", "ClassBoundary", "Damage", "DamagedVersion", "Listing", "ClassSemantics", "DISCRIMINATOR", "ENCODER", "FORMS", "GENERATOR", "HISTORY_CSV", "MANIFEST", "NAME_PATTERN", "NETWORKS", "REPORT_DIR", "InvalidName", "Manifest",
     "ManifestDraft", "Metrics", "NotFound", "Store", "StoreError", "StoreWriteFailed", "Version", "sha256_file", "utc_now_iso",
-    "form_file", "validate_name",
+    "form_file", "generator_file", "validate_name",
 ]

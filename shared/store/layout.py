@@ -5,8 +5,9 @@ import re
 
 from shared.errors import UserError, WriteFailed
 
-# every network of a version in each of its forms: `<network><suffix>`; TorchScript is the contract every version
-# has, the other two are written beside it (older versions may lack them)
+# every network of a version in each of its forms: `<network><suffix>`. TorchScript is the contract every version
+# has, the other two are written beside it (older versions may lack them), except where the trainer ran on a torch
+# without TorchScript: its versions have only the other two
 FORMS = {"torchscript": ".pt", "export": ".pt2", "onnx": ".onnx"}
 NETWORKS = ("generator", "discriminator", "encoder")
 GENERATOR = "generator.pt"  # TorchScript: (N, latent_dim) float32 -> (N, C, H, W) in [-1, 1]
@@ -48,6 +49,12 @@ class NotFound(StoreError, LookupError):
 def form_file(network: str, form: str) -> str:
     """The file of `network` (generator, discriminator, encoder) in `form` (torchscript, export, onnx)."""
     return network + FORMS[form]
+
+
+def generator_file(files) -> str | None:
+    """The file a version's generator is known by (its identity: hashes, the service's reload checks): the
+    TorchScript file, else the torch.export program, else ONNX; None if `files` has no generator."""
+    return next((name for name in (form_file("generator", form) for form in FORMS) if name in files), None)
 
 
 def validate_name(name: str) -> str:

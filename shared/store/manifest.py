@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.store.layout import GENERATOR, NAME_PATTERN
+from shared.store.layout import NAME_PATTERN, generator_file
 
 FORMAT_VERSION = 1
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -186,4 +186,4 @@ class Manifest(ManifestDraft):
 
     @property
     def generator_sha256(self) -> str:
-        return self.files[GENERATOR].sha256
+        return self.files[generator_file(self.files)].sha256

@@ -40,6 +40,7 @@ from shared.store.layout import (
     NotFound,
     StoreError,
     StoreWriteFailed,
+    generator_file,
     validate_name,
 )
 from shared.store.manifest import STORE_FIELDS, FileEntry, Manifest, ManifestDraft
@@ -251,7 +252,7 @@ class Store:
             return Damage(MANIFEST, "unreadable manifest", found=_validation_message(e)[:200]), None
         except OSError as e:
             return Damage(MANIFEST, "unreadable manifest", found=e.strerror or str(e)), None
-        if GENERATOR not in manifest.files:
+        if generator_file(manifest.files) is None:
             return Damage(GENERATOR, "missing"), manifest
         try:
             stamp = [_stamp(manifest_path)]
@@ -326,7 +327,7 @@ class Store:
         except ValidationError as e:
             raise StoreError(f"refusing to publish {name}: its manifest is invalid: {_validation_message(e)}") from None
         files = file_entries(staged)
-        if GENERATOR not in files:
+        if generator_file(files) is None:
             raise StoreError(f"nothing to publish: {staged / GENERATOR} is missing")
         with self._writing(model_dir):
             while True:

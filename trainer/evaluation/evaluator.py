@@ -24,6 +24,7 @@ from shared.imaging import torchscript
 from shared.imaging.devices import resolve_device
 from shared.imaging.grids import to_uint8
 from shared.imaging.latents import LatentLayout
+from shared.imaging.networks import load_network
 from shared.imaging.precision import FP32
 from shared.store import CLASSES, CLASSIFIER, Store, Version, utc_now_iso
 from trainer.data import load_idx_split, load_reference_images, locate_idx_dir
@@ -130,7 +131,7 @@ def evaluate_version(store: Store, version: Version, samples: int = 10_000, seed
         evaluator = Evaluator(device, data_dir, version.manifest.dataset or "fashion-mnist", version.image_shape,
                               use_inception, log)
         phase.advance()
-        generator = torchscript.load(version.generator_path, evaluator.device)
+        generator = load_network(version.path, version.manifest.files, "generator", evaluator.device)
         record = evaluator.measure(generator, LatentLayout.of(version.manifest), samples, seed, precision, phase)
     record["seconds"] = round(time.perf_counter() - started, 2)  # with loading the classifier and the test set
     store.update_manifest(version, metrics=record)
@@ -146,13 +147,15 @@ def add_semantics(store: Store, version: Version, samples: int = 20_000, device:
 
     started = time.perf_counter()
     dev = resolve_device(device)
-    semantics = fit_class_semantics(torchscript.load(version.generator_path, dev), LatentLayout.of(version.manifest),
+    semantics = fit_class_semantics(load_network(version.path, version.manifest.files, "generator", dev), LatentLayout.of(version.manifest),
                                     samples, device=dev, precision=precision, progress=progress, log=log)
-    version = store.add_files(version, {CLASSES: (semantics.model_dump_json(indent=1) + "\n").encode(),
-                                        CLASSIFIER: export_classifier()})
+    files = {CLASSES: (semantics.model_dump_json(indent=1) + "\n").encode()}
+    if torchscript.available():  # the classifier is TorchScript only (see shared.imaging.networks.load_classifier)
+        files[CLASSIFIER] = export_classifier()
+    version = store.add_files(version, files)
     log(f"{version.name} v{version.version}: the directions of {len(semantics.classes)} classes found in "
         f"{time.perf_counter() - started:.0f}s from {samples} labelled samples (latent softmax held-out accuracy "
-        f"{semantics.latent_classifier.held_out_accuracy:.2f}); classes.json and classifier.pt added")
+        f"{semantics.latent_classifier.held_out_accuracy:.2f}); {' and '.join(files)} added")
     return version
 
 

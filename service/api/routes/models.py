@@ -19,7 +19,7 @@ from service.api.schemas import (
     ModelInfo,
     ModelList,
     ModelVersion,
-    ServedPrecision,
+    ServedRuntimes,
     TrainingHistory,
 )
 from service.engine.registry import ModelRegistry
@@ -44,7 +44,7 @@ def describe(registry: ModelRegistry, name: str) -> ModelInfo | None:
         latest=versions[-1].version if versions else None,
         serving=serving.version if serving else None,
         loaded=sorted(loaded),
-        precision=[ServedPrecision(version=n, **loaded[n].started.precision.describe()) for n in sorted(loaded)],
+        runtimes=[ServedRuntimes(version=n, **loaded[n].started.plan.describe()) for n in sorted(loaded)],
         versions=[ModelVersion(version=v.version, latest=v is versions[-1], manifest=v.manifest) for v in versions],
         damaged=[damaged_info(d, d.version in loaded and loaded[d.version].damage_in(listing) is d)
                  for d in listing.damaged],
