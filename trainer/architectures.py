@@ -1,4 +1,5 @@
-"""The architectures: the study's two networks, exactly as it printed them (the reference presets).
+"""The architectures: the study's two networks, exactly as it printed them (the reference presets), and a
+residual GAN beside them (trainer.resnet).
 
 Each architecture is one `Architecture` entry in `ARCHITECTURES`; adding one is adding an entry.
 Discriminators return logits: the seed's final Sigmoid is folded into the loss
@@ -20,6 +21,7 @@ from torch import nn
 
 from shared.imaging.latents import LatentLayout
 from trainer.config import ConfigError
+from trainer.resnet import ResNetDiscriminator, ResNetGenerator
 
 
 # ----------------------------------------------------------------------------- plain GAN (MLP)
@@ -142,8 +144,9 @@ class Architecture:
     image_size: int  # square images; datasets are resized to this
     channels: int
     latent_dim: int
-    features: int | None  # width knob of convolutional nets; None where it does not apply
-    build_generator: Callable[[int, int | None, int, int], nn.Module]  # (latent_dim, features, channels, size) -> G
+    features: int | None  # width knob of convolutional nets (--features); None where it does not apply
+    build_generator: Callable[[int, int | None, int, int, int], nn.Module]  # (latent_dim, features, channels, size,
+    #                                                                         classes) -> G
     build_discriminator: Callable[[int | None, int, int, bool, int], nn.Module]  # (features, channels, size,
     #                                                                             batch_norm, classes)
     sizes: tuple[int, ...] = ()  # the image sizes it takes; its own first
@@ -159,15 +162,19 @@ class Architecture:
     def image_shape(self) -> tuple[int, int, int]:
         return (self.channels, self.image_size, self.image_size)
 
-    def at(self, channels: int | None = None, image_size: int | None = None) -> "Architecture":
-        """This architecture for images of `channels` (1 or 3) x `image_size`^2 (None: its own)."""
+    def at(self, channels: int | None = None, image_size: int | None = None,
+           features: int | None = None) -> "Architecture":
+        """This architecture for images of `channels` (1 or 3) x `image_size`^2, `features` wide (None: its own)."""
+        if features is not None and self.features is None:
+            raise ConfigError(f"--features: the {self.name} architecture has no width to set (a convolutional one has)")
         channels, image_size = channels or self.channels, image_size or self.image_size
+        features = features or self.features
         if image_size not in self.sizes:
             raise ConfigError(f"--image-size {image_size}: the {self.name} architecture takes "
                               f"{', '.join(map(str, self.sizes))} pixels (its own: {self.image_size})")
         if channels not in CHANNELS:
             raise ConfigError(f"--channels {channels}: images are grey (1) or colour (3)")
-        return replace(self, channels=channels, image_size=image_size)
+        return replace(self, channels=channels, image_size=image_size, features=features)
 
     def conditional(self, classes: int) -> "Architecture":
         """This architecture conditioned on `classes` classes (0: unconditional)."""
@@ -177,7 +184,7 @@ class Architecture:
         return replace(self, classes=classes)
 
     def generator(self) -> nn.Module:
-        net = self.build_generator(self.layout.width, self.features, self.channels, self.image_size)
+        net = self.build_generator(self.layout.width, self.features, self.channels, self.image_size, self.classes)
         if self.init:
             net.apply(self.init)
         return net
@@ -200,16 +207,24 @@ ARCHITECTURES: dict[str, Architecture] = {
             name="gan",
             description="the study's plain GAN: one hidden layer of 128 units in each net, 28x28 (or 32, 64)",
             image_size=28, channels=1, latent_dim=100, features=None, sizes=(28, 32, 64),
-            build_generator=lambda z, _f, c, s: MLPGenerator(z, (c, s, s)),
+            build_generator=lambda z, _f, c, s, _k: MLPGenerator(z, (c, s, s)),
             build_discriminator=lambda _f, c, s, _bn, k: MLPDiscriminator((c, s, s), classes=k),
         ),
         Architecture(
             name="dcgan",
             description="the study's DCGAN: 4 (transposed) convolutions each, features=64, 32x32 (or 64x64: 5 each)",
             image_size=32, channels=1, latent_dim=100, features=64, sizes=(32, 64),
-            build_generator=lambda z, f, c, s: CNNGenerator(z, c, f, s),
+            build_generator=lambda z, f, c, s, _k: CNNGenerator(z, c, f, s),
             build_discriminator=lambda f, c, s, bn, k: CNNDiscriminator(c, f, bn, s, k),
             init=dcgan_init,
+        ),
+        Architecture(
+            name="resnet",
+            description="a residual GAN (Miyato et al. 2018): residual up blocks in G (class-conditional BatchNorm "
+                        "when conditional), residual down blocks in D for spectral norm, features=32, 32x32 (or 64x64)",
+            image_size=32, channels=1, latent_dim=100, features=32, sizes=(32, 64),
+            build_generator=lambda z, f, c, s, k: ResNetGenerator(z, c, f, s, k),
+            build_discriminator=lambda f, c, s, _bn, k: ResNetDiscriminator(c, f, s, k),
         ),
     )
 }
@@ -217,7 +232,7 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 def run_architecture(cfg) -> Architecture:
     """The architecture of a run (a TrainConfig), at the run's image shape, conditional on its classes if it is."""
-    return get_architecture(cfg.arch).at(cfg.channels, cfg.image_size).conditional(len(cfg.class_names))
+    return get_architecture(cfg.arch).at(cfg.channels, cfg.image_size, cfg.features).conditional(len(cfg.class_names))
 
 
 def get_architecture(name: str) -> Architecture:

@@ -27,6 +27,9 @@ PROG = "python -m trainer"
 EXIT_INTERRUPTED = 130
 
 
+MAX_EPOCHS = 100_000  # --minutes without --epochs: the time budget ends the run long before this
+
+
 def build_parser() -> argparse.ArgumentParser:
     archs = "; ".join(f"{a.name}: {a.description}" for a in ARCHITECTURES.values())
     p = argparse.ArgumentParser(
@@ -40,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--arch", required=True, choices=sorted(ARCHITECTURES), help=f"architecture ({archs})")
-    p.add_argument("--epochs", required=True, type=positive_int, help="train until this many epochs are done")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="train until this many epochs are done (with --minutes: at most this many)")
+    p.add_argument("--minutes", type=positive_float, default=None, metavar="M",
+                   help="train for M minutes instead: the run stops at the end of the step in which M minutes of "
+                        "training (not counting measurements) have passed, then publishes; --resume continues a "
+                        "budget cut short")
     p.add_argument("--out", default=os.environ.get("MODEL_DIR", "./models"),
                    help="model store directory (env MODEL_DIR)")
     p.add_argument("--name", default=None, help="model name in the store (default: the architecture's name); "
@@ -72,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=None, metavar="PIXELS",
                    help="train on square images of this side (default: the architecture's own); " + "; ".join(
                        f"{a.name} takes {', '.join(map(str, a.sizes))}" for a in ARCHITECTURES.values()))
+    p.add_argument("--features", type=positive_int, default=None, metavar="WIDTH",
+                   help="channels of a convolutional architecture's layers, to match its cost to the machine "
+                        "(default: the architecture's own: the DCGAN's 64, from which its layers scale; the resnet's 32, where a "
+                        "step costs about what the DCGAN's does on a 2-core CPU)")
     p.add_argument("--limit", type=positive_int, default=None, help="train on the first N images only")
     p.add_argument("--conditional", action="store_true",
                    help="class-conditional: G draws the class it is given and D judges each image with its class "
@@ -127,9 +139,12 @@ def main(argv: list[str] | None = None) -> int:
 
     ranks = distributed.from_environment()  # torchrun sets these; a plain run is rank 0 of 1
     say = log if ranks.is_main else (lambda message: None)
-    cfg = TrainConfig(arch=args.arch, name=name, epochs=args.epochs, lr=args.lr,
+    if args.epochs is None and args.minutes is None:
+        parser.error("say how long to train: --epochs N, or --minutes M")
+    cfg = TrainConfig(arch=args.arch, name=name, epochs=args.epochs or MAX_EPOCHS, minutes=args.minutes, lr=args.lr,
                       seed=args.seed, dataset=args.dataset, data_dir=args.data_dir, limit=args.limit,
-                      channels=args.channels, image_size=args.image_size, conditional=args.conditional,
+                      channels=args.channels, image_size=args.image_size, features=args.features,
+                      conditional=args.conditional,
                       device=args.device, world_size=ranks.world_size, cuda_graphs=args.cuda_graphs,
                       eval_every=args.eval_every or 0, eval_samples=args.eval_samples,
                       class_samples=0 if args.no_classes else args.class_samples,
@@ -174,7 +189,7 @@ def publish_and_evaluate(store: Store, result: TrainResult, run_dir: Path, invoc
     mark_published(run_dir, version.version)
     trained = result.config
     log(f"published {version.name} v{version.version} "
-        f"({result.seconds:.1f}s of training, {result.seconds / max(1, trained.epochs):.1f}s per epoch)")
+        f"({result.seconds:.1f}s of training, {result.seconds / max(1, len(result.history) / result.iterations_per_epoch):.1f}s per epoch)")
     if not args.no_evaluate:
         try:
             record = evaluate_version(store, version, trained.eval_samples, device=trained.device,

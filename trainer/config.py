@@ -20,6 +20,7 @@ class TrainConfig(RecipeSettings):
     arch: str = "dcgan"
     name: str = ""  # store name; empty means the architecture's name
     epochs: int = 5
+    minutes: float | None = None  # a time budget: stop at the end of the step in which this much training has passed
     lr: float = 2e-4  # both nets' learning rate, unless the recipe's lr_g / lr_d set theirs
     beta2: float = 0.999
     seed: int = 0
@@ -27,6 +28,7 @@ class TrainConfig(RecipeSettings):
     data_dir: str | None = None
     channels: int | None = None  # 1 grey, 3 colour; None: the data's own, set when training starts
     image_size: int | None = None  # square side in pixels; None: the architecture's own
+    features: int | None = None  # a convolutional architecture's width; None: its own
     limit: int | None = None  # train on the first N images only
     conditional: bool = False  # G and D are given each image's class (the dataset's labels)
     class_names: list[str] = field(default_factory=list)  # a conditional run's classes, set when training starts

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -68,9 +69,10 @@ def use_cuda_graphs(setting: str, device: torch.device, ranks: Ranks) -> bool:
 
 
 def run_epoch(step: Step, data: torch.Tensor, state: TrainingState, latent_dim: int, stop: StopRequested,
-              ranks: Ranks = Ranks(), on_step: Callable[[int, torch.Tensor], None] | None = None) -> bool:
-    """Train from `state.step` to the end of the epoch (or until a stop); advance `state` and append to its
-    history. Returns True when the epoch is complete.
+              ranks: Ranks = Ranks(), on_step: Callable[[int, torch.Tensor], None] | None = None,
+              until: float = math.inf) -> bool:
+    """Train from `state.step` to the end of the epoch (or until a stop, or the step in which `time.perf_counter()`
+    passes `until`); advance `state` and append to its history. Returns True when the epoch is complete.
 
     The order and the noise are drawn for the whole global batch on every rank (see trainer.distributed),
     and each rank trains on its shard of both."""
@@ -80,7 +82,7 @@ def run_epoch(step: Step, data: torch.Tensor, state: TrainingState, latent_dim: 
         state.perm = torch.randperm(data.shape[0])  # drawn on the CPU: the same order on every device
     order = state.perm.to(data.device)
     stats = []
-    while state.step < steps and not any_rank(stop.requested, ranks):
+    while state.step < steps and not any_rank(stop.requested or time.perf_counter() >= until, ranks):
         idx = order[state.step * global_batch:(state.step + 1) * global_batch]
         mine = shard(len(idx), ranks)
         noise = torch.randn(len(idx), latent_dim, device=data.device)[mine]
@@ -115,7 +117,7 @@ def settle(cfg: TrainConfig, ranks: Ranks = Ranks(), log: Callable[[str], None] 
     """Load the data and resolve every setting left to the data, the machine and the ranks; refuse (ConfigError)
     what cannot run here."""
     device = device_for(ranks, resolve_device(cfg.device))
-    size = get_architecture(cfg.arch).at(cfg.channels, cfg.image_size).image_size  # a bad shape: refused now
+    size = get_architecture(cfg.arch).at(cfg.channels, cfg.image_size, cfg.features).image_size  # refused now if bad
     training_set = load_training_set(cfg.dataset, cfg.data_dir, size, cfg.channels, cfg.limit, log=log)
     images = training_set.images.to(device)
     precision = cfg.precision
@@ -176,11 +178,15 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
     board = _open_board(tensorboard, cfg, state, steps) if ranks.is_main else None
     show_bar = (sys.stderr.isatty() if progress is None else progress) and ranks.is_main
     stop = StopRequested(abort_on_second=not ranks.distributed)
+    # (with --minutes: until the step in which the budget is spent, counting training only, across resumes)
     with stop.installed():
-        while state.epoch < cfg.epochs:
+        while state.epoch < cfg.epochs and not state.out_of_minutes():
             if not _epoch(run, step, nets, state, stop, ranks, run_dir, board, show_bar, log):
                 break
-    interrupted = stop.requested or state.epoch < cfg.epochs
+    if state.out_of_minutes() and not stop.requested:
+        log(f"{cfg.minutes:g} minutes of training spent at epoch {state.epoch + (state.step > 0)}, step "
+            f"{state.epoch * steps + state.step}")
+    interrupted = stop.requested or (state.epoch < cfg.epochs and not state.out_of_minutes())
     if board is not None:
         board.close()
     if interrupted:
@@ -206,13 +212,14 @@ def _open_board(tensorboard: str | Path | None, cfg: TrainConfig, state: Trainin
 
 def _epoch(run: Settled, step: Step, nets: Nets, state: TrainingState, stop: StopRequested, ranks: Ranks,
            run_dir: Path, board: Board | None, show_bar: bool, log: Callable[[str], None]) -> bool:
-    """One epoch (or its rest), then its measurements, TensorBoard's samples and the saved state. False when a
-    stop cut it short."""
+    """One epoch (or its rest, or as much as the time budget leaves), then its measurements, TensorBoard's samples
+    and the saved state. False when a stop or the budget cut it short."""
     cfg, arch, steps = run.config, run.arch, run.steps_per_epoch
     started = time.perf_counter()
+    until = math.inf if cfg.minutes is None else started + cfg.minutes * 60 - state.seconds  # what is left of it
     with _ProgressBar(show_bar, state, steps) as bar:
         on_step = bar.update if board is None else _both(bar.update, board, state.epoch)
-        complete = run_epoch(step, run.images, state, arch.latent_dim, stop, ranks, on_step)
+        complete = run_epoch(step, run.images, state, arch.latent_dim, stop, ranks, on_step, until)
     state.seconds += time.perf_counter() - started
     if complete and cfg.eval_every and state.epoch % cfg.eval_every == 0 and ranks.is_main:
         state.quality.append(measure_epoch(nets, cfg, run.device, state.epoch, state.seconds, log))
@@ -227,7 +234,7 @@ def _epoch(run: Settled, step: Step, nets: Nets, state: TrainingState, stop: Sto
     barrier(ranks)  # nobody runs ahead of the saved state
     if complete:
         means = state.history[-steps:].mean(0).tolist()
-        log(f"epoch {state.epoch}/{cfg.epochs}  " + "  ".join(f"{c} {v:.3f}" for c, v in zip(HISTORY_COLUMNS, means))
+        log(f"epoch {state.epoch}" + ("" if cfg.minutes else f"/{cfg.epochs}") + "  " + "  ".join(f"{c} {v:.3f}" for c, v in zip(HISTORY_COLUMNS, means))
             + f"  {time.perf_counter() - started:.1f}s")
     return complete
 

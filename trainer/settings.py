@@ -78,16 +78,18 @@ class Setting:
 
 
 RECIPE_SETTINGS = (
-    Setting("loss", str, "bce", "bce (the study's, with the non-saturating G loss) or hinge", choices=LOSSES),
+    Setting("loss", str, "bce", "bce (the study's, with the non-saturating G loss) or hinge", choices=LOSSES,
+            presets={"stable": {"resnet": "hinge"}}),
     Setting("batch_size", int, 128, "images per step and process", positive_int,
-            presets={"stable": {"dcgan": 32}}),
+            presets={"stable": {"dcgan": 32, "resnet": 64}}),
     Setting("lr_g", float | None, None, "the generator's learning rate (two time scales; unset: --lr)", positive_float,
             presets={"stable": {"gan": 8e-4}}),
     Setting("lr_d", float | None, None, "the discriminator's learning rate (unset: --lr)", positive_float,
             presets={"stable": {"gan": 8e-4}}),
-    Setting("beta1", float, 0.5, "Adam's beta1 for both nets (0: no momentum, as two-time-scale GANs train)", decay),
+    Setting("beta1", float, 0.5, "Adam's beta1 for both nets (0: no momentum, as two-time-scale GANs train)", decay,
+            presets={"stable": {"resnet": 0.0}}),
     Setting("ema", float, 0.0, "publish an exponential moving average of G's weights with this decay (e.g. 0.999; "
-            "0: off); the raw G stays in the training state", decay, metavar="DECAY", presets={"stable": {"gan": 0.999}}),
+            "0: off); the raw G stays in the training state", decay, metavar="DECAY", presets={"stable": {"gan": 0.999, "resnet": 0.999}}),
     Setting("ema_warmup", bool, True, "ramp the average's decay up as min(DECAY, (1+t)/(10+t)) over its first "
             "updates, so it leaves G's random start quickly", None),
     Setting("ema_kimg", float, 0.0, "a moving average of G whose half-life is K thousand images, and at most 5%% of "
@@ -96,7 +98,8 @@ RECIPE_SETTINGS = (
     Setting("spectral_norm", bool, False, "spectral normalisation on every conv/linear layer of D, beside its "
             "BatchNorm (--d-norm spectral replaces the BatchNorm instead)", None, presets={"stable": {"gan": True}}),
     Setting("d_norm", str, "batch", "D's normalisation: batch (the study's BatchNorm), spectral (spectral norm "
-            "instead of BatchNorm, the D of Miyato et al.), none; the published D has it baked in", choices=D_NORMS),
+            "instead of BatchNorm, the D of Miyato et al.), none; the published D has it baked in", choices=D_NORMS,
+            presets={"stable": {"resnet": "spectral"}}),
     Setting("augment", str, "", "DiffAugment for both players: translation, cutout, or both comma-separated "
             "(none: off)", policies, metavar="POLICIES"),
     Setting("augment_p", float, 1.0, "probability that an image is augmented", probability, metavar="P"),
@@ -110,11 +113,11 @@ RECIPE_SETTINGS = (
             "0: off)", non_negative, metavar="WEIGHT"),
     Setting("class_loss", float, 0.0, "with --conditional: an auxiliary classification loss of this weight on D's "
             "class scores of real images and of G's fakes (0: off; unconditional runs have none)", non_negative,
-            metavar="WEIGHT", presets={"stable": {"gan": 1.0, "dcgan": 1.0}}),
+            metavar="WEIGHT", presets={"stable": {"gan": 1.0, "dcgan": 1.0, "resnet": 1.0}}),
     Setting("precision", str, "fp32", "bf16: forward passes under bfloat16 autocast, weights and optimisers in fp32, "
             "convolutions channels-last; auto: bf16 where the device computes it natively (AMX or AVX512-BF16, "
             "CUDA 8.0+), else fp32; the work after training runs in the same precision", choices=PRECISIONS,
-            presets={"stable": {"dcgan": "auto"}}),
+            presets={"stable": {"dcgan": "auto", "resnet": "auto"}}),
 )
 SETTINGS = {s.name: s for s in RECIPE_SETTINGS}
 

@@ -58,7 +58,11 @@ class TrainingState:
     quality: list[dict[str, Any]] = field(default_factory=list)  # the measurements of --eval-every, by epoch
 
     def finished(self) -> bool:
-        return self.epoch >= self.config.epochs and self.step == 0
+        return (self.epoch >= self.config.epochs and self.step == 0) or self.out_of_minutes()
+
+    def out_of_minutes(self) -> bool:
+        """Whether the run's time budget (--minutes) is spent."""
+        return self.config.minutes is not None and self.seconds >= self.config.minutes * 60
 
     # ------------------------------------------------------------------ live objects <-> state
     def capture(self, nets: Nets, device: torch.device) -> None:
@@ -133,7 +137,7 @@ def resume_or_start(cfg: TrainConfig, run_dir: Path, resume: bool,
     """The settings to train with and the state to continue from (None: a new run).
 
     With `resume`, an unfinished run in `run_dir` is continued with its saved settings, except `epochs`,
-    `device`, `world_size` (the number of torchrun processes) and `cuda_graphs`, which come from `cfg`
+    `minutes`, `device`, `world_size` (the number of torchrun processes) and `cuda_graphs`, which come from `cfg`
     (how the steps run, not what they compute). A finished run that was published starts afresh.
     Raises ConfigError when the saved run is of another architecture.
     """
@@ -154,8 +158,8 @@ def resume_or_start(cfg: TrainConfig, run_dir: Path, resume: bool,
             f"{cfg.world_size}: epoch {saved.epoch + 1} starts again from its first step")
         saved.history = saved.history[:len(saved.history) - saved.step]
         saved.step = 0
-    saved.config = replace(saved.config, epochs=cfg.epochs, device=cfg.device, world_size=cfg.world_size,
-                           cuda_graphs=cfg.cuda_graphs)
+    saved.config = replace(saved.config, epochs=cfg.epochs, minutes=cfg.minutes, device=cfg.device,
+                           world_size=cfg.world_size, cuda_graphs=cfg.cuda_graphs)
     published = published_version(run_dir)
     if saved.finished() and published is not None:
         log(f"the run in {run_dir} is complete and was published as v{published}; starting a new run")
