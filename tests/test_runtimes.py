@@ -141,14 +141,15 @@ def test_a_runtime_that_is_not_installed_is_refused_at_startup(monkeypatch, tmp_
 @pytest.mark.parametrize("store, model", [("trained_store", "dcgan"), ("trained_store", "gan"),
                                           ("conditional_store", "gan"), ("conditional_store", "dcgan")])
 def test_every_runtime_keeps_the_pixels_of_torchscript_fp32(store, model, request):
-    """Each candidate's served pixels on 256 latents against TorchScript fp32's: fp32 runtimes within a grey level
-    (float sums in another order), bf16 within the bf16 bound."""
+    """Each candidate's served pixels on 64 latents against TorchScript fp32's: fp32 runtimes within a grey level
+    (float sums in another order), bf16 within the bf16 bound (emulated where the CPU has no bf16: slow, so few
+    latents; tests/test_precision.py holds bf16 to its bound on 512)."""
     version = Store(request.getfixturevalue(store)).get(model)
     layout, cpu = LatentLayout.of(version.manifest), torch.device("cpu")
     offered, _ = candidates(version, cpu, "auto", "auto", native_bf16="forced")
     module = load_network(version.path, version.manifest.files, "generator")
-    build = Forwards(version, cpu, layout, 256, False, module, "torchscript")
-    z = layout.seeded(3, 256)
+    build = Forwards(version, cpu, layout, 64, False, module, "torchscript")
+    z = layout.seeded(3, 64)
     reference = build(TS32)(z).int()
     assert {c.runtime for c in offered} >= {"torchscript", "export", "onnxruntime"}
     for candidate in offered:
