@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from shared.imaging.grids import to_uint8
 from shared.imaging.latents import LatentLayout
 from shared.imaging.networks import load_network
 from shared.store import FORMS, Store, form_file
@@ -66,8 +67,8 @@ def test_a_tiny_resnet_trains_publishes_and_serves_end_to_end(fashion_dir, tmp_p
         served = grid_images(client.post("/generate", json={"model": "resnet", "seed": 3, "count": 4}))
         generator = load_network(version.path, version.manifest.files, "generator")
         with torch.no_grad():
-            expected = generator(layout.seeded(3, 4)).add(1).mul(127.5).round().clamp(0, 255)[:, 0].numpy()
-        assert np.array_equal(served, expected.astype(np.uint8))  # the trainer's file's pixels, exactly
+            expected = to_uint8(generator(layout.seeded(3, 4)))[:, 0].numpy()
+        assert np.array_equal(served, expected)  # the trainer's file's pixels, exactly
         assert client.post("/sweep", json={"model": "resnet", "seed": 1, "dims": [0, 1],
                                            "values": [-2, 0, 2]}).status_code == 200
         directions = client.get("/models/resnet/directions").json()

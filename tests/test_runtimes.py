@@ -17,6 +17,7 @@ from service.api.settings import Settings
 from service.engine.forward_choice import choose_forwards
 from service.engine.runtimes import Candidate, Forwards, candidates
 from shared.imaging import precision, torchscript
+from shared.imaging.grids import to_uint8
 from shared.imaging.latents import LatentLayout
 from shared.imaging.networks import load_network
 from shared.store import Store, form_file
@@ -193,8 +194,8 @@ def no_torchscript(monkeypatch):
 def test_without_torchscript_the_service_serves_the_other_forms(trained_store, request):
     version = Store(trained_store).get("dcgan")
     with torch.no_grad():  # TorchScript's pixels, while it still runs
-        expected = load_network(version.path, version.manifest.files, "generator")(
-            LatentLayout(100).seeded(0, 4)).add(1).mul(127.5).round().clamp(0, 255).numpy()
+        expected = to_uint8(load_network(version.path, version.manifest.files, "generator")(
+            LatentLayout(100).seeded(0, 4))).numpy()
     request.getfixturevalue("no_torchscript")
     with make_client(trained_store, runtime="auto", precision="fp32", max_batch_latents=4, warmup_batch=2) as client:
         wait_ready(client)

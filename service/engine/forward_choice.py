@@ -54,6 +54,10 @@ class Bucket:
     precision: str
     forward_ms: float  # its measured median forward at this size
 
+    @property
+    def candidate(self) -> Candidate:
+        return Candidate(self.runtime, self.precision)
+
 
 @dataclass
 class ForwardPlan:
@@ -74,13 +78,12 @@ class ForwardPlan:
         return next((b for b in self.buckets if b.size >= n), self.buckets[-1])
 
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
-        b = self.bucket(latents.shape[0])
-        return self.forwards[Candidate(b.runtime, b.precision)](latents)
+        return self.forwards[self.bucket(latents.shape[0]).candidate](latents)
 
     def timings(self) -> list[tuple[int, float]]:
         """(batch size, seconds) of what runs at each measured size: what the admission cost model starts from."""
         return sorted((n, seconds[n]) for candidate, seconds in self.forward_seconds.items() for n in seconds
-                      if Candidate(self.bucket(n).runtime, self.bucket(n).precision) == candidate)
+                      if self.bucket(n).candidate == candidate)
 
     @property
     def precision(self) -> str:
@@ -129,10 +132,10 @@ def choose_forwards(offered: list[Candidate], build: Callable[[Candidate], Forwa
             expected = images
         elif expected is not None:
             diff = (images - expected).abs()
-            plan.grey_diff[candidate] = (int(diff.max()), float(diff.float().mean()))
-            if diff.max() > BF16_MAX_GREY_DIFF or diff.float().mean() >= BF16_MEAN_GREY_DIFF:
-                plan.left_out.append(f"{candidate}: its pixels differ from {reference}'s by up to {int(diff.max())} "
-                                     f"grey levels ({float(diff.float().mean()):.3f} on average), past the bound")
+            largest, mean = plan.grey_diff[candidate] = (int(diff.max()), float(diff.float().mean()))
+            if largest > BF16_MAX_GREY_DIFF or mean >= BF16_MEAN_GREY_DIFF:
+                plan.left_out.append(f"{candidate}: its pixels differ from {reference}'s by up to {largest} "
+                                     f"grey levels ({mean:.3f} on average), past the bound")
                 continue
         plan.forwards[candidate] = forward
     sizes = set(bucket_sizes(max_batch))
