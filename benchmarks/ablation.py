@@ -8,6 +8,10 @@ data and seed).
     python benchmarks/ablation.py --arch dcgan --epochs 3 --limit 20000 --variants study,+ema,+spectral-norm
     python benchmarks/ablation.py --arch dcgan --epochs 5 --variants study,stable --seed 1
     python benchmarks/ablation.py --arch dcgan --epochs 5 --variants study,stable --eval-every 1 --figure fid.png
+    python benchmarks/ablation.py --arch resnet --minutes 10,30 --variants stable --seed 1   # quality per minute
+
+With --minutes the runs train for time budgets instead of epochs: one run per variant, published at each budget
+(10 minutes, then resumed to 30), each reading evaluated as the trainer publishes it.
 
 A variant is a name from VARIANTS, or a base (`study` or `stable`) followed by `+name=value` overrides of
 trainer flags (`stable+r1=10`, `study+batch-size=64`, `stable+ema=0.99+no-ema-warmup`). Results are appended to
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +64,7 @@ VARIANTS = {
     "+batch32+ema": ["--batch-size", "32", "--ema-kimg", "10"],
     "stable": ["--recipe", "stable"],
 }
-COLUMNS = ("architecture", "recipe", "epochs", "seed", "FID", "KID", "precision", "recall", "class entropy", "seconds")
+COLUMNS = ("architecture", "recipe", "length", "seed", "FID", "KID", "precision", "recall", "class entropy", "seconds")
 
 
 def flags_of(variant: str) -> list[str]:
@@ -88,46 +93,105 @@ def commit() -> str:
         return "unknown"
 
 
-def run(arch: str, variant: str, args) -> dict:
-    name = model_name(arch, variant) + (f"-s{args.seed}" if args.seed else "")
-    command = [sys.executable, "-m", "trainer", "--arch", arch, "--epochs", str(args.epochs), "--name", name,
-               "--out", str(args.store), "--seed", str(args.seed),
+def run(arch: str, variant: str, args, minutes: float | None = None) -> dict:
+    """One training run to --epochs, or (`minutes`) the run trained to that budget, resumed from a shorter one."""
+    data = args.dataset != "fashion-mnist" or args.image_size
+    name = (model_name(arch, variant) + (f"-{args.dataset}{args.image_size or ''}" if data else "")
+            + (f"-s{args.seed}" if args.seed else ""))
+    length = ["--epochs", str(args.epochs)] if minutes is None else ["--minutes", f"{minutes:g}"]
+    command = [sys.executable, "-m", "trainer", "--arch", arch, *length, "--name", name,
+               "--out", str(args.store), "--seed", str(args.seed), "--dataset", args.dataset,
+               *(["--data-dir", str(args.data_dir)] if args.data_dir else []),
+               *(["--image-size", str(args.image_size)] if args.image_size else []),
                *(["--batch-size", str(args.batch_size)] if args.batch_size else []), "--no-progress",
                *(["--precision", args.precision] if args.precision else []),
                *(["--limit", str(args.limit)] if args.limit else []),
                *(["--eval-every", str(args.eval_every)] if args.eval_every else []),
                *(["--eval-samples", str(args.eval_samples)] if args.eval_samples else []),
-               *([] if args.serve_ready else ["--no-encoder", "--no-classes"]), *(["--resume"] if args.resume else []),
+               *([] if args.serve_ready else ["--no-encoder", "--no-classes"]), *(["--resume"] if args.resume or minutes else []),
                *flags_of(variant)]
     print(f"$ {' '.join(command[1:])}", file=sys.stderr, flush=True)
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     manifest = Store(args.store).get(name).manifest
     m = manifest.metrics
-    return {"architecture": arch, "recipe": variant, "epochs": args.epochs, "seed": args.seed, "FID": m.fid,
+    return {"architecture": arch, "recipe": variant, "epochs": None if minutes else args.epochs, "minutes": minutes,
+            "dataset": args.dataset, "image_size": args.image_size, "seed": args.seed, "FID": m.fid, "SWD": m.swd,
             "KID": m.kid, "precision": m.precision, "recall": m.recall, "class entropy": m.class_entropy,
-            "seconds": manifest.train_seconds, "model": name, "limit": args.limit,
+            "seconds": manifest.train_seconds, "steps": manifest.iterations, "batch": manifest.global_batch_size,
+            "steps_per_second": manifest.iterations / manifest.train_seconds, "model": name, "limit": args.limit,
             "flags": " ".join(flags_of(variant)) or "(none)", "train_precision": args.precision, "quality": manifest.quality_history,
             "commit": commit()}
 
 
+def _num(value, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _length(r: dict) -> str:
+    length = f"{r['minutes']:g} min" if r.get("minutes") else f"{r['epochs']} epochs"
+    return length + (f" ({r['limit']:,} images)" if r.get("limit") else "")
+
+
+def _same_run(a: dict, b: dict) -> bool:
+    """Whether two rows trained on the same data for the same length with the same seed and precision."""
+    keys = ("epochs", "minutes", "limit", "seed", "train_precision", "dataset", "image_size")
+    older = {"seed": 0, "dataset": "fashion-mnist"}  # rows written before these were recorded
+    return all(a.get(k, older.get(k)) == b.get(k, older.get(k)) for k in keys)
+
+
 def table(rows: list[dict]) -> str:
+    """Every run, its FID as a multiple of the study recipe's on the same architecture, data, length and seed."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
         study = next((s for s in rows if s["architecture"] == r["architecture"] and s["recipe"] in ("study", "seed")
-                      and s["epochs"] == r["epochs"] and s.get("limit") == r.get("limit")
-                      and s.get("seed", 0) == r.get("seed", 0) and s.get("train_precision") == r.get("train_precision")),
-                     None)
-        fid = f"{r['FID']:.2f}" + (f" ({r['FID'] / study['FID']:.2f}x)" if study and r is not study else "")
-        epochs = f"{r['epochs']}" + (f" ({r['limit']:,} images)" if r.get("limit") else "")
-        lines.append(f"| {r['architecture']} | {r['recipe']} | {epochs} | {r.get('seed', 0)} | {fid} | {r['KID']:.4f} | "
-                     f"{r['precision']:.3f} | {r['recall']:.3f} | {r['class entropy']:.3f} | {r['seconds']:.0f} |")
+                      and _same_run(s, r)), None)
+        fid = _num(r["FID"], 2) + (f" ({r['FID'] / study['FID']:.2f}x)" if study and r is not study and r["FID"] else "")
+        lines.append(f"| {r['architecture']} | {r['recipe']} | {_length(r)} | {r.get('seed', 0)} | {fid} | "
+                     f"{_num(r['KID'], 4)} | {_num(r['precision'], 3)} | {_num(r['recall'], 3)} | "
+                     f"{_num(r['class entropy'], 3)} | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def ranking(rows: list[dict], baseline: str = "dcgan") -> str:
+    """Time-budget runs (--minutes) side by side: per data, budget, architecture and recipe the median over seeds
+    of each measure, FID and SWD also as a multiple of the `baseline` architecture's median (its best recipe:
+    the lowest median FID, else SWD, at that budget)."""
+    timed = [r for r in rows if r.get("minutes")]
+    groups: dict[tuple, list[dict]] = {}
+    for r in timed:
+        groups.setdefault((r.get("dataset", "fashion-mnist"), r.get("image_size"), r["minutes"], r["architecture"],
+                           r["recipe"]), []).append(r)
+
+    def median(runs: list[dict], key: str) -> float | None:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        return float(statistics.median(values)) if values else None
+
+    lines = ["| data | minutes | architecture | recipe | seeds | FID | SWD | recall | class entropy | steps/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, size, minutes, arch, recipe), runs in sorted(groups.items(), key=lambda g: (str(g[0][:2]), g[0][2:])):
+        base = [g for k, g in groups.items() if k[:3] == (dataset, size, minutes) and k[3] == baseline]
+        base = min(base, key=lambda g: (median(g, "FID") or median(g, "SWD") or 0), default=None)
+        cells = []
+        for key in ("FID", "SWD"):
+            value, reference = median(runs, key), base and median(base, key)
+            ratio = f" ({value / reference:.2f}x)" if value and reference and runs is not base else ""
+            cells.append(_num(value, 2) + ratio)
+        steps = median(runs, "steps_per_second")
+        lines.append(f"| {dataset} {size or ''} | {minutes:g} | {arch} | {recipe} | {len(runs)} | {cells[0]} | "
+                     f"{cells[1]} | {_num(median(runs, 'recall'), 3)} | {_num(median(runs, 'class entropy'), 3)} | "
+                     f"{_num(steps, 2)} |")
     return "\n".join(lines)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", choices=("gan", "dcgan"), default="gan")
+    p.add_argument("--arch", choices=("gan", "dcgan", "resnet"), default="gan")
     p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--minutes", default=None, metavar="M,M,...",
+                   help="train for these budgets instead of --epochs (one run, published at each; e.g. 10,30)")
+    p.add_argument("--dataset", default="fashion-mnist", help="the trainer's --dataset")
+    p.add_argument("--data-dir", type=Path, default=None, help="the trainer's --data-dir (a folder dataset's)")
+    p.add_argument("--image-size", type=int, default=None, help="the trainer's --image-size")
     p.add_argument("--variants", default=",".join(v for v in VARIANTS if v != "seed"),
                    help=f"comma-separated, of: {', '.join(VARIANTS)}, or study/stable+flag=value...")
     p.add_argument("--seed", type=int, default=0)
@@ -151,31 +215,54 @@ def main() -> int:
     p.add_argument("--against", choices=("epoch", "minutes"), default="epoch",
                    help="--figure's horizontal axis: epochs, or minutes of training (time to quality)")
     args = p.parse_args()
+    args.store = args.store.resolve()  # the trainer runs in the repository root
+    args.data_dir = args.data_dir and args.data_dir.resolve()
     done = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.exists() else []
     variants = args.variants.split(",")
+    try:
+        budgets = sorted(float(m) for m in args.minutes.split(",")) if args.minutes else []
+    except ValueError:
+        p.error(f"--minutes takes budgets in minutes, comma-separated (10,30), not {args.minutes!r}")
+    if any(m <= 0 for m in budgets):
+        p.error("--minutes budgets must be positive")
     if not args.table:
         for variant in variants:
             try:
                 flags_of(variant)
             except ValueError as e:
                 p.error(str(e))
-            if any(r["architecture"] == args.arch and r["recipe"] == variant and r["epochs"] == args.epochs
-                   and r.get("limit") == args.limit and r.get("seed", 0) == args.seed
-                   and r.get("train_precision") == args.precision for r in done):
-                continue
-            row = run(args.arch, variant, args)
-            done.append(row)
-            with open(args.results, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            print(table([row]), file=sys.stderr, flush=True)
+            for minutes in budgets or [None]:
+                wanted = {"epochs": None if minutes else args.epochs, "minutes": minutes, "limit": args.limit,
+                          "seed": args.seed, "train_precision": args.precision, "dataset": args.dataset,
+                          "image_size": args.image_size}
+                if any(r["architecture"] == args.arch and r["recipe"] == variant and _same_run(r, wanted)
+                       for r in done):
+                    continue
+                row = run(args.arch, variant, args, minutes)
+                done.append(row)
+                with open(args.results, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(table([row]), file=sys.stderr, flush=True)
     print(table(done))
+    if any(r.get("minutes") for r in done):
+        print()
+        print(ranking(done))
     if args.figure:
         from trainer.report import plot_quality
 
-        curves = {f"{r['architecture']} {r['recipe']}, seed {r.get('seed', 0)}": r["quality"] for r in done
-                  if r.get("quality") and r["architecture"] == args.arch and r["recipe"] in variants
-                  and r["epochs"] == args.epochs}
-        plot_quality(args.figure, curves, args.against)
+        if budgets:  # each run's readings at its budgets, against minutes
+            curves: dict[str, list[dict]] = {}
+            for r in done:
+                if r.get("minutes") and r.get("dataset", "fashion-mnist") == args.dataset \
+                        and r.get("image_size") == args.image_size:
+                    curves.setdefault(f"{r['architecture']} {r['recipe']}, seed {r.get('seed', 0)}", []).append(
+                        {"train_seconds": r["seconds"], "fid": r["FID"], "recall": r["recall"], "swd": r.get("SWD")})
+            plot_quality(args.figure, curves, "minutes")
+        else:
+            curves = {f"{r['architecture']} {r['recipe']}, seed {r.get('seed', 0)}": r["quality"] for r in done
+                      if r.get("quality") and r["architecture"] == args.arch and r["recipe"] in variants
+                      and r["epochs"] == args.epochs}
+            plot_quality(args.figure, curves, args.against)
         print(f"figure: {args.figure}", file=sys.stderr)
     return 0
 
