@@ -35,11 +35,25 @@ ENTRYPOINT ["python", "-m", "trainer"]
 CMD ["--help"]
 
 
+# ONNX Runtime Web, which the explorer draws with in the page: from npm, at the version its lock file pins
+FROM node:22-bookworm-slim AS explorer-runtime
+WORKDIR /runtime
+COPY service/api/static/runtime/package.json service/api/static/runtime/package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+
+
 FROM base AS service
 # ONNX Runtime beside torch: RUNTIME=auto measures both and serves each batch size with the faster
 RUN pip install "/tmp/meta[serve,onnx]" && pip uninstall -y latentlab && rm -rf /tmp/meta
 COPY shared shared
 COPY service service
+# the three files the explorer loads, and the version they belong to (service/api/pages.py)
+COPY --from=explorer-runtime /runtime/node_modules/onnxruntime-web/package.json \
+     service/api/static/runtime/node_modules/onnxruntime-web/
+COPY --from=explorer-runtime /runtime/node_modules/onnxruntime-web/dist/ort.wasm.min.mjs \
+     /runtime/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.mjs \
+     /runtime/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm \
+     service/api/static/runtime/node_modules/onnxruntime-web/dist/
 USER latentlab
 ENV HOST=0.0.0.0 PORT=8000
 EXPOSE 8000

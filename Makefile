@@ -46,9 +46,16 @@ tests/clients/node_modules/.stamp: tests/clients/package-lock.json
 	npm ci --prefix tests/clients --no-audit --no-fund --silent
 	@touch $@
 
-install: $(VENV)/.stamp-run  ## create .venv and install latentlab with the train, serve and client extras
+# ONNX Runtime Web, which the explorer draws with in the page, pinned by its lock file; without npm the
+# explorer draws on the server
+RUNTIME_DIR := service/api/static/runtime
+$(RUNTIME_DIR)/node_modules/.stamp: $(RUNTIME_DIR)/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix $(RUNTIME_DIR) --ignore-scripts --no-audit --no-fund --silent && touch $@; \
+	else echo "  npm not found: the explorer will draw on the server (install npm, then make install, to draw in the page)"; fi
 
-demo: $(VENV)/.stamp-run  ## train the best model two minutes buy into ./models if it is empty, then serve it on :8000
+install: $(VENV)/.stamp-run $(RUNTIME_DIR)/node_modules/.stamp  ## create .venv and install latentlab with the train, serve and client extras
+
+demo: $(VENV)/.stamp-run $(RUNTIME_DIR)/node_modules/.stamp  ## train the best model two minutes buy into ./models if it is empty, then serve it on :8000
 	@$(BIN)/python -m shared "$(MODEL_DIR)" >/dev/null 2>&1; listed=$$?; \
 	if [ $$listed -eq 3 ]; then $(BIN)/python -m shared "$(MODEL_DIR)" >&2; fi; \
 	if [ $$listed -eq 1 ]; then \
@@ -74,7 +81,7 @@ demo: $(VENV)/.stamp-run  ## train the best model two minutes buy into ./models 
 	@echo ""
 	@$(BIN)/latentlab-serve
 
-serve: $(VENV)/.stamp-run  ## serve the store in MODEL_DIR without training
+serve: $(VENV)/.stamp-run $(RUNTIME_DIR)/node_modules/.stamp  ## serve the store in MODEL_DIR without training
 	$(BIN)/python -m service
 
 docs: $(VENV)/.stamp-docs  ## build the docs site from docs/ and serve it on :8001
@@ -82,7 +89,7 @@ docs: $(VENV)/.stamp-docs  ## build the docs site from docs/ and serve it on :80
 	@echo "  the docs: http://$(HOST):$(DOCS_PORT)/  (Ctrl-C stops it)"
 	@$(BIN)/python -m http.server $(DOCS_PORT) --bind $(HOST) --directory docs/_build/html >/dev/null
 
-test: $(VENV)/.stamp-dev tests/clients/node_modules/.stamp  ## install the test dependencies, lint, check the import rules, build the docs strictly, run the whole test suite
+test: $(VENV)/.stamp-dev tests/clients/node_modules/.stamp $(RUNTIME_DIR)/node_modules/.stamp  ## install the test dependencies, lint, check the import rules, build the docs strictly, run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(SPHINX)

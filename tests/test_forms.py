@@ -93,9 +93,10 @@ def test_every_form_draws_the_torchscript_pixels(request, store_fixture, model):
 
 
 # ---------------------------------------------------------------------- older versions upgraded in place
-def strip_forms(root) -> None:
-    """The store as code before the forms made it: TorchScript only, manifests without `forms`."""
-    for manifest_path in root.glob("*/v*/manifest.json"):
+def strip_forms(root, model: str = "*") -> None:
+    """The store (or one model of it) as code before the forms made it: TorchScript only, manifests without
+    `forms`."""
+    for manifest_path in root.glob(f"{model}/v*/manifest.json"):
         manifest = json.loads(manifest_path.read_text())
         for network in NETWORKS:
             for form in ("export", "onnx"):

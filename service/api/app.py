@@ -5,15 +5,11 @@ import asyncio
 import contextlib
 import gc
 import logging
-from pathlib import Path
 
 import anyio
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, HTMLResponse
-from fastapi.staticfiles import StaticFiles
 
 from service.api.auth import ApiKeys, is_loopback, read_keys
 from service.api.deps import Services
@@ -22,6 +18,7 @@ from service.api.error_responses import validation_error
 from service.api.lane import LeanRoutes
 from service.api.limits import RequestLimits, tighten_schema
 from service.api.middleware import BodySizeLimit, RequestMetrics
+from service.api.pages import add_pages
 from service.api.routes import api_router
 from service.api.routes.images import LEAN_ROUTES as IMAGE_ROUTES
 from service.api.routes.inference import LEAN_ROUTES as PROTOCOL_ROUTES
@@ -39,15 +36,6 @@ Serves the GANs that `python -m trainer` publishes to the model store: PNG grids
 vectors (`POST /generate`) and the seed study's latent-coordinate sweeps (`POST /sweep`).
 New versions are picked up without a restart; `GET /models` lists what there is.
 """
-
-
-EXPLORER = Path(__file__).parent / "static" / "explorer"
-
-
-def swagger_assets() -> Path:
-    import swagger_ui_bundle
-
-    return Path(swagger_ui_bundle.swagger_ui_path)
 
 
 async def poll_store(registry: ModelRegistry, interval: float) -> None:
@@ -73,32 +61,6 @@ def engine_config(settings: Settings) -> EngineConfig:
                         cuda_graphs=settings.cuda_graphs, precision=settings.precision, runtime=settings.runtime,
                         warmup_batch=settings.warmup_batch, discriminators_kept=settings.pinned_cache_size + 1,
                         max_projections=settings.max_projections)
-
-
-def add_pages(app: FastAPI) -> None:
-    """The pages people open in a browser: the API docs and the latent explorer."""
-    # FastAPI's default /docs loads Swagger UI from a CDN and is blank offline: serve the assets ourselves
-    app.mount("/static/swagger", StaticFiles(directory=swagger_assets()), name="swagger")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="latentlab API",
-                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
-                                   swagger_css_url="/static/swagger/swagger-ui.css",
-                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
-
-    # the latent explorer: a page over this API, its files served from here too (no CDN, no build step)
-    app.mount("/static/explorer", StaticFiles(directory=EXPLORER), name="explorer")
-
-    @app.get("/favicon.ico", include_in_schema=False)  # browsers ask for it on every page, /docs included
-    async def favicon() -> FileResponse:
-        return FileResponse(EXPLORER / "favicon.svg", media_type="image/svg+xml",
-                            headers={"Cache-Control": "public, max-age=86400"})
-
-    @app.get("/", include_in_schema=False)
-    @app.get("/explore", include_in_schema=False)
-    async def explorer() -> FileResponse:
-        return FileResponse(EXPLORER / "index.html")
 
 
 def create_app(settings: Settings | None = None, lean_routes: bool = True) -> FastAPI:

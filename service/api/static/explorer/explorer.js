@@ -1,13 +1,15 @@
-// latentlab explorer: a page over the service's own API (no build step, no dependencies).
-// The whole state lives in the URL (#s=<base64url JSON>): a copied link reopens the same pictures.
+// latentlab explorer: a page over the service's own API (no build step). A version with an ONNX form is drawn in
+// the page by its generator (ONNX Runtime Web in drawing-worker.js), on every frame a slider moves; the rest, and
+// every version without one, is drawn by the service. The whole state lives in the URL (#s=<base64url JSON>): a
+// copied link reopens the same pictures, wherever they are drawn.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const GRID = { count: 16, nrow: 8, padding: 2, scale: 3 };
-const MAIN_SCALE = 8;
 const STRIP_SCALE = 3;
 const DIRECTIONS_SHOWN = 6;
-const DEBOUNCE_MS = 60;
+const DEBOUNCE_MS = 60;  // drawn by the server: one request once a slider rests this long
+const MAX_MODEL_BYTES = 64 * 2 ** 20;  // a larger generator is drawn by the server: too much for a page to fetch
 
 // A latent is image `index` of a seed's grid (of one class, cls, or of any; truncated by psi) plus edits: z sets
 // coordinates, d moves along semantic directions, c towards classes.
@@ -132,8 +134,143 @@ async function vectorOf(latent) {
 const currentLatent = () => ({ seed: state.seed, index: state.index, cls: state.cls, psi: state.psi, v: state.v,
                                z: { ...state.z }, d: { ...state.d }, c: { ...state.c } });
 
+// ------------------------------------------------------------------ drawing in the page
+// ONNX Runtime Web in a worker (the page never stutters), loaded from this service; one generator per version,
+// its file fetched once and then kept by the browser's cache (the service sends it with a strong ETag).
+// WebAssembly SIMD, the least ONNX Runtime Web runs with, probed by validating one SIMD instruction
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0,
+                                  65, 0, 253, 15, 253, 98, 11]);
+const drawing = { where: new URLSearchParams(location.search).get("draw") === "server" ? "server" : "page",
+                  started: null, why: "", runtime: null, threads: 1, worker: null, calls: new Map(), next: 0,
+                  generators: new Map() };
+
+function startRuntime() {  // once; true when the page can draw
+  drawing.started ??= (async () => {
+    if (!WebAssembly.validate?.(SIMD_PROBE)) throw new Error("this browser's WebAssembly has no SIMD");
+    const runtime = await (await fetch("/static/runtime/runtime.json")).json();
+    if (!runtime.installed) throw new Error(`the service has no ONNX Runtime Web (${runtime.install} installs it)`);
+    drawing.worker = new Worker("/static/explorer/drawing-worker.js", { type: "module" });
+    drawing.worker.onmessage = ({ data }) => {
+      const call = drawing.calls.get(data.id);
+      drawing.calls.delete(data.id);
+      if (data.ok) call.resolve(data); else call.reject(new Error(data.error));
+    };
+    drawing.worker.onerror = (event) => {
+      event.preventDefault();
+      for (const call of drawing.calls.values()) call.reject(new Error(event.message || "the drawing worker failed"));
+      drawing.calls.clear();
+    };
+    // threads need SharedArrayBuffer, which only a cross-origin isolated page has (the service sends COOP/COEP)
+    drawing.threads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+    await ask("init", { base: runtime.base, threads: drawing.threads });
+    drawing.runtime = runtime;
+    return true;
+  })().catch((e) => { drawing.why = e.message; return false; });
+  return drawing.started;
+}
+
+function ask(type, message, transfer = []) {
+  const id = ++drawing.next;
+  return new Promise((resolve, reject) => {
+    drawing.calls.set(id, { resolve, reject });
+    drawing.worker.postMessage({ id, type, ...message }, transfer);
+  });
+}
+
+const versionInfo = (version) => {
+  const versions = currentModel().versions;
+  return version === "latest" ? versions.at(-1) : versions.find((v) => v.version === Number(version));
+};
+
+// Why the server draws `version` ("" when the page does); the first call for a version loads its generator
+async function whyServer(version) {
+  if (drawing.where === "server") return "as asked (?draw=server)";
+  if (!(await startRuntime())) return drawing.why;
+  const { version: number, manifest } = versionInfo(version);
+  const file = manifest.files["generator.onnx"];
+  if (!file) return `v${number} has no ONNX form (python -m trainer.upgrade adds one)`;
+  if (file.size > MAX_MODEL_BYTES) {
+    return `v${number}'s generator is ${(file.size / 2 ** 20).toFixed(0)} MB, too large to fetch into a page`;
+  }
+  const key = `${state.model}/${number}`;
+  if (!drawing.generators.has(key)) {
+    drawing.generators.set(key, (async () => {
+      const response = await api(`/models/${state.model}/versions/${number}/files/generator.onnx`);
+      const bytes = await response.arrayBuffer();
+      await ask("load", { key, bytes }, [bytes]);
+      return "";
+    })().catch((e) => `v${number}'s generator did not load in the page (${e.message})`));
+  }
+  return drawing.generators.get(key);
+}
+
+// The images of `latents` under `version`, by its generator in the worker: RGBA, one image after another
+async function generateHere(version, latents) {
+  const { version: number, manifest } = versionInfo(version);
+  const width = manifest.latent_dim, classes = manifest.conditional ? manifest.class_names.length : 0;
+  const flat = new Float32Array(latents.length * width);
+  latents.forEach((latent, n) => flat.set(latent, n * width));
+  const { pixels } = await ask("run", { key: `${state.model}/${number}`, latents: flat, count: latents.length,
+                                        style: width - classes, classes, shape: manifest.image_shape },
+                               [flat.buffer]);
+  return { pixels, shape: manifest.image_shape };
+}
+
+// Images side by side as the service's grids lay them out (shared.imaging.grids.make_grid: black padding)
+function tile({ pixels, shape: [, height, width] }, count, nrow, padding) {
+  const rows = Math.ceil(count / nrow);
+  const W = nrow * (width + padding) + padding, H = rows * (height + padding) + padding;
+  const out = new ImageData(W, H);
+  for (let k = 3; k < out.data.length; k += 4) out.data[k] = 255;
+  for (let n = 0; n < count; n++) {
+    const x0 = padding + (n % nrow) * (width + padding), y0 = padding + Math.floor(n / nrow) * (height + padding);
+    for (let y = 0; y < height; y++) {
+      const from = (n * height * width + y * width) * 4;
+      out.data.set(pixels.subarray(from, from + width * 4), ((y0 + y) * W + x0) * 4);
+    }
+  }
+  return out;
+}
+
+// The path between two latents as the service walks it (service.operations.interpolation): z along the great
+// circle (slerp) or the straight line (lerp), with its length changing linearly; the class weights straight
+function interpolate(a, b, steps, method) {
+  const t = Array.from({ length: steps }, (_, i) => (i === steps - 1 ? 1 : i * (1 / (steps - 1))));
+  const lerp = () => t.map((s) => a.map((x, k) => (1 - s) * x + s * b[k]));
+  if (method === "lerp") return lerp();
+  const norm = (v) => Math.sqrt(v.reduce((sum, x) => sum + x * x, 0));
+  const [na, nb] = [norm(a), norm(b)];
+  if (na === 0 || nb === 0) return lerp();
+  const ua = a.map((x) => x / na);
+  let ub = b.map((x) => x / nb);
+  let angle = Math.acos(Math.min(1, Math.max(-1, ua.reduce((sum, x, k) => sum + x * ub[k], 0))));
+  const PARALLEL = 1e-6;
+  let direction;
+  if (angle < PARALLEL) {
+    direction = () => ua;
+  } else if (Math.PI - angle < PARALLEL) {  // antipodal: half a turn through a fixed orthogonal direction
+    const e = ua.map(() => 0);
+    e[ua.reduce((best, x, k) => (Math.abs(x) < Math.abs(ua[best]) ? k : best), 0)] = 1;
+    const dot = e.reduce((sum, x, k) => sum + x * ua[k], 0);
+    const w = e.map((x, k) => x - dot * ua[k]);
+    ub = w.map((x) => x / norm(w));
+    angle = Math.PI;
+    direction = (s) => ua.map((x, k) => Math.cos(s * angle) * x + Math.sin(s * angle) * ub[k]);
+  } else {
+    direction = (s) => ua.map((x, k) => (Math.sin((1 - s) * angle) * x + Math.sin(s * angle) * ub[k]) / Math.sin(angle));
+  }
+  return t.map((s) => direction(s).map((x) => ((1 - s) * na + s * nb) * x));
+}
+
+function interpolateLatents(start, end, steps, method) {
+  const style = latentDim() - classWeights();
+  const z = interpolate(start.slice(0, style), end.slice(0, style), steps, method);
+  const weights = classWeights() ? interpolate(start.slice(style), end.slice(style), steps, "lerp") : z.map(() => []);
+  return z.map((v, i) => [...v, ...weights[i]]);
+}
+
 // ------------------------------------------------------------------ pictures
-const shown = new Map();  // img id -> number of the latest request, so a late answer never replaces a newer one
+const shown = new Map();  // element id -> number of the latest drawing, so a late one never replaces a newer one
 
 async function show(imgId, request) {
   const ticket = (shown.get(imgId) || 0) + 1;
@@ -153,6 +290,32 @@ async function show(imgId, request) {
   }
 }
 
+// Draw into a canvas at the pictures' own size, shown `scale` times larger (pixelated; null: as CSS sizes it): from
+// the page's generator (`here`: ImageData) or from the service's PNG (`remote`: a response)
+async function paint(canvasId, scale, here, remote) {
+  const ticket = (shown.get(canvasId) || 0) + 1;
+  shown.set(canvasId, ticket);
+  const canvas = $(canvasId);
+  canvas.dataset.state = "loading";
+  try {
+    const picture = here ? await here() : await createImageBitmap(await (await remote()).blob());
+    if (shown.get(canvasId) !== ticket) return false;
+    if (canvas.width !== picture.width || canvas.height !== picture.height) {
+      Object.assign(canvas, { width: picture.width, height: picture.height });
+      if (scale) canvas.style.width = `${picture.width * scale}px`;
+    }
+    const context = canvas.getContext("2d");
+    if (here) context.putImageData(picture, 0, 0); else context.drawImage(picture, 0, 0);
+    canvas.dataset.state = "ready";
+    canvas.dataset.drawnBy = here ? "page" : "server";
+    canvas.hidden = false;
+    return true;
+  } catch (e) {
+    if (shown.get(canvasId) === ticket) { canvas.dataset.state = "error"; say(e.message, true); }
+    return false;
+  }
+}
+
 function renderSeedGrid() {
   const body = { model: state.model, version: state.version, seed: state.seed, count: GRID.count, nrow: GRID.nrow,
                  padding: GRID.padding, scale: GRID.scale };
@@ -161,17 +324,37 @@ function renderSeedGrid() {
   return show("seed-grid", () => postJSON("/generate", body));
 }
 
+// One latent's image under `version`, in the page where it can draw it
+async function drawOne(canvasId, version, latent) {
+  const why = await whyServer(version);
+  const here = why ? null : async () => tile(await generateHere(version, [latent]), 1, 1, 0);
+  const remote = () => postJSON("/generate", { model: state.model, version, latent, padding: 0, scale: 1 });
+  return { why, drawn: await paint(canvasId, null, here, remote) };
+}
+
+// Every frame drawn, for the benchmark and the browser tests: the model, the latent, when the change that asked
+// for it happened, when it reached the canvas, and who drew it
+window.latentlabFrames = [];
+let lastChange = performance.now();
+let drawnHere = false;  // whether the current version is drawn in the page: sliders then draw on every frame
+
 async function renderCurrent() {
   saveState();
+  const changedAt = lastChange;
   const latent = await vectorOf(currentLatent());
-  const one = (version) => () => postJSON("/generate", { model: state.model, version, latent, padding: 0,
-                                                         scale: MAIN_SCALE });
   $("current-caption").textContent = `${state.model} ${state.version === "latest" ? "latest" : "v" + state.version}`;
-  const jobs = [show("current", one(state.version))];
+  const jobs = [drawOne("current", state.version, latent).then(({ why, drawn }) => {
+    drawnHere = !why;
+    $("drawn-by").textContent = why ? `drawn by the server: ${why}` :
+      `drawn in this page (ONNX Runtime Web ${drawing.runtime.version}, ${drawing.threads} ` +
+      `thread${drawing.threads > 1 ? "s" : ""})`;
+    if (drawn) latentlabFrames.push({ model: state.model, latent: latent.join(","), changedAt,
+                                      drawnAt: performance.now(), by: why ? "server" : "page" });
+  })];
   $("compare-figure").hidden = !state.compare;
   if (state.compare) {
     $("compare-caption").textContent = `${state.model} v${state.compare}`;
-    jobs.push(show("compared", one(Number(state.compare))));
+    jobs.push(drawOne("compared", Number(state.compare), latent));
   }
   jobs.push(renderStrip());
   await Promise.all(jobs);
@@ -184,7 +367,7 @@ async function interpolation(format, scale) {
                                     padding: 2, frame_ms: 100 });
 }
 
-function renderStrip() {
+async function renderStrip() {
   const ready = Boolean(state.b);
   $("download-gif").disabled = $("download-webp").disabled = !ready;
   $("b-info").textContent = ready ? (state.b.v ? "B is your picture's latent" :
@@ -192,8 +375,14 @@ function renderStrip() {
     (state.b.cls && !state.b.v ? ` (${state.b.cls})` : "") +
     (Object.keys(state.b.z).length + Object.keys(state.b.d).length + Object.keys(state.b.c || {}).length ? ", edited" : "") :
     "Set a second latent (B) to see the path.";
-  if (!ready) { $("strip").hidden = true; return Promise.resolve(); }
-  return show("strip", () => interpolation("png", STRIP_SCALE));
+  if (!ready) { $("strip").hidden = true; return; }
+  const why = await whyServer(state.version);
+  const here = why ? null : async () => {
+    const [start, end] = await Promise.all([vectorOf(currentLatent()), vectorOf(state.b)]);
+    return tile(await generateHere(state.version, interpolateLatents(start, end, state.steps, state.method)),
+                state.steps, state.steps, 2);
+  };
+  await paint("strip", STRIP_SCALE, here, () => interpolation("png", 1));
 }
 
 async function download(format) {
@@ -208,10 +397,29 @@ async function download(format) {
   }
 }
 
+// A slider moved. Drawn in the page: on the next animation frame, and again on the next one while it keeps
+// moving (never two drawings at once, the last position always drawn last). Drawn by the server: one request
+// once the slider rests for DEBOUNCE_MS.
 let pending = null;
-function renderSoon() {  // debounced: one small request once the slider rests for DEBOUNCE_MS
-  clearTimeout(pending);
-  pending = setTimeout(renderCurrent, DEBOUNCE_MS);
+let framing = null;
+let wanted = false;
+function renderSoon() {
+  lastChange = performance.now();
+  if (!drawnHere) {
+    clearTimeout(pending);
+    pending = setTimeout(renderCurrent, DEBOUNCE_MS);
+    return;
+  }
+  wanted = true;
+  if (!framing) requestAnimationFrame(nextFrame);
+}
+
+async function nextFrame() {
+  if (!wanted || framing) return;
+  wanted = false;
+  framing = renderCurrent();
+  try { await framing; } finally { framing = null; }
+  if (wanted) requestAnimationFrame(nextFrame);
 }
 
 // ------------------------------------------------------------------ sliders
