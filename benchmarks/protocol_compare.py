@@ -9,7 +9,8 @@ FP32 tensor data and the images asked back as binary UINT8, or both as JSON), 64
 latents each, and wrk posts them in turn (benchmarks/infer.lua); `/generate` gets a new seed per request
 (benchmarks/generate.lua). One server runs at a time: each round starts latentlab (PRECISION=auto, both routes
 measured on the same process) and the peers in turn, in an order that rotates from round to round; the table
-shows medians over the rounds.
+shows medians over the rounds, with the CPU time the server's processes (all of them: Triton's server binary and
+backend stubs too) spent per answered request, read from /proc: user + system, not wall time.
 
     /usr/bin/python3.11 -m venv .triton-venv && .triton-venv/bin/pip install nvidia-pytriton torch==2.14.1
     python3 -m venv .mlserver-venv && .mlserver-venv/bin/pip install mlserver torch==2.14.1
@@ -35,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from serve_compare import wrk  # noqa: E402
-from servers import ROOT, start_service, stop, wait_ready  # noqa: E402
+from servers import ROOT, cpu_seconds, start_service, stop, wait_ready  # noqa: E402
 
 from shared.store import Store  # noqa: E402
 
@@ -66,6 +67,15 @@ def infer_load(port: int, bodies: Path, path: str, connections: int, seconds: in
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     result["rps"] = result["requests"] / result["seconds"]
+    return result
+
+
+def with_cpu(pid: int, load) -> dict:
+    """`load()`'s wrk result, with the CPU milliseconds the server's processes spent per answered request."""
+    before = cpu_seconds(pid)
+    result = load()
+    answered = result["requests"] - result["errors"]
+    result["cpu_ms"] = (cpu_seconds(pid) - before) * 1000 / max(1, answered)
     return result
 
 
@@ -133,26 +143,27 @@ def main() -> int:
                     for count, connections in loads:
                         load = f"{count} x {connections}"
                         for kind in formats[server]:
-                            results.setdefault((f"{server} /v2 infer ({kind} request)", load), []).append(infer_load(
-                                args.port, bodies[(count, kind)], f"/v2/models/{args.model}/infer", connections,
-                                args.seconds))
+                            results.setdefault((f"{server} /v2 infer ({kind} request)", load), []).append(with_cpu(
+                                proc.pid, lambda: infer_load(args.port, bodies[(count, kind)],
+                                                             f"/v2/models/{args.model}/infer", connections,
+                                                             args.seconds)))
                         if server == "latentlab":
-                            results.setdefault(("latentlab /generate (PNG)", load), []).append(
-                                wrk(args.port, args.model, count, connections, args.seconds))
+                            results.setdefault(("latentlab /generate (PNG)", load), []).append(with_cpu(
+                                proc.pid, lambda: wrk(args.port, args.model, count, connections, args.seconds)))
                 finally:
                     stop(proc)
                     wait_port_free(args.port)
                 print(f"round {round_ + 1}/{args.runs}: {server} done", file=sys.stderr, flush=True)
     print(f"{args.model} v{version.version}, {args.runs} rounds of {args.seconds} s per load, one server at a time; "
           f"{os.cpu_count()} CPUs\n")
-    print("| server and route | images x connections | requests/s | images/s | p50 ms | p99 ms | errors |\n"
-          "|---|---|---|---|---|---|---|")
+    print("| server and route | images x connections | requests/s | images/s | p50 ms | p99 ms | errors | "
+          "server CPU ms per request |\n|---|---|---|---|---|---|---|---|")
     for (server, load), runs in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
         count = int(load.split(" x ")[0])
         rps = statistics.median(r["rps"] for r in runs)
         print(f"| {server} | {load} | {rps:,.0f} | {rps * count:,.0f} | "
               f"{statistics.median(r['p50_ms'] for r in runs):.1f} | {statistics.median(r['p99_ms'] for r in runs):.1f} "
-              f"| {sum(r['errors'] for r in runs)} |")
+              f"| {sum(r['errors'] for r in runs)} | {statistics.median(r['cpu_ms'] for r in runs):.2f} |")
     return 0
 
 

@@ -23,11 +23,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from serve_compare import wrk  # noqa: E402  (this folder is on sys.path when run as a script)
-from servers import start_service, stop  # noqa: E402
+from servers import cpu_seconds, start_service, stop  # noqa: E402
 
 from shared.store import GENERATOR, Store  # noqa: E402
-
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class Tiny(torch.nn.Module):
@@ -47,12 +45,6 @@ def publish_tiny(root: Path, name: str = "tiny") -> None:
     with store.staging(name) as stage:
         torch.jit.save(torch.jit.trace(Tiny().eval(), torch.zeros(2, 100)), str(stage / GENERATOR))
         store.publish(name, stage, {"architecture": "tiny", "latent_dim": 100, "image_shape": [1, 8, 8]})
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def measure(pid: int, port: int, connections: int, seconds: int) -> dict:

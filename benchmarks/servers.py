@@ -31,6 +31,31 @@ class Server:
             subprocess.run(command, capture_output=True, timeout=60)
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, its threads and every process under it (a server's workers, Triton's
+    server binary and its backend stubs), from /proc: what serving cost the machine, whatever the wall clock did."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            stats[int(entry.name)] = fields
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        if current in stats:
+            total += int(stats[current][11]) + int(stats[current][12])
+        todo += children.get(current, [])
+    return total / TICKS
+
+
 def wait_ready(proc: subprocess.Popen, port: int, timeout: float = 120, path: str = "/readyz") -> subprocess.Popen:
     """Until GET `path` answers 200 (a readiness route: /readyz, the protocol's .../ready), or (for a POST route
     such as a peer's /generate) a one-image request does."""

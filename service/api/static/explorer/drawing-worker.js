@@ -2,7 +2,7 @@
 // generator.onnx, its output quantised exactly as the service quantises it (shared.imaging.grids.to_uint8), so the
 // pictures drawn here are the service's within a grey level or two (float sums in another order).
 //
-// Messages in: {id, type: "init", base, threads} | {id, type: "load", key, bytes} |
+// Messages in: {id, type: "init", base, threads} | {id, type: "load", key, bytes} | {id, type: "unload", key} |
 //              {id, type: "run", key, latents (Float32Array, count x width), count, style, classes, shape}.
 // Each is answered {id, ok: true, ...} or {id, ok: false, error}; "run" answers {pixels}: RGBA, count images.
 
@@ -25,8 +25,15 @@ const handlers = {
     return {};
   },
 
+  async unload({ key }) {
+    await sessions.get(key)?.release();
+    sessions.delete(key);
+    return {};
+  },
+
   async run({ key, latents, count, style, classes, shape }) {
     const session = sessions.get(key);
+    if (!session) throw new Error(`${key}'s generator is not loaded`);
     const width = style + classes;
     const feeds = {};
     if (classes) {  // a conditional generator's ONNX form takes z and the class weights as two inputs

@@ -10,6 +10,7 @@ const STRIP_SCALE = 3;
 const DIRECTIONS_SHOWN = 6;
 const DEBOUNCE_MS = 60;  // drawn by the server: one request once a slider rests this long
 const MAX_MODEL_BYTES = 64 * 2 ** 20;  // a larger generator is drawn by the server: too much for a page to fetch
+const GENERATORS_KEPT = 4;  // versions whose generators the worker holds at once (the browser caches the files)
 
 // A latent is image `index` of a seed's grid (of one class, cls, or of any; truncated by psi) plus edits: z sets
 // coordinates, d moves along semantic directions, c towards classes.
@@ -193,7 +194,16 @@ async function whyServer(version) {
     return `v${number}'s generator is ${(file.size / 2 ** 20).toFixed(0)} MB, too large to fetch into a page`;
   }
   const key = `${state.model}/${number}`;
-  if (!drawing.generators.has(key)) {
+  const loaded = drawing.generators.get(key);
+  drawing.generators.delete(key);  // re-inserted last: the map runs from least to most recently used
+  if (loaded) {
+    drawing.generators.set(key, loaded);
+  } else {
+    if (drawing.generators.size >= GENERATORS_KEPT) {  // the least recently used one leaves the worker
+      const [oldest] = drawing.generators.keys();
+      drawing.generators.delete(oldest);
+      ask("unload", { key: oldest }).catch(() => {});
+    }
     drawing.generators.set(key, (async () => {
       const response = await api(`/models/${state.model}/versions/${number}/files/generator.onnx`);
       const bytes = await response.arrayBuffer();
