@@ -141,9 +141,10 @@ def canvas_image(page, selector: str) -> np.ndarray:
     return np.array(data["pixels"], np.uint8).reshape(data["height"], data["width"], 4)[..., :3]
 
 
-def server_image(url: str, model: str, latent: list[float], headers: dict | None = None) -> np.ndarray:
-    response = httpx.post(f"{url}/generate", json={"model": model, "latent": latent, "padding": 0, "scale": 1},
-                          headers=headers or {}, timeout=60)
+def server_image(url: str, model: str, latent: list[float], version: int | str = "latest") -> np.ndarray:
+    """The service's picture of `latent`, (H, W, 3) uint8."""
+    response = httpx.post(f"{url}/generate", json={"model": model, "version": version, "latent": latent,
+                                                   "padding": 0, "scale": 1}, timeout=60)
     if response.status_code != 200:
         raise RuntimeError(f"POST /generate answered {response.status_code}: {response.text}")
     return np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))

@@ -17,7 +17,7 @@ from PIL import Image
 
 from service.api.pages import ISOLATED, RUNTIME_FILES, pinned_runtime
 from tests.conftest import train_and_publish
-from tests.service_helpers import copy_model, copy_store
+from tests.service_helpers import copy_model, copy_store, publish_trained
 from tests.test_docs_browser import CHROMIUM, OFFLINE_ARGS, offline_page
 from tests.test_forms import strip_forms
 from tests.test_service_process import start_service, wait_ready
@@ -30,12 +30,13 @@ BOUND = 2  # grey levels: what the service allows between its own precisions
 
 @pytest.fixture(scope="module")
 def drawing_store(tmp_path_factory, trained_store, conditional_store, fashion_dir):
-    """dcgan (grey, with an ONNX form), gan (without one: an older version), cdcgan (class-conditional) and rgb (a
-    colour DCGAN), each briefly trained."""
+    """dcgan (grey, with an ONNX form), gan v1 (without one: an older version) and v2 (with one), cdcgan
+    (class-conditional) and rgb (a colour DCGAN), each briefly trained."""
     from trainer.config import TrainConfig
 
     root = copy_store(trained_store, tmp_path_factory.mktemp("drawing") / "store")
     strip_forms(root, "gan")
+    publish_trained(root, fashion_dir, "gan", seed=1, class_samples=0)
     copy_model(conditional_store / "dcgan", root, "cdcgan")
     train_and_publish(root, TrainConfig(arch="dcgan", name="rgb", channels=3, epochs=1, limit=128, batch_size=64,
                                         data_dir=str(fashion_dir), device="cpu", class_samples=0))
@@ -149,12 +150,27 @@ def test_the_page_draws_the_path_to_b_as_the_service_does(browser, served):
 
 def test_a_version_without_an_onnx_form_is_drawn_by_the_server(browser, served):
     explorer = Explorer(browser, served, "gan")
-    assert explorer.drawn_by == "server"
+    explorer.page.select_option("#version", "1")
+    explorer.page.wait_for_function("latentlabFrames.at(-1).by === 'server'")
     assert "v1 has no ONNX form" in explorer.page.text_content("#drawn-by")
     result = drag(explorer.page, explorer.requests, positions=10)
     assert result["by"] == ["server"] and any("/generate" in r for r in result["requests"])
     final = [float(x) for x in result["final"].split(",")]  # the last position drawn last, by the server
-    assert np.array_equal(canvas_image(explorer.page, "#current"), server_image(served, "gan", final))
+    assert np.array_equal(canvas_image(explorer.page, "#current"), server_image(served, "gan", final, version=1))
+    explorer.close()
+
+
+def test_a_compared_version_the_server_draws_waits_for_the_slider_to_rest(browser, served):
+    """The latest gan is drawn in the page, every frame; v1 beside it by the server, once the drag stops."""
+    explorer = Explorer(browser, served, "gan")
+    explorer.page.select_option("#compare", "1")
+    explorer.page.wait_for_selector("#compared[data-state=ready][data-drawn-by=server]")
+    result = drag(explorer.page, explorer.requests, positions=30)
+    assert result["by"] == ["page"] and result["frames"] >= 2
+    assert len([r for r in result["requests"] if "/generate" in r]) <= 1  # not one per frame: once, at the end
+    explorer.page.wait_for_timeout(1000)  # past the pause, and its answer
+    final = [float(x) for x in result["final"].split(",")]
+    assert np.array_equal(canvas_image(explorer.page, "#compared"), server_image(served, "gan", final, version=1))
     explorer.close()
 
 

@@ -348,7 +348,10 @@ window.latentlabFrames = [];
 let lastChange = performance.now();
 let drawnHere = false;  // whether the current version is drawn in the page: sliders then draw on every frame
 
-async function renderCurrent() {
+// `everyFrame`: called on an animation frame while a slider moves; a compared version the server draws then waits
+// for the slider to rest, as it would alone (one request per pause, not one per frame)
+let comparePending = null;
+async function renderCurrent(everyFrame = false) {
   saveState();
   const changedAt = lastChange;
   const latent = await vectorOf(currentLatent());
@@ -364,7 +367,16 @@ async function renderCurrent() {
   $("compare-figure").hidden = !state.compare;
   if (state.compare) {
     $("compare-caption").textContent = `${state.model} v${state.compare}`;
-    jobs.push(drawOne("compared", Number(state.compare), latent));
+    const compare = Number(state.compare);
+    jobs.push(whyServer(compare).then((why) => {
+      clearTimeout(comparePending);
+      if (!why || !everyFrame) return drawOne("compared", compare, latent);
+      const whenResting = () => {  // a frame still being drawn: wait for it too
+        if (framing || wanted) comparePending = setTimeout(whenResting, DEBOUNCE_MS);
+        else drawOne("compared", compare, latent);
+      };
+      comparePending = setTimeout(whenResting, DEBOUNCE_MS);
+    }));
   }
   jobs.push(renderStrip());
   await Promise.all(jobs);
@@ -427,7 +439,7 @@ function renderSoon() {
 async function nextFrame() {
   if (!wanted || framing) return;
   wanted = false;
-  framing = renderCurrent();
+  framing = renderCurrent(true);
   try { await framing; } finally { framing = null; }
   if (wanted) requestAnimationFrame(nextFrame);
 }
