@@ -86,8 +86,9 @@ def start_service(store: Path, port: int, env: dict) -> subprocess.Popen:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"the service exited with {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+        try:  # ready, and every model loaded: a model loading meanwhile would take the CPU from the page
+            listed = httpx.get(f"http://127.0.0.1:{port}/models", timeout=2)
+            if listed.status_code == 200 and all(m["loaded"] for m in listed.json()["models"]):
                 return proc
         except httpx.TransportError:
             pass

@@ -64,6 +64,10 @@ async function explain(response) {
 const postJSON = (path, body) => api(path, { method: "POST", headers: { "Content-Type": "application/json" },
                                             body: JSON.stringify(body) });
 
+function setText(id, text) {  // only when it changes: a text written on every frame costs a layout each time
+  if ($(id).textContent !== text) $(id).textContent = text;
+}
+
 function say(message, isError = false) {
   $("status").textContent = message;
   $("status").classList.toggle("error", isError);
@@ -352,15 +356,15 @@ let drawnHere = false;  // whether the current version is drawn in the page: sli
 // for the slider to rest, as it would alone (one request per pause, not one per frame)
 let comparePending = null;
 async function renderCurrent(everyFrame = false) {
-  saveState();
+  if (!everyFrame) saveState();  // a drag saves once it rests: replacing the URL costs a frame's worth of time
   const changedAt = lastChange;
   const latent = await vectorOf(currentLatent());
-  $("current-caption").textContent = `${state.model} ${state.version === "latest" ? "latest" : "v" + state.version}`;
+  setText("current-caption", `${state.model} ${state.version === "latest" ? "latest" : "v" + state.version}`);
   const jobs = [drawOne("current", state.version, latent).then(({ why, drawn }) => {
     drawnHere = !why;
-    $("drawn-by").textContent = why ? `drawn by the server: ${why}` :
+    setText("drawn-by", why ? `drawn by the server: ${why}` :
       `drawn in this page (ONNX Runtime Web ${drawing.runtime.version}, ${drawing.threads} ` +
-      `thread${drawing.threads > 1 ? "s" : ""})`;
+      `thread${drawing.threads > 1 ? "s" : ""})`);
     if (drawn) latentlabFrames.push({ model: state.model, latent: latent.join(","), changedAt,
                                       drawnAt: performance.now(), by: why ? "server" : "page" });
   })];
@@ -419,9 +423,9 @@ async function download(format) {
   }
 }
 
-// A slider moved. Drawn in the page: on the next animation frame, and again on the next one while it keeps
-// moving (never two drawings at once, the last position always drawn last). Drawn by the server: one request
-// once the slider rests for DEBOUNCE_MS.
+// A slider moved. Drawn in the page: at once when nothing is being drawn, then once per animation frame while it
+// keeps moving (never two drawings at once, never more than the display shows, the last position always drawn
+// last). Drawn by the server: one request once the slider rests for DEBOUNCE_MS.
 let pending = null;
 let framing = null;
 let wanted = false;
@@ -433,7 +437,7 @@ function renderSoon() {
     return;
   }
   wanted = true;
-  if (!framing) requestAnimationFrame(nextFrame);
+  if (!framing) nextFrame();
 }
 
 async function nextFrame() {
@@ -442,6 +446,7 @@ async function nextFrame() {
   framing = renderCurrent(true);
   try { await framing; } finally { framing = null; }
   if (wanted) requestAnimationFrame(nextFrame);
+  else saveState();  // at rest: the link holds where the slider stopped
 }
 
 // ------------------------------------------------------------------ sliders
