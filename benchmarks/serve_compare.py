@@ -101,7 +101,11 @@ def served(port: int, model: str) -> dict:
     """What latentlab chose for the version it serves (GET /models/{model}): its `runtimes` entry."""
     import httpx
 
-    info = httpx.get(f"http://127.0.0.1:{port}/models/{model}", timeout=30).json()
+    deadline = time.monotonic() + 600
+    while (info := httpx.get(f"http://127.0.0.1:{port}/models/{model}", timeout=30).json())["serving"] is None:
+        if time.monotonic() > deadline:  # ready means some model is served: the store's others load after it
+            raise SystemExit(f"{model} was not served 600 s after the service was ready")
+        time.sleep(0.5)
     return {r["version"]: r for r in info["runtimes"]}[info["serving"]]
 
 
