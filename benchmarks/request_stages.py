@@ -69,16 +69,16 @@ def main() -> int:
     p.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     p.add_argument("--port", type=int, default=18900)
     args = p.parse_args()
-    for tool in ("py-spy", "wrk"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"this benchmark needs {tool}: pip install py-spy / apt-get install wrk")
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if py_spy is None or shutil.which("wrk") is None:
+        raise SystemExit("this benchmark needs py-spy and wrk: pip install py-spy, apt-get install wrk")
     count, connections = (int(x) for x in args.load.split("x"))
     proc = start_service(str(Path(args.store).resolve()), args.port, "cpu", DRAIN_NOTICE_S="0")
     try:
         wrk(args.port, args.model, count, connections, 3)  # warm: every bucket's first batch done
         with tempfile.TemporaryDirectory() as scratch:
             raw = Path(scratch) / "samples.txt"
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--rate", str(args.rate),
+            spy = subprocess.Popen([py_spy, "record", "--pid", str(proc.pid), "--rate", str(args.rate),
                                     "--duration", str(args.seconds), "--format", "raw", "--output", str(raw),
                                     "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             result: dict = {}
