@@ -20,7 +20,6 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from servers import start_service, stop  # noqa: E402
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 BROWSER_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -78,23 +79,14 @@ CANVAS = """(selector) => { const c = document.querySelector(selector);
   return { width: c.width, height: c.height, pixels: Array.from(data.data) }; }"""
 
 
-def start_service(store: Path, port: int, env: dict) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT,
-                            env={**os.environ, "MODEL_DIR": str(store), "HOST": "127.0.0.1", "PORT": str(port), **env})
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the service exited with {proc.returncode}")
-        try:  # ready, and every model loaded: a model loading meanwhile would take the CPU from the page
-            listed = httpx.get(f"http://127.0.0.1:{port}/models", timeout=2)
-            if listed.status_code == 200 and all(m["loaded"] for m in listed.json()["models"]):
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    proc.terminate()
-    raise SystemExit("the service did not become ready in 300 s")
+def every_model_loaded(url: str, timeout: float = 300) -> None:
+    """Ready means one model is served; wait for all of them (a model loading meanwhile takes the CPU from the
+    page, and a picture asked of it waits)."""
+    deadline = time.monotonic() + timeout
+    while not all(m["loaded"] for m in httpx.get(f"{url}/models", timeout=30).json()["models"]):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the store's models did not all load in {timeout:.0f} s")
+        time.sleep(0.5)
 
 
 def open_explorer(browser, url: str, model: str, draw: str = "page"):
@@ -181,10 +173,6 @@ def largest_difference(browser, url: str, model: str, states: int, seed: int = 0
     return worst
 
 
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q))
-
-
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -210,7 +198,8 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     url = f"http://127.0.0.1:{args.port}"
-    proc = start_service(args.store.resolve(), args.port, {"RUNTIME": os.environ.get("RUNTIME", "auto")})
+    proc = start_service(str(args.store.resolve()), args.port, "cpu", RUNTIME=os.environ.get("RUNTIME", "auto"))
+    every_model_loaded(url)
     rows, pixel_rows = {}, []
     try:
         with sync_playwright() as playwright:
@@ -224,7 +213,7 @@ def main() -> int:
                               "frames": statistics.median(d["frames"] for d in drags),
                               "repeated": max(d["repeated"] for d in drags),
                               "requests": statistics.median(len(d["requests"]) for d in drags),
-                              "p50": percentile(delays, 50), "p95": percentile(delays, 95),
+                              "p50": float(np.percentile(delays, 50)), "p95": float(np.percentile(delays, 95)),
                               "threads": page.text_content("#drawn-by")}
                 print(f"{draw}: {json.dumps(rows[draw])}", file=sys.stderr, flush=True)
                 page.close()
@@ -233,8 +222,7 @@ def main() -> int:
                 print(f"pixels {model}: {pixel_rows[-1][1]}", file=sys.stderr, flush=True)
             browser.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        stop(proc)
 
     print(f"{args.model}, {args.positions}-position drag (median of {args.rounds}), {args.changes} single changes; "
           f"headless Chromium {version}, {os.cpu_count()} CPUs ({cpu_name()})\n")

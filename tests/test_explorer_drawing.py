@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -23,7 +22,7 @@ from tests.test_forms import strip_forms
 from tests.test_service_process import start_service, wait_ready
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from explorer_drawing import canvas_image, drag, random_state, server_image  # noqa: E402
+from explorer_drawing import canvas_image, drag, every_model_loaded, random_state, server_image  # noqa: E402
 
 BOUND = 2  # grey levels: what the service allows between its own precisions
 
@@ -41,14 +40,6 @@ def drawing_store(tmp_path_factory, trained_store, conditional_store, fashion_di
     train_and_publish(root, TrainConfig(arch="dcgan", name="rgb", channels=3, epochs=1, limit=128, batch_size=64,
                                         data_dir=str(fashion_dir), device="cpu", class_samples=0))
     return root
-
-
-def every_model_loaded(url: str, timeout: float = 300) -> None:
-    """Ready means one model is served; these tests ask every model for pictures, so wait for all of them."""
-    deadline = time.monotonic() + timeout
-    while not all(m["loaded"] for m in httpx.get(f"{url}/models").json()["models"]):
-        assert time.monotonic() < deadline, "the store's models did not all load"
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
