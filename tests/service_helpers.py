@@ -18,9 +18,14 @@ from shared.store import GENERATOR, Store
 from tests.conftest import train_and_publish
 from trainer.config import TrainConfig
 
+# Admission has its own tests (test_admission, test_serving_engine): elsewhere a slow or busy CI machine must not
+# turn a request into a 503 because its predicted wait passed the default second.
+PATIENT_QUEUE_DELAY_MS = 60_000
+
 
 def make_client(model_dir: Path, **overrides) -> TestClient:
-    settings = Settings(**{"model_dir": model_dir, "device": "cpu", "reload_interval": 0.1, **overrides})
+    settings = Settings(**{"model_dir": model_dir, "device": "cpu", "reload_interval": 0.1,
+                           "max_queue_delay_ms": PATIENT_QUEUE_DELAY_MS, **overrides})
     return TestClient(create_app(settings))
 
 

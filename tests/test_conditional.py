@@ -158,7 +158,7 @@ def client(conditional_store, trained_store, tmp_path_factory):
     root = copy_store(conditional_store, tmp_path_factory.mktemp("served") / "store")
     for arch in ("gan", "dcgan"):
         copy_model(trained_store / arch, root, f"plain-{arch}")
-    with make_client(root, max_queue_delay_ms=60_000) as c:  # a busy 2-core machine must not turn these into 503s
+    with make_client(root) as c:
         wait_ready(c)
         yield c
 

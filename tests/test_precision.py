@@ -65,10 +65,9 @@ def test_how_a_version_is_served_shows_in_models_and_metrics(trained_store, monk
         assert 'latentlab_model_loaded{model="dcgan",precision="fp32",role="latest",version="1"} 1.0' in (
             client.get("/metrics").text)
     # Asked-for bf16 is timed at every bucket size at load; on a CPU that emulates bf16 (as CI's may) a
-    # DCGAN image takes ~0.1 s (25 s for a 256-latent forward; more on older CPUs, so admission is given time),
+    # DCGAN image takes ~0.1 s (25 s for a 256-latent forward; more on older CPUs),
     # so small batches keep this about reporting.
-    with make_client(trained_store, precision="bf16", max_batch_latents=4, warmup_batch=2,
-                     max_queue_delay_ms=60_000) as client:
+    with make_client(trained_store, precision="bf16", max_batch_latents=4, warmup_batch=2) as client:
         wait_ready(client)
         served = client.get("/models/dcgan").json()["runtimes"][0]
         assert served["precision"] == "bf16" and "emulated" in served["reason"]

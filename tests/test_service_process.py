@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ROOT, assert_user_error, run_cli
+from tests.service_helpers import PATIENT_QUEUE_DELAY_MS
 
 
 def free_port() -> int:
@@ -23,7 +24,8 @@ def free_port() -> int:
 def start_service(env: dict, port: int | None = None) -> tuple[subprocess.Popen, str]:
     port = port or free_port()
     proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT,
-                            env={**os.environ, "HOST": "127.0.0.1", "PORT": str(port), **env},
+                            env={**os.environ, "HOST": "127.0.0.1", "PORT": str(port),
+                                 "MAX_QUEUE_DELAY_MS": str(PATIENT_QUEUE_DELAY_MS), **env},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return proc, f"http://127.0.0.1:{port}"
 

@@ -10,8 +10,7 @@ import pytest
 
 from tests.service_helpers import copy_store, make_client, png, wait_for, wait_ready
 
-SERVICE_SETTINGS = {"max_batch_latents": 32, "max_batch_wait_ms": 5,  # for the conftest `client`
-                    "max_queue_delay_ms": 30_000}  # a slow CPU is still admitted: admission has its own tests below
+SERVICE_SETTINGS = {"max_batch_latents": 32, "max_batch_wait_ms": 5}  # for the conftest `client`
 
 def pixels(response) -> np.ndarray:
     return np.asarray(png(response), dtype=np.int16)
