@@ -1,17 +1,25 @@
 """`python -m service`: serve MODEL_DIR on HOST:PORT (settings from the environment, see service/api/settings.py)."""
 from __future__ import annotations
 
-import logging
-import sys
+import os
 
-import uvicorn
-from pydantic import ValidationError
+# After each parallel region OpenMP's threads spin, waiting for the next: on a small CPU that spinning takes the
+# core the event loop needs to parse, encode and write responses. Passive threads sleep at once (at 1 image x 32
+# connections: 0.83x the CPU per request, the same requests/s; docs/results.md, "The cost of a request"). Set before torch loads
+# OpenMP; an operator's own OMP_WAIT_POLICY wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from service.api.app import create_app
-from service.api.drain import DrainingServer
-from service.api.protocol import GatheringHttpToolsProtocol
-from service.api.settings import Settings
-from shared.errors import UserError, command
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+import uvicorn  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+
+from service.api.app import create_app  # noqa: E402
+from service.api.drain import DrainingServer  # noqa: E402
+from service.api.protocol import GatheringHttpToolsProtocol  # noqa: E402
+from service.api.settings import Settings  # noqa: E402
+from shared.errors import UserError, command  # noqa: E402
 
 PROG = "service"
 STARTUP_FAILURE = 3  # uvicorn's exit status when the server never started (the port taken, say)
