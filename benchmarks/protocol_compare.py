@@ -16,6 +16,8 @@ backend stubs too) spent per answered request, read from /proc: user + system, n
     python3 -m venv .mlserver-venv && .mlserver-venv/bin/pip install mlserver torch==2.14.1
     python benchmarks/protocol_compare.py --store ./models --model dcgan --triton-venv .triton-venv \
         --mlserver-venv .mlserver-venv
+    python benchmarks/protocol_compare.py --store ./models --model dcgan --loads 1x1,1x32,64x8 \
+        --against-env GOMP_SPINCOUNT=300000      # and latentlab with OpenMP's default spinning beside it
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from serve_compare import wrk  # noqa: E402
-from servers import ROOT, cpu_seconds, start_service, stop, wait_ready  # noqa: E402
+from servers import ROOT, cpu_by_thread_group, start_service, stop, wait_ready  # noqa: E402
 
 from shared.store import Store  # noqa: E402
 
@@ -71,11 +73,14 @@ def infer_load(port: int, bodies: Path, path: str, connections: int, seconds: in
 
 
 def with_cpu(pid: int, load) -> dict:
-    """`load()`'s wrk result, with the CPU milliseconds the server's processes spent per answered request."""
-    before = cpu_seconds(pid)
+    """`load()`'s wrk result, with the CPU milliseconds the server's processes spent per answered request, in all
+    and by thread group (servers.cpu_by_thread_group)."""
+    before = cpu_by_thread_group(pid)
     result = load()
-    answered = result["requests"] - result["errors"]
-    result["cpu_ms"] = (cpu_seconds(pid) - before) * 1000 / max(1, answered)
+    after = cpu_by_thread_group(pid)
+    per_request = 1000 / max(1, result["requests"] - result["errors"])
+    result["cpu_split"] = {group: (after[group] - before.get(group, 0.0)) * per_request for group in after}
+    result["cpu_ms"] = sum(result["cpu_split"].values())
     return result
 
 
@@ -99,9 +104,10 @@ def wait_port_free(port: int, timeout: float = 60) -> None:
 
 
 def start(server: str, args: argparse.Namespace, version) -> subprocess.Popen:
-    if server == "latentlab":
+    if server.startswith("latentlab"):
+        other = args.against_env if server != "latentlab" else {}
         return start_service(str(Path(args.store).resolve()), args.port, "cpu", PRECISION="auto",
-                             DRAIN_NOTICE_S="0", **args.service_env)  # nothing to notice: stop at once
+                             DRAIN_NOTICE_S="0", **args.service_env, **other)  # nothing to notice: stop at once
     if server == "triton":
         return start_peer("triton_server.py", args.triton_venv, version.path, args.model, args.port)
     return start_peer("mlserver_runtime.py", args.mlserver_venv, version.path, args.model, args.port)
@@ -122,8 +128,12 @@ def main() -> int:
     p.add_argument("--service-env", nargs="*", default=[], metavar="NAME=VALUE",
                    help="more settings for latentlab, e.g. MAX_QUEUE_DELAY_MS=5000 where a slow CPU cannot answer "
                         "a load within the default second and would refuse it")
+    p.add_argument("--against-env", nargs="*", default=[], metavar="NAME=VALUE",
+                   help="with it, latentlab a second time in each round with these settings too, /generate only: a "
+                        "change measured against what it replaced (GOMP_SPINCOUNT=300000: OpenMP's default spinning)")
     args = p.parse_args()
     args.service_env = dict(item.split("=", 1) for item in args.service_env)
+    args.against_env = dict(item.split("=", 1) for item in args.against_env)
     if shutil.which("wrk") is None:
         raise SystemExit("this benchmark needs wrk: apt-get install wrk")
     if not (args.triton_venv / "bin" / "python").exists():
@@ -134,6 +144,8 @@ def main() -> int:
     formats = {"latentlab": ["binary"], "triton": ["binary"]}
     if args.mlserver_venv is not None:
         formats = {"latentlab": ["binary", "JSON"], "triton": ["binary", "JSON"], "mlserver": ["JSON"]}
+    if args.against_env:
+        formats["latentlab with " + " ".join(f"{k}={v}" for k, v in args.against_env.items())] = []
     results: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         bodies = {(count, kind): write_bodies(Path(scratch) / f"{kind}-{count}", count, version.latent_dim,
@@ -151,8 +163,9 @@ def main() -> int:
                                 proc.pid, lambda: infer_load(args.port, bodies[(count, kind)],
                                                              f"/v2/models/{args.model}/infer", connections,
                                                              args.seconds)))
-                        if server == "latentlab":
-                            results.setdefault(("latentlab /generate (PNG)", load), []).append(with_cpu(
+                        if server.startswith("latentlab"):
+                            route = "latentlab /generate (PNG)" + server.removeprefix("latentlab")
+                            results.setdefault((route, load), []).append(with_cpu(
                                 proc.pid, lambda: wrk(args.port, args.model, count, connections, args.seconds)))
                 finally:
                     stop(proc)
@@ -168,6 +181,13 @@ def main() -> int:
         print(f"| {server} | {load} | {rps:,.0f} | {rps * count:,.0f} | "
               f"{statistics.median(r['p50_ms'] for r in runs):.1f} | {statistics.median(r['p99_ms'] for r in runs):.1f} "
               f"| {sum(r['errors'] for r in runs)} | {statistics.median(r['cpu_ms'] for r in runs):.2f} |")
+    print("\nWhere the server CPU per request went, by process and thread (main: the process's first thread, an "
+          "event loop's; other: inference, OpenMP, I/O pools), medians in ms:\n")
+    print("| server and route | images x connections | thread groups |\n|---|---|---|")
+    for (server, load), runs in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
+        groups = sorted({group for r in runs for group in r["cpu_split"]})
+        split = {g: statistics.median(r["cpu_split"].get(g, 0.0) for r in runs) for g in groups}
+        print(f"| {server} | {load} | " + ", ".join(f"{g} {ms:.2f}" for g, ms in split.items() if ms >= 0.005) + " |")
     return 0
 
 

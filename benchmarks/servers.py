@@ -37,23 +37,42 @@ TICKS = os.sysconf("SC_CLK_TCK")
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, its threads and every process under it (a server's workers, Triton's
     server binary and its backend stubs), from /proc: what serving cost the machine, whatever the wall clock did."""
-    children: dict[int, list[int]] = {}
+    return sum(cpu_by_thread_group(pid).values())
+
+
+def cpu_by_thread_group(pid: int) -> dict[str, float]:
+    """`cpu_seconds` split by where it ran: for each process of the tree (by its command name), its main thread
+    (an event loop's: HTTP, validation, encoding) apart from its other threads (inference, OpenMP, I/O pools)."""
     stats: dict[int, list[str]] = {}
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # gone meanwhile
-                continue
-            stats[int(entry.name)] = fields
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, todo = 0, [pid]
+            fields = _stat(entry / "stat")
+            if fields is not None:
+                stats[int(entry.name)] = fields
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    split: dict[str, float] = {}
+    todo = [pid]
     while todo:
         current = todo.pop()
-        if current in stats:
-            total += int(stats[current][11]) + int(stats[current][12])
         todo += children.get(current, [])
-    return total / TICKS
+        if current not in stats:
+            continue
+        name = (Path("/proc") / str(current) / "comm").read_text().strip() if current != pid else "server"
+        main = _stat(Path("/proc") / str(current) / "task" / str(current) / "stat")
+        main_ticks = int(main[11]) + int(main[12]) if main else 0
+        all_ticks = int(stats[current][11]) + int(stats[current][12])  # the whole process, its ended threads too
+        for key, ticks in ((f"{name}: main thread", main_ticks), (f"{name}: other threads", all_ticks - main_ticks)):
+            split[key] = split.get(key, 0.0) + ticks / TICKS
+    return split
+
+
+def _stat(path: Path) -> list[str] | None:
+    """The fields of a /proc stat file after the command name (state first), or None when it is gone."""
+    try:
+        return path.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
 
 
 def wait_ready(proc: subprocess.Popen, port: int, timeout: float = 120, path: str = "/readyz") -> subprocess.Popen:
