@@ -80,3 +80,30 @@ def test_help_lists_every_setting():
     for name in ("MODEL_DIR", "DEVICE", "HOST", "PORT", "RELOAD_INTERVAL", "MAX_IMAGES", "MAX_BODY_BYTES",
                  "PINNED_CACHE_SIZE", "MAX_BATCH_LATENTS", "MAX_BATCH_WAIT_MS", "MAX_QUEUED_LATENTS", "CUDA_GRAPHS"):
         assert name in result.stdout
+
+
+@pytest.mark.parametrize("operator_value,seen", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_wait_passively_unless_the_operator_says_otherwise(operator_value, seen):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if operator_value is not None:
+        env["OMP_WAIT_POLICY"] = operator_value
+    # what the policy is when torch's module runs (a lookup such as find_spec is not a load): OpenMP reads it then
+    probe = ("import importlib.util, os, sys\n"
+             "class Spy:\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             "        if name != 'torch':\n"
+             "            return None\n"
+             "        sys.meta_path.remove(self)\n"
+             "        spec = importlib.util.find_spec(name)\n"
+             "        sys.meta_path.insert(0, self)\n"
+             "        run = spec.loader.exec_module\n"
+             "        def exec_module(module):\n"
+             "            print('torch loads with', os.environ.get('OMP_WAIT_POLICY'))\n"
+             "            run(module)\n"
+             "        spec.loader.exec_module = exec_module\n"
+             "        return spec\n"
+             "sys.meta_path.insert(0, Spy())\n"
+             "import service.__main__\n")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.splitlines()[0] == f"torch loads with {seen}", (result.stdout, result.stderr)
