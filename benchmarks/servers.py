@@ -43,14 +43,12 @@ def cpu_seconds(pid: int) -> float:
 def cpu_by_thread_group(pid: int) -> dict[str, float]:
     """`cpu_seconds` split by where it ran: for each process of the tree (by its command name), its main thread
     (an event loop's: HTTP, validation, encoding) apart from its other threads (inference, OpenMP, I/O pools)."""
-    stats: dict[int, list[str]] = {}
+    stats: dict[int, tuple[str, list[str]]] = {}
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _stat(entry / "stat")
-            if fields is not None:
-                stats[int(entry.name)] = fields
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
+        if entry.name.isdigit() and (stat := _stat(entry / "stat")) is not None:
+            stats[int(entry.name)] = stat
+            children.setdefault(int(stat[1][1]), []).append(int(entry.name))
     split: dict[str, float] = {}
     todo = [pid]
     while todo:
@@ -58,21 +56,28 @@ def cpu_by_thread_group(pid: int) -> dict[str, float]:
         todo += children.get(current, [])
         if current not in stats:
             continue
-        name = (Path("/proc") / str(current) / "comm").read_text().strip() if current != pid else "server"
+        command, fields = stats[current]
+        name = command if current != pid else "server"
         main = _stat(Path("/proc") / str(current) / "task" / str(current) / "stat")
-        main_ticks = int(main[11]) + int(main[12]) if main else 0
-        all_ticks = int(stats[current][11]) + int(stats[current][12])  # the whole process, its ended threads too
+        main_ticks = _ticks(main[1]) if main else 0
+        all_ticks = _ticks(fields)  # the whole process, its ended threads too
         for key, ticks in ((f"{name}: main thread", main_ticks), (f"{name}: other threads", all_ticks - main_ticks)):
             split[key] = split.get(key, 0.0) + ticks / TICKS
     return split
 
 
-def _stat(path: Path) -> list[str] | None:
-    """The fields of a /proc stat file after the command name (state first), or None when it is gone."""
+def _stat(path: Path) -> tuple[str, list[str]] | None:
+    """A /proc stat file's command name and the fields after it (state first), or None when it is gone."""
     try:
-        return path.read_text().rsplit(")", 1)[1].split()
+        head, _, rest = path.read_text().rpartition(")")
     except OSError:
         return None
+    return head.partition("(")[2], rest.split()
+
+
+def _ticks(fields: list[str]) -> int:
+    """User + system clock ticks, from a stat file's fields after the command name."""
+    return int(fields[11]) + int(fields[12])
 
 
 def wait_ready(proc: subprocess.Popen, port: int, timeout: float = 120, path: str = "/readyz") -> subprocess.Popen:

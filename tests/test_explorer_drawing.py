@@ -44,7 +44,6 @@ def drawing_store(tmp_path_factory, trained_store, conditional_store, fashion_di
 
 @pytest.fixture(scope="module")
 def served(drawing_store):
-    # admission is not what these test: a busy machine must not turn a picture into a 503
     proc, url = start_service({"MODEL_DIR": str(drawing_store)})
     try:
         wait_ready(url, proc)
