@@ -3,7 +3,7 @@ import re
 
 from tests.conftest import ROOT
 
-PACKAGES = ("shared/store", "shared/imaging", "trainer", "trainer/evaluation", "service", "service/api",
+PACKAGES = ("shared/store", "shared/imaging", "trainer", "trainer/networks", "trainer/evaluation", "service", "service/api",
             "service/api/routes", "service/operations", "service/engine")
 
 
@@ -20,7 +20,7 @@ def test_the_module_table_matches_the_tree():
             before, _, after = rows["service/api"].partition("`routes/` (")
             routes, _, rest = after.partition(")")
             described = routes if package == "service/api/routes" else before + rest
-        named = set(re.findall(r"`([a-z_]+\.py)`", described))
+        named = set(re.findall(r"`([a-z0-9_]+\.py)`", described))
         on_disk = {p.name for p in (ROOT / package).glob("*.py") if p.name != "__init__.py"}
         if package != "service":  # `python -m service` is the one entry point the table names
             on_disk.discard("__main__.py")

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from trainer.architectures import ARCHITECTURES, CNNGenerator, count_parameters, get_architecture
+from trainer.architectures import ARCHITECTURES, count_parameters, get_architecture
+from trainer.networks.study import CNNGenerator
 
 # the seed's printed parameter counts: (discriminator, generator)
 SEED_COUNTS = {"gan": (100_609, 114_064), "dcgan": (661_697, 3_444_353)}

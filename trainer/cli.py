@@ -20,7 +20,7 @@ from trainer.encoder import EncoderResult, fit_encoder
 from trainer.evaluation.evaluator import check_samples, evaluate_version
 from trainer.loop import TrainResult, train
 from trainer.publish import publish_run
-from trainer.settings import positive_float, positive_int, recipe_settings
+from trainer.settings import positive_float, positive_int
 from trainer.state import mark_published, resume_or_start
 
 PROG = "python -m trainer"
@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                "saved, resume with --resume). Example: python -m trainer --arch gan --epochs 1 --out ./models",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--arch", required=True, choices=sorted(ARCHITECTURES), help=f"architecture ({archs})")
+    p.add_argument("--arch", choices=sorted(ARCHITECTURES), help=f"architecture ({archs}); may be left to a recipe "
+                                                                  "file that names one")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="train until this many epochs are done (with --minutes: at most this many)")
     p.add_argument("--minutes", type=positive_float, default=None, metavar="M",
@@ -59,8 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
                                        "original study's training, exactly; stable: the best settings measured for "
                                        "each architecture) whose settings each flag overrides. Recorded in the "
                                        "manifest.")
-    r.add_argument("--recipe", choices=sorted([*settings.PRESETS, *settings.ALIASES]), default="study",
-                   help="the preset (seed: the same as study)")
+    r.add_argument("--recipe", default=None, metavar="PRESET|FILE",
+                   help="a preset: study or stable (seed: the same as study; default: study, or stable for the "
+                        "architectures the study did not have, resnet and r3gan); or a recipe file from python -m "
+                        "trainer.tune, by its path or by the name of one latentlab ships ("
+                        + (", ".join(sorted(p.stem for p in settings.SHIPPED_RECIPES.glob("*.json"))) or "none yet")
+                        + "): its settings and size, each flag overriding them")
     settings.add_arguments(r)
     p.add_argument("--seed", type=int, default=0, help="random seed; a CPU run with the same seed repeats exactly")
     p.add_argument("--device", default=os.environ.get("DEVICE", "auto"),
@@ -84,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="channels of a convolutional architecture's layers, to match its cost to the machine "
                         "(default: the architecture's own: the DCGAN's 64, from which its layers scale; the resnet's 32, where a "
                         "step costs about what the DCGAN's does on a 2-core CPU)")
+    p.add_argument("--depth", type=positive_int, default=None, metavar="BLOCKS",
+                   help="residual blocks at each resolution of a residual architecture (default: its own; r3gan: 1)")
+    p.add_argument("--groups", type=positive_int, default=None, metavar="N",
+                   help="groups of each residual block's 3x3 convolution (r3gan; default: its own, 8; fewer where a "
+                        "block's width does not divide into them)")
     p.add_argument("--limit", type=positive_int, default=None, help="train on the first N images only")
     p.add_argument("--conditional", action="store_true",
                    help="class-conditional: G draws the class it is given and D judges each image with its class "
@@ -133,23 +143,27 @@ def log(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    name = validate_name(args.name or args.arch)
+    if args.epochs is None and args.minutes is None:
+        parser.error("say how long to train: --epochs N, or --minutes M")
+    recipe = settings.resolve_recipe(args.recipe, args.arch)
+    if recipe.arch is None:
+        parser.error("say which architecture to train: --arch, or a --recipe file that names one")
+    name = validate_name(args.name or recipe.arch)
     if (not args.no_evaluate or args.eval_every) and args.eval_samples is not None:
         check_samples(args.eval_samples)  # now, not after hours of training
 
     ranks = distributed.from_environment()  # torchrun sets these; a plain run is rank 0 of 1
     say = log if ranks.is_main else (lambda message: None)
-    if args.epochs is None and args.minutes is None:
-        parser.error("say how long to train: --epochs N, or --minutes M")
-    cfg = TrainConfig(arch=args.arch, name=name, epochs=args.epochs or MAX_EPOCHS, minutes=args.minutes, lr=args.lr,
+    cfg = TrainConfig(arch=recipe.arch, name=name, epochs=args.epochs or MAX_EPOCHS, minutes=args.minutes, lr=args.lr,
                       seed=args.seed, dataset=args.dataset, data_dir=args.data_dir, limit=args.limit,
-                      channels=args.channels, image_size=args.image_size, features=args.features,
+                      channels=args.channels, image_size=args.image_size,
+                      **{k: getattr(args, k) or recipe.size.get(k) for k in settings.SIZE_SETTINGS},
                       conditional=args.conditional,
                       device=args.device, world_size=ranks.world_size, cuda_graphs=args.cuda_graphs,
                       eval_every=args.eval_every or 0, eval_samples=args.eval_samples,
                       class_samples=0 if args.no_classes else args.class_samples,
                       encoder_steps=0 if args.no_encoder else args.encoder_steps,
-                      **recipe_settings(args.recipe, args.arch, args.conditional, **settings.given(args)))
+                      **recipe.config_fields(args.conditional, settings.given(args)))
     if cfg.class_loss and not cfg.conditional:
         parser.error("--class-loss trains D's class scores, which only a --conditional run has")
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / ".runs" / name

@@ -22,13 +22,14 @@ class TrainConfig(RecipeSettings):
     epochs: int = 5
     minutes: float | None = None  # a time budget: stop at the end of the step in which this much training has passed
     lr: float = 2e-4  # both nets' learning rate, unless the recipe's lr_g / lr_d set theirs
-    beta2: float = 0.999
     seed: int = 0
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
     channels: int | None = None  # 1 grey, 3 colour; None: the data's own, set when training starts
     image_size: int | None = None  # square side in pixels; None: the architecture's own
     features: int | None = None  # a convolutional architecture's width; None: its own
+    depth: int | None = None  # a residual architecture's blocks per resolution; None: its own
+    groups: int | None = None  # groups of a residual block's 3x3 convolution; None: its own
     limit: int | None = None  # train on the first N images only
     conditional: bool = False  # G and D are given each image's class (the dataset's labels)
     class_names: list[str] = field(default_factory=list)  # a conditional run's classes, set when training starts
@@ -36,7 +37,8 @@ class TrainConfig(RecipeSettings):
     world_size: int = 1  # processes under torchrun; each takes batch_size images of every global batch
     cuda_graphs: str = "auto"  # on | off | auto (on when training on CUDA in one process)
     channels_last: bool | None = None  # NHWC conv weights; None: with bf16 (faster there), not in the study's fp32
-    recipe: str = "study"  # the preset the recipe's settings started from (trainer.settings)
+    recipe: str = "study"  # the preset the recipe's settings started from, or a recipe file's name (trainer.settings)
+    recipe_source: dict = field(default_factory=dict)  # a recipe file's provenance: the file, the study and trial
     eval_every: int = 0  # measure the generator every N epochs while training (0: only the published version)
     # the work after training; None: scaled with the run (trainer.budget), set when training starts
     eval_samples: int | None = None  # generated images each measurement uses

@@ -126,9 +126,9 @@ def settle(cfg: TrainConfig, ranks: Ranks = Ranks(), log: Callable[[str], None] 
     cfg = with_budget(dataclasses.replace(
         cfg, channels=images.shape[1], image_size=size, precision=precision,
         class_names=list(training_set.classes) if cfg.conditional else []), images.shape[0])
-    if cfg.r1 and ranks.distributed:
-        raise ConfigError("the R1 penalty (--r1, part of --recipe stable) does not work under torchrun: its double "
-                          "backward does not pass through DDP; add --r1 0, or train in one process")
+    if (cfg.r1 or cfg.r2) and ranks.distributed:
+        raise ConfigError("the R1 and R2 penalties (--r1, --r2, part of --recipe stable) do not work under torchrun: "
+                          "their double backward does not pass through DDP; add --r1 0 --r2 0, or train in one process")
     if cfg.d_steps > 1 and ranks.distributed:
         raise ConfigError("--d-steps above 1 does not work under torchrun (a step's batches would be sharded "
                           "differently from one process's); use --d-steps 1, or train in one process")

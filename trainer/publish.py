@@ -123,7 +123,7 @@ def manifest_draft(result: TrainResult, arch: Architecture, G: torch.nn.Module, 
         generator_io={"input": ["N", arch.layout.width], "output": ["N", *arch.image_shape], "range": [-1, 1],
                       **({"input_layout": f"z ({arch.layout.style}) then the class as {arch.layout.classes} weights "
                                           "(a one-hot)"} if arch.layout.conditional else {})},
-        discriminator_output="logits" if recipe["d_scores"] == "probability" else "raw scores (hinge loss)",
+        discriminator_output="logits" if recipe["d_scores"] == "probability" else f"raw scores ({cfg.loss} loss)",
         export_max_abs_diff={network: forms[network]["torchscript"] for network in ("generator", "discriminator")}
         if "torchscript" in forms["generator"] else None,
         forms={network: {form: diff for form, diff in diffs.items() if form != "torchscript"}

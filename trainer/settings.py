@@ -19,14 +19,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from shared.errors import UserError
+from shared.store.atomic import atomic_write
 from trainer.augment import parse_policies
 
 PRESETS = ("study", "stable")
 ALIASES = {"seed": "study"}  # the study's recipe was called `seed`: old commands and manifests keep working
-LOSSES = ("bce", "hinge")
+# the preset a run gets when it names none: the study's own for the study's networks; `stable` for the others, which
+# the study's training does not suit (R3GAN has no normalisation but its penalties)
+DEFAULT_PRESET = {"resnet": "stable", "r3gan": "stable"}
+LOSSES = ("bce", "hinge", "rpgan")
 D_NORMS = ("batch", "spectral", "none")
 PRECISIONS = ("fp32", "bf16", "auto")
 
@@ -56,9 +63,21 @@ def policies(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class Search:
+    """Where `python -m trainer.tune` looks for a setting's value: between `low` and `high` (evenly in the
+    logarithm with `log`; whole numbers for an int setting), or among `choices`."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Setting:
     """One recipe setting. `presets` maps a preset's name to its value per architecture, where it differs from
-    `default`; `parse` reads the flag's text (None: a switch, --name/--no-name)."""
+    `default`; `parse` reads the flag's text (None: a switch, --name/--no-name); `search` is where a tuning run
+    looks for it (None: it is not searched)."""
 
     name: str
     kind: type
@@ -68,6 +87,7 @@ class Setting:
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    search: Search | None = None
 
     @property
     def flag(self) -> str:
@@ -78,18 +98,23 @@ class Setting:
 
 
 RECIPE_SETTINGS = (
-    Setting("loss", str, "bce", "bce (the study's, with the non-saturating G loss) or hinge", choices=LOSSES,
-            presets={"stable": {"resnet": "hinge"}}),
+    Setting("loss", str, "bce", "bce (the study's, with the non-saturating G loss), hinge, or rpgan (R3GAN's "
+            "relativistic pairing: D judges each real image against a fake)", choices=LOSSES,
+            presets={"stable": {"resnet": "hinge", "r3gan": "rpgan"}}, search=Search(choices=LOSSES)),
     Setting("batch_size", int, 128, "images per step and process", positive_int,
-            presets={"stable": {"dcgan": 32, "resnet": 64}}),
+            presets={"stable": {"dcgan": 32, "resnet": 64, "r3gan": 64}}, search=Search(choices=(16, 32, 64, 128))),
     Setting("lr_g", float | None, None, "the generator's learning rate (two time scales; unset: --lr)", positive_float,
-            presets={"stable": {"gan": 8e-4}}),
+            presets={"stable": {"gan": 8e-4}}, search=Search(5e-5, 2e-3, log=True)),
     Setting("lr_d", float | None, None, "the discriminator's learning rate (unset: --lr)", positive_float,
-            presets={"stable": {"gan": 8e-4}}),
+            presets={"stable": {"gan": 8e-4}}, search=Search(5e-5, 2e-3, log=True)),
     Setting("beta1", float, 0.5, "Adam's beta1 for both nets (0: no momentum, as two-time-scale GANs train)", decay,
-            presets={"stable": {"resnet": 0.0}}),
+            presets={"stable": {"resnet": 0.0, "r3gan": 0.0}}, search=Search(choices=(0.0, 0.5))),
+    Setting("beta2", float, 0.999, "Adam's beta2 for both nets", decay,
+            presets={"stable": {"r3gan": 0.99}}, search=Search(choices=(0.9, 0.99, 0.999))),
     Setting("ema", float, 0.0, "publish an exponential moving average of G's weights with this decay (e.g. 0.999; "
-            "0: off); the raw G stays in the training state", decay, metavar="DECAY", presets={"stable": {"gan": 0.999, "resnet": 0.999}}),
+            "0: off); the raw G stays in the training state", decay, metavar="DECAY",
+            presets={"stable": {"gan": 0.999, "resnet": 0.999, "r3gan": 0.999}},
+            search=Search(choices=(0.0, 0.99, 0.999, 0.9999))),
     Setting("ema_warmup", bool, True, "ramp the average's decay up as min(DECAY, (1+t)/(10+t)) over its first "
             "updates, so it leaves G's random start quickly", None),
     Setting("ema_kimg", float, 0.0, "a moving average of G whose half-life is K thousand images, and at most 5%% of "
@@ -98,13 +123,16 @@ RECIPE_SETTINGS = (
     Setting("spectral_norm", bool, False, "spectral normalisation on every conv/linear layer of D, beside its "
             "BatchNorm (--d-norm spectral replaces the BatchNorm instead)", None, presets={"stable": {"gan": True}}),
     Setting("d_norm", str, "batch", "D's normalisation: batch (the study's BatchNorm), spectral (spectral norm "
-            "instead of BatchNorm, the D of Miyato et al.), none; the published D has it baked in", choices=D_NORMS,
-            presets={"stable": {"resnet": "spectral"}}),
+            "instead of BatchNorm, the D of Miyato et al.), none; the published D has it baked in (R3GAN's D has "
+            "no BatchNorm to keep)", choices=D_NORMS, presets={"stable": {"resnet": "spectral", "r3gan": "none"}}),
     Setting("augment", str, "", "DiffAugment for both players: translation, cutout, or both comma-separated "
             "(none: off)", policies, metavar="POLICIES"),
     Setting("augment_p", float, 1.0, "probability that an image is augmented", probability, metavar="P"),
     Setting("r1", float, 0.0, "R1 gradient penalty on real images, weight GAMMA (0: off)", non_negative,
-            metavar="GAMMA", presets={"stable": {"gan": 1.0}}),
+            metavar="GAMMA", presets={"stable": {"gan": 1.0, "r3gan": 1.0}}, search=Search(0.01, 10.0, log=True)),
+    Setting("r2", float, 0.0, "R2 gradient penalty on generated images, weight GAMMA (0: off; R3GAN's recipe "
+            "gives it R1's weight)", non_negative, metavar="GAMMA", presets={"stable": {"r3gan": 1.0}},
+            search=Search(0.01, 10.0, log=True)),
     Setting("d_steps", int, 1, "discriminator updates per generator update, each on its own batch (an epoch is then "
             "1/K as many generator updates; one process only)", positive_int, metavar="K"),
     Setting("instance_noise", float, 0.0, "Gaussian noise of this std (pixels in [-1, 1]) on everything D sees, "
@@ -113,11 +141,11 @@ RECIPE_SETTINGS = (
             "0: off)", non_negative, metavar="WEIGHT"),
     Setting("class_loss", float, 0.0, "with --conditional: an auxiliary classification loss of this weight on D's "
             "class scores of real images and of G's fakes (0: off; unconditional runs have none)", non_negative,
-            metavar="WEIGHT", presets={"stable": {"gan": 1.0, "dcgan": 1.0, "resnet": 1.0}}),
+            metavar="WEIGHT", presets={"stable": {"gan": 1.0, "dcgan": 1.0, "resnet": 1.0, "r3gan": 1.0}}),
     Setting("precision", str, "fp32", "bf16: forward passes under bfloat16 autocast, weights and optimisers in fp32, "
             "convolutions channels-last; auto: bf16 where the device computes it natively (AMX or AVX512-BF16, "
             "CUDA 8.0+), else fp32; the work after training runs in the same precision", choices=PRECISIONS,
-            presets={"stable": {"dcgan": "auto", "resnet": "auto"}}),
+            presets={"stable": {"dcgan": "auto", "resnet": "auto", "r3gan": "auto"}}),
 )
 SETTINGS = {s.name: s for s in RECIPE_SETTINGS}
 
@@ -142,6 +170,124 @@ def recipe_settings(preset: str, arch: str, conditional: bool = False, **overrid
         values["class_loss"] = 0.0
     values.update({k: v for k, v in overrides.items() if v is not None})
     return {"recipe": preset, **values}
+
+
+# ---------------------------------------------------------------------- recipe files
+RECIPE_FORMAT = "latentlab-recipe/1"
+SHIPPED_RECIPES = Path(__file__).parent / "recipes"  # tuned recipes that come with latentlab, by name
+SIZE_SETTINGS = ("features", "depth", "groups")  # the architecture's size, which a recipe file may set too
+
+
+class RecipeError(UserError):
+    """A recipe file that cannot be read or does not fit the run."""
+
+
+@dataclass(frozen=True)
+class RecipeFile:
+    """A recipe in a file, as `python -m trainer.tune` writes its best trial: the preset it starts from, the
+    settings it changes, the architecture's size, and where it came from (the study, trial, and its reading)."""
+
+    name: str
+    arch: str
+    base: str
+    settings: dict[str, Any]
+    size: dict[str, int] = field(default_factory=dict)
+    tuned: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, path: str | Path) -> Path:
+        path = Path(path)
+        with atomic_write(path, "w") as f:
+            f.write(json.dumps({"format": RECIPE_FORMAT, **dataclasses.asdict(self)}, indent=2) + "\n")
+        return path
+
+
+def recipe_file(name: str) -> Path | None:
+    """The recipe file `--recipe name` means: a path to a .json file, or the name of one latentlab ships
+    (trainer/recipes/); None for a preset."""
+    if canonical(name) in PRESETS:
+        return None
+    path = Path(name)
+    if path.suffix == ".json" or path.is_file():
+        return path
+    if (SHIPPED_RECIPES / f"{name}.json").is_file():
+        return SHIPPED_RECIPES / f"{name}.json"
+    shipped = sorted(p.stem for p in SHIPPED_RECIPES.glob("*.json"))
+    raise RecipeError(f"unknown recipe {name!r}: give a preset ({', '.join(PRESETS)}), a recipe file's path, or "
+                      f"one latentlab ships ({', '.join(shipped) or 'none'})")
+
+
+def read_recipe_file(path: Path) -> RecipeFile:
+    """The recipe in `path`, every setting in it checked as its flag would be."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise RecipeError(f"recipe file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RecipeError(f"recipe file {path} is not readable JSON: {e}") from None
+    if not isinstance(data, dict) or data.get("format") != RECIPE_FORMAT:
+        raise RecipeError(f"{path} is not a latentlab recipe file (no \"format\": \"{RECIPE_FORMAT}\")")
+    try:
+        recipe = RecipeFile(**{k: v for k, v in data.items() if k != "format"})
+    except TypeError as e:
+        raise RecipeError(f"recipe file {path}: {e}") from None
+    for name, value in recipe.settings.items():
+        check_setting(name, value, f"recipe file {path}")
+    for name, value in recipe.size.items():
+        if name not in SIZE_SETTINGS or not (isinstance(value, int) and value >= 1):
+            raise RecipeError(f"recipe file {path}: size {name}={value!r} is not one of {', '.join(SIZE_SETTINGS)} "
+                              "with a positive whole number")
+    if canonical(recipe.base) not in PRESETS:
+        raise RecipeError(f"recipe file {path}: its base {recipe.base!r} is not a preset ({', '.join(PRESETS)})")
+    return recipe
+
+
+@dataclass(frozen=True)
+class ChosenRecipe:
+    """What `--recipe` (and `--arch`) chose: a preset, or a recipe file with the preset it starts from."""
+
+    arch: str | None
+    preset: str
+    name: str  # the preset's, or the file's
+    settings: dict[str, Any] = field(default_factory=dict)  # what the file changes in its preset
+    size: dict[str, int] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)  # the file, and the study and trial it came from
+
+    def config_fields(self, conditional: bool, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The run config's recipe fields: the preset's values, then the file's, then the command line's."""
+        values = recipe_settings(self.preset, self.arch, conditional, **{**self.settings, **given})
+        return {**values, "recipe": self.name, "recipe_source": self.source}
+
+
+def resolve_recipe(text: str | None, arch: str | None) -> ChosenRecipe:
+    """`--recipe text` for `--arch arch` (either may be None: the architecture's default preset; the file's
+    architecture)."""
+    path = recipe_file(text) if text else None
+    if path is None:
+        preset = canonical(text) if text else DEFAULT_PRESET.get(arch or "", "study")
+        return ChosenRecipe(arch, preset, preset)
+    recipe = read_recipe_file(path)
+    if arch and arch != recipe.arch:
+        raise RecipeError(f"recipe file {path} is for {recipe.arch}, not --arch {arch}: leave --arch out, or give a "
+                          f"recipe for {arch}")
+    return ChosenRecipe(recipe.arch, canonical(recipe.base), recipe.name, recipe.settings, recipe.size,
+                        {"file": path.name, **recipe.tuned})
+
+
+def check_setting(name: str, value: Any, where: str) -> None:
+    """Refuse a value its flag would refuse."""
+    setting = SETTINGS.get(name)
+    if setting is None:
+        raise RecipeError(f"{where}: {name!r} is not a recipe setting (python -m trainer --help lists them)")
+    if value is None or setting.parse is None:
+        if not (value is None or isinstance(value, bool)):
+            raise RecipeError(f"{where}: {name} must be true or false, not {value!r}")
+        return
+    try:
+        parsed = setting.parse(str(value))
+    except (argparse.ArgumentTypeError, ValueError) as e:
+        raise RecipeError(f"{where}: {name}: {e}") from None
+    if setting.choices and parsed not in setting.choices:
+        raise RecipeError(f"{where}: {name} must be one of {', '.join(setting.choices)}, not {value!r}")
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:

@@ -36,7 +36,8 @@ def train_step(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tens
         fake, d_real, d_fake, loss_D = discriminator_update(nets, recipe, real_share, noise_share, autocast, y)
 
     with _autocast(real.device.type, autocast):
-        loss_G = objective.generator(nets.D_local, recipe.d_input(fake, nets.steps), y)
+        real_seen = recipe.d_input(real_share, nets.steps) if objective.adversarial.relativistic else None
+        loss_G = objective.generator(nets.D_local, recipe.d_input(fake, nets.steps), y, real_seen)
     nets.opt_G.zero_grad(set_to_none=True)
     loss_G.backward()  # G's gradients are reduced by DDP(G)
     nets.opt_G.step()

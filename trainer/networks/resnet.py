@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer import architectures  # (its registry imports this module: its functions are read at call time)
+from trainer.networks.heads import projected
 
 
 class ClassBatchNorm(nn.BatchNorm2d):
@@ -104,4 +104,4 @@ class ResNetDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, class_scores: bool = False):
         h = F.relu(self.blocks(x)).sum((2, 3))
-        return architectures.projected(self.fc(h).view(-1), h, self, y, class_scores)
+        return projected(self.fc(h).view(-1), h, self, y, class_scores)
