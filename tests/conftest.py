@@ -1,14 +1,22 @@
 import gzip
 import os
+import shutil
 import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
+# Under pytest-xdist each worker gets one core's worth of threads (the suite's processes and their children too):
+# two workers with a thread pool each the size of the machine would make every torch operation wait on the other's.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # an idle OpenMP thread sleeps instead of spinning on a core
 # The service's defaults, auto, pick the runtime and precision by timing its warm-up: a choice that may differ from
 # run to run on a busy machine. Tests that compare served pixels with the trainer's rely on TorchScript fp32's exact
 # contract, so every service a test starts (in this process or a child) runs that unless it asks otherwise;
@@ -83,16 +91,42 @@ def train_and_publish(root: Path, cfg, encoder: bool = False, run_dir: Path | No
     return publish_run(Store(root), result, command=["test"], encoder=fitted, log=log).version
 
 
+_RUN: dict[str, pytest.TempPathFactory] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _this_run(tmp_path_factory):
+    """Where `built_once` keeps what it builds: this run's temporary folder."""
+    _RUN["factory"] = tmp_path_factory
+
+
+def built_once(name: str, build: Callable[[Path], None]) -> Path:
+    """The folder `name`, made by `build(folder)` once per test run and shared by every test (and every pytest-xdist
+    worker) that asks for it: the first to ask builds it under a lock, the others wait for it. Read-only to its users:
+    a test that changes a store copies it first (tests.service_helpers.copy_store)."""
+    base = _RUN["factory"].getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "built-once"
+    shared.mkdir(exist_ok=True)
+    folder, done = shared / name, shared / f"{name}.done"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker killed while building it left
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def trained_store(tmp_path_factory, fashion_dir):
     """A store holding gan v1 and dcgan v1, each trained one short epoch by the real trainer code."""
     from trainer.config import TrainConfig
 
-    root = tmp_path_factory.mktemp("store")
-    for arch in ("gan", "dcgan"):
-        train_and_publish(root, TrainConfig(arch=arch, epochs=1, limit=256, batch_size=64, data_dir=str(fashion_dir),
-                                            device="cpu", class_samples=2000))
-    return root
+    def build(root: Path) -> None:
+        for arch in ("gan", "dcgan"):
+            train_and_publish(root, TrainConfig(arch=arch, epochs=1, limit=256, batch_size=64,
+                                                data_dir=str(fashion_dir), device="cpu", class_samples=2000))
+    return built_once("trained-store", build)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -115,11 +149,10 @@ def semantic_store(tmp_path_factory, fashion_dir):
     from trainer.config import TrainConfig
     from trainer.settings import recipe_settings
 
-    root = tmp_path_factory.mktemp("semantic-store")
-    train_and_publish(root, TrainConfig(arch="gan", epochs=25, limit=8192, data_dir=str(fashion_dir), device="cpu",
-                                        class_samples=5000, encoder_steps=200,
-                                        **recipe_settings("stable", "gan", lr_g=2e-4, lr_d=2e-4)), encoder=True)
-    return root
+    return built_once("semantic-store", lambda root: train_and_publish(
+        root, TrainConfig(arch="gan", epochs=25, limit=8192, data_dir=str(fashion_dir), device="cpu",
+                          class_samples=5000, encoder_steps=200, **recipe_settings("stable", "gan", lr_g=2e-4, lr_d=2e-4)),
+        encoder=True))
 
 
 @pytest.fixture(scope="session")
@@ -130,13 +163,14 @@ def conditional_store(tmp_path_factory, fashion_dir):
     from trainer.config import TrainConfig
     from trainer.settings import recipe_settings
 
-    root = tmp_path_factory.mktemp("conditional-store")
-    train_and_publish(root, TrainConfig(arch="gan", epochs=20, limit=8192, data_dir=str(fashion_dir), device="cpu",
-                                        conditional=True, class_samples=2000, encoder_steps=50,
-                                        **recipe_settings("stable", "gan")), encoder=True)
-    train_and_publish(root, TrainConfig(arch="dcgan", epochs=1, limit=256, batch_size=64, data_dir=str(fashion_dir),
-                                        device="cpu", conditional=True, class_samples=1000))
-    return root
+    def build(root: Path) -> None:
+        train_and_publish(root, TrainConfig(arch="gan", epochs=20, limit=8192, data_dir=str(fashion_dir),
+                                            device="cpu", conditional=True, class_samples=2000, encoder_steps=50,
+                                            **recipe_settings("stable", "gan")), encoder=True)
+        train_and_publish(root, TrainConfig(arch="dcgan", epochs=1, limit=256, batch_size=64,
+                                            data_dir=str(fashion_dir), device="cpu", conditional=True,
+                                            class_samples=1000))
+    return built_once("conditional-store", build)
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +183,37 @@ def client(request):
     with make_client(store, **getattr(request.module, "SERVICE_SETTINGS", {})) as c:
         wait_ready(c)
         yield c
+
+
+# ---------------------------------------------------------------------- the suite's time budget
+CEILING_S = 45.0  # what one test may take, its setup and teardown included, in a full parallel run on 2 cores
+
+
+def pytest_addoption(parser):
+    parser.addoption("--ceiling", type=float, default=CEILING_S, metavar="SECONDS",
+                     help=f"fail the run if a test takes longer than this, setup and teardown included (default "
+                          f"{CEILING_S:g}; 0: no ceiling)")
+
+
+_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    _seconds[report.nodeid] = _seconds.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if os.environ.get("PYTEST_XDIST_WORKER") or not _seconds:
+        return
+    ceiling = config.getoption("ceiling")
+    slowest = sorted(_seconds.items(), key=lambda item: -item[1])[:15]
+    terminalreporter.section(f"slowest tests (setup + call + teardown; ceiling {ceiling:g} s)")
+    for nodeid, seconds in slowest:
+        terminalreporter.write_line(f"{seconds:7.1f}s {nodeid}{'  OVER THE CEILING' if ceiling and seconds > ceiling else ''}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    ceiling = session.config.getoption("ceiling")
+    over = [nodeid for nodeid, seconds in _seconds.items() if ceiling and seconds > ceiling]
+    if over and not os.environ.get("PYTEST_XDIST_WORKER") and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a test over the ceiling fails the run (listed above)

@@ -15,7 +15,7 @@ from latentlab.results import ImageResult
 from service.api.app import create_app
 from service.api.settings import Settings
 from shared.store import GENERATOR, Store
-from tests.conftest import train_and_publish
+from tests.conftest import built_once, train_and_publish
 from trainer.config import TrainConfig
 
 # Admission has its own tests (test_admission, test_serving_engine): elsewhere a slow or busy CI machine must not
@@ -73,10 +73,18 @@ def copy_model(src: Path, root: Path, name: str) -> Path:
 
 def publish_trained(root: Path, fashion_dir: Path, arch: str = "gan", seed: int = 1, name: str | None = None,
                     class_samples: int = 1000) -> int:
-    """One more version of `name`: a short run of `arch` with its own seed."""
-    cfg = TrainConfig(arch=arch, name=name or arch, epochs=1, limit=128, batch_size=64, seed=seed,
-                      data_dir=str(fashion_dir), device="cpu", class_samples=class_samples)
-    return train_and_publish(root, cfg, run_dir=root / ".runs" / f"{cfg.name}-{seed}")
+    """One more version of `name` in the store `root`: a short run of `arch` with its own seed, trained once per test
+    run (the first test to ask trains it) and published here by the store's own publishing, as a new version is."""
+    cfg = TrainConfig(arch=arch, epochs=1, limit=128, batch_size=64, seed=seed, data_dir=str(fashion_dir),
+                      device="cpu", class_samples=class_samples)
+    trained = Store(built_once(f"{arch}-seed{seed}-classes{class_samples}",
+                               lambda folder: train_and_publish(folder, cfg))).get(arch)
+    store = Store(root)
+    with store.staging(name or arch) as stage:
+        for file in trained.manifest.files:
+            (stage / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(trained.path / file, stage / file)
+        return store.publish(name or arch, stage, trained.manifest.model_dump(exclude_unset=True)).version
 
 
 def publish_broken(root: Path, name: str = "gan") -> int:

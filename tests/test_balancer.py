@@ -18,14 +18,25 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from load import ClientLoad  # noqa: E402
 from servers import start_balancer, stop  # noqa: E402
 
+# load and timing: it runs alone, after the parallel part of the suite (make test)
+pytestmark = pytest.mark.serial
+
 
 class Replicas:
     def __init__(self, store) -> None:
         self.store, self.ports = store, [free_port() for _ in range(3)]
-        self.procs = [self.start(port) for port in self.ports]
+        started = [self.launch(port) for port in self.ports]  # all three at once, then each waited for
+        for proc, url in started:
+            wait_ready(url, proc)
+        self.procs = [proc for proc, _ in started]
+
+    def launch(self, port: int):
+        # a notice of 2 s: four times what the balancer's health check (every 500 ms, one failure) needs to notice
+        return start_service({"MODEL_DIR": str(self.store), "DEVICE": "cpu", "LOG_LEVEL": "warning",
+                              "DRAIN_NOTICE_S": "2"}, port)
 
     def start(self, port: int):
-        proc, url = start_service({"MODEL_DIR": str(self.store), "DEVICE": "cpu", "LOG_LEVEL": "warning"}, port)
+        proc, url = self.launch(port)
         wait_ready(url, proc)
         return proc
 
@@ -44,7 +55,7 @@ class Replicas:
                 proc.wait()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cluster(trained_store):
     replicas = Replicas(trained_store)
     port = free_port()
@@ -66,7 +77,7 @@ def test_a_rolling_restart_under_load_loses_no_request(cluster):
     replicas, url = cluster
     loads = [ClientLoad(url, "gan", clients=2), ClientLoad(url, "gan", clients=2, retries=False)]
     time.sleep(2)
-    codes = [replicas.restart(i, signal.SIGTERM) for i in range(3)]  # the default notice: DRAIN_NOTICE_S=5
+    codes = [replicas.restart(i, signal.SIGTERM) for i in range(3)]
     time.sleep(2)
     for load in loads:
         load.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from latentlab.results import ImageResult
 from shared.imaging import torchscript
 from shared.imaging.latents import seeded_latents
 from shared.store import Store
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, built_once, run_cli
 from tests.service_helpers import make_client, png, wait_ready
 from trainer.architectures import get_architecture
 from trainer.config import ConfigError
@@ -117,27 +118,41 @@ def test_swd_is_small_between_halves_of_the_data_and_large_for_noise_or_a_colour
 
 
 # ---------------------------------------------------------------------- a colour model, end to end
-@pytest.fixture(scope="module")
-def colour_store(tmp_path_factory, fashion_dir):
-    """Trousers in green and sneakers in magenta, as a folder of PNGs; a DCGAN trained on it at 32x32 and one at
-    64x64 (briefly: for the routes), both published by the real CLI."""
-    root = tmp_path_factory.mktemp("colour")
-    images, labels = load_idx_split(fashion_dir, "train")
-    keep = ((labels == TROUSER) | (labels == SNEAKER)).nonzero().view(-1)[:1536]
-    write_folder(root / "pictures", tint(images[keep], labels[keep]), labels[keep])
-    common = ["--dataset", "folder", "--data-dir", str(root / "pictures"), "--out", str(root / "models"),
-              "--no-progress", "--eval-samples", "500", "--batch-size", "32", "--precision", "fp32"]
-    for flags in (["--arch", "dcgan", "--epochs", "4", "--no-encoder", "--no-evaluate"],
-                  ["--arch", "dcgan", "--name", "dcgan64", "--image-size", "64", "--epochs", "1", "--limit", "128",
-                   "--encoder-steps", "20", "--eval-every", "1"]):
-        result = run_cli("trainer", *flags, *common, timeout=900)
+def tinted_pictures(fashion_dir) -> Path:
+    """Trousers in green and sneakers in magenta, as a folder of PNGs (one subfolder per class)."""
+    def build(root):
+        images, labels = load_idx_split(fashion_dir, "train")
+        keep = ((labels == TROUSER) | (labels == SNEAKER)).nonzero().view(-1)[:1536]
+        write_folder(root, tint(images[keep], labels[keep]), labels[keep])
+    return built_once("tinted-pictures", build)
+
+
+def trained_on_them(fashion_dir, name: str, *flags: str) -> Path:
+    """A store with one DCGAN trained on the tinted pictures by the real CLI, as `flags` say."""
+    def build(root):
+        result = run_cli("trainer", "--arch", "dcgan", "--name", name, *flags, "--dataset", "folder", "--data-dir",
+                         str(tinted_pictures(fashion_dir)), "--out", str(root), "--no-progress", "--eval-samples",
+                         "500", "--batch-size", "32", "--precision", "fp32", timeout=900)
         assert result.returncode == 0, result.stderr
-    return root
+    return built_once(f"colour-{name}", build)
+
+
+@pytest.fixture(scope="module")
+def colour_store(fashion_dir):
+    """A DCGAN trained on the tinted pictures at 32x32 (half the study's width: enough to learn the pairing)."""
+    return trained_on_them(fashion_dir, "dcgan", "--features", "32", "--epochs", "4", "--no-encoder", "--no-evaluate")
+
+
+@pytest.fixture(scope="module")
+def colour64_store(fashion_dir):
+    """One at 64x64, trained briefly: for the record and the routes."""
+    return trained_on_them(fashion_dir, "dcgan64", "--image-size", "64", "--epochs", "1", "--limit", "128",
+                           "--encoder-steps", "5", "--eval-every", "1")
 
 
 def test_the_colour_model_learned_which_colour_goes_with_which_shape(colour_store):
     """Generated images the FashionMNIST classifier calls trousers are mostly green, sneakers mostly magenta."""
-    G = torchscript.load(Store(colour_store / "models").get("dcgan").generator_path)
+    G = torchscript.load(Store(colour_store).get("dcgan").generator_path)
     with torch.no_grad():
         x = G(seeded_latents(0, 1000, 100))
         shape = load_classifier("cpu")(to_input_size(x)).argmax(1)
@@ -151,12 +166,12 @@ def test_the_colour_model_learned_which_colour_goes_with_which_shape(colour_stor
     assert judged.float().mean() > 0.5 and agree > 0.7, (judged.float().mean(), agree)
 
 
-def test_the_colour_versions_record_their_shape_and_swd(colour_store):
-    store = Store(colour_store / "models")
-    for name, size in (("dcgan", 32), ("dcgan64", 64)):
+def test_the_colour_versions_record_their_shape_and_swd(colour_store, colour64_store):
+    for store, name, size in ((Store(colour_store), "dcgan", 32), (Store(colour64_store), "dcgan64", 64)):
         m = store.get(name).manifest
         assert tuple(m.image_shape) == (3, size, size) and m.generator_io["output"] == ["N", 3, size, size]
         assert m.config["channels"] == 3 and m.config["image_size"] == size and m.dataset == "folder"
+    store = Store(colour64_store)
     m = store.get("dcgan64").manifest
     assert m.metrics.swd > 0 and list(m.metrics.swd_levels) == ["64", "32", "16"] and m.metrics.fid is None
     # --eval-every on a folder: the SWD curve, the classifier's columns left empty
@@ -168,8 +183,8 @@ def test_the_colour_versions_record_their_shape_and_swd(colour_store):
     assert Image.open(store.get("dcgan64").path / "report" / "samples.png").mode == "RGB"
 
 
-def test_every_route_serves_the_64_pixel_colour_model(colour_store):
-    with make_client(colour_store / "models") as client:
+def test_every_route_serves_the_64_pixel_colour_model(colour64_store):
+    with make_client(colour64_store) as client:
         wait_ready(client)
         listed = {m["name"]: m for m in client.get("/models").json()["models"]}
         assert listed["dcgan64"]["versions"][-1]["manifest"]["image_shape"] == [3, 64, 64]

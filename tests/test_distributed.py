@@ -29,7 +29,7 @@ def test_shards_cover_a_global_batch_once_in_rank_order():
 def torchrun(tmp_path, fashion_dir, nproc: int, *extra: str, wait: bool = True):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "trainer", "--arch", "gan", "--limit", "2048", "--device", "cpu", "--out", str(tmp_path / "models"),
-           "--data-dir", str(fashion_dir), "--no-progress", "--no-encoder", *extra]
+           "--data-dir", str(fashion_dir), "--no-progress", "--no-encoder", "--no-classes", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -78,8 +78,8 @@ def test_torchrun_stops_together_and_resumes_with_another_number_of_processes(tm
     # and one more epoch by a single process, re-sharded: global batches of 64, 32 steps
     single = subprocess.run([sys.executable, "-m", "trainer", "--arch", "gan", "--epochs", str(saved.epoch + 2),
                              "--limit", "2048", "--device", "cpu", "--out", str(tmp_path / "models"), "--data-dir",
-                             str(fashion_dir), "--no-progress", "--no-evaluate", "--no-encoder", "--batch-size", "64",
-                             "--resume"],
+                             str(fashion_dir), "--no-progress", "--no-evaluate", "--no-encoder", "--no-classes",
+                             "--batch-size", "64", "--resume"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
     second = Store(tmp_path / "models").get("gan")

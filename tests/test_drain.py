@@ -13,6 +13,9 @@ from PIL import Image
 
 from tests.test_service_process import start_service, wait_ready
 
+# load and timing: it runs alone, after the parallel part of the suite (make test)
+pytestmark = pytest.mark.serial
+
 
 def picture() -> bytes:
     buffer = io.BytesIO()

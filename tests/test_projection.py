@@ -172,7 +172,7 @@ def test_trainer_project_writes_reconstructions_and_latents(semantic_store, tmp_
 
 # ---------------------------------------------------------------------- the encoder step resumes
 ENCODER_RUN = ("--arch", "gan", "--epochs", "1", "--limit", "512", "--no-evaluate", "--no-classes",
-               "--encoder-steps", "120", "--device", "cpu")  # a checkpoint every 30 steps
+               "--encoder-steps", "40", "--device", "cpu")  # a checkpoint every 10 steps
 
 
 def encoder_of(store) -> torch.Tensor:
@@ -197,7 +197,7 @@ def test_an_encoder_step_interrupted_resumes_there_and_ends_the_same(tmp_path, f
                              str(fashion_dir)], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     for line in proc.stderr:  # past the first checkpoint, in the middle of the encoder's steps
-        if "encoder step 60/120" in line:
+        if "encoder step 20/40" in line:
             time.sleep(0.3)
             break
     os.killpg(proc.pid, signal.SIGINT if how == "ctrl-c" else signal.SIGKILL)
@@ -208,7 +208,7 @@ def test_an_encoder_step_interrupted_resumes_there_and_ends_the_same(tmp_path, f
     assert again.returncode == 0, again.stderr
     assert "resuming the encoder at step" in again.stderr
     assert torch.equal(uninterrupted, encoder_of(resumed))  # bit for bit
-    assert json.loads((Store(resumed).get("gan").path / MANIFEST).read_text())["encoder"]["steps"] == 120
+    assert json.loads((Store(resumed).get("gan").path / MANIFEST).read_text())["encoder"]["steps"] == 40
 
 
 def test_the_search_works_whatever_grad_mode_the_caller_is_in(semantic_store):

@@ -22,26 +22,28 @@ REPORT_FILES = {"losses.png", "d_scores.png", "samples.png", "sweep.png", "histo
 def test_cli_trains_and_publishes_versions(tmp_path, fashion_dir, arch, size):
     out = tmp_path / "models"
     args = ("trainer", "--arch", arch, "--epochs", "1", "--limit", "256", "--batch-size", "64",
-            "--out", str(out), "--data-dir", str(fashion_dir), "--class-samples", "2000", "--encoder-steps", "40")
+            "--out", str(out), "--data-dir", str(fashion_dir), "--class-samples", "2000", "--encoder-steps", "5")
     first = run_cli(*args, "--eval-samples", "300")
     assert first.returncode == 0, first.stderr
     metrics = Store(out).get(arch).manifest.metrics  # evaluated right after publishing, and the table printed
     assert metrics.samples == 300 and metrics.fid > metrics.real_floor["fid"]
     assert f"{metrics.fid:.4f}" in first.stderr and f"{metrics.real_floor['fid']:.4f}" in first.stderr
     assert first.stdout.strip() == str(out / arch / "v1")
-    second = run_cli(*args, "--seed", "1", "--no-evaluate")
+    # a second run (without the work after training, which the first checked) is the next version, with its seed
+    second = run_cli(*args[:-4], "--seed", "1", "--no-evaluate", "--no-classes", "--no-encoder")
     assert second.returncode == 0 and second.stdout.strip() == str(out / arch / "v2")
+    assert Store(out).get(arch).manifest.seed == 1 and "classes.json" not in Store(out).get(arch).manifest.files
 
-    version = Store(out).get(arch)
+    version = Store(out).get(arch, 1)
     m = version.manifest.model_dump(mode="json")
-    assert (m["name"], m["version"], m["architecture"], m["latent_dim"]) == (arch, 2, arch, 100)
-    assert m["image_shape"] == [1, size, size] and m["epochs"] == 1 and m["batch_size"] == 64 and m["seed"] == 1
+    assert (m["name"], m["version"], m["architecture"], m["latent_dim"]) == (arch, 1, arch, 100)
+    assert m["image_shape"] == [1, size, size] and m["epochs"] == 1 and m["batch_size"] == 64 and m["seed"] == 0
     assert m["dataset"] == "fashion-mnist" and m["learning_rate"] == 2e-4 and m["torch_version"] == torch.__version__
     networks = {f"{net}{suffix}" for net in ("generator", "discriminator", "encoder") for suffix in (".pt", ".pt2", ".onnx")}
     assert networks | {"classes.json", "classifier.pt"} | {f"report/{f}" for f in REPORT_FILES} == set(m["files"])
     assert set(m["forms"]) == {"generator", "discriminator", "encoder"}
     assert all(set(diffs) == {"export", "onnx"} and max(diffs.values()) < 1e-5 for diffs in m["forms"].values())
-    assert m["encoder"]["steps"] == 40
+    assert m["encoder"]["steps"] == 5
     assert m["iterations"] == 4
     assert (m["precision"], m["cuda_graphs"], m["world_size"], m["global_batch_size"]) == ("fp32", False, 1, 64)
 
@@ -114,7 +116,7 @@ def test_resume_refuses_a_run_of_another_architecture(tmp_path, fashion_dir):
 def _start_training(tmp_path, fashion_dir, epochs):
     cmd = [sys.executable, "-m", "trainer", "--arch", "gan", "--epochs", str(epochs), "--limit", "4096",
            "--out", str(tmp_path / "models"), "--data-dir", str(fashion_dir), "--no-progress", "--no-evaluate",
-           "--no-encoder"]
+           "--no-encoder", "--no-classes"]
     return cmd, subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -151,8 +153,11 @@ def test_sigkill_then_resume_finishes_the_run(tmp_path, fashion_dir):
     history = (version.path / "report" / "history.csv").read_text().splitlines()
     assert len(history) == 1 + epochs * 32
 
-    again = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "starting a new run" in again.stderr  # published runs are not resumed
+    # published runs are not resumed: a new one starts (of one epoch: all it has to show)
+    again = subprocess.run([*cmd[:cmd.index("--epochs") + 1], "1", *cmd[cmd.index("--epochs") + 2:], "--resume"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "starting a new run" in again.stderr
+    assert Store(tmp_path / "models").get("gan").manifest.iterations == 32
 
 
 @pytest.mark.slow

@@ -42,57 +42,76 @@ def trials(storage, study: str = "r3gan-fashion-mnist-32") -> list[optuna.trial.
     return optuna.load_study(study_name=study, storage=storage).get_trials()
 
 
-def test_a_study_prunes_poor_trials_and_its_best_recipe_trains(tmp_path, fashion_dir):
-    result = run_cli(*tiny(tmp_path, fashion_dir, "--trials", "5"), timeout=600)
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, fashion_dir):
+    """A study of three tiny trials: the preset (enqueued first, as a new study is), a trial that cannot learn (a
+    learning rate of 1e-9, far below the search's range: its first reading is the untrained generator's), then one
+    the sampler draws. Its folder, the command's output and the trials."""
+    root = tmp_path_factory.mktemp("study")
+    journal = root / "store" / ".tune" / "r3gan-fashion-mnist-32.journal"
+    journal.parent.mkdir(parents=True)
+    planned = optuna.create_study(study_name="r3gan-fashion-mnist-32",
+                                  storage=JournalStorage(JournalFileBackend(str(journal))))
+    planned.enqueue_trial({"lr_g": 2e-4, "lr_d": 2e-4, "batch_size": 64})
+    planned.enqueue_trial({"lr_g": 1e-9, "lr_d": 1e-9, "batch_size": 64})
+    result = run_cli(*tiny(root, fashion_dir, "--trials", "3"), timeout=600)
     assert result.returncode == 0, result.stderr
-    done = trials(tmp_path / "store" / ".tune" / "r3gan-fashion-mnist-32.journal")
-    states = [t.state for t in done]
-    assert TrialState.PRUNED in states and TrialState.COMPLETE in states, states  # successive halving at work
-    assert done[0].params == {"lr_g": 2e-4, "lr_d": 2e-4, "batch_size": 64}  # trial 0: the preset itself
-    assert "trial 0 complete" in result.stderr and "best: trial" in result.stderr
+    return root, result, trials(journal)
+
+
+def test_a_trial_that_trails_at_a_reading_is_pruned_there(study):
+    _, result, done = study
+    assert [t.state for t in done[:2]] == [TrialState.COMPLETE, TrialState.PRUNED]  # successive halving at work
+    assert list(done[1].intermediate_values) == [1] and done[1].intermediate_values[1] > done[0].intermediate_values[1]
+    assert "trial 0 complete" in result.stderr and "trial 1 pruned after reading 1" in result.stderr
+    assert len(done) == 3 and "best: trial" in result.stderr
+
+
+def test_the_best_trial_is_a_recipe_file_that_trains_and_is_recorded(study, fashion_dir):
+    root, _, done = study
     best = min((t for t in done if t.state == TrialState.COMPLETE), key=lambda t: t.value)
-    recipe = json.loads((tmp_path / "best.json").read_text())
+    recipe = json.loads((root / "best.json").read_text())
     assert recipe["arch"] == "r3gan" and recipe["base"] == "stable"
     assert {k: recipe["settings"][k] for k in best.params} == best.params
     assert recipe["size"] == {"features": 8, "groups": 4} and recipe["tuned"]["trial"] == best.number
 
-    trained = run_cli("trainer", "--recipe", str(tmp_path / "best.json"), "--epochs", "1", "--limit", "64",
-                      "--data-dir", str(fashion_dir), "--out", str(tmp_path / "models"), "--no-evaluate",
+    trained = run_cli("trainer", "--recipe", str(root / "best.json"), "--epochs", "1", "--limit", "64",
+                      "--data-dir", str(fashion_dir), "--out", str(root / "models"), "--no-evaluate",
                       "--no-classes", "--no-encoder", "--no-progress", timeout=300)
     assert trained.returncode == 0, trained.stderr
-    manifest = Store(tmp_path / "models").get("r3gan").manifest
+    manifest = Store(root / "models").get("r3gan").manifest
     assert manifest.recipe["name"] == "best" and manifest.recipe["source"]["trial"] == best.number
     assert manifest.recipe["lr_g"] == best.params["lr_g"] and manifest.config["features"] == 8
 
-    wrong = run_cli("trainer", "--recipe", str(tmp_path / "best.json"), "--arch", "dcgan", "--epochs", "1")
+    wrong = run_cli("trainer", "--recipe", str(root / "best.json"), "--arch", "dcgan", "--epochs", "1")
     assert_user_error(wrong, "is for r3gan, not --arch dcgan")
 
 
 def test_a_study_run_again_continues_and_a_killed_trial_resumes_from_its_state(tmp_path, fashion_dir):
+    journal = tmp_path / "store" / ".tune" / "r3gan-fashion-mnist-32.journal"
+    first = run_cli(*tiny(tmp_path, fashion_dir, "--trials", "1"), timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert trials(journal)[0].params == {"lr_g": 2e-4, "lr_d": 2e-4, "batch_size": 64}  # a new study: the preset
+
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    args = tiny(tmp_path, fashion_dir, "--trials", "2", "--pruner", "none", minutes=0.25)  # long enough to kill
-    worker = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    state = tmp_path / "store" / ".tune" / "r3gan-fashion-mnist-32" / "trial-0" / "state.pt"
+    worker = subprocess.Popen([sys.executable, "-m", *tiny(tmp_path, fashion_dir, "--trials", "2")], cwd=ROOT,
+                              env=env, stderr=subprocess.DEVNULL)
+    state = tmp_path / "store" / ".tune" / "r3gan-fashion-mnist-32" / "trial-1" / "state.pt"
     deadline = time.monotonic() + 120
-    while not state.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    while not state.exists() and time.monotonic() < deadline:  # its first epoch saved, in the middle of its minutes
+        time.sleep(0.1)
     assert state.exists(), "the trial saved no state"
     worker.send_signal(signal.SIGKILL)
     worker.wait()
+    assert [t.state for t in trials(journal)] == [TrialState.COMPLETE, TrialState.RUNNING]
 
-    journal = tmp_path / "store" / ".tune" / "r3gan-fashion-mnist-32.journal"
-    assert [t.state for t in trials(journal)] == [TrialState.RUNNING]
-    again = run_cli(*args, timeout=600)
+    again = run_cli(*tiny(tmp_path, fashion_dir, "--trials", "2"), timeout=600)
     assert again.returncode == 0, again.stderr
-    assert "trial 0 did not finish; it continues from its saved state" in again.stderr
+    assert "1 trial finished so far" in again.stderr  # trial 0 is kept, not run again
+    assert "trial 1 did not finish; it continues from its saved state" in again.stderr
     done = trials(journal)
-    assert done[0].state == TrialState.FAIL and done[1].user_attrs["run"] == "trial-0"  # the retry, on trial 0's run
-    assert [t.state for t in done[1:]] == [TrialState.COMPLETE] * 2
-    assert done[1].params == done[0].params
-    # one more trial: the two finished ones are kept, not run again
-    more = run_cli(*tiny(tmp_path, fashion_dir, "--trials", "3", "--pruner", "none", minutes=0.25), timeout=600)
-    assert more.returncode == 0, more.stderr
-    assert "2 trials finished so far" in more.stderr and len(trials(journal)) == 4
+    assert [t.state for t in done] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert done[2].user_attrs["run"] == "trial-1" and done[2].params == done[1].params  # the retry, on trial 1's run
 
 
 def test_a_study_refuses_another_question(tmp_path, fashion_dir):
@@ -142,16 +161,15 @@ def postgres():
 
 def test_two_workers_share_one_study_on_postgresql(tmp_path, fashion_dir, postgres):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    workers = [subprocess.Popen([sys.executable, "-m", *tiny(tmp_path / f"w{i}", fashion_dir, "--trials", "4",
-                                                             "--storage", postgres, "--pruner", "none",
-                                                             "--recipe-out", str(tmp_path / f"w{i}.json"))],
+    workers = [subprocess.Popen([sys.executable, "-m", *tiny(tmp_path / f"w{i}", fashion_dir, "--trials", "3",
+                                                             "--storage", postgres, "--pruner", "none")],
                                 cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) for i in range(2)]
     outputs = [w.communicate(timeout=600)[1] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     done = trials(optuna.storages.RDBStorage(postgres))
     finished = [t for t in done if t.state == TrialState.COMPLETE]
-    assert len(finished) >= 4 and len({t.number for t in finished}) == len(finished)
+    assert len(finished) >= 3 and len({t.number for t in finished}) == len(finished)
     pids = {t.user_attrs["worker"]["pid"] for t in finished}
     assert pids == {w.pid for w in workers}  # both took trials of the one study
     for i in range(2):  # and each wrote the best it knew of when it ended
-        assert json.loads((tmp_path / f"w{i}.json").read_text())["tuned"]["trial"] in {t.number for t in finished}
+        assert json.loads((tmp_path / f"w{i}" / "best.json").read_text())["tuned"]["trial"] in {t.number for t in finished}

@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     tuning = Tuning(args, chosen, fixed, space, study_name, tune_dir / study_name, metric, log)
     finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
     log(f"study {study_name} ({args.arch}, {metric.upper()} after {args.minutes_per_trial:g} minutes of training, "
-        f"{args.readings} readings): {finished} trials finished so far; searching "
+        f"{args.readings} readings): {finished} trial{'' if finished == 1 else 's'} finished so far; searching "
         f"{', '.join([*space.recipe, *space.size])}")
     callbacks = [report_finished(tuning)]
     if args.trials is not None:
