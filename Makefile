@@ -1,5 +1,6 @@
-# latentlab: `make demo` trains a small model if the store is empty and serves it;
-# `make test` runs the whole test suite. Both create and fill the virtualenv themselves.
+# latentlab: `make demo` trains a small model if the store is empty and serves it; `make check` runs the fast tier
+# (lint, import rules, the fast tests) before a commit; `make test` runs the whole test suite. Each creates and fills
+# the virtualenv itself.
 
 PYTHON    ?= python3
 VENV      ?= .venv
@@ -13,13 +14,15 @@ DEMO_RECIPE ?= stable
 DEMO_EPOCHS ?= 30
 DEMO_ENCODER_STEPS ?= 300
 PYTEST_ARGS ?= --durations=30
+# pytest-xdist workers for the parallel part of the suite (auto: one per CPU; tests/conftest.py gives each one thread)
+PYTEST_WORKERS ?= auto
 DOCS_PORT ?= 8001
 # the docs site, strictly: a broken link, a missing picture or a heading anchor that does not exist is an error
 SPHINX = $(BIN)/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
 
 export MODEL_DIR HOST PORT
 
-.PHONY: help install demo serve docs test bench clean
+.PHONY: help install demo serve docs check test bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -89,11 +92,17 @@ docs: $(VENV)/.stamp-docs  ## build the docs site from docs/ and serve it on :80
 	@echo "  the docs: http://$(HOST):$(DOCS_PORT)/  (Ctrl-C stops it)"
 	@$(BIN)/python -m http.server $(DOCS_PORT) --bind $(HOST) --directory docs/_build/html >/dev/null
 
+check: $(VENV)/.stamp-dev  ## the fast tier, for every commit: lint, import rules and the tests marked fast (a few minutes)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "fast and not slow" -q
+
 test: $(VENV)/.stamp-dev tests/clients/node_modules/.stamp $(RUNTIME_DIR)/node_modules/.stamp  ## install the test dependencies, lint, check the import rules, build the docs strictly, run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(SPHINX)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope -m "not serial" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS)
 
 bench: $(VENV)/.stamp-dev  ## serving benchmark on MODEL_DIR's dcgan: the forward limit, latentlab vs a naive FastAPI app under wrk
 	@command -v wrk >/dev/null || { echo "the benchmark needs wrk: apt-get install wrk"; exit 2; }

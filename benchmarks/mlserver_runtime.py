@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # latentlab's own check, without installing it
-from shared.imaging.precision import native_bf16  # noqa: E402
+from shared.imaging.precision import computing_in, resolve_precision  # noqa: E402
 
 try:
     from mlserver import MLModel
@@ -42,13 +42,12 @@ class Generator(MLModel):
         version = Path(self.settings.parameters.uri)
         self.generator = torch.jit.load(str(version / "generator.pt"), map_location="cpu").eval()
         self.generator = self.generator.to(memory_format=torch.channels_last)
-        self.bf16 = os.environ.get("GENERATOR_PRECISION", "auto") == "bf16" or (
-            os.environ.get("GENERATOR_PRECISION", "auto") == "auto" and native_bf16(torch.device("cpu")) is not None)
+        self.precision = resolve_precision(os.environ.get("GENERATOR_PRECISION", "auto"), "cpu")
         return True
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         latents = NumpyCodec.decode_input(payload.inputs[0]).astype(np.float32, copy=False)
-        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.bf16):
+        with torch.inference_mode(), computing_in(self.precision, "cpu"):
             images = self.generator(torch.from_numpy(latents))
         pixels = images.float().add(1).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
         return InferenceResponse(model_name=self.name, outputs=[

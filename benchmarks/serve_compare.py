@@ -46,7 +46,7 @@ from shared.imaging import torchscript  # noqa: E402
 from shared.imaging.devices import resolve_device  # noqa: E402
 from shared.imaging.grids import to_uint8  # noqa: E402
 from shared.imaging.latents import seeded_latents  # noqa: E402
-from shared.imaging.precision import BF16, FP32, computing_in, native_bf16  # noqa: E402
+from shared.imaging.precision import AUTO, BF16, FP32, allowed_precisions, computing_in  # noqa: E402
 from shared.store import Store  # noqa: E402
 
 LUA = ROOT / "benchmarks" / "generate.lua"
@@ -92,7 +92,7 @@ def forward_limit(generator: Path, device: str, precision: str = FP32, batches=(
 def forward_limits(generator: Path, device: str, runs: int = 3) -> dict[str, dict[int, float]]:
     """The limit in each precision the device computes natively, medians of `runs` rounds that alternate them, so
     that the ratio between them is measured side by side."""
-    precisions = [FP32] + ([BF16] if native_bf16(resolve_device(device)) else [])
+    precisions = allowed_precisions(AUTO, resolve_device(device))
     rounds = [{p: forward_limit(generator, device, p) for p in precisions} for _ in range(runs)]
     return {p: {b: statistics.median(r[p][b] for r in rounds) for b in rounds[0][p]} for p in precisions}
 

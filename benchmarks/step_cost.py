@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shared.imaging.pixels import to_model_range  # noqa: E402
-from shared.imaging.precision import AUTO, BF16, FP32, native_bf16  # noqa: E402
+from shared.imaging.precision import BF16, resolve_precision  # noqa: E402
 from trainer.architectures import count_parameters, get_architecture  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.nets import Nets  # noqa: E402
@@ -31,16 +31,15 @@ from trainer.step import train_step  # noqa: E402
 def images_per_second(cfg: TrainConfig, seconds: float) -> tuple[float, int, int]:
     arch = get_architecture(cfg.arch).at(cfg.channels, cfg.image_size, cfg.features, cfg.depth, cfg.groups)
     device = torch.device("cpu")
-    precision = cfg.precision if cfg.precision != AUTO else (BF16 if native_bf16(device) else FP32)
-    autocast = torch.bfloat16 if precision == BF16 else None
+    precision = resolve_precision(cfg.precision, device)
     torch.manual_seed(0)
-    nets = Nets.build(arch, build_recipe(cfg), device, channels_last=autocast is not None)
+    nets = Nets.build(arch, build_recipe(cfg), device, channels_last=precision == BF16)
     real = to_model_range(torch.randint(0, 256, (cfg.batch_size, *arch.image_shape), dtype=torch.uint8))
     for _ in range(3):  # warm-up: oneDNN picks its kernels
-        train_step(nets, build_recipe(cfg), real, torch.randn(cfg.batch_size, arch.latent_dim), autocast)
+        train_step(nets, build_recipe(cfg), real, torch.randn(cfg.batch_size, arch.latent_dim), precision)
     recipe, steps, started = build_recipe(cfg), 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        train_step(nets, recipe, real, torch.randn(cfg.batch_size, arch.latent_dim), autocast)
+        train_step(nets, recipe, real, torch.randn(cfg.batch_size, arch.latent_dim), precision)
         steps += 1
     rate = steps * cfg.batch_size / (time.perf_counter() - started)
     return rate, count_parameters(nets.G_local), count_parameters(nets.D_local)

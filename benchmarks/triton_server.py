@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # latentlab's own check, without installing it
-from shared.imaging.precision import native_bf16  # noqa: E402
+from shared.imaging.precision import computing_in, resolve_precision  # noqa: E402
 
 
 def main() -> int:
@@ -47,11 +47,11 @@ def main() -> int:
     # as latentlab loads it: eval mode, convolution weights channels-last (oneDNN's faster layout on the CPU)
     generator = torch.jit.load(str(Path(args.version) / "generator.pt"), map_location="cpu").eval()
     generator = generator.to(memory_format=torch.channels_last)
-    bf16 = args.precision == "bf16" or (args.precision == "auto" and native_bf16(torch.device("cpu")) is not None)
+    precision = resolve_precision(args.precision, "cpu")
 
     @batch
     def infer(latents: np.ndarray) -> dict[str, np.ndarray]:
-        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        with torch.inference_mode(), computing_in(precision, "cpu"):
             images = generator(torch.from_numpy(latents))
         pixels = images.float().add(1).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)  # latentlab's to_uint8
         return {"images": pixels.permute(0, 2, 3, 1).contiguous().numpy()}
@@ -62,7 +62,7 @@ def main() -> int:
                     inputs=[Tensor(name="latents", dtype=np.float32, shape=(latent_dim,))],
                     outputs=[Tensor(name="images", dtype=np.uint8, shape=(height, width, channels))],
                     config=ModelConfig(max_batch_size=args.max_batch, batcher=DynamicBatcher()))
-        print(f"ready: {args.name} on :{args.port}, {'bf16' if bf16 else 'fp32'}", flush=True)
+        print(f"ready: {args.name} on :{args.port}, {precision}", flush=True)
         triton.serve()
     return 0
 

@@ -19,6 +19,8 @@ from service.engine.admission import (
 )
 from service.engine.batcher import Batcher, InferenceWorker, QueueBudget
 
+pytestmark = pytest.mark.fast  # make check runs it on every commit
+
 
 class Clocked:
     """A forward that sleeps `per_latent` seconds a latent (plus `fixed`), optionally held at a gate, and an

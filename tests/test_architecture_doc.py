@@ -1,7 +1,11 @@
 """The architecture page's module table names every module of the three packages, and nothing that is gone."""
 import re
 
+import pytest
+
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.fast  # make check runs it on every commit
 
 PACKAGES = ("shared/store", "shared/imaging", "trainer", "trainer/networks", "trainer/evaluation", "service", "service/api",
             "service/api/routes", "service/operations", "service/engine")

@@ -4,6 +4,8 @@ import torch
 from trainer.architectures import ARCHITECTURES, count_parameters, get_architecture
 from trainer.networks.study import CNNGenerator
 
+pytestmark = pytest.mark.fast  # make check runs it on every commit
+
 # the seed's printed parameter counts: (discriminator, generator)
 SEED_COUNTS = {"gan": (100_609, 114_064), "dcgan": (661_697, 3_444_353)}
 

@@ -9,6 +9,8 @@ from service.api.auth import ApiKeys, read_keys
 from tests.conftest import assert_user_error, run_cli
 from tests.service_helpers import make_client, png, wait_for
 
+pytestmark = pytest.mark.fast  # make check runs it on every commit
+
 KEYS = ("k-first-8f2c9a", "k-second-1b7e44")
 GENERATE = {"model": "gan", "seed": 0, "count": 2}
 PROTECTED = [("GET", "/models", None), ("GET", "/models/gan", None), ("POST", "/generate", GENERATE),

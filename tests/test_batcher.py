@@ -7,6 +7,8 @@ import torch
 
 from service.engine.batcher import Batcher, InferenceWorker, Overloaded, QueueBudget
 
+pytestmark = pytest.mark.fast  # make check runs it on every commit
+
 
 class Recorder:
     """Observer and forward in one: records every batch; `hold()` makes the next forwards wait."""

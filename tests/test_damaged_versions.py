@@ -8,7 +8,11 @@ import json
 import logging
 import shutil
 
+import pytest
+
 from tests.service_helpers import copy_store, make_client, wait_for, wait_ready
+
+pytestmark = pytest.mark.fast  # make check runs it on every commit
 
 
 def flip_a_byte(path, offset: int = 5000) -> None:

@@ -8,6 +8,8 @@ from PIL import Image
 from tests.conftest import assert_user_error, make_idx_dataset, run_cli, write_idx
 from trainer.data import DataError, load_idx_split, load_training_images, read_idx, resize_uint8
 
+pytestmark = pytest.mark.fast  # make check runs it on every commit
+
 
 def test_reads_synthetic_idx_gz_and_raw(tmp_path):
     array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)

@@ -18,6 +18,8 @@ from tests.service_helpers import png
 from trainer.architectures import get_architecture
 from trainer.data import load_idx_split
 
+pytestmark = pytest.mark.fast  # make check runs it on every commit
+
 
 # ---------------------------------------------------------------------- interpolation, the maths
 @pytest.mark.parametrize("method", ["slerp", "lerp"])

@@ -9,6 +9,8 @@ from shared.imaging.grids import grid_size, make_grid, render_grid, to_uint8
 from shared.imaging.latents import seeded_latents, sweep_labels, sweep_latents
 from shared.imaging.png import encode_png
 
+pytestmark = pytest.mark.fast  # make check runs it on every commit
+
 
 @pytest.mark.parametrize("n,nrow,padding,channels", [(2, 8, 2, 1), (8, 8, 2, 1), (13, 5, 2, 1), (10, 3, 0, 3), (7, 4, 5, 3)])
 def test_grid_layout_matches_torchvision(n, nrow, padding, channels):

@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.fast  # make check runs it on every commit
+
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 

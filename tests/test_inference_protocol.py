@@ -16,6 +16,8 @@ from tritonclient.utils import InferenceServerException
 from tests.service_helpers import copy_model, copy_store, publish_trained, wait_for
 from tests.test_service_process import start_service, wait_ready
 
+pytestmark = pytest.mark.fast  # make check runs it on every commit
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, trained_store, conditional_store, fashion_dir):

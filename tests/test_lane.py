@@ -9,6 +9,8 @@ from service.api.app import create_app
 from service.api.settings import Settings
 from tests.service_helpers import copy_store, wait_ready
 
+pytestmark = pytest.mark.fast  # make check runs it on every commit
+
 KEY = "lane-key-0123456789"
 LATENT = [0.1] * 100
 COMPARED_HEADERS = ("content-type", "content-length", "x-model", "x-model-version", "x-image-count", "retry-after",

@@ -7,6 +7,8 @@ import pytest
 from shared.store import GENERATOR, MANIFEST, Manifest, Store, StoreError
 from shared.store.store import file_entries
 
+pytestmark = pytest.mark.fast  # make check runs it on every commit
+
 FORMAT_1 = Path(__file__).parent / "data" / "manifest-format1.json"  # written by the trainer before the typed model
 
 

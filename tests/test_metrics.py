@@ -5,6 +5,8 @@ import torch
 
 from trainer.evaluation.metrics import class_coverage, fid, frechet_distance, kid, mmd2_unbiased, precision_recall
 
+pytestmark = pytest.mark.fast  # make check runs it on every commit
+
 
 def gaussian(n, d, mean=0.0, std=1.0, seed=0):
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * std + mean

@@ -6,6 +6,8 @@ from PIL import Image
 
 from shared.imaging.png import encode_png
 
+pytestmark = pytest.mark.fast  # make check runs it on every commit
+
 
 @pytest.mark.parametrize("shape,mode", [((1, 1), "L"), ((274, 274), "L"), ((37, 5), "L"), ((9, 13, 3), "RGB"),
                                         ((4, 7, 4), "RGBA"), ((1096, 300, 1), "L")])

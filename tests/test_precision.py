@@ -52,6 +52,19 @@ def test_the_environment_switch_acts_as_a_device_without_native_bf16(capabilitie
     assert precision.native_bf16(torch.device("cpu")) is None
 
 
+def test_the_rule_auto_is_bf16_only_where_it_is_native_and_asked_precisions_are_kept(capabilities):
+    """The one rule everything resolves a precision with: the trainer, the engine and the benchmarks."""
+    cpu = torch.device("cpu")
+    capabilities({**NO_BF16, "avx512_bf16": True})
+    assert precision.allowed_precisions("auto", cpu) == ("fp32", "bf16") and precision.resolve_precision("auto", cpu) == "bf16"
+    capabilities(NO_BF16)
+    assert precision.allowed_precisions("auto", cpu) == ("fp32",) and precision.resolve_precision("auto", cpu) == "fp32"
+    assert precision.resolve_precision("bf16", cpu) == "bf16"  # asked for: kept, even emulated
+    assert precision.allowed_precisions("fp32", "cpu") == ("fp32",)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        precision.allowed_precisions("fp16", cpu)
+
+
 @pytest.mark.slow
 def test_how_a_version_is_served_shows_in_models_and_metrics(trained_store, monkeypatch):
     monkeypatch.setenv(precision.FORCE_NO_BF16, "1")  # a CPU without native bf16: auto changes nothing

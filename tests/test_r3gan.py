@@ -1,4 +1,6 @@
 """R3GAN (`--arch r3gan`): its networks (no normalisation, fix-up initialisation: every block starts as the
+
+pytestmark = pytest.mark.fast  # make check runs it on every commit
 identity; grouped convolutions; the [1,2,1] resampling), its loss (RpGAN with R1 and R2), its size flags, and a
 tiny one of each shape (grey and colour, 32 and 64 pixels, plain and class-conditional) trained, published in every
 form and served end to end as the DCGAN is: the trainer's pixels exactly, sweeps, semantic directions, projection,

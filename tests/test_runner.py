@@ -1,9 +1,12 @@
+import pytest
 import torch
 
 from service.engine.runner import GeneratorRunner, bucket_sizes
 from shared.imaging import torchscript
 from shared.imaging.grids import to_uint8
 from shared.imaging.latents import seeded_latents
+
+pytestmark = pytest.mark.fast  # make check runs it on every commit
 
 
 def test_bucket_sizes_are_powers_of_two_up_to_the_batch_limit():

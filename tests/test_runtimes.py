@@ -106,22 +106,22 @@ def without(version, *files: str):
 def test_a_version_is_offered_to_each_runtime_that_has_its_form_here(trained_store, monkeypatch):
     version, cpu = Store(trained_store).get("dcgan"), torch.device("cpu")
     has_openvino = importlib.util.find_spec("openvino") is not None
-    offered, _ = candidates(version, cpu, "auto", "auto", native_bf16=None)  # no native bf16: fp32 only
+    offered, _ = candidates(version, cpu, "auto", (precision.FP32,))  # no native bf16: fp32 only
     assert offered == [TS32, Candidate("export", "fp32"), ORT] + [Candidate("openvino", "fp32")] * has_openvino
-    offered, _ = candidates(version, cpu, "auto", "auto", native_bf16="avx512_bf16")
+    offered, _ = candidates(version, cpu, "auto", (precision.FP32, precision.BF16))
     assert TS16 in offered and Candidate("export", "bf16") in offered and len(offered) == 5 + 2 * has_openvino
-    offered, _ = candidates(version, cpu, "auto", "bf16", native_bf16=None)  # bf16 asked: bf16 only, even emulated
+    offered, _ = candidates(version, cpu, "auto", (precision.BF16,))  # bf16 asked: bf16 only, even emulated
     assert {c.precision for c in offered} == {"bf16"}
 
     # an older version without ONNX: ONNX Runtime asked for, the forms it has serve, and the reason says what to run
-    offered, left_out = candidates(without(version, "generator.onnx"), cpu, "onnxruntime", "fp32", None)
+    offered, left_out = candidates(without(version, "generator.onnx"), cpu, "onnxruntime", (precision.FP32,))
     assert offered == [TS32, Candidate("export", "fp32")]
     assert "no onnx form (python -m trainer.upgrade adds it)" in left_out[0]
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime"
                         else real_find_spec(name, *a))
-    offered, left_out = candidates(version, cpu, "auto", "fp32", None)
+    offered, left_out = candidates(version, cpu, "auto", (precision.FP32,))
     assert ORT not in offered
     assert "onnxruntime: onnxruntime is not installed (pip install 'latentlab[onnx]')" in left_out
 
@@ -147,7 +147,7 @@ def test_every_runtime_keeps_the_pixels_of_torchscript_fp32(store, model, reques
     latents; tests/test_precision.py holds bf16 to its bound on 512)."""
     version = Store(request.getfixturevalue(store)).get(model)
     layout, cpu = LatentLayout.of(version.manifest), torch.device("cpu")
-    offered, _ = candidates(version, cpu, "auto", "auto", native_bf16="forced")
+    offered, _ = candidates(version, cpu, "auto", (precision.FP32, precision.BF16))
     module = load_network(version.path, version.manifest.files, "generator")
     build = Forwards(version, cpu, layout, 64, False, module, "torchscript")
     z = layout.seeded(3, 64)

@@ -10,6 +10,8 @@ import pytest
 
 from tests.service_helpers import copy_store, make_client, png, wait_for, wait_ready
 
+pytestmark = pytest.mark.fast  # make check runs it on every commit
+
 SERVICE_SETTINGS = {"max_batch_latents": 32, "max_batch_wait_ms": 5}  # for the conftest `client`
 
 def pixels(response) -> np.ndarray:

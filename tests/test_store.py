@@ -11,6 +11,8 @@ import pytest
 from shared.store import GENERATOR, MANIFEST, Damage, InvalidName, NotFound, Store, StoreError, validate_name
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.fast  # make check runs it on every commit
+
 
 def publish_dummy(root: Path, name: str = "m", payload: bytes = b"weights") -> int:
     store = Store(root)

@@ -9,6 +9,8 @@ from trainer.config import TrainConfig
 from trainer.loop import train
 from trainer.state import HISTORY_COLUMNS, STATE_FILE, TrainingState, resume_or_start
 
+pytestmark = pytest.mark.fast  # make check runs it on every commit
+
 
 def _config(fashion_dir, epochs):
     return TrainConfig(arch="gan", epochs=epochs, limit=512, batch_size=32, data_dir=str(fashion_dir), device="cpu")

@@ -14,6 +14,7 @@ import logging
 
 import torch
 
+from shared.imaging.precision import FP32
 from trainer.nets import Nets
 from trainer.recipe import Recipe
 from trainer.step import eager_step
@@ -27,8 +28,8 @@ class GraphedStep:
     """Calls like `train_step` on (dataset, indices, noise); replays a captured graph for full batches."""
 
     def __init__(self, nets: Nets, recipe: Recipe, data: torch.Tensor, batch_size: int, latent_dim: int,
-                 autocast: torch.dtype | None = None, labels: torch.Tensor | None = None) -> None:
-        self.eager = eager_step(nets, recipe, data, autocast, labels)
+                 precision: str = FP32, labels: torch.Tensor | None = None) -> None:
+        self.eager = eager_step(nets, recipe, data, precision, labels)
         self.batch_size = batch_size
         device = data.device
         self.idx = torch.zeros(batch_size, dtype=torch.long, device=device)

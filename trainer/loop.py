@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from shared.imaging.devices import resolve_device
-from shared.imaging.precision import AUTO, BF16, FP32, native_bf16
+from shared.imaging.precision import BF16, resolve_precision
 from trainer.architectures import Architecture, get_architecture, run_architecture
 from trainer.average import published_generator
 from trainer.board import Board
@@ -109,7 +109,6 @@ class Settled:
     arch: Architecture
     steps_per_epoch: int
     cuda_graphs: bool
-    autocast: torch.dtype | None
     channels_last: bool
 
 
@@ -120,11 +119,8 @@ def settle(cfg: TrainConfig, ranks: Ranks = Ranks(), log: Callable[[str], None] 
     size = get_architecture(cfg.arch).at(cfg.channels, cfg.image_size, cfg.features).image_size  # refused now if bad
     training_set = load_training_set(cfg.dataset, cfg.data_dir, size, cfg.channels, cfg.limit, log=log)
     images = training_set.images.to(device)
-    precision = cfg.precision
-    if precision == AUTO:  # the recipe's choice for this device, recorded as what it trained in
-        precision = BF16 if native_bf16(device) else FP32
-    cfg = with_budget(dataclasses.replace(
-        cfg, channels=images.shape[1], image_size=size, precision=precision,
+    cfg = with_budget(dataclasses.replace(  # auto's precision resolved here: recorded as what the run trained in
+        cfg, channels=images.shape[1], image_size=size, precision=resolve_precision(cfg.precision, device),
         class_names=list(training_set.classes) if cfg.conditional else []), images.shape[0])
     if (cfg.r1 or cfg.r2) and ranks.distributed:
         raise ConfigError("the R1 and R2 penalties (--r1, --r2, part of --recipe stable) do not work under torchrun: "
@@ -133,14 +129,13 @@ def settle(cfg: TrainConfig, ranks: Ranks = Ranks(), log: Callable[[str], None] 
         raise ConfigError("--d-steps above 1 does not work under torchrun (a step's batches would be sharded "
                           "differently from one process's); use --d-steps 1, or train in one process")
     arch = run_architecture(cfg)
-    autocast = torch.bfloat16 if cfg.precision == BF16 else None
     return Settled(
         config=cfg, device=device, images=images, arch=arch,
         labels=torch.eye(arch.classes, device=device)[training_set.labels.to(device)] if arch.classes else None,
         steps_per_epoch=steps_per_epoch(images.shape[0], cfg.batch_size, ranks, cfg.d_steps),
-        cuda_graphs=use_cuda_graphs(cfg.cuda_graphs, device, ranks), autocast=autocast,
+        cuda_graphs=use_cuda_graphs(cfg.cuda_graphs, device, ranks),
         # bf16 on NHWC weights; fp32 keeps the study's layout, so its runs stay bit-identical to the study's step
-        channels_last=autocast is not None if cfg.channels_last is None else cfg.channels_last)
+        channels_last=cfg.precision == BF16 if cfg.channels_last is None else cfg.channels_last)
 
 
 def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, log: Callable[[str], None] = print,
@@ -170,9 +165,9 @@ def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, l
     # The step: one captured CUDA graph, or eager.
     if run.cuda_graphs:
         step = GraphedStep(nets, recipe, run.images, cfg.batch_size * cfg.d_steps, run.arch.latent_dim,
-                           run.autocast, run.labels)
+                           cfg.precision, run.labels)
     else:
-        step = eager_step(nets, recipe, run.images, run.autocast, run.labels)
+        step = eager_step(nets, recipe, run.images, cfg.precision, run.labels)
 
     # Train epoch by epoch, saving the state after each.
     board = _open_board(tensorboard, cfg, state, steps) if ranks.is_main else None

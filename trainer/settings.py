@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from shared.errors import UserError
+from shared.imaging import precision
 from shared.store.atomic import atomic_write
 from trainer.augment import parse_policies
 
@@ -35,7 +36,6 @@ ALIASES = {"seed": "study"}  # the study's recipe was called `seed`: old command
 DEFAULT_PRESET = {"resnet": "stable", "r3gan": "stable"}
 LOSSES = ("bce", "hinge", "rpgan")
 D_NORMS = ("batch", "spectral", "none")
-PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def _checked(convert: Callable[[str], Any], ok: Callable[[Any], bool], must: str) -> Callable[[str], Any]:
@@ -144,7 +144,7 @@ RECIPE_SETTINGS = (
             metavar="WEIGHT", presets={"stable": {"gan": 1.0, "dcgan": 1.0, "resnet": 1.0, "r3gan": 1.0}}),
     Setting("precision", str, "fp32", "bf16: forward passes under bfloat16 autocast, weights and optimisers in fp32, "
             "convolutions channels-last; auto: bf16 where the device computes it natively (AMX or AVX512-BF16, "
-            "CUDA 8.0+), else fp32; the work after training runs in the same precision", choices=PRECISIONS,
+            "CUDA 8.0+), else fp32; the work after training runs in the same precision", choices=precision.CHOICES,
             presets={"stable": {"dcgan": "auto", "resnet": "auto", "r3gan": "auto"}}),
 )
 SETTINGS = {s.name: s for s in RECIPE_SETTINGS}

@@ -11,21 +11,21 @@ from typing import Callable
 import torch
 
 from shared.imaging.pixels import to_model_range
+from shared.imaging.precision import FP32, computing_in
 from trainer.average import update_ema
 from trainer.nets import Nets
 from trainer.recipe import Recipe
 
 
-def train_step(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tensor,
-               autocast: torch.dtype | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+def train_step(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tensor, precision: str = FP32,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
     """Update D on `real` and G(`noise`) (`recipe.d_steps` times, each on its own equal share of both), then G
     on the last share's fakes, then G's average; return the last (loss_D, loss_G, D's mean score on real
     images, on generated ones): probabilities for BCE, raw outputs for the hinge loss (trainer.state's
     HISTORY_COLUMNS).
 
-    Both players see D's inputs through the recipe's augmentation. With `autocast` (torch.bfloat16), the
-    forward passes run in that precision; the weights, their gradients and the optimisers stay fp32. The
-    cast cache is off: inside a CUDA graph it must be.
+    Both players see D's inputs through the recipe's augmentation. In `precision` bf16, the forward passes run
+    under bfloat16 autocast; the weights, their gradients and the optimisers stay fp32.
 
     A conditional step has `labels`, the real images' classes as one-hot rows: G makes each fake in the class
     of a real image (so both sides have the data's classes), and D is told each image's class."""
@@ -33,9 +33,9 @@ def train_step(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tens
     shares = [s.tensor_split(recipe.d_steps) for s in (real, noise)]
     label_shares = labels.tensor_split(recipe.d_steps) if labels is not None else [None] * recipe.d_steps
     for real_share, noise_share, y in zip(*shares, label_shares):
-        fake, d_real, d_fake, loss_D = discriminator_update(nets, recipe, real_share, noise_share, autocast, y)
+        fake, d_real, d_fake, loss_D = discriminator_update(nets, recipe, real_share, noise_share, precision, y)
 
-    with _autocast(real.device.type, autocast):
+    with computing_in(precision, real.device):
         real_seen = recipe.d_input(real_share, nets.steps) if objective.adversarial.relativistic else None
         loss_G = objective.generator(nets.D_local, recipe.d_input(fake, nets.steps), y, real_seen)
     nets.opt_G.zero_grad(set_to_none=True)
@@ -50,10 +50,10 @@ def train_step(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tens
 
 
 def discriminator_update(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tensor,
-                         autocast: torch.dtype | None, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+                         precision: str = FP32, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """One step of D's optimiser on `real` against G(`noise`) (of the same classes, `labels`, when conditional);
     returns the fakes (still attached to G), D's outputs on both, and its loss."""
-    with _autocast(real.device.type, autocast):
+    with computing_in(precision, real.device):
         fake = nets.G(noise if labels is None else torch.cat([noise, labels], 1))
         loss_D, d_real, d_fake = recipe.objective.discriminator(
             nets.D, nets.D_local, real, fake, labels, lambda images: recipe.d_input(images, nets.steps),
@@ -64,17 +64,13 @@ def discriminator_update(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: 
     return fake, d_real, d_fake, loss_D
 
 
-def _autocast(device_type: str, dtype: torch.dtype | None) -> torch.autocast:
-    return torch.autocast(device_type, dtype=dtype or torch.bfloat16, enabled=dtype is not None, cache_enabled=False)
-
-
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (dataset indices, noise) -> the step's statistics
 
 
-def eager_step(nets: Nets, recipe: Recipe, data: torch.Tensor, autocast: torch.dtype | None = None,
+def eager_step(nets: Nets, recipe: Recipe, data: torch.Tensor, precision: str = FP32,
                labels: torch.Tensor | None = None) -> Step:
     """`train_step` on the dataset's rows `idx` (uint8, on the device) and `noise`; conditional with `labels`,
     the dataset's one-hot classes (N, classes) on the device (gathered, not computed: no host sync)."""
     if labels is None:
-        return lambda idx, noise: train_step(nets, recipe, to_model_range(data[idx]), noise, autocast)
-    return lambda idx, noise: train_step(nets, recipe, to_model_range(data[idx]), noise, autocast, labels[idx])
+        return lambda idx, noise: train_step(nets, recipe, to_model_range(data[idx]), noise, precision)
+    return lambda idx, noise: train_step(nets, recipe, to_model_range(data[idx]), noise, precision, labels[idx])

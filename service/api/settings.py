@@ -8,7 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.api.ceilings import IMAGES_CEILING, PROJECT_STEPS_CEILING, SCALE_CEILING
 from shared.imaging.devices import DEVICE_PATTERN
-from shared.imaging.precision import AUTO, SETTINGS
+from shared.imaging.precision import AUTO, CHOICES
 
 
 class Settings(BaseSettings):
@@ -35,7 +35,7 @@ class Settings(BaseSettings):
                                       description="a request predicted to be done later than this after it arrives "
                                                   "gets 503 + Retry-After at once; one still waiting then is dropped")
     cuda_graphs: bool = Field(True, description="on CUDA, replay the generator as CUDA graphs per batch-size bucket")
-    precision: str = Field(AUTO, pattern=f"^({'|'.join(SETTINGS)})$",
+    precision: str = Field(AUTO, pattern=f"^({'|'.join(CHOICES)})$",
                            description="what generators compute in: fp32 (the trainer's pixels exactly), bf16 "
                                        "(autocast), or auto: bf16 where the device has it natively (AMX or "
                                        "AVX512-BF16, CUDA 8.0+) and the warm-up measures it faster, else fp32")

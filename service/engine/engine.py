@@ -25,7 +25,7 @@ from service.engine.runtimes import Forwards, candidates
 from shared.imaging.latents import LatentLayout, seeded_latents
 from shared.imaging.networks import load_classifier, load_network, readable_form
 from shared.imaging.pixels import to_model_range
-from shared.imaging.precision import native_bf16
+from shared.imaging.precision import allowed_precisions, native_bf16
 from shared.store import CLASSES, ClassSemantics, NotFound, Version, form_file
 
 
@@ -84,7 +84,7 @@ class Engine:
             directions = semantic_directions(module, version.latent_dim,  # once per version: a small eigh
                                              version.manifest.input_classes)
             native = native_bf16(self.device)
-            offered, left_out = candidates(version, self.device, s.runtime, s.precision, native)
+            offered, left_out = candidates(version, self.device, s.runtime, allowed_precisions(s.precision, self.device))
             build = Forwards(version, self.device, layout, s.max_batch_latents, s.cuda_graphs, module,
                              readable_form(files, "generator"))
             plan = choose_forwards(offered, build, layout, s.max_batch_latents,

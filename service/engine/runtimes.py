@@ -64,11 +64,11 @@ def precisions(runtime: str, device: torch.device) -> tuple[str, ...]:
     return (FP32, BF16) if device.type == "cpu" else ()  # OpenVINO: its CPU plugin
 
 
-def candidates(version: Version, device: torch.device, runtime: str, precision: str,
-               native_bf16: str | None) -> tuple[list[Candidate], list[str]]:
-    """The (runtime, precision) pairs `version` can be served with, as RUNTIME and PRECISION ask, in order of
-    preference; and what was left out, and why. `auto` precision takes bf16 only where the device computes it
-    natively. A runtime asked for whose form the version lacks (an older version) falls back to what it has."""
+def candidates(version: Version, device: torch.device, runtime: str,
+               allowed: tuple[str, ...]) -> tuple[list[Candidate], list[str]]:
+    """The (runtime, precision) pairs `version` can be served with, as RUNTIME asks and among the precisions
+    PRECISION `allowed` (shared.imaging.precision.allowed_precisions), in order of preference; and what was left
+    out, and why. A runtime asked for whose form the version lacks (an older version) falls back to what it has."""
     files, chosen, left_out = version.manifest.files, [], []
     for name in (RUNTIMES if runtime == AUTO else (runtime,)):
         why = unavailable(name)
@@ -79,11 +79,9 @@ def candidates(version: Version, device: torch.device, runtime: str, precision: 
         if why is not None:
             left_out.append(f"{name}: {why}")
             continue
-        for p in precisions(name, device):
-            if p == precision or (precision == AUTO and (p == FP32 or native_bf16 is not None)):
-                chosen.append(Candidate(name, p))
+        chosen += [Candidate(name, p) for p in precisions(name, device) if p in allowed]
     if not chosen and runtime != AUTO:
-        fallback, more = candidates(version, device, AUTO, precision, native_bf16)
+        fallback, more = candidates(version, device, AUTO, allowed)
         return fallback, [*left_out, "so it is served as RUNTIME=auto would serve it"] + more
     if not chosen:
         raise ValueError(f"{version.name} v{version.version} cannot be served here: " + "; ".join(left_out))

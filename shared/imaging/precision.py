@@ -1,9 +1,10 @@
 """The precision generators run in: fp32, or bf16 autocast (bfloat16 matrix products, fp32 weights).
 
-Every reader that runs a generator (the service's engine, the trainer's evaluation, class semantics, encoder
-and projection) computes through `computing_in`, so a precision means the same thing everywhere. `native_bf16`
-says whether a device has bf16 arithmetic in hardware (CPU: AMX tiles or AVX512-BF16; CUDA: compute capability
-8.0, Ampere, or later); where it does not, bf16 is emulated and only slower, so `auto` never picks it there.
+Everything that runs a network (the trainer's step, the service's engine, evaluation, class semantics, the
+encoder, projection, the benchmarks) computes through `computing_in`, and resolves what a user asked for through
+`allowed_precisions`, so a precision means the same thing everywhere. `native_bf16` says whether a device has
+bf16 arithmetic in hardware (CPU: AMX tiles or AVX512-BF16; CUDA: compute capability 8.0, Ampere, or later); where
+it does not, bf16 is emulated and only slower, so `auto` never picks it there.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 FP32, BF16, AUTO = "fp32", "bf16", "auto"
 PRECISIONS = (FP32, BF16)  # what a forward can run in
-SETTINGS = (AUTO, *PRECISIONS)  # what a user can ask for
+CHOICES = (AUTO, *PRECISIONS)  # what a user can ask for
 FORCE_NO_BF16 = "LATENTLAB_NO_NATIVE_BF16"  # set (to anything but "" or 0): act as a CPU without native bf16
 
 # The pixel contract of bf16: against fp32 on the same latents, no grey level (0-255) differs by more than this,
@@ -55,6 +56,22 @@ def native_bf16(device: "torch.device") -> str | None:
         features = cpu_bf16_features()
         return features[0] if features else None
     return None
+
+
+def allowed_precisions(asked: str, device: "torch.device | str") -> tuple[str, ...]:
+    """The precision rule: what asking for `asked` (one of CHOICES) allows on `device`, the one to prefer last.
+    `auto` is fp32, and bf16 too (preferred) where the device computes it natively; fp32 and bf16 are what they say
+    (bf16 where it is emulated: slower, never wrong)."""
+    import torch
+
+    if asked == AUTO:
+        return (FP32, BF16) if native_bf16(torch.device(device)) else (FP32,)
+    return (check_precision(asked),)
+
+
+def resolve_precision(asked: str, device: "torch.device | str") -> str:
+    """The one precision a run computes in when it does not measure: the preferred of what `asked` allows."""
+    return allowed_precisions(asked, device)[-1]
 
 
 def check_precision(precision: str, allowed: tuple[str, ...] = PRECISIONS) -> str:
