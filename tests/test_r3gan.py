@@ -104,6 +104,12 @@ def test_the_relativistic_loss_pairs_real_and_fake_and_the_penalties_are_zero_ce
         without, _, _ = base.discriminator(judged, judged, *images, None, lambda x: x, torch.zeros(2))
         # |grad|^2 = 4 x 0.5^2 = 1 for every image: gamma/2 x 1 per penalty
         assert torch.isclose(with_penalties - without, torch.tensor(expected)), (r1, r2)
+    # lazy: only on the steps told to penalise, as many times as strong as they are rare
+    lazy = Objective(loss, r1=2.0, r2=2.0, penalty_every=4)
+    for penalise, expected in ((False, 0.0), (True, 8.0)):
+        with_penalties, _, _ = lazy.discriminator(judged, judged, *images, None, lambda x: x, torch.zeros(2), penalise)
+        without, _, _ = base.discriminator(judged, judged, *images, None, lambda x: x, torch.zeros(2))
+        assert torch.isclose(with_penalties - without, torch.tensor(expected)), penalise
 
 
 def test_the_cli_offers_it_with_its_size_flags_and_its_own_recipe(tmp_path):

@@ -125,6 +125,9 @@ def settle(cfg: TrainConfig, ranks: Ranks = Ranks(), log: Callable[[str], None] 
     if (cfg.r1 or cfg.r2) and ranks.distributed:
         raise ConfigError("the R1 and R2 penalties (--r1, --r2, part of --recipe stable) do not work under torchrun: "
                           "their double backward does not pass through DDP; add --r1 0 --r2 0, or train in one process")
+    if cfg.penalty_every > 1 and use_cuda_graphs(cfg.cuda_graphs, device, ranks) and (cfg.r1 or cfg.r2):
+        raise ConfigError("--penalty-every above 1 needs eager steps (a captured graph takes the same path every "
+                          "step): add --cuda-graphs off, or --penalty-every 1")
     if cfg.d_steps > 1 and ranks.distributed:
         raise ConfigError("--d-steps above 1 does not work under torchrun (a step's batches would be sharded "
                           "differently from one process's); use --d-steps 1, or train in one process")

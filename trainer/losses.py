@@ -98,6 +98,8 @@ class Objective:
     """The adversarial loss plus D's regularisers, each off at 0:
     - `r1`: gamma/2 E|grad_x D(x)|^2 on real images (Mescheder et al. 2018);
     - `r2`: the same on generated images (R3GAN pairs both with the relativistic loss);
+    - `penalty_every`: R1 and R2 only every K steps, K times as strong (StyleGAN2's lazy regularisation: the
+      double backward they need is the dearest part of a step);
     - `lecam`: LeCam regularisation towards moving anchors (Tseng et al. 2021);
     - `class_loss`: for a conditional D, cross-entropy of its projection class scores: on real images in D's
       loss (fakes would teach D G's mistakes: TAC-GAN's argument), on G's fakes, as the class they were drawn
@@ -106,24 +108,26 @@ class Objective:
     adversarial: AdversarialLoss
     r1: float = 0.0
     r2: float = 0.0
+    penalty_every: int = 1
     lecam: float = 0.0
     class_loss: float = 0.0
 
     def discriminator(self, D: nn.Module, D_local: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                       labels: torch.Tensor | None, seen: Callable[[torch.Tensor], torch.Tensor],
-                      anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      anchors: torch.Tensor, penalise: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """D's loss on `real` against `fake` (of the classes `labels` when conditional), as D sees them through
-        `seen` (the recipe's augmentation and noise); with D's outputs on both. `D` is the DDP wrapper when
-        distributed: only its forward all-reduces the gradients in backward, once for both terms."""
-        real = real.detach().requires_grad_(bool(self.r1))
-        fake = fake.detach().requires_grad_(bool(self.r2))
+        `seen` (the recipe's augmentation and noise); with D's outputs on both; R1 and R2 when `penalise` (every
+        `penalty_every`th step). `D` is the DDP wrapper when distributed: only its forward all-reduces the gradients
+        in backward, once for both terms."""
+        real = real.detach().requires_grad_(bool(self.r1) and penalise)
+        fake = fake.detach().requires_grad_(bool(self.r2) and penalise)
         d_real, class_term = self._judged(D, seen(real), labels)
         d_fake = D_local(seen(fake), *_given(labels))
         loss = self.adversarial.discriminator(d_real.float(), d_fake.float()) + class_term
         if self.lecam:
             loss = loss + self.lecam * lecam_penalty(d_real.float(), d_fake.float(), anchors)
-        penalised = [(weight, images, logits) for weight, images, logits in ((self.r1, real, d_real),
-                                                                            (self.r2, fake, d_fake)) if weight]
+        penalised = [(weight * self.penalty_every, images, logits) for weight, images, logits
+                     in ((self.r1, real, d_real), (self.r2, fake, d_fake)) if weight and penalise]
         if penalised:  # both gradients from one double backward: each image batch only reaches its own logits
             grads = torch.autograd.grad(sum(logits.float().sum() for _, _, logits in penalised),
                                         [images for _, images, _ in penalised], create_graph=True)

@@ -11,7 +11,8 @@ usable alone:
 - separate learning rates for D and G (`lr_d`, `lr_g`: two time-scale updates, Heusel et al. 2017);
 - differentiable augmentation of what D sees (`augment`, `augment_p`: DiffAugment, Zhao et al. 2020);
 - an R1 gradient penalty on real images (`r1`, Mescheder et al. 2018), and R2 on generated ones (`r2`: R3GAN
-  uses both, with the relativistic loss `loss="rpgan"`);
+  uses both, with the relativistic loss `loss="rpgan"`), either every step or every K steps K times as strong
+  (`penalty_every`: StyleGAN2's lazy regularisation);
 - several discriminator updates per generator update (`d_steps`, as WGAN's n_critic: each on its own batch);
 - Adam's first moment off (`beta1=0`, as SA-GAN and BigGAN train with two time scales);
 - instance noise on D's inputs, annealed linearly to zero over the run (`instance_noise`, Sønderby et al. 2017;
@@ -97,7 +98,7 @@ def build_recipe(cfg: TrainConfig, total_steps: int = 1) -> Recipe:
     """The recipe of `cfg`, for a run of `total_steps` generator updates (the instance noise's schedule)."""
     betas = (cfg.beta1, cfg.beta2)
     policies = parse_policies(cfg.augment)
-    objective = Objective(LOSSES[cfg.loss](), r1=cfg.r1, r2=cfg.r2, lecam=cfg.lecam, class_loss=cfg.class_loss)
+    objective = Objective(LOSSES[cfg.loss](), r1=cfg.r1, r2=cfg.r2, penalty_every=cfg.penalty_every, lecam=cfg.lecam, class_loss=cfg.class_loss)
     return Recipe(cfg.recipe, objective, optimizer_G=Adam(cfg.lr_g or cfg.lr, betas),
                   optimizer_D=Adam(cfg.lr_d or cfg.lr, betas), ema=cfg.ema, ema_warmup=cfg.ema_warmup,
                   ema_kimg=cfg.ema_kimg, images_per_step=cfg.batch_size * cfg.world_size,

@@ -133,6 +133,9 @@ RECIPE_SETTINGS = (
     Setting("r2", float, 0.0, "R2 gradient penalty on generated images, weight GAMMA (0: off; R3GAN's recipe "
             "gives it R1's weight)", non_negative, metavar="GAMMA", presets={"stable": {"r3gan": 1.0}},
             search=Search(0.01, 10.0, log=True)),
+    Setting("penalty_every", int, 1, "apply R1 and R2 only every K steps, K times as strong (StyleGAN2's lazy "
+            "regularisation: their double backward is the dearest part of a step; not with CUDA graphs)",
+            positive_int, metavar="K", search=Search(choices=(1, 4, 8))),
     Setting("d_steps", int, 1, "discriminator updates per generator update, each on its own batch (an epoch is then "
             "1/K as many generator updates; one process only)", positive_int, metavar="K"),
     Setting("instance_noise", float, 0.0, "Gaussian noise of this std (pixels in [-1, 1]) on everything D sees, "

@@ -32,8 +32,11 @@ def train_step(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tens
     objective = recipe.objective
     shares = [s.tensor_split(recipe.d_steps) for s in (real, noise)]
     label_shares = labels.tensor_split(recipe.d_steps) if labels is not None else [None] * recipe.d_steps
+    # lazy penalties: read the step count only when they are lazy (a host sync on CUDA; eager steps only)
+    penalise = objective.penalty_every == 1 or int(nets.steps) % objective.penalty_every == 0
     for real_share, noise_share, y in zip(*shares, label_shares):
-        fake, d_real, d_fake, loss_D = discriminator_update(nets, recipe, real_share, noise_share, precision, y)
+        fake, d_real, d_fake, loss_D = discriminator_update(nets, recipe, real_share, noise_share, precision, y,
+                                                            penalise)
 
     with computing_in(precision, real.device):
         real_seen = recipe.d_input(real_share, nets.steps) if objective.adversarial.relativistic else None
@@ -50,14 +53,15 @@ def train_step(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tens
 
 
 def discriminator_update(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tensor,
-                         precision: str = FP32, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+                         precision: str = FP32, labels: torch.Tensor | None = None,
+                         penalise: bool = True) -> tuple[torch.Tensor, ...]:
     """One step of D's optimiser on `real` against G(`noise`) (of the same classes, `labels`, when conditional);
     returns the fakes (still attached to G), D's outputs on both, and its loss."""
     with computing_in(precision, real.device):
         fake = nets.G(noise if labels is None else torch.cat([noise, labels], 1))
         loss_D, d_real, d_fake = recipe.objective.discriminator(
             nets.D, nets.D_local, real, fake, labels, lambda images: recipe.d_input(images, nets.steps),
-            nets.lecam_anchors)
+            nets.lecam_anchors, penalise)
     nets.opt_D.zero_grad(set_to_none=True)
     loss_D.backward()
     nets.opt_D.step()
