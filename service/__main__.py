@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 
 # After each parallel region OpenMP's threads spin, waiting for the next: on a small CPU that spinning takes the
-# core the event loop needs to parse, encode and write responses. Passive threads sleep at once (at 1 image x 32
-# connections: 0.83-0.89x the CPU per request; docs/results.md, "Where a request's CPU goes, beside Triton").
+# core the event loop needs to parse, encode and write responses. Passive threads sleep at once (measured in
+# docs/results/serving.md, "Where a request's CPU goes, beside Triton").
 # Set before torch loads OpenMP; an operator's own OMP_WAIT_POLICY wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

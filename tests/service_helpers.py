@@ -1,12 +1,18 @@
-"""Helpers for service tests: an app on a store, waiting for versions, publishing more versions."""
+"""Helpers for service tests: an app on a store, a `python -m service` process, waiting for versions, publishing
+more versions."""
 from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -15,7 +21,7 @@ from latentlab.results import ImageResult
 from service.api.app import create_app
 from service.api.settings import Settings
 from shared.store import GENERATOR, Store
-from tests.conftest import built_once, train_and_publish
+from tests.conftest import ROOT, built_once, train_and_publish
 from trainer.config import TrainConfig
 
 # Admission has its own tests (test_admission, test_serving_engine): elsewhere a slow or busy CI machine must not
@@ -41,6 +47,36 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):
 
 def wait_ready(client: TestClient) -> None:
     wait_for(lambda: client.get("/readyz").status_code == 200)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(env: dict, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """`python -m service` with `env` on `port` (a free one), patient in admission; the process and its URL."""
+    port = port or free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT,
+                            env={**os.environ, "HOST": "127.0.0.1", "PORT": str(port),
+                                 "MAX_QUEUE_DELAY_MS": str(PATIENT_QUEUE_DELAY_MS), **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_serving(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Until the `python -m service` process `proc` answers GET /readyz with 200 (a failure if it exits first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("service did not become ready")
 
 
 def png(response) -> Image.Image:

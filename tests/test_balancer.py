@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT
-from tests.test_service_process import free_port, start_service, wait_ready
+from tests.service_helpers import free_port, start_service, wait_serving
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from load import ClientLoad  # noqa: E402
@@ -27,7 +27,7 @@ class Replicas:
         self.store, self.ports = store, [free_port() for _ in range(3)]
         started = [self.launch(port) for port in self.ports]  # all three at once, then each waited for
         for proc, url in started:
-            wait_ready(url, proc)
+            wait_serving(url, proc)
         self.procs = [proc for proc, _ in started]
 
     def launch(self, port: int):
@@ -37,7 +37,7 @@ class Replicas:
 
     def start(self, port: int):
         proc, url = self.launch(port)
-        wait_ready(url, proc)
+        wait_serving(url, proc)
         return proc
 
     def restart(self, i: int, sig: int) -> int | None:

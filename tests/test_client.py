@@ -38,7 +38,7 @@ from shared.imaging.sampling import generate, sweep_layout
 from shared.imaging.torchscript import load
 from shared.store import Store
 from tests.conftest import ROOT
-from tests.test_service_process import start_service, wait_ready
+from tests.service_helpers import start_service, wait_serving
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -49,7 +49,7 @@ KEY = "client-test-key"
 def service(model_dir: Path, **env):
     proc, url = start_service({"MODEL_DIR": str(model_dir), "DEVICE": "cpu", **env})
     try:
-        wait_ready(url, proc)
+        wait_serving(url, proc)
         yield url
     finally:
         proc.terminate()

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.test_service_process import free_port, wait_ready
+from tests.service_helpers import free_port, wait_serving
 
 COMPOSE = shutil.which("docker-compose")
 COMPOSE_FILES = sorted(ROOT.glob("docker-compose*.yml"))
@@ -135,7 +135,7 @@ def test_compose_commands_train_publish_and_serve_on_the_host(compose, tmp_path,
                             text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, proc)
+        wait_serving(url, proc)
         r = httpx.post(f"{url}/generate", json={"model": "gan", "seed": 0, "count": 8}, timeout=30)
         assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n" and r.headers["x-model-version"] == "1"
         # the trainer again, as a second `docker compose up trainer` would: the running service picks it up

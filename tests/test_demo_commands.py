@@ -23,7 +23,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.conftest import ROOT
-from tests.test_service_process import free_port
+from tests.service_helpers import free_port
 
 ALWAYS_THERE = {"pip", "setuptools", "_distutils_hack", "pkg_resources"}  # every virtualenv has them
 

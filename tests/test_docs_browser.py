@@ -4,7 +4,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.test_service_process import start_service, wait_ready
+from tests.service_helpers import start_service, wait_serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OFFLINE_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
@@ -32,7 +32,7 @@ def test_docs_page_works_offline_in_chromium(trained_store, tmp_path):
     proc, url = start_service({"MODEL_DIR": str(trained_store)})
     blocked = []
     try:
-        wait_ready(url, proc)
+        wait_serving(url, proc)
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_ARGS)
             page = offline_page(browser, blocked)

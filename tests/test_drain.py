@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_service_process import start_service, wait_ready
+from tests.service_helpers import start_service, wait_serving
 
 # load and timing: it runs alone, after the parallel part of the suite (make test)
 pytestmark = pytest.mark.serial
@@ -45,7 +45,7 @@ def test_sigterm_serves_through_the_notice_then_refuses_finishes_what_it_holds_a
     proc, url = start_service({"MODEL_DIR": str(trained_store), "DEVICE": "cpu", "DRAIN_NOTICE_S": str(notice),
                                "DRAIN_TIMEOUT_S": "60", "LOG_LEVEL": "info"})
     try:
-        wait_ready(url, proc)
+        wait_serving(url, proc)
         answer: dict = {}
         projecting = long_projection(url, answer, steps=400)
         time.sleep(1.0)  # the projection is running (its steps take several seconds here)
@@ -89,7 +89,7 @@ def test_the_drain_is_bounded_by_its_timeout(trained_store):
     proc, url = start_service({"MODEL_DIR": str(trained_store), "DEVICE": "cpu", "DRAIN_NOTICE_S": "0",
                                "DRAIN_TIMEOUT_S": "1", "MAX_PROJECT_STEPS": "5000", "LOG_LEVEL": "info"})
     try:
-        wait_ready(url, proc)
+        wait_serving(url, proc)
         answer: dict = {}
         projecting = long_projection(url, answer, steps=4000)
         time.sleep(1.0)

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from PIL import Image, ImageChops
 
+from tests.service_helpers import start_service, wait_serving
 from tests.test_docs_browser import CHROMIUM, OFFLINE_ARGS, offline_page
-from tests.test_service_process import start_service, wait_ready
 
 KEY = "explorer-key-5be1"
 
@@ -51,7 +51,7 @@ def test_the_explorer_works_offline_and_its_links_reproduce_the_picture(semantic
     proc, url = start_service({"MODEL_DIR": str(os.environ.get("EXPLORER_STORE", semantic_store)), "API_KEYS": KEY})
     blocked: list[str] = []
     try:
-        wait_ready(url, proc)
+        wait_serving(url, proc)
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_ARGS)
             page = offline_page(browser, blocked, viewport={"width": 1400, "height": 1000})

@@ -16,10 +16,9 @@ from PIL import Image
 
 from service.api.pages import ISOLATED, RUNTIME_FILES, pinned_runtime
 from tests.conftest import train_and_publish
-from tests.service_helpers import copy_model, copy_store, publish_trained
+from tests.service_helpers import copy_model, copy_store, publish_trained, start_service, wait_serving
 from tests.test_docs_browser import CHROMIUM, OFFLINE_ARGS, offline_page
 from tests.test_forms import strip_forms
-from tests.test_service_process import start_service, wait_ready
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from explorer_drawing import canvas_image, drag, every_model_loaded, random_state, server_image  # noqa: E402
@@ -30,8 +29,10 @@ BOUND = 2  # grey levels: what the service allows between its own precisions
 @pytest.fixture(scope="module")
 def drawing_store(tmp_path_factory, trained_store, conditional_store, fashion_dir):
     """dcgan (grey, with an ONNX form), gan v1 (without one: an older version) and v2 (with one), cdcgan
-    (class-conditional) and rgb (a colour DCGAN), each briefly trained."""
+    (class-conditional), rgb (a colour DCGAN) and r3gan (its resampling and grouped convolutions), each briefly
+    trained."""
     from trainer.config import TrainConfig
+    from trainer.settings import recipe_settings
 
     root = copy_store(trained_store, tmp_path_factory.mktemp("drawing") / "store")
     strip_forms(root, "gan")
@@ -39,6 +40,9 @@ def drawing_store(tmp_path_factory, trained_store, conditional_store, fashion_di
     copy_model(conditional_store / "dcgan", root, "cdcgan")
     train_and_publish(root, TrainConfig(arch="dcgan", name="rgb", channels=3, epochs=1, limit=128, batch_size=64,
                                         data_dir=str(fashion_dir), device="cpu", class_samples=0))
+    train_and_publish(root, TrainConfig(arch="r3gan", epochs=1, limit=128, features=8, groups=4, device="cpu",
+                                        data_dir=str(fashion_dir), class_samples=0,
+                                        **recipe_settings("stable", "r3gan")))
     return root
 
 
@@ -46,7 +50,7 @@ def drawing_store(tmp_path_factory, trained_store, conditional_store, fashion_di
 def served(drawing_store):
     proc, url = start_service({"MODEL_DIR": str(drawing_store)})
     try:
-        wait_ready(url, proc)
+        wait_serving(url, proc)
         every_model_loaded(url)
         yield url
     finally:
@@ -105,7 +109,7 @@ def test_a_drag_draws_in_the_page_every_frame_without_asking_the_service(browser
     explorer.close()
 
 
-@pytest.mark.parametrize("model", ["dcgan", "rgb", "cdcgan"])
+@pytest.mark.parametrize("model", ["dcgan", "rgb", "cdcgan", "r3gan"])
 def test_the_page_draws_the_services_pixels(browser, served, model):
     import random
 

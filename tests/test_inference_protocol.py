@@ -13,8 +13,7 @@ import tritonclient.http as triton
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from tests.service_helpers import copy_model, copy_store, publish_trained, wait_for
-from tests.test_service_process import start_service, wait_ready
+from tests.service_helpers import copy_model, copy_store, publish_trained, start_service, wait_for, wait_serving
 
 pytestmark = pytest.mark.fast  # make check runs it on every commit
 
@@ -28,7 +27,7 @@ def served(tmp_path_factory, trained_store, conditional_store, fashion_dir):
     copy_model(conditional_store / "gan", root, "cond")
     proc, url = start_service({"MODEL_DIR": str(root), "DEVICE": "cpu", "LOG_LEVEL": "warning"})
     try:
-        wait_ready(url, proc)
+        wait_serving(url, proc)
         wait_for(lambda: set(httpx.get(f"{url}/readyz", timeout=5).json()["serving"]) == {"gan", "dcgan", "cond"})
         yield url, triton.InferenceServerClient(url.removeprefix("http://"))
     finally:

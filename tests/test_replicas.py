@@ -2,8 +2,7 @@
 import httpx
 import pytest
 
-from tests.service_helpers import copy_store, publish_trained, wait_for
-from tests.test_service_process import start_service, wait_ready
+from tests.service_helpers import copy_store, publish_trained, start_service, wait_for, wait_serving
 
 
 def stop(proc):
@@ -18,7 +17,7 @@ def test_two_replicas_on_one_store_agree_pick_up_versions_and_serve_pinned_ones(
     replicas = [start_service(env) for _ in range(2)]
     try:
         for proc, url in replicas:
-            wait_ready(url, proc)
+            wait_serving(url, proc)
         body = {"model": "dcgan", "seed": 7, "count": 8, "scale": 2}
         first, second = (httpx.post(f"{url}/generate", json=body, timeout=30) for _, url in replicas)
         assert first.status_code == second.status_code == 200 and first.content == second.content
@@ -41,7 +40,7 @@ def test_two_replicas_on_one_store_agree_pick_up_versions_and_serve_pinned_ones(
 def test_workers_run_several_processes_behind_one_port(trained_store):
     proc, url = start_service({"MODEL_DIR": str(trained_store), "DEVICE": "cpu", "WORKERS": "2"})
     try:
-        wait_ready(url, proc, timeout=120)  # one worker is ready; the other may still be loading its models
+        wait_serving(url, proc, timeout=120)  # one worker is ready; the other may still be loading its models
         bodies = [{"model": "gan", "seed": s, "count": 2} for s in range(12)]
         with httpx.Client(timeout=30) as client:
             # new connections go to either worker: once both have loaded, every request is answered

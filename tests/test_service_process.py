@@ -2,52 +2,22 @@
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 from PIL import Image
 
 from tests.conftest import ROOT, assert_user_error, run_cli
-from tests.service_helpers import PATIENT_QUEUE_DELAY_MS
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_service(env: dict, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    port = port or free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT,
-                            env={**os.environ, "HOST": "127.0.0.1", "PORT": str(port),
-                                 "MAX_QUEUE_DELAY_MS": str(PATIENT_QUEUE_DELAY_MS), **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read()
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("service did not become ready")
+from tests.service_helpers import start_service, wait_serving
 
 
 @pytest.mark.slow
 def test_python_m_service_serves_over_a_socket(trained_store):
     proc, url = start_service({"MODEL_DIR": str(trained_store), "DEVICE": "auto", "RELOAD_INTERVAL": "1"})
     try:
-        wait_ready(url, proc)
+        wait_serving(url, proc)
         r = httpx.post(f"{url}/generate", json={"model": "dcgan", "seed": 0, "count": 8, "scale": 2}, timeout=30)
         assert r.status_code == 200 and r.headers["x-model"] == "dcgan"
         assert Image.open(io.BytesIO(r.content)).size == ((8 * 34 + 2) * 2, 34 * 2 + 4)

@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from service.api.auth import ApiKeys, is_loopback, read_keys
 from service.api.deps import Services
 from service.api.drain import Drain, RefuseWhileDraining
-from service.api.error_responses import validation_error
+from service.api.error_responses import overloaded, refused, validation_error
 from service.api.lane import LeanRoutes
 from service.api.limits import RequestLimits, tighten_schema
 from service.api.middleware import BodySizeLimit, RequestMetrics
@@ -24,8 +24,10 @@ from service.api.routes.images import LEAN_ROUTES as IMAGE_ROUTES
 from service.api.routes.inference import LEAN_ROUTES as PROTOCOL_ROUTES
 from service.api.settings import Settings
 from service.api.telemetry import Telemetry
+from service.engine.batcher import Overloaded
 from service.engine.engine import Engine, EngineConfig
 from service.engine.registry import ModelRegistry
+from service.operations.rejections import Refused
 from shared.imaging.devices import resolve_device
 from shared.store import Store
 
@@ -108,6 +110,8 @@ def create_app(settings: Settings | None = None, lean_routes: bool = True) -> Fa
 
     app.openapi = openapi
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Refused, refused)  # the operations' own errors, in FastAPI's shapes
+    app.add_exception_handler(Overloaded, overloaded)
     if lean_routes:  # added first, so innermost: the body limit and the metrics apply to it too
         app.add_middleware(LeanRoutes, routes=[*IMAGE_ROUTES, *PROTOCOL_ROUTES], keys_required=api_keys.enabled)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -10,6 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from service.engine.batcher import Overloaded
+from service.operations.rejections import Refused
+
 
 class Problem(BaseModel):
     """Every error answer: FastAPI's shape, a sentence or a list of field errors (`loc`, `msg`, `type`)."""
@@ -44,6 +47,16 @@ def _json_safe(value):
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return value
+
+
+async def refused(request: Request, exc: Refused) -> JSONResponse:
+    """The operations' refusal as FastAPI states a field's error: a 422 whose `type` says why."""
+    return JSONResponse({"detail": exc.detail}, status_code=422)
+
+
+async def overloaded(request: Request, exc: Overloaded) -> JSONResponse:
+    """Admission's refusal (at once, or a queued request dropped at its deadline): a 503 with Retry-After."""
+    return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

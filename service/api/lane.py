@@ -31,7 +31,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.auth import SCHEME, check_api_key
-from service.api.error_responses import validation_error
+from service.api.error_responses import overloaded, refused, validation_error
+from service.engine.batcher import Overloaded
+from service.operations.rejections import Refused
 
 Endpoint = Callable[[Any, Request, Any], Awaitable[Response]]  # (body, request, services) -> response
 # (request, services, keys required) -> response, for a route with path parameters (request.path_params)
@@ -91,6 +93,10 @@ class LeanRoutes:
             response = await validation_error(request, e)
         except HTTPException as e:
             response = await http_exception_handler(request, e)
+        except Refused as e:  # the app's own handlers: the same answers FastAPI's way gives
+            response = await refused(request, e)
+        except Overloaded as e:
+            response = await overloaded(request, e)
         await response(scope, receive, send)
 
     async def _templated(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from service.operations.rejections import LIMIT_EXCEEDED, MODEL_MISMATCH, field_error
+from service.operations.rejections import LIMIT_EXCEEDED, MODEL_MISMATCH, Refused
 from shared.imaging.grids import grid_size
 
 if TYPE_CHECKING:
@@ -50,19 +50,19 @@ class RequestLimits:
     def check_latent_length(self, vector: Sequence[float], latent_dim: int, model_label: str,
                             loc: Sequence[Any]) -> None:
         if len(vector) != latent_dim:
-            raise field_error(loc, f"{model_label} takes {latent_dim} numbers, got {len(vector)}", MODEL_MISMATCH)
+            raise Refused(loc, f"{model_label} takes {latent_dim} numbers, got {len(vector)}", MODEL_MISMATCH)
 
     def check_grid(self, n: int, image_hw: tuple[int, int], nrow: int, padding: int, scale: int,
                    count_loc: Sequence[Any]) -> None:
         """The whole response: image count, upscaling factor and the PNG's pixel count."""
         if n > self.max_images:
-            raise field_error(count_loc, f"{n} images; the most in one request is {self.max_images} (MAX_IMAGES)",
+            raise Refused(count_loc, f"{n} images; the most in one request is {self.max_images} (MAX_IMAGES)",
                               LIMIT_EXCEEDED)
         if scale > self.max_scale:
-            raise field_error(["scale"], f"scale {scale} is larger than the maximum, {self.max_scale} (MAX_SCALE)",
+            raise Refused(["scale"], f"scale {scale} is larger than the maximum, {self.max_scale} (MAX_SCALE)",
                               "less_than_equal")
         width, height = grid_size(n, image_hw, nrow, padding, scale)
         if width * height > self.max_pixels:
-            raise field_error(["scale"], f"the grid would be {width}x{height} pixels, more than the maximum of "
+            raise Refused(["scale"], f"the grid would be {width}x{height} pixels, more than the maximum of "
                                          f"{self.max_pixels} (MAX_PIXELS); lower scale, padding or the number of images",
                               LIMIT_EXCEEDED)

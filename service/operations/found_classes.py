@@ -13,10 +13,9 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from fastapi import HTTPException
 
 from service.engine.registry import LoadedModel
-from service.operations.rejections import MODEL_MISMATCH, field_error
+from service.operations.rejections import MODEL_MISMATCH, Refused
 from shared.imaging.latents import LatentLayout
 from shared.store import ClassBoundary, ClassSemantics
 
@@ -24,21 +23,21 @@ BLOCK = 512  # candidates drawn from the seed at a time
 MAX_CANDIDATES = 200  # a class request looks at most this many candidates per image asked for
 
 
-def semantics_of(model: LoadedModel, loc: list, status: int = 422) -> ClassSemantics:
-    """The version's classes; a 422 (or 404) saying why when it has none."""
+def semantics_of(model: LoadedModel, loc: list) -> ClassSemantics:
+    """The version's classes; Refused, saying why, when it has none."""
     if model.semantics is not None and model.classifier is not None:
         return model.semantics
     why = (f"{model.name} v{model.version} knows no classes: it was trained on "
            f"{model.stored.manifest.dataset or 'data'} without labels the project can recognise, or made before "
            f"classes were found (add them with `python -m trainer.evaluate --model {model.name}`)")
-    raise HTTPException(404, detail=why) if status == 404 else field_error(loc, why, MODEL_MISMATCH)
+    raise Refused(loc, why, MODEL_MISMATCH)
 
 
 def find_class(semantics: ClassSemantics, ref: str | int, loc: list) -> ClassBoundary:
     found = semantics.find(ref)
     if found is None:
         names = ", ".join(f"{c.index} {c.name!r}" for c in semantics.classes)
-        raise field_error(loc, f"no class {ref!r}; the classes are {names}", MODEL_MISMATCH)
+        raise Refused(loc, f"no class {ref!r}; the classes are {names}", MODEL_MISMATCH)
     return found
 
 

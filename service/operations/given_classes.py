@@ -7,11 +7,12 @@ unchanged; truncation pulls only z towards the mean, never the class weights.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from service.engine.engine import Engine
 from service.engine.registry import LoadedModel
-from service.operations.rejections import MODEL_MISMATCH, field_error
-from shared.imaging.latents import seeded_latents
+from service.operations.rejections import MODEL_MISMATCH, Refused
 
 
 def label_of(model: LoadedModel, ref: str | int, loc: list) -> tuple[int, str]:
@@ -20,15 +21,8 @@ def label_of(model: LoadedModel, ref: str | int, loc: list) -> tuple[int, str]:
     try:
         index = manifest.class_index(ref)
     except LookupError as e:
-        raise field_error(loc, str(e), MODEL_MISMATCH) from None
+        raise Refused(loc, str(e), MODEL_MISMATCH) from None
     return index, manifest.class_names[index]
-
-
-def of_class(model: LoadedModel, label: int, seed: int, count: int, psi: float | None = None) -> torch.Tensor:
-    """`count` latents of the class: the seed's z (as an unconditional model's, truncated by `psi`), the label's
-    one-hot after each."""
-    layout = model.layout
-    return layout.truncated(layout.labelled(seeded_latents(seed, count, layout.style), label), psi)
 
 
 def form_class(model: LoadedModel, ref: str | None) -> int | None:
@@ -37,6 +31,31 @@ def form_class(model: LoadedModel, ref: str | None) -> int | None:
     if ref is None:
         return None
     if not model.layout.conditional:
-        raise field_error(["class"], f"{model.name} v{model.version} is not class-conditional: it takes no class; "
+        raise Refused(["class"], f"{model.name} v{model.version} is not class-conditional: it takes no class; "
                                      "leave `class` out", MODEL_MISMATCH)
     return label_of(model, ref, ["class"])[0]
+
+
+def projection_label(model: LoadedModel, ref: str | None) -> int | None:
+    """The class a projection holds (a conditional version's search is over z only): the one given, else None (the
+    engine finds it with the version's classifier or encoder); Refused when the version has neither."""
+    label = form_class(model, ref)
+    if model.layout.conditional and label is None and model.classifier is None and model.started.encoder is None:
+        raise Refused(["class"], f"{model.name} v{model.version} has neither a classifier nor an encoder to find "
+                                 "the picture's class: give `class`", MODEL_MISMATCH)
+    return label
+
+
+def labels_to_score(engine: Engine, model: LoadedModel, images: np.ndarray, label: int | None) -> np.ndarray | None:
+    """The classes a conditional version's D judges uint8 (N, H, W, C) `images` with: the one given, else each
+    image's class as the version's classifier sees it (Refused, asking for `class`, without one); None for an
+    unconditional version, whose D takes no class."""
+    if not model.layout.conditional:
+        return None
+    if label is not None:
+        return np.full(len(images), label)
+    if model.classifier is None:
+        raise Refused(["class"], f"{model.name} v{model.version} has no classifier to find the images' class: "
+                                 "give `class`", MODEL_MISMATCH)
+    probs = engine.classify(model.classifier, torch.from_numpy(images).permute(0, 3, 1, 2))
+    return probs.argmax(1).numpy()

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from service.operations.rejections import INVALID_IMAGE, LIMIT_EXCEEDED, field_error
+from service.operations.rejections import INVALID_IMAGE, LIMIT_EXCEEDED, Refused
 from shared.imaging.pixels import fit_image
 
 
@@ -16,8 +16,8 @@ def decode(upload: bytes, loc: list, size: int, channels: int, max_pixels: int) 
     try:
         with Image.open(io.BytesIO(upload)) as image:  # reads the header only: the size is known before decoding
             if image.width * image.height > max_pixels:
-                raise field_error(loc, f"{image.width}x{image.height} pixels is more than MAX_PIXELS ({max_pixels})",
+                raise Refused(loc, f"{image.width}x{image.height} pixels is more than MAX_PIXELS ({max_pixels})",
                                   LIMIT_EXCEEDED)
             return fit_image(image, size, channels)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise field_error(loc, f"not an image this service can read (PNG, JPEG, ...): {e}", INVALID_IMAGE) from None
+        raise Refused(loc, f"not an image this service can read (PNG, JPEG, ...): {e}", INVALID_IMAGE) from None

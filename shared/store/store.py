@@ -285,12 +285,6 @@ class Store:
             self._verified[version_dir] = (stamp, verdict)
         return verdict
 
-    def forget_verdicts(self) -> None:
-        """Hash every file again at the next look, whatever `stat` says (a bit flipped in place keeps its size and
-        may keep its time)."""
-        with self._lock:
-            self._verified.clear()
-
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
     def staging(self, name: str) -> Iterator[Path]:

@@ -13,14 +13,11 @@ from service.api.error_responses import error_responses
 from service.api.lane import LeanRoute
 from service.api.limits import RequestLimits
 from service.api.schemas import GenerateRequest, InterpolateRequest, LatentRef, LatentSource, SweepRequest
-from service.engine.batcher import Batcher
 from service.engine.registry import LoadedModel
-from service.operations import given_classes
 from service.operations.animation import MEDIA_TYPES, encode_animation
-from service.operations.found_classes import find_class, semantics_of
-from service.operations.generation import ClientGone, admit, class_images, images_for
+from service.operations.generation import ClientGone, Gone, Source, class_rows, draw, images_of, latents_of, one_latent
 from service.operations.interpolation import interpolate_latents
-from service.operations.rejections import MODEL_MISMATCH, field_error
+from service.operations.rejections import MODEL_MISMATCH, Refused
 from shared.imaging.grids import grid_array, grid_size, upscale
 from shared.imaging.png import encode_png
 from shared.imaging.sampling import class_layout, direction_sweep_layout, sweep_layout
@@ -47,22 +44,30 @@ PNG_RESPONSE = {
 }
 
 
-def resolve_latents(body: LatentSource, model: LoadedModel, limits: RequestLimits,
-                    batcher: Batcher | None = None) -> torch.Tensor:
-    """The request's latents as (N, latent_dim) float32, their length checked against the model; with a
-    `batcher`, its admission is asked before any is drawn from a seed. The count is bounded by the schema here and checked
-    against MAX_IMAGES with the whole grid (`check_grid`)."""
+def source_of(body: LatentSource, model: LoadedModel, limits: RequestLimits, cls=None,
+              truncation: float | None = None, field: tuple = ("class",)) -> Source:
+    """A body's latent source in the operations' terms, given latents checked against the model's length."""
     label = f"{model.name} v{model.version}"
     if body.latent is not None:
         limits.check_latent_length(body.latent, model.latent_dim, label, ["latent"])
-        return torch.tensor([body.latent], dtype=torch.float32)
-    if body.latents is not None:
+        latents = torch.tensor([body.latent], dtype=torch.float32)
+    elif body.latents is not None:
         for i, row in enumerate(body.latents):
             limits.check_latent_length(row, model.latent_dim, label, ["latents", i])
-        return torch.tensor(body.latents, dtype=torch.float32)
-    if batcher is not None:
-        admit(batcher, body.count)
-    return model.layout.seeded(body.seed, body.count)
+        latents = torch.tensor(body.latents, dtype=torch.float32)
+    else:
+        latents = None
+    return Source(latents=latents, seed=body.seed or 0, count=body.count or 1, cls=cls, truncation=truncation,
+                  field=field)
+
+
+def client_gone(request: Request) -> Gone:
+    """What the operations watch to drop a request whose client has gone: the connection's end (or the request's
+    body read to its end, after which nothing else can arrive)."""
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+    return gone
 
 
 @router.post("/generate", response_class=Response, responses=PNG_RESPONSE, summary="PNG grid from latent vectors")
@@ -72,23 +77,14 @@ async def generate(body: GenerateRequest, request: Request, services: ServicesDe
     model = await resolve_model(services.registry, body.model, body.version)
     services.limits.check_grid(body.image_count, model.image_shape[1:], body.nrow, body.padding, body.scale,
                                ["latents" if body.latents is not None else "count"])
-    if body.class_ is not None and model.layout.conditional:
-        label, name = given_classes.label_of(model, body.class_, ["class"])
-        admit(model.batcher, body.count)
-        latents = given_classes.of_class(model, label, body.seed, body.count, body.truncation)
-        return await png_grid_response(request, services, model, latents, body.nrow, body.padding, body.scale,
-                                       headers={"X-Class": name, "X-Class-Verified": f"{body.count}/{body.count}"})
-    if body.class_ is not None:
-        cls = find_class(semantics_of(model, ["class"]), body.class_, ["class"])
-        admit(model.batcher, body.count)
-        try:
-            found = await class_images(model, services.engine, cls, body.seed, body.count, body.truncation, request)
-        except ClientGone:
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
-        return await png_response(services, model, found.images, body.nrow, body.padding, body.scale, headers={
-            "X-Class": cls.name, "X-Class-Verified": f"{found.verified}/{body.count}"})
-    latents = model.layout.truncated(resolve_latents(body, model, services.limits, model.batcher), body.truncation)
-    return await png_grid_response(request, services, model, latents, body.nrow, body.padding, body.scale)
+    try:
+        drawn = await draw(model, services.engine, source_of(body, model, services.limits, body.class_,
+                                                             body.truncation), client_gone(request))
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    headers = {"X-Class": drawn.class_name, "X-Class-Verified": f"{drawn.verified}/{body.count}"} \
+        if body.class_ is not None else None
+    return await png_response(services, model, drawn.images, body.nrow, body.padding, body.scale, headers=headers)
 
 
 @router.post("/sweep", response_class=Response, responses=PNG_RESPONSE, summary="Latent-coordinate sweep as a PNG grid")
@@ -98,44 +94,29 @@ async def sweep(body: SweepRequest, request: Request, services: ServicesDep) -> 
     With `directions` or `classes`, the rows move along semantic directions or towards classes instead; on a
     conditional version, `classes` without `values` gives one row per class over the same base styles."""
     model = await resolve_model(services.registry, body.model, body.version)
-    base = model.layout.truncated(resolve_latents(body, model, services.limits), body.truncation)
+    base = latents_of(model, source_of(body, model, services.limits, truncation=body.truncation)).latents
     along = body.along
-    groups = getattr(body, along)
-    if along == "classes" and model.layout.conditional and "values" not in body.model_fields_set:
-        return await style_by_class(request, services, model, body, base)
-    if along == "classes":
-        semantics = semantics_of(model, ["classes"])
-        found = [find_class(semantics, ref, ["classes", i]) for i, ref in enumerate(groups)]
+    rows = class_rows(model, body.classes, "values" in body.model_fields_set) if along == "classes" else None
     limit = len(directions_of(model).vectors) if along == "directions" else model.latent_dim
-    for i, d in enumerate(groups if along != "classes" else ()):
+    for i, d in enumerate(getattr(body, along) if along != "classes" else ()):
         if d >= limit:
-            raise field_error([along, i], f"{along[:-1]} {d} is out of range: {model.name} has {limit}, "
-                                          f"0..{limit - 1}", MODEL_MISMATCH)
-    n = len(groups) * len(body.values) * base.shape[0]
-    services.limits.check_grid(n, model.image_shape[1:], base.shape[0], body.padding, body.scale, [along])
-    admit(model.batcher, n)
-    if along == "dims":
+            raise Refused([along, i], f"{along[:-1]} {d} is out of range: {model.name} has {limit}, 0..{limit - 1}",
+                          MODEL_MISMATCH)
+    if rows is not None and rows.labels is not None:  # style x class: the base styles drawn as each class
+        layout = class_layout(model.layout.style_of(base), [i for i, _ in rows.labels], [n for _, n in rows.labels],
+                              model.layout.classes, body.labels)
+    elif along == "dims":
         layout = sweep_layout(base, body.dims, body.values, body.mode, body.labels)
     elif along == "directions":
         vectors = torch.from_numpy(directions_of(model).vectors[body.directions])
         layout = direction_sweep_layout(base, vectors, [f"d[{i}]" for i in body.directions], body.values, body.mode,
                                         body.labels)
     else:
-        vectors = torch.tensor([c.direction for c in found])
-        layout = direction_sweep_layout(base, vectors, [c.name for c in found], body.values, body.mode, body.labels)
-    return await png_grid_response(request, services, model, layout.latents, layout.nrow, body.padding, body.scale,
-                                   layout.row_labels)
-
-
-async def style_by_class(request: Request, services: Services, model: LoadedModel, body: SweepRequest,
-                         base: torch.Tensor) -> Response:
-    """A conditional version's "style x class" grid: the base latents' z (one column each) drawn as each class."""
-    labels = [given_classes.label_of(model, ref, ["classes", i]) for i, ref in enumerate(body.classes)]
-    n = len(labels) * base.shape[0]
-    services.limits.check_grid(n, model.image_shape[1:], base.shape[0], body.padding, body.scale, ["classes"])
-    admit(model.batcher, n)
-    layout = class_layout(model.layout.style_of(base), [i for i, _ in labels], [n for _, n in labels],
-                          model.layout.classes, body.labels)
+        vectors = torch.tensor([c.direction for c in rows.found])
+        layout = direction_sweep_layout(base, vectors, [c.name for c in rows.found], body.values, body.mode,
+                                        body.labels)
+    services.limits.check_grid(len(layout.latents), model.image_shape[1:], base.shape[0], body.padding, body.scale,
+                               [along])
     return await png_grid_response(request, services, model, layout.latents, layout.nrow, body.padding, body.scale,
                                    layout.row_labels)
 
@@ -155,7 +136,7 @@ async def interpolate_route(body: InterpolateRequest, request: Request, services
     the ends may name classes, and the path goes from one class to the other (the class weights along the
     straight line, z as `method` says)."""
     model = await resolve_model(services.registry, body.model, body.version)
-    ends = [model.layout.truncated(latent_of(ref, model, services.limits, [name]), body.truncation)
+    ends = [latent_of(ref, model, services.limits, [name], body.truncation)
             for name, ref in (("start", body.start), ("end", body.end))]
     latents = interpolate_latents(model.layout, *ends, body.steps, body.method)
     nrow = body.nrow or body.steps
@@ -164,7 +145,7 @@ async def interpolate_route(body: InterpolateRequest, request: Request, services
         return await png_grid_response(request, services, model, latents, nrow, body.padding, body.scale)
     services.limits.check_grid(body.steps, model.image_shape[1:], 1, 0, body.scale, ["steps"])  # the frames
     try:
-        images = await images_for(model.batcher, latents, request)
+        images = await images_of(model.batcher, latents, client_gone(request))
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
 
@@ -177,22 +158,17 @@ async def interpolate_route(body: InterpolateRequest, request: Request, services
     return Response(data, media_type=MEDIA_TYPES[body.format], headers=image_headers(model, images.shape[0]))
 
 
-def latent_of(ref: LatentRef, model: LoadedModel, limits: RequestLimits, loc: list) -> torch.Tensor:
-    """The (1, latent_dim) latent a reference names, its length checked against the model (and its class, which
-    only a conditional version takes)."""
-    if ref.class_ is not None and not model.layout.conditional:
-        raise field_error([*loc, "class"], f"{model.name} v{model.version} is not class-conditional: give a latent "
-                                           "(GET /models/{name}/classes/{class}/latents finds a class's)", MODEL_MISMATCH)
+def latent_of(ref: LatentRef, model: LoadedModel, limits: RequestLimits, loc: list,
+              truncation: float | None) -> torch.Tensor:
+    """The (1, latent_dim) latent a reference names: given (its length checked), or the `index`-th its seed draws;
+    with its class, which only a conditional version takes (a class found in a latent space is a set of latents,
+    not one)."""
+    latents = None
     if ref.latent is not None:
         limits.check_latent_length(ref.latent, model.latent_dim, f"{model.name} v{model.version}", [*loc, "latent"])
-        latent = torch.tensor([ref.latent], dtype=torch.float32)
-    else:
-        index = ref.index or 0
-        latent = model.layout.seeded(ref.seed, index + 1)[index:]
-    if ref.class_ is not None:
-        label = given_classes.label_of(model, ref.class_, [*loc, "class"])[0]
-        latent = model.layout.labelled(model.layout.style_of(latent), label)
-    return latent
+        latents = torch.tensor([ref.latent], dtype=torch.float32)
+    return one_latent(model, Source(latents=latents, seed=ref.seed or 0, count=(ref.index or 0) + 1, cls=ref.class_,
+                                    truncation=truncation, field=(*loc, "class")))
 
 
 def image_headers(model: LoadedModel, count: int) -> dict[str, str]:
@@ -205,7 +181,7 @@ async def png_grid_response(request: Request, services: Services, model: LoadedM
                             headers: dict[str, str] | None = None) -> Response:
     """Batched forward, then the grid and its PNG."""
     try:
-        images = await images_for(model.batcher, latents, request)
+        images = await images_of(model.batcher, latents, client_gone(request))
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     return await png_response(services, model, images, nrow, padding, scale, row_labels, headers)

@@ -34,11 +34,12 @@ from service.api.inference_protocol import (
     parse_request,
 )
 from service.api.lane import LeanRawRoute
-from service.api.routes.images import CLIENT_CLOSED_REQUEST
+from service.api.routes.images import CLIENT_CLOSED_REQUEST, client_gone
 from service.api.schemas import MAX_SEED
+from service.engine.batcher import Overloaded
 from service.engine.registry import LoadedModel
-from service.operations import given_classes
-from service.operations.generation import ClientGone, admit, images_for
+from service.operations.generation import ClientGone, Source, draw
+from service.operations.rejections import Refused
 from shared.imaging.png import encode_png
 from shared.store import NAME_PATTERN
 
@@ -74,6 +75,10 @@ async def answered(work: Awaitable[Response]) -> Response:
         return JSONResponse({"error": str(e)}, status_code=400)
     except RequestValidationError as e:
         return JSONResponse({"error": _message(e.errors())}, status_code=400)
+    except Refused as e:  # the operations' refusal: a request the model cannot take
+        return JSONResponse({"error": e.message}, status_code=400)
+    except Overloaded as e:
+        return JSONResponse({"error": str(e)}, status_code=503, headers={"Retry-After": str(e.retry_after)})
     except HTTPException as e:
         status = 400 if e.status_code == 422 else e.status_code
         return JSONResponse({"error": _message(e.detail)}, status_code=status, headers=e.headers)
@@ -124,7 +129,7 @@ def metadata(model: LoadedModel, versions: list[int]) -> dict:
     c, h, w = model.image_shape
     inputs = [{"name": "latents", "datatype": "FP32", "shape": [-1, model.latent_dim]},
               {"name": "seed", "datatype": "INT64", "shape": [-1]}]
-    if model.layout.conditional:
+    if model.stored.manifest.class_names:  # a conditional version: the class it is given
         inputs.append({"name": "class", "datatype": "INT64", "shape": [-1],
                        "parameters": {"classes": model.stored.manifest.class_names, "also": "BYTES class names"}})
     return {"name": model.name, "versions": [str(v) for v in versions], "platform": "pytorch_torchscript",
@@ -227,13 +232,11 @@ async def inference(request: Request, services: Services, name: str, version: in
             raise ProtocolError(f"{name} has no output {requested!r}; it has {', '.join(OUTPUTS)}")
     if "png" in wanted and not body.binary("png"):  # refused before any work, not after it
         raise ProtocolError('output `png` holds binary values: ask for it with `"parameters": {"binary_data": true}`')
-    latents = latents_of(body, model, services)
-    admit(model.batcher, latents.shape[0])
     try:
-        images = await images_for(model.batcher, latents, request)
+        drawn = await draw(model, services.engine, source_of(body, model, services), client_gone(request))
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
-    pixels = images.permute(0, 2, 3, 1).numpy()  # (N, H, W, C), as the PNG holds them
+    pixels = drawn.images.permute(0, 2, 3, 1).numpy()  # (N, H, W, C), as the PNG holds them
     outputs = []
     if "images" in wanted:
         outputs.append(Tensor("images", "UINT8", pixels.shape, pixels))
@@ -257,8 +260,9 @@ async def lean_infer(request: Request, services: Services, keys_required: bool) 
     return await answered(work())
 
 
-def latents_of(body: InferRequest, model: LoadedModel, services: Services) -> torch.Tensor:
-    """The request's latents: given, or drawn per seed as /generate draws them, with their classes, truncated."""
+def source_of(body: InferRequest, model: LoadedModel, services: Services) -> Source:
+    """The request's tensors as a latent source: latents given, or one drawn per seed as /generate draws them, with
+    their classes, truncated. What the tensors must be is the protocol's; what they mean, the operations'."""
     unknown = body.inputs.keys() - set(INPUTS)
     if unknown:
         raise ProtocolError(f"{model.name} has no input {sorted(unknown)[0]!r}; it takes latents or seed (and class)")
@@ -286,24 +290,19 @@ def latents_of(body: InferRequest, model: LoadedModel, services: Services) -> to
         count = tensor.shape[0]
     if not 0 < count <= services.settings.max_images:
         raise ProtocolError(f"{count} images asked for: give 1 to {services.settings.max_images} (MAX_IMAGES)")
-    labels, layout, psi = classes_of(body, model, count), model.layout, None if psi is None else float(psi)
+    psi = None if psi is None else float(psi)
+    classes = classes_of(body, count)
     if given == ["latents"]:
-        latents = layout.truncated(torch.from_numpy(tensor.data.reshape(count, -1).copy()), psi)
-        return latents if labels is None else layout.labelled(layout.style_of(latents), labels)
-    seeds = [int(s) for s in tensor.data]
-    if labels is not None:
-        return torch.cat([given_classes.of_class(model, int(label), seed, 1, psi)
-                          for seed, label in zip(seeds, labels.tolist())])
-    return layout.truncated(torch.cat([layout.seeded(seed, 1) for seed in seeds]), psi)
+        return Source(latents=torch.from_numpy(tensor.data.reshape(count, -1).copy()), cls=classes, truncation=psi,
+                      field=("class",))
+    return Source(seeds=[int(s) for s in tensor.data], cls=classes, truncation=psi)
 
 
-def classes_of(body: InferRequest, model: LoadedModel, count: int) -> torch.Tensor | None:
-    """The `class` input as one label per image, or None."""
+def classes_of(body: InferRequest, count: int) -> list[str | int] | None:
+    """The `class` input: one class (a name or an index) per image, or one for all; None without it."""
     tensor = body.inputs.get("class")
     if tensor is None:
         return None
-    if not model.layout.conditional:
-        raise ProtocolError(f"{model.name} v{model.version} is not class-conditional: leave the input `class` out")
     if len(tensor.shape) != 1 or tensor.shape[0] not in (1, count):
         raise ProtocolError(f"input `class` must have shape [1] or [{count}], not {list(tensor.shape)}")
     if tensor.datatype == "BYTES":
@@ -315,11 +314,7 @@ def classes_of(body: InferRequest, model: LoadedModel, count: int) -> torch.Tens
         refs = [int(value) for value in tensor.data]
     else:
         raise ProtocolError(f"input `class` must be INT64 (indices) or BYTES (names), not {tensor.datatype}")
-    try:
-        labels = [model.stored.manifest.class_index(ref) for ref in refs]
-    except LookupError as e:
-        raise ProtocolError(f"input `class`: {e}") from None
-    return torch.tensor(labels * count if len(labels) == 1 else labels)
+    return refs
 
 
 # served by the lean path (service/api/lane.py), as FastAPI declares them above

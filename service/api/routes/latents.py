@@ -5,7 +5,7 @@ from fastapi import APIRouter, Query
 
 from service.api.ceilings import IMAGES_CEILING
 from service.api.schemas import MAX_SEED, SeededLatent
-from service.operations.rejections import LIMIT_EXCEEDED, field_error
+from service.operations.rejections import LIMIT_EXCEEDED, Refused
 from shared.imaging.latents import seeded_latents
 
 router = APIRouter(tags=["latents"])
@@ -23,6 +23,6 @@ async def seeded_latent(seed: int = Query(ge=0, le=MAX_SEED, examples=[0]),
     """The latent that image `index` of `POST /generate` with this `seed` was made from: the same numbers on
     every machine (NumPy PCG64). Edit it and post it back as `latent`."""
     if classes >= dim:
-        raise field_error(["classes"], f"classes ({classes}) must be fewer than dim ({dim}): a latent is z, then "
+        raise Refused(["classes"], f"classes ({classes}) must be fewer than dim ({dim}): a latent is z, then "
                                        "one weight per class", LIMIT_EXCEEDED, "query")
     return SeededLatent(seed=seed, index=index, latent=seeded_latents(seed, index + 1, dim, classes)[index].tolist())

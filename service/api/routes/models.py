@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from service.api.ceilings import IMAGES_CEILING
 from service.api.deps import RegistryDep, ServicesDep, directions_of, resolve_model
 from service.api.error_responses import error_responses
+from service.api.routes.images import client_gone
 from service.api.schemas import (
     MAX_SEED,
     ClassInfo,
@@ -23,9 +24,9 @@ from service.api.schemas import (
     TrainingHistory,
 )
 from service.engine.registry import ModelRegistry
-from service.operations import given_classes
-from service.operations.found_classes import find_class, semantics_of
-from service.operations.generation import admit, class_images
+from service.operations.found_classes import semantics_of
+from service.operations.generation import Source, draw, latents_of
+from service.operations.rejections import Refused
 from shared.store import HISTORY_CSV, NAME_PATTERN, REPORT_DIR, DamagedVersion
 
 router = APIRouter(tags=["models"])
@@ -136,7 +137,10 @@ async def get_classes(registry: RegistryDep, name: str = ModelNamePath, version:
     Ask for images of a class with `POST /generate` and `"class"`, move towards one with `POST /sweep` and
     `"classes"`."""
     model = await resolve_model(registry, name, version if version == "latest" else int(version))
-    semantics = semantics_of(model, [], status=404)
+    try:
+        semantics = semantics_of(model, [])
+    except Refused as e:  # a version without classes: there is nothing to list
+        raise HTTPException(404, detail=e.message) from None
     return ClassList(model=model.name, version=model.version, classifier=semantics.classifier,
                      samples=semantics.samples, latent_accuracy=semantics.latent_classifier.held_out_accuracy,
                      classes=[ClassInfo(index=c.index, name=c.name, share=c.share, accuracy=c.accuracy,
@@ -157,14 +161,13 @@ async def get_class_latents(request: Request, services: ServicesDep, name: str =
     (found the same way: the latent space's candidates, kept when the version's classifier agrees), so that a
     client can edit one and post it back as `latent`."""
     model = await resolve_model(services.registry, name, version if version == "latest" else int(version))
-    if model.layout.conditional:  # the label goes in: the seed's z, each with the class's one-hot
-        label, class_name = given_classes.label_of(model, cls, ["cls"])
-        latents = given_classes.of_class(model, label, seed, count, truncation)
-        return ClassLatents(model=model.name, version=model.version, class_=class_name, seed=seed,
-                            latents=latents.tolist(), verified=count)
-    found_cls = find_class(semantics_of(model, ["cls"]), int(cls) if cls.isdigit() else cls, ["cls"])
+    source = Source(seed=seed, count=count, cls=int(cls) if cls.isdigit() else cls, truncation=truncation,
+                    field=("cls",))
+    found = latents_of(model, source)
+    if found.cls is None:  # given to a conditional version: the seed's z, each with the class's one-hot
+        return ClassLatents(model=model.name, version=model.version, class_=found.class_name, seed=seed,
+                            latents=found.latents.tolist(), verified=count)
     services.limits.check_grid(count, model.image_shape[1:], 8, 0, 1, ["count"])
-    admit(model.batcher, count)
-    found = await class_images(model, services.engine, found_cls, seed, count, truncation, request)
-    return ClassLatents(model=model.name, version=model.version, class_=found_cls.name, seed=seed,
-                        latents=found.latents.tolist(), verified=found.verified)
+    drawn = await draw(model, services.engine, source, client_gone(request))
+    return ClassLatents(model=model.name, version=model.version, class_=drawn.class_name, seed=seed,
+                        latents=drawn.latents.tolist(), verified=drawn.verified)

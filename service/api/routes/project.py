@@ -9,12 +9,11 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from service.api.ceilings import PROJECT_STEPS_CEILING, SCALE_CEILING
 from service.api.deps import ServicesDep, resolve_model
 from service.api.error_responses import error_responses
-from service.api.routes.images import CLIENT_CLOSED_REQUEST, png_response
+from service.api.routes.images import CLIENT_CLOSED_REQUEST, client_gone, png_response
 from service.api.schemas import MAX_SEED, ProjectionResult, StageLosses, VersionSpec
-from service.engine.admission import Overloaded
 from service.operations import given_classes
-from service.operations.generation import ClientGone, busy, task_result
-from service.operations.rejections import LIMIT_EXCEEDED, MODEL_MISMATCH, field_error
+from service.operations.generation import ClientGone, task_result
+from service.operations.rejections import LIMIT_EXCEEDED, Refused
 from service.operations.uploads import decode
 from shared.store import NAME_PATTERN
 
@@ -53,25 +52,18 @@ async def project(request: Request, services: ServicesDep,
     other requests, so they do not wait behind it. Post the latent back as `latent` to `/generate` or `/sweep`.
     On a class-conditional version only z is searched, the class held: the answer gives both."""
     loaded = await resolve_model(services.registry, model, version)
-    label = given_classes.form_class(loaded, class_)
-    if loaded.layout.conditional and label is None and loaded.classifier is None \
-            and loaded.started.encoder is None:
-        raise field_error(["class"], f"{loaded.name} v{loaded.version} has neither a classifier nor an encoder to find "
-                                     "the picture's class: give `class`", MODEL_MISMATCH)
+    label = given_classes.projection_label(loaded, class_)
     if steps > services.settings.max_project_steps:
-        raise field_error(["steps"], f"{steps} steps; the most is {services.settings.max_project_steps} "
+        raise Refused(["steps"], f"{steps} steps; the most is {services.settings.max_project_steps} "
                                      "(MAX_PROJECT_STEPS)", LIMIT_EXCEEDED)
     if format == "png":
         services.limits.check_grid(2, loaded.image_shape[1:], 2, 2, scale, ["scale"])
     channels, size = loaded.image_shape[0], loaded.image_shape[1]
     picture = decode(await file.read(), ["file"], size, channels, services.settings.max_pixels)
     image = torch.from_numpy(picture.transpose(2, 0, 1).copy())
+    task = services.engine.project(loaded.started, loaded.layout, image, steps, seed, label)  # Overloaded: a 503
     try:
-        task = services.engine.project(loaded.started, loaded.layout, image, steps, seed, label)
-    except Overloaded as e:
-        raise busy(e) from None
-    try:
-        found = await task_result(services.engine.worker, task, request)
+        found = await task_result(services.engine.worker, task, client_gone(request))
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     if format == "png":

@@ -3,17 +3,14 @@ from __future__ import annotations
 
 import anyio
 import numpy as np
-import torch
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 
 from service.api.ceilings import IMAGES_CEILING
 from service.api.deps import ServicesDep, resolve_model
 from service.api.error_responses import error_responses
 from service.api.schemas import Score, ScoreList, VersionSpec
-from service.engine.engine import Engine
-from service.engine.registry import LoadedModel
 from service.operations import given_classes
-from service.operations.rejections import MODEL_MISMATCH, field_error
+from service.operations.rejections import Refused
 from service.operations.uploads import decode
 from shared.store import NAME_PATTERN, NotFound
 
@@ -38,7 +35,7 @@ async def score(services: ServicesDep,
     judges each image as being of its class."""
     loaded = await resolve_model(services.registry, model, version)
     if len(files) > services.settings.max_images:
-        raise field_error(["files"], f"{len(files)} files; the most in one request is {services.settings.max_images} "
+        raise Refused(["files"], f"{len(files)} files; the most in one request is {services.settings.max_images} "
                                      "(MAX_IMAGES)", "too_long")
     label = given_classes.form_class(loaded, class_)
     channels, size = loaded.image_shape[0], loaded.image_shape[1]
@@ -47,10 +44,7 @@ async def score(services: ServicesDep,
     def run() -> tuple[np.ndarray, np.ndarray | None]:
         images = np.stack([decode(data, ["files", i], size, channels, services.settings.max_pixels)
                            for i, data in enumerate(uploads)])
-        labels = None
-        if loaded.layout.conditional:
-            labels = (np.full(len(images), label) if label is not None
-                      else seen_classes(services.engine, loaded, images))
+        labels = given_classes.labels_to_score(services.engine, loaded, images, label)
         return services.engine.score(loaded.stored, images, labels), labels
 
     try:
@@ -63,13 +57,3 @@ async def score(services: ServicesDep,
         Score(filename=f.filename or f"file {i}", logit=float(lg), probability=float(p),
               class_=names[labels[i]] if labels is not None else None)
         for i, (f, lg, p) in enumerate(zip(files, logits, probabilities))])
-
-
-def seen_classes(engine: Engine, model: LoadedModel, images: np.ndarray) -> np.ndarray:
-    """Each uint8 (N, H, W, C) image's class as the version's classifier sees it; a 422 asking for `class` when
-    the version has no classifier."""
-    if model.classifier is None:
-        raise field_error(["class"], f"{model.name} v{model.version} has no classifier to find the images' class: "
-                                     "give `class`", MODEL_MISMATCH)
-    probs = engine.classify(model.classifier, torch.from_numpy(images).permute(0, 3, 1, 2))
-    return probs.argmax(1).numpy()
