@@ -13,8 +13,9 @@ data and seed).
 With --minutes the runs train for time budgets instead of epochs: one run per variant, published at each budget
 (10 minutes, then resumed to 30), each reading evaluated as the trainer publishes it.
 
-A variant is a name from VARIANTS, or a base (`study` or `stable`) followed by `+name=value` overrides of
-trainer flags (`stable+r1=10`, `study+batch-size=64`, `stable+ema=0.99+no-ema-warmup`). Results are appended to
+A variant is a name from VARIANTS, or a base (`study`, `stable`, or a recipe file of `python -m trainer.tune`, by
+path or by the name of one latentlab ships) followed by `+name=value` overrides of trainer flags (`stable+r1=10`,
+`study+batch-size=64`, `stable+ema=0.99+no-ema-warmup`, `r3gan-fashion-mnist`). Results are appended to
 --results (JSON lines) as each run finishes, keyed by architecture, variant, epochs, limit and seed, so an
 interrupted ablation continues where it stopped. `--table` only prints what is there.
 """
@@ -72,8 +73,9 @@ def flags_of(variant: str) -> list[str]:
     if variant in VARIANTS:
         return VARIANTS[variant]
     base, *overrides = variant.split("+")
-    if base not in ("study", "seed", "stable") or not overrides:
-        raise ValueError(f"unknown variant {variant!r}: a name of {', '.join(VARIANTS)}, or study/stable+flag=value")
+    if base in ("study", "seed", "stable") and not overrides:
+        raise ValueError(f"unknown variant {variant!r}: a name of {', '.join(VARIANTS)}, study/stable+flag=value, "
+                         "or a recipe file (python -m trainer.tune's), by its path or name, with any overrides")
     flags = ["--recipe", base]
     for override in overrides:
         name, _, value = override.partition("=")
@@ -185,7 +187,7 @@ def ranking(rows: list[dict], baseline: str = "dcgan") -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", choices=("gan", "dcgan", "resnet"), default="gan")
+    p.add_argument("--arch", choices=("gan", "dcgan", "resnet", "r3gan"), default="gan")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--minutes", default=None, metavar="M,M,...",
                    help="train for these budgets instead of --epochs (one run, published at each; e.g. 10,30)")
@@ -207,7 +209,8 @@ def main() -> int:
                         "a plain training run does; off, the runs skip them (only the training time is reported)")
     p.add_argument("--resume", action="store_true",
                    help="continue each run's unfinished (or trained but unpublished) state instead of starting afresh")
-    p.add_argument("--store", type=Path, default=Path("ablation-store"))
+    p.add_argument("--store", type=Path, default=Path("bench-out/ablation-store"),
+                   help="where the runs are published (default: under bench-out/, which git ignores)")
     p.add_argument("--results", type=Path, default=Path("ablation.jsonl"))
     p.add_argument("--table", action="store_true", help="print the table of --results and stop")
     p.add_argument("--figure", type=Path, default=None,

@@ -13,7 +13,12 @@ from trainer.settings import markdown_table  # noqa: E402  (the recipe's flags, 
 
 project = "latentlab"
 author = "the latentlab authors"
-extensions = ["myst_parser"]
+extensions = ["myst_parser", "sphinx.ext.autodoc"]  # autodoc: the Python client's reference, from its docstrings
+autodoc_typehints = "signature"  # shown as written, not resolved into links to other projects' docs
+autodoc_member_order = "bysource"
+# other projects' types in the client's signatures are named, not linked (the docs build offline)
+nitpick_ignore_regex = [("py:class", r"(numpy|np|pathlib|PIL|random|httpx|typing|collections|datetime)\..*"),
+                        ("py:class", r"(Vector|LatentRef|Version|Picture|Call|Path)")]
 myst_heading_anchors = 3  # links to sections: results.md#recipes
 myst_enable_extensions = ["colon_fence"]
 html_theme = "furo"

@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model store directory (env MODEL_DIR)")
     p.add_argument("--name", default=None, help="model name in the store (default: the architecture's name); "
                                                 "1-64 of a-z 0-9 . _ -")
-    p.add_argument("--lr", type=positive_float, default=2e-4, help="Adam learning rate of both nets (unless "
+    p.add_argument("--lr", type=positive_float, default=TrainConfig.lr, help="Adam learning rate of both nets (unless "
                                                                     "--lr-g/--lr-d or the recipe set them)")
     r = p.add_argument_group("recipe", "How the nets learn, apart from the architecture: a preset (study: the "
                                        "original study's training, exactly; stable: the best settings measured for "
@@ -67,13 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
                         + (", ".join(sorted(p.stem for p in settings.SHIPPED_RECIPES.glob("*.json"))) or "none yet")
                         + "): its settings and size, each flag overriding them")
     settings.add_arguments(r)
-    p.add_argument("--seed", type=int, default=0, help="random seed; a CPU run with the same seed repeats exactly")
-    p.add_argument("--device", default=os.environ.get("DEVICE", "auto"),
+    p.add_argument("--seed", type=int, default=TrainConfig.seed, help="random seed; a CPU run with the same seed repeats exactly")
+    p.add_argument("--device", default=os.environ.get("DEVICE", TrainConfig.device),
                    help="auto (CUDA when available), cpu, cuda or cuda:N (env DEVICE)")
-    p.add_argument("--cuda-graphs", choices=("auto", "on", "off"), default="auto",
+    p.add_argument("--cuda-graphs", choices=("auto", "on", "off"), default=TrainConfig.cuda_graphs,
                    help="run each full training step as one captured CUDA graph (auto: on when training on CUDA "
                         "in a single process; on without CUDA or under torchrun is refused)")
-    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
+    p.add_argument("--dataset", choices=DATASETS, default=TrainConfig.dataset,
                    help="IDX datasets are looked for in --data-dir, then /usr/share/datasets/fashion-mnist, then "
                         "downloaded; cifar10 in --data-dir (the unpacked cifar-10-batches-py), then downloaded by "
                         "torchvision; 'folder' takes any folder of images, flat or one subfolder per class "

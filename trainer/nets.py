@@ -40,7 +40,7 @@ class Nets:
         batches are large enough, and SyncBatchNorm would add a collective to every layer of every step).
 
         `channels_last` lays the convolution weights out NHWC, where oneDNN's bf16 convolutions run fastest on
-        a CPU (a DCGAN step at batch 32 on AVX512-BF16: 1.17x); the MLPs' 2-D weights are left as they are."""
+        a CPU (docs/results/training.md: training in bf16); the MLPs' 2-D weights are left as they are."""
         G = arch.generator().to(device)
         D = arch.discriminator(batch_norm=recipe.d_norm == "batch").to(device)
         if channels_last:

@@ -5,15 +5,16 @@ run's recipe and the docs' flag table (`python -m trainer.settings`) are all mad
 A new stabiliser is one `Setting` here and its use in `trainer.losses` (or `trainer.step`): nothing else lists it.
 
 `study` is the original study's training, exactly, for every architecture; `stable` is the best combination
-measured for each one (benchmarks/ablation.py; docs/results.md):
-- the plain GAN (40 epochs): EMA, spectral norm and R1 each helped, and a learning rate four times the study's on
-  top of them more than halved its FID (0.45x); the hinge loss and two time scales made it worse, DiffAugment cut
-  its recall;
-- the DCGAN: none of those beat the study's recipe within the seed-to-seed noise over 5 and 10 epochs; batches of
-  32 did on average (FID 0.98x, recall 1.4x), and bf16 trains it 1.32x faster on a CPU's bf16 units with an FID
-  no worse, so `stable` uses it where the device computes bf16 natively (the plain GAN is slower in bf16);
-- a conditional run conditions strongly only with the auxiliary class loss: at weight 1 class requests were 98%
-  right against 87% without it for the DCGAN, 99% against 84% for the plain GAN (docs/conditional/).
+measured for each one (benchmarks/ablation.py; the measurements, with their commands and machines, are in
+docs/results/training.md):
+- the plain GAN: EMA, spectral norm and R1, at a learning rate four times the study's;
+- the DCGAN: batches of 32, and bf16 where the device computes it natively (it trains faster there, its FID no
+  worse); none of the plain GAN's stabilisers beat the study's recipe on it;
+- the residual GAN and R3GAN: the recipes of their papers (hinge and spectral norm; the relativistic loss with R1
+  and R2), never-tuned starting points that `python -m trainer.tune` searches from;
+- a conditional run conditions strongly only with the auxiliary class loss (docs/conditional.md).
+
+`Search` declares where `python -m trainer.tune` looks for a setting's value.
 """
 from __future__ import annotations
 

@@ -86,14 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generated images each reading measures")
     p.add_argument("--recipe-out", default=None, metavar="FILE",
                    help="where the best trial's recipe file goes (default: STUDY.json in the current folder)")
-    p.add_argument("--seed", type=int, default=0, help="the sampler's seed and every trial's training seed")
-    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", help="as python -m trainer's")
+    p.add_argument("--seed", type=int, default=TrainConfig.seed, help="the sampler's seed and every trial's training seed")
+    p.add_argument("--dataset", choices=DATASETS, default=TrainConfig.dataset, help="as python -m trainer's")
     p.add_argument("--data-dir", default=os.environ.get("DATA_DIR"), help="dataset folder (env DATA_DIR)")
     p.add_argument("--channels", type=int, choices=CHANNELS, default=None, help="1 grey, 3 colour (default: the data's)")
     p.add_argument("--image-size", type=int, default=None, metavar="PIXELS", help="default: the architecture's own")
     p.add_argument("--limit", type=positive_int, default=None, help="train on the first N images only")
     p.add_argument("--conditional", action="store_true", help="tune a class-conditional model")
-    p.add_argument("--device", default=os.environ.get("DEVICE", "auto"), help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", default=os.environ.get("DEVICE", TrainConfig.device), help="auto, cpu, cuda or cuda:N")
     fixed = p.add_argument_group("fixed settings", "Any recipe setting given here keeps that value in every trial "
                                                    "and leaves the search space")
     fixed.add_argument("--features", type=positive_int, default=None, metavar="WIDTH", help="the architecture's width")

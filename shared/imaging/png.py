@@ -3,8 +3,8 @@
 The grids served here are mostly flat padding and nearest-neighbour repeats, where a filter search
 buys little and costs most of the time. Rows are written with filter 0 and the whole image deflated
 at level 1 by ISA-L (the `isal` package, several times faster than zlib at that level); stdlib zlib
-stands in where `isal` is not installed. Measured on a 2-core x86-64 CPU, a 64-image 32x32 grid
-(274x274): 0.21 ms, against 2.3 ms for Pillow at compress_level=1 (benchmarks/png_encoders.py).
+stands in where `isal` is not installed. How much faster than Pillow: benchmarks/png_encoders.py, and the
+serving results (docs/results/serving.md).
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ A ResNet with no normalisation layers, in stages of one resolution each (4x4, 8x
 - resampling by the [1, 2, 1] low-pass filter (as [1, 3, 3, 1] once the box of the up/down step is folded in:
   StyleGAN2's upfirdn2d): bilinear interpolation up (the same numbers, edges repeated) and a fixed depthwise
   convolution down;
-- activations are a bias then a leaky ReLU (the convolutions have no bias of their own).
+- activations are a bias then a leaky ReLU (the bias added by the convolution before it: the same maths).
 
 G: a learned 4x4 basis per channel scaled by a linear map of the latent, the stages (each an upsampling then its
 blocks), and a 1x1 convolution to the image: linear, no tanh (pixels are clamped when quantised, as always).
@@ -35,7 +35,6 @@ from trainer.networks.heads import projected
 LEAK = 0.2
 ACTIVATION_GAIN = math.sqrt(2 / (1 + LEAK ** 2))  # keeps the variance through a leaky ReLU
 EXPANSION = 2  # the inverted bottleneck's middle width, in multiples of the stage's width
-LOW_PASS = (1.0, 2.0, 1.0)
 
 
 def msr_init(layer: nn.Module, gain: float = 1.0) -> nn.Module:
@@ -47,17 +46,17 @@ def msr_init(layer: nn.Module, gain: float = 1.0) -> nn.Module:
     return layer
 
 
-def conv(c_in: int, c_out: int, kernel: int, groups: int = 1, gain: float = 1.0) -> nn.Conv2d:
-    return msr_init(nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, groups=groups, bias=False), gain)
+def conv(c_in: int, c_out: int, kernel: int, groups: int = 1, gain: float = 1.0, bias: bool = False) -> nn.Conv2d:
+    """A convolution as R3GAN initialises it; `bias`: the bias its activation adds (zero at first), added by the
+    convolution itself, which on a CPU costs nothing where a separate add would be a pass over the tensor."""
+    layer = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, groups=groups, bias=bias)
+    if bias:
+        nn.init.zeros_(layer.bias)
+    return msr_init(layer, gain)
 
 
-class BiasedActivation(nn.Module):
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(x + self.bias.to(x.dtype).view(1, -1, 1, 1), LEAK)
+def act(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, LEAK)
 
 
 class Block(nn.Module):
@@ -67,12 +66,12 @@ class Block(nn.Module):
         super().__init__()
         wide = channels * EXPANSION
         gain = ACTIVATION_GAIN * blocks ** (-1 / 4)  # L^(-1/(2m-2)) for m = 3 layers a block
-        self.expand, self.act1 = conv(channels, wide, 1, gain=gain), BiasedActivation(wide)
-        self.mix, self.act2 = conv(wide, wide, 3, groups=groups, gain=gain), BiasedActivation(wide)
+        self.expand = conv(channels, wide, 1, gain=gain, bias=True)
+        self.mix = conv(wide, wide, 3, groups=groups, gain=gain, bias=True)
         self.project = conv(wide, channels, 1, gain=0)  # the block starts as the identity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.project(self.act2(self.mix(self.act1(self.expand(x)))))
+        return x + self.project(act(self.mix(act(self.expand(x)))))
 
 
 _TAPS = torch.tensor([1.0, 3.0, 3.0, 1.0])  # [1, 2, 1] convolved with the 2x step's box [1, 1]
