@@ -139,7 +139,7 @@ def _json(r: httpx.Response) -> Any:
 
 
 class Routes:
-    """The service's routes as methods. Image routes return an `ImageResult`; errors raise `APIStatusError`s."""
+    """The service's routes as methods. Image routes return an `ImageResult`; errors raise an `APIStatusError`."""
 
     def _send(self, call: Call):  # pragma: no cover - the clients define it
         raise NotImplementedError
