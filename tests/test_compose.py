@@ -146,7 +146,7 @@ def test_compose_commands_train_publish_and_serve_on_the_host(compose, tmp_path,
         while httpx.get(f"{url}/readyz").json()["serving"].get("gan") != 2:
             assert time.monotonic() < deadline, "the new version was not picked up"
             time.sleep(0.5)
-        assert httpx.get(f"{url}/models/gan").json()["versions"][0]["manifest"]["metrics"]["samples"] == 500
+        assert httpx.get(f"{url}/models/gan").json()["versions"][-1]["manifest"]["metrics"]["samples"] == 500
     finally:
         proc.terminate()
         proc.wait(timeout=30)

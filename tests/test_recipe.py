@@ -337,7 +337,7 @@ def test_a_recipe_run_publishes_the_average_and_records_every_component(tmp_path
     recipe = version.manifest.recipe
     assert recipe == {"name": "stable", "loss": "hinge", "lr_g": 3e-4, "lr_d": 8e-4, "ema": 0.999, "ema_warmup": True,
                       "ema_kimg": 0.0, "spectral_norm": True, "d_norm": "batch", "augment": "translation,cutout",
-                      "augment_p": 0.5, "r1": 1.0, "r2": 0.0, "beta2": 0.999, "d_steps": 1, "beta1": 0.5, "instance_noise": 0.0, "lecam": 0.0,
+                      "augment_p": 0.5, "r1": 1.0, "r2": 0.0, "penalty_every": 1, "beta2": 0.999, "d_steps": 1, "beta1": 0.5, "instance_noise": 0.0, "lecam": 0.0,
                       "class_loss": 0.0, "batch_size": 64, "precision": "fp32", "d_scores": "raw"}
     assert version.manifest.parameters.discriminator == 100_609  # SN baked into plain weights on export
     assert json.loads((version.path / "manifest.json").read_text())["discriminator_output"].startswith("raw")

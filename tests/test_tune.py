@@ -44,16 +44,17 @@ def trials(storage, study: str = "r3gan-fashion-mnist-32") -> list[optuna.trial.
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, fashion_dir):
-    """A study of three tiny trials: the preset (enqueued first, as a new study is), a trial that cannot learn (a
-    learning rate of 1e-9, far below the search's range: its first reading is the untrained generator's), then one
-    the sampler draws. Its folder, the command's output and the trials."""
+    """A study of three tiny trials: the preset (enqueued first, as a new study is), a trial that diverges (a learning
+    rate of 1, far above the search's range: its weights blow up in a step or two, whatever else runs on the machine;
+    a trial that cannot learn would not do, since a few seconds of training leave an R3GAN no better than it starts),
+    then one the sampler draws. Its folder, the command's output and the trials."""
     root = tmp_path_factory.mktemp("study")
     journal = root / "store" / ".tune" / "r3gan-fashion-mnist-32.journal"
     journal.parent.mkdir(parents=True)
     planned = optuna.create_study(study_name="r3gan-fashion-mnist-32",
                                   storage=JournalStorage(JournalFileBackend(str(journal))))
     planned.enqueue_trial({"lr_g": 2e-4, "lr_d": 2e-4, "batch_size": 64})
-    planned.enqueue_trial({"lr_g": 1e-9, "lr_d": 1e-9, "batch_size": 64})
+    planned.enqueue_trial({"lr_g": 1.0, "lr_d": 1.0, "batch_size": 64})
     result = run_cli(*tiny(root, fashion_dir, "--trials", "3"), timeout=600)
     assert result.returncode == 0, result.stderr
     return root, result, trials(journal)
@@ -110,7 +111,8 @@ def test_a_study_run_again_continues_and_a_killed_trial_resumes_from_its_state(t
     assert "1 trial finished so far" in again.stderr  # trial 0 is kept, not run again
     assert "trial 1 did not finish; it continues from its saved state" in again.stderr
     done = trials(journal)
-    assert [t.state for t in done] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert [t.state for t in done[:2]] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert done[2].state in (TrialState.COMPLETE, TrialState.PRUNED)  # finished, as its readings earned
     assert done[2].user_attrs["run"] == "trial-1" and done[2].params == done[1].params  # the retry, on trial 1's run
 
 
