@@ -25,36 +25,42 @@ WATCHED = (str(ROOT / "service"), str(ROOT / "shared"))
 from starlette.responses import Response  # noqa: E402
 
 
-def walk(client, path: str, body: dict, endpoint: str | None) -> list[str]:
-    """The project files the request's calls enter, one entry per call, in order (every thread: the inference
-    thread's forward too); with `endpoint` (a function's name in service/api/routes/), only while it runs: the
-    walk from the route to the answer, the middleware left out."""
-    entered: list[str] = []
-    recording = [endpoint is None]
+class Walk:
+    """The project files a request's calls enter, one entry per call, in order (every thread: the inference thread's
+    forward too); with `endpoint` (a function's name in service/api/routes/), only while it runs: the walk from the
+    route to the answer, the middleware left out.
 
-    def tracer(frame, event, arg):
+    Installed before the app starts, since a trace function reaches only the threads started after it (the test
+    client's event loop and the engine's inference thread among them); it records only while `on`."""
+
+    def __init__(self, endpoint: str | None) -> None:
+        self.endpoint, self.on, self.entered = endpoint, False, []
+        self.recording = endpoint is None
+
+    def tracer(self, frame, event, arg):
         code = frame.f_code
-        if not code.co_filename.startswith(WATCHED):
+        if not self.on or not code.co_filename.startswith(WATCHED):
             return None
-        here = endpoint is not None and code.co_name == endpoint and "/routes/" in code.co_filename
+        here = self.endpoint is not None and code.co_name == self.endpoint and "/routes/" in code.co_filename
         if event == "call":
-            recording[0] = recording[0] or here
-            if recording[0]:
-                entered.append(str(Path(code.co_filename).relative_to(ROOT)))
+            self.recording = self.recording or here
+            if self.recording:
+                self.entered.append(str(Path(code.co_filename).relative_to(ROOT)))
         if here:  # a coroutine "returns" at every await: the walk ends with the one that returns the answer
-            return lambda f, e, a: recording.__setitem__(0, False) if e == "return" and isinstance(a, Response) \
-                else None
+            return self.route_tracer
         return None
 
-    threading.settrace(tracer)
-    sys.settrace(tracer)
-    try:
-        response = client.post(path, json=body)
-    finally:
+    def route_tracer(self, frame, event, arg):
+        if event == "return" and isinstance(arg, Response):
+            self.recording = False
+
+    def install(self) -> None:
+        threading.settrace(self.tracer)
+        sys.settrace(self.tracer)
+
+    def remove(self) -> None:
         sys.settrace(None)
         threading.settrace(None)
-    assert response.status_code == 200, response.text
-    return entered
 
 
 def main() -> None:
@@ -73,11 +79,20 @@ def main() -> None:
     args = p.parse_args()
     body = {"model": args.model, **json.loads(args.body)}
     settings = Settings(model_dir=args.store, device="cpu", runtime="torchscript", precision="fp32")
-    with TestClient(create_app(settings)) as client:
-        while client.get("/readyz").status_code != 200:
-            pass
-        client.post(args.path, json=body)  # warm: the cold path's loads are not the request's
-        entered = walk(client, args.path, body, args.endpoint or None)
+    walk = Walk(args.endpoint or None)
+    walk.install()
+    try:
+        with TestClient(create_app(settings)) as client:
+            while client.get("/readyz").status_code != 200:
+                pass
+            client.post(args.path, json=body)  # warm: the cold path's loads are not the request's
+            walk.on = True
+            response = client.post(args.path, json=body)
+            walk.on = False
+    finally:
+        walk.remove()
+    assert response.status_code == 200, response.text
+    entered = walk.entered
     stops = [f for i, f in enumerate(entered) if i == 0 or entered[i - 1] != f]
     entries = Counter(stops)
     print(f"{args.path} {json.dumps(body)}: {len(stops)} stops in {len(entries)} files, "
