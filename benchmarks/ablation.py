@@ -251,7 +251,7 @@ def main() -> int:
         print()
         print(ranking(done))
     if args.figure:
-        from trainer.report import plot_quality
+        from trainer.publishing.report import plot_quality
 
         if budgets:  # each run's readings at its budgets, against minutes
             curves: dict[str, list[dict]] = {}

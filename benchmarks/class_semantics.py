@@ -42,7 +42,6 @@ from shared.imaging.grids import grid_array  # noqa: E402
 from shared.imaging.latents import LatentLayout  # noqa: E402
 from shared.imaging.pixels import to_model_range  # noqa: E402
 from shared.store import CLASSES, ClassSemantics, Store  # noqa: E402
-from trainer.data import load_idx_split, locate_idx_dir  # noqa: E402
 from trainer.evaluation.evaluator import Evaluator  # noqa: E402
 from trainer.evaluation.fashion_classifier import (  # noqa: E402
     FashionClassifier,
@@ -51,6 +50,7 @@ from trainer.evaluation.fashion_classifier import (  # noqa: E402
     load_classifier,
     train_classifier,
 )
+from trainer.training.data import load_idx_split, locate_idx_dir  # noqa: E402
 
 COUNT, SEED, SWEEP_BASE = 256, 1, 64
 

@@ -38,8 +38,8 @@ from shared.imaging.latents import seeded_latents  # noqa: E402
 from shared.imaging.pixels import to_model_range  # noqa: E402
 from shared.imaging.projection import Projection, mean_latent  # noqa: E402
 from shared.store import CLASSIFIER, ENCODER, Store  # noqa: E402
-from trainer.data import load_idx_split, locate_idx_dir  # noqa: E402
 from trainer.evaluation.fashion_classifier import embed, load_classifier  # noqa: E402
+from trainer.training.data import load_idx_split, locate_idx_dir  # noqa: E402
 
 IMAGES, CHUNK, RANDOM = 500, 100, 1024
 

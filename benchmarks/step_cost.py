@@ -20,12 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shared.imaging.pixels import to_model_range  # noqa: E402
 from shared.imaging.precision import BF16, resolve_precision  # noqa: E402
-from trainer.architectures import count_parameters, get_architecture  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
-from trainer.nets import Nets  # noqa: E402
-from trainer.recipe import build_recipe  # noqa: E402
-from trainer.settings import resolve_recipe  # noqa: E402
-from trainer.step import train_step  # noqa: E402
+from trainer.training.architectures import count_parameters, get_architecture  # noqa: E402
+from trainer.training.config import TrainConfig  # noqa: E402
+from trainer.training.nets import Nets  # noqa: E402
+from trainer.training.recipe import build_recipe  # noqa: E402
+from trainer.training.settings import resolve_recipe  # noqa: E402
+from trainer.training.step import train_step  # noqa: E402
 
 
 def images_per_second(cfg: TrainConfig, seconds: float) -> tuple[float, int, int]:

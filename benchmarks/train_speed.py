@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainer.config import TrainConfig  # noqa: E402
-from trainer.loop import train  # noqa: E402
+from trainer.training.config import TrainConfig  # noqa: E402
+from trainer.training.loop import train  # noqa: E402
 
 MODES = (("eager", "off", "fp32", False), ("eager channels-last", "off", "fp32", True),
          ("eager bf16", "off", "bf16", False), ("eager bf16 channels-last (--precision bf16)", "off", "bf16", True),

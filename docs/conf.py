@@ -9,7 +9,7 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS.parent))
 
-from trainer.settings import markdown_table  # noqa: E402  (the recipe's flags, made from their one declaration)
+from trainer.training.settings import markdown_table  # noqa: E402  (the recipe's flags, made from their one declaration)
 
 project = "latentlab"
 author = "the latentlab authors"

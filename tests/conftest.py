@@ -77,10 +77,10 @@ def train_and_publish(root: Path, cfg, encoder: bool = False, run_dir: Path | No
     import torch
 
     from shared.store import Store
-    from trainer.architectures import run_architecture
-    from trainer.encoder import fit_encoder
-    from trainer.loop import train
-    from trainer.publish import publish_run
+    from trainer.publishing.encoder import fit_encoder
+    from trainer.publishing.publish import publish_run
+    from trainer.training.architectures import run_architecture
+    from trainer.training.loop import train
 
     run_dir = run_dir or root / ".runs" / cfg.name
     result = train(cfg, run_dir, log=lambda m: None, progress=False)
@@ -120,7 +120,7 @@ def built_once(name: str, build: Callable[[Path], None]) -> Path:
 @pytest.fixture(scope="session")
 def trained_store(tmp_path_factory, fashion_dir):
     """A store holding gan v1 and dcgan v1, each trained one short epoch by the real trainer code."""
-    from trainer.config import TrainConfig
+    from trainer.training.config import TrainConfig
 
     def build(root: Path) -> None:
         for arch in ("gan", "dcgan"):
@@ -146,8 +146,8 @@ def semantic_store(tmp_path_factory, fashion_dir):
     """A store holding gan v1 trained long enough (EMA + spectral norm + R1 at the study's learning rates; 25 epochs
     on 8,192 images, about 15 s) that its samples cover every FashionMNIST class, with what its latent space means
     (classes.json) and an encoder (200 steps)."""
-    from trainer.config import TrainConfig
-    from trainer.settings import recipe_settings
+    from trainer.training.config import TrainConfig
+    from trainer.training.settings import recipe_settings
 
     return built_once("semantic-store", lambda root: train_and_publish(
         root, TrainConfig(arch="gan", epochs=25, limit=8192, data_dir=str(fashion_dir), device="cpu",
@@ -160,8 +160,8 @@ def conditional_store(tmp_path_factory, fashion_dir):
     """A store of class-conditional models: gan v1 trained long enough to draw the class it is given (the stable
     recipe, 20 epochs on 8,192 images, about 20 s), with classes.json, the classifier and an encoder; and dcgan v1,
     one short epoch (the architecture's shapes and routes)."""
-    from trainer.config import TrainConfig
-    from trainer.settings import recipe_settings
+    from trainer.training.config import TrainConfig
+    from trainer.training.settings import recipe_settings
 
     def build(root: Path) -> None:
         train_and_publish(root, TrainConfig(arch="gan", epochs=20, limit=8192, data_dir=str(fashion_dir),

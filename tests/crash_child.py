@@ -21,8 +21,8 @@ WATCHED = (str(ROOT / "shared" / "store"), str(ROOT / "trainer" / "state.py"), _
 import torch  # noqa: E402  (before any fork: the jobs' imports are done once)
 
 from shared.store import GENERATOR, Store  # noqa: E402
-from trainer.config import TrainConfig  # noqa: E402
-from trainer.state import TrainingState  # noqa: E402
+from trainer.training.config import TrainConfig  # noqa: E402
+from trainer.training.state import TrainingState  # noqa: E402
 
 
 def kill_at(n: int) -> list[int]:

@@ -22,7 +22,7 @@ from service.api.app import create_app
 from service.api.settings import Settings
 from shared.store import GENERATOR, Store
 from tests.conftest import ROOT, built_once, train_and_publish
-from trainer.config import TrainConfig
+from trainer.training.config import TrainConfig
 
 # Admission has its own tests (test_admission, test_serving_engine): elsewhere a slow or busy CI machine must not
 # turn a request into a 503 because its predicted wait passed the default second.

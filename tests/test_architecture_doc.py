@@ -7,8 +7,9 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.fast  # make check runs it on every commit
 
-PACKAGES = ("shared/store", "shared/imaging", "trainer", "trainer/networks", "trainer/evaluation", "service", "service/api",
-            "service/api/routes", "service/operations", "service/engine")
+PACKAGES = ("shared/store", "shared/imaging", "trainer", "trainer/training", "trainer/training/networks",
+            "trainer/publishing", "trainer/evaluation", "service", "service/api", "service/api/routes",
+            "service/operations", "service/engine")
 
 
 def layout_rows() -> dict[str, str]:

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from trainer.architectures import ARCHITECTURES, count_parameters, get_architecture
-from trainer.networks.study import CNNGenerator
+from trainer.training.architectures import ARCHITECTURES, count_parameters, get_architecture
+from trainer.training.networks.study import CNNGenerator
 
 pytestmark = pytest.mark.fast  # make check runs it on every commit
 

@@ -83,9 +83,9 @@ def test_service_main_lets_a_bug_through(monkeypatch):
 
 
 def test_a_failed_export_check_is_one_line_and_publishes_nothing(tmp_path, fashion_dir, monkeypatch, capsys):
-    import trainer.export
+    import trainer.publishing.export
 
-    monkeypatch.setattr(trainer.export, "TOLERANCE", -1.0)  # every export now "differs" from its eager model
+    monkeypatch.setattr(trainer.publishing.export, "TOLERANCE", -1.0)  # every export now "differs" from its eager model
     code = trainer_cli.main(["--arch", "gan", "--epochs", "1", "--limit", "64", "--batch-size", "32", "--device", "cpu",
                              "--out", str(tmp_path), "--data-dir", str(fashion_dir), "--no-progress", "--no-evaluate"])
     err = capsys.readouterr().err

@@ -17,12 +17,12 @@ from shared.imaging.latents import seeded_latents
 from shared.store import Store
 from tests.conftest import assert_user_error, built_once, run_cli
 from tests.service_helpers import make_client, png, wait_ready
-from trainer.architectures import get_architecture
-from trainer.config import ConfigError
-from trainer.data import DataError, load_idx_split, load_reference_images, load_training_images
 from trainer.evaluation.fashion_classifier import load_classifier, to_input_size
 from trainer.evaluation.swd import level_sizes, swd
 from trainer.tinted import TINTS, tint, write_folder
+from trainer.training.architectures import get_architecture
+from trainer.training.config import ConfigError
+from trainer.training.data import DataError, load_idx_split, load_reference_images, load_training_images
 
 TROUSER, SNEAKER = 1, 7
 
@@ -100,7 +100,7 @@ def test_cifar10_is_read_from_its_local_files_or_refused_clearly(tmp_path, monke
     assert images.shape == (100, 3, 32, 32) and images.dtype == torch.uint8
     reference, what = load_reference_images("cifar10", str(tmp_path), 64, 3)
     assert reference.shape == (20, 3, 64, 64) and "cifar10 test images" in what
-    monkeypatch.setattr("trainer.data.CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr("trainer.training.data.CACHE_DIR", tmp_path / "cache")
     with pytest.raises(DataError, match="CIFAR-10 not found"):
         load_training_images("cifar10", str(tmp_path / "nothing"), 32, download=False)
 

@@ -16,15 +16,15 @@ from shared.imaging.latents import LatentLayout, seeded_latents, with_classes
 from shared.store import DISCRIMINATOR, Store
 from tests.conftest import assert_user_error, run_cli
 from tests.service_helpers import copy_model, copy_store, grid_images, make_client, wait_ready
-from trainer.architectures import get_architecture
-from trainer.config import TrainConfig
 from trainer.evaluation.fashion_classifier import CLASSES as NAMES
 from trainer.evaluation.fashion_classifier import embed, load_classifier
-from trainer.nets import Nets
-from trainer.networks.study import CNNDiscriminator, MLPDiscriminator
-from trainer.recipe import build_recipe
-from trainer.settings import recipe_settings
-from trainer.step import train_step
+from trainer.training.architectures import get_architecture
+from trainer.training.config import TrainConfig
+from trainer.training.nets import Nets
+from trainer.training.networks.study import CNNDiscriminator, MLPDiscriminator
+from trainer.training.recipe import build_recipe
+from trainer.training.settings import recipe_settings
+from trainer.training.step import train_step
 
 
 # ----------------------------------------------------------------------------- the networks

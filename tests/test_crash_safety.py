@@ -16,8 +16,8 @@ import torch
 from shared.errors import WriteFailed
 from shared.store import GENERATOR, Store, StoreWriteFailed
 from tests.conftest import run_cli
-from trainer.config import TrainConfig
-from trainer.state import TrainingState
+from trainer.training.config import TrainConfig
+from trainer.training.state import TrainingState
 
 CHILD = Path(__file__).with_name("crash_child.py")
 

@@ -37,7 +37,7 @@ def test_the_service_on_cuda_serves_what_the_cpu_serves(trained_store):
 
 
 def cuda_config(fashion_dir, epochs, **kw):
-    from trainer.config import TrainConfig
+    from trainer.training.config import TrainConfig
 
     return TrainConfig(**{"arch": "dcgan", "epochs": epochs, "limit": 1024, "batch_size": 64,
                           "data_dir": str(fashion_dir), "device": "cuda", **kw})
@@ -46,7 +46,7 @@ def cuda_config(fashion_dir, epochs, **kw):
 def test_a_graphed_run_takes_the_eager_runs_steps(tmp_path, fashion_dir):
     """Same seed, same data order and noise: the histories agree within 1e-3 over the first 16 steps (cuDNN
     picks kernels per run; the graph replays the same arithmetic)."""
-    from trainer.loop import train
+    from trainer.training.loop import train
 
     quiet = dict(log=lambda m: None, progress=False)
     graphed = train(cuda_config(fashion_dir, 1, cuda_graphs="on"), tmp_path / "g", **quiet)
@@ -56,8 +56,8 @@ def test_a_graphed_run_takes_the_eager_runs_steps(tmp_path, fashion_dir):
 
 
 def test_graph_mode_resumes(tmp_path, fashion_dir):
-    from trainer.loop import train
-    from trainer.state import resume_or_start
+    from trainer.training.loop import train
+    from trainer.training.state import resume_or_start
 
     quiet = dict(log=lambda m: None, progress=False)
     train(cuda_config(fashion_dir, 1, cuda_graphs="on"), tmp_path / "run", **quiet)
@@ -68,8 +68,8 @@ def test_graph_mode_resumes(tmp_path, fashion_dir):
 
 def test_every_recipe_component_runs_in_a_cuda_graph(tmp_path, fashion_dir):
     """EMA, spectral norm, the hinge loss, DiffAugment's random draws and R1's double backward, captured."""
-    from trainer.loop import train
-    from trainer.settings import recipe_settings
+    from trainer.training.loop import train
+    from trainer.training.settings import recipe_settings
 
     quiet = dict(log=lambda m: None, progress=False)
     components = recipe_settings("stable", "dcgan", ema=0.999, spectral_norm=True, r1=1.0, loss="hinge",

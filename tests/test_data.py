@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import assert_user_error, make_idx_dataset, run_cli, write_idx
-from trainer.data import DataError, load_idx_split, load_training_images, read_idx, resize_uint8
+from trainer.training.data import DataError, load_idx_split, load_training_images, read_idx, resize_uint8
 
 pytestmark = pytest.mark.fast  # make check runs it on every commit
 

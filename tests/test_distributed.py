@@ -10,10 +10,10 @@ import torch
 
 from shared.store import Store
 from tests.conftest import ROOT
-from trainer.config import TrainConfig
-from trainer.distributed import Ranks, shard
-from trainer.loop import steps_per_epoch
-from trainer.state import STATE_FILE, TrainingState
+from trainer.training.config import TrainConfig
+from trainer.training.distributed import Ranks, shard
+from trainer.training.loop import steps_per_epoch
+from trainer.training.state import STATE_FILE, TrainingState
 
 
 def test_shards_cover_a_global_batch_once_in_rank_order():
@@ -90,7 +90,7 @@ def test_torchrun_stops_together_and_resumes_with_another_number_of_processes(tm
 @pytest.fixture
 def cpu_hog():
     """Another CPU-bound process on the machine, as in a full test run on a busy CI box, where rank 1 once aborted
-    at exit ("terminate called without an active exception"; trainer.distributed.finish says why)."""
+    at exit ("terminate called without an active exception"; trainer.training.distributed.finish says why)."""
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     yield hog
     hog.kill()

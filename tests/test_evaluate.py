@@ -7,7 +7,6 @@ from shared.imaging import torchscript
 from shared.store import GENERATOR, Store
 from tests.conftest import assert_user_error, run_cli
 from tests.service_helpers import copy_store, make_client, wait_ready
-from trainer.data import load_idx_split
 from trainer.evaluation.evaluator import evaluate_version
 from trainer.evaluation.fashion_classifier import (
     CARD,
@@ -18,6 +17,7 @@ from trainer.evaluation.fashion_classifier import (
     load_classifier,
     real_floor,
 )
+from trainer.training.data import load_idx_split
 
 
 def test_shipped_classifier_matches_its_hash_loads_and_is_accurate(fashion_dir):
@@ -160,7 +160,7 @@ def test_inception_fid_uses_weights_already_on_the_machine_and_says_how_to_get_t
 
 
 def test_quality_figure_against_minutes_puts_each_measurement_at_its_training_time(tmp_path):
-    from trainer.report import plot_quality
+    from trainer.publishing.report import plot_quality
 
     runs = {"quick": [{"epoch": 1, "fid": 200.0, "recall": 0.01, "train_seconds": 30.0},
                       {"epoch": 2, "fid": 150.0, "recall": 0.02, "train_seconds": 60.0}],

@@ -15,8 +15,8 @@ from shared.imaging import torchscript
 from shared.imaging.latents import seeded_latents
 from shared.store import Store
 from tests.service_helpers import png
-from trainer.architectures import get_architecture
-from trainer.data import load_idx_split
+from trainer.training.architectures import get_architecture
+from trainer.training.data import load_idx_split
 
 pytestmark = pytest.mark.fast  # make check runs it on every commit
 

@@ -31,8 +31,8 @@ def drawing_store(tmp_path_factory, trained_store, conditional_store, fashion_di
     """dcgan (grey, with an ONNX form), gan v1 (without one: an older version) and v2 (with one), cdcgan
     (class-conditional), rgb (a colour DCGAN) and r3gan (its resampling and grouped convolutions), each briefly
     trained."""
-    from trainer.config import TrainConfig
-    from trainer.settings import recipe_settings
+    from trainer.training.config import TrainConfig
+    from trainer.training.settings import recipe_settings
 
     root = copy_store(trained_store, tmp_path_factory.mktemp("drawing") / "store")
     strip_forms(root, "gan")

@@ -17,8 +17,8 @@ from shared.imaging.latents import LatentLayout
 from shared.store import FORMS, NETWORKS, Store, form_file
 from tests.conftest import run_cli
 from tests.service_helpers import copy_store, make_client, wait_ready
-from trainer.architectures import get_architecture
-from trainer.export import ExportError, export_network
+from trainer.publishing.export import ExportError, export_network
+from trainer.training.architectures import get_architecture
 
 SERVED_STORE = "trained_store"  # the conftest `client` serves it
 

@@ -8,9 +8,9 @@ import pytest
 
 from shared.store import Store
 from tests.conftest import assert_user_error, run_cli
-from trainer.config import TrainConfig
-from trainer.loop import train
-from trainer.state import resume_or_start
+from trainer.training.config import TrainConfig
+from trainer.training.loop import train
+from trainer.training.state import resume_or_start
 
 BUDGET = 0.05  # minutes: 3 s of training
 

@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from tests.conftest import run_cli
-from trainer.budget import FLOOR, FULL, with_budget
-from trainer.config import TrainConfig
-from trainer.phases import Phase
+from trainer.training.budget import FLOOR, FULL, with_budget
+from trainer.training.config import TrainConfig
+from trainer.training.phases import Phase
 
 
 def test_a_quick_look_gets_the_floor_and_a_long_run_the_full_counts():

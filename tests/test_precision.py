@@ -110,9 +110,9 @@ def test_bf16_serving_stays_within_the_pixel_bound_of_fp32(store, model, request
 
 @pytest.mark.slow
 def test_the_dcgan_stable_recipe_trains_in_bf16_only_where_it_is_native(fashion_dir, tmp_path, capabilities, monkeypatch):
-    from trainer.config import TrainConfig
-    from trainer.loop import train
-    from trainer.settings import recipe_settings
+    from trainer.training.config import TrainConfig
+    from trainer.training.loop import train
+    from trainer.training.settings import recipe_settings
 
     assert recipe_settings("stable", "dcgan")["precision"] == "auto"
     assert recipe_settings("study", "dcgan")["precision"] == "fp32"  # the study's stays fp32, bit for bit

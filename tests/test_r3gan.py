@@ -20,13 +20,13 @@ from shared.imaging.networks import load_network
 from shared.store import FORMS, Store, form_file
 from tests.conftest import assert_user_error, run_cli, train_and_publish
 from tests.service_helpers import grid_images, make_client, wait_ready
-from trainer.architectures import count_parameters, get_architecture
-from trainer.config import ConfigError, TrainConfig
-from trainer.data import load_idx_split
-from trainer.losses import Objective, RelativisticPairing
-from trainer.networks import r3gan
-from trainer.settings import recipe_settings
 from trainer.tinted import tint, write_folder
+from trainer.training.architectures import count_parameters, get_architecture
+from trainer.training.config import ConfigError, TrainConfig
+from trainer.training.data import load_idx_split
+from trainer.training.losses import Objective, RelativisticPairing
+from trainer.training.networks import r3gan
+from trainer.training.settings import recipe_settings
 
 
 @pytest.mark.parametrize("channels, size, classes", [(1, 32, 0), (3, 32, 0), (1, 64, 0), (3, 64, 10), (1, 32, 10)])

@@ -13,20 +13,20 @@ from shared.imaging import torchscript
 from shared.imaging.latents import LatentLayout, seeded_latents
 from shared.store import Store
 from tests.conftest import assert_user_error, run_cli
-from trainer import loop
-from trainer.architectures import count_parameters, get_architecture
-from trainer.augment import DiffAugment, cutout, translation
-from trainer.average import standing_statistics, update_ema
-from trainer.config import ConfigError, TrainConfig
-from trainer.data import load_training_images
-from trainer.distributed import Ranks
-from trainer.interrupt import StopRequested
-from trainer.losses import Hinge, NonSaturatingBCE, Objective
-from trainer.nets import Nets, add_spectral_norm, without_parametrizations
-from trainer.recipe import Recipe, build_recipe
-from trainer.settings import recipe_settings
-from trainer.state import STATE_FILE, TrainingState, resume_or_start
-from trainer.step import train_step
+from trainer.training import loop
+from trainer.training.architectures import count_parameters, get_architecture
+from trainer.training.augment import DiffAugment, cutout, translation
+from trainer.training.average import standing_statistics, update_ema
+from trainer.training.config import ConfigError, TrainConfig
+from trainer.training.data import load_training_images
+from trainer.training.distributed import Ranks
+from trainer.training.interrupt import StopRequested
+from trainer.training.losses import Hinge, NonSaturatingBCE, Objective
+from trainer.training.nets import Nets, add_spectral_norm, without_parametrizations
+from trainer.training.recipe import Recipe, build_recipe
+from trainer.training.settings import recipe_settings
+from trainer.training.state import STATE_FILE, TrainingState, resume_or_start
+from trainer.training.step import train_step
 
 
 def everything(arch: str) -> dict:
@@ -152,7 +152,7 @@ def test_instance_noise_falls_linearly_to_zero_over_the_run():
 
 
 def test_lecam_penalty_by_hand():
-    from trainer.losses import LECAM_DECAY, lecam_penalty
+    from trainer.training.losses import LECAM_DECAY, lecam_penalty
 
     anchors = torch.tensor([1.0, -1.0])  # D's usual outputs: +1 on real images, -1 on generated ones
     d_real, d_fake = torch.tensor([0.5, -2.0]), torch.tensor([2.0, -3.0])

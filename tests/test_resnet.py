@@ -16,9 +16,9 @@ from shared.imaging.networks import load_network
 from shared.store import FORMS, Store, form_file
 from tests.conftest import run_cli, train_and_publish
 from tests.service_helpers import grid_images, make_client, wait_ready
-from trainer.architectures import count_parameters, get_architecture
-from trainer.config import TrainConfig
-from trainer.settings import recipe_settings
+from trainer.training.architectures import count_parameters, get_architecture
+from trainer.training.config import TrainConfig
+from trainer.training.settings import recipe_settings
 
 
 @pytest.mark.parametrize("channels, size, classes", [(1, 32, 0), (3, 32, 0), (1, 64, 0), (3, 64, 0), (1, 32, 10)])

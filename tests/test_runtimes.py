@@ -213,8 +213,8 @@ def test_without_torchscript_the_service_serves_the_other_forms(trained_store, r
 @pytest.mark.slow
 def test_without_torchscript_the_trainer_publishes_the_other_forms_and_reads_them(no_torchscript, fashion_dir,
                                                                                    tmp_path):
-    from trainer.config import TrainConfig
     from trainer.evaluation.evaluator import evaluate_version
+    from trainer.training.config import TrainConfig
 
     said = []
     number = train_and_publish(tmp_path, TrainConfig(arch="dcgan", epochs=1, limit=64, data_dir=str(fashion_dir),

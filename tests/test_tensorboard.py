@@ -4,10 +4,10 @@ import shutil
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from trainer.board import LOG_EVERY, TAGS
-from trainer.config import TrainConfig
-from trainer.loop import train
-from trainer.state import HISTORY_COLUMNS, STATE_FILE, TrainingState, resume_or_start
+from trainer.training.board import LOG_EVERY, TAGS
+from trainer.training.config import TrainConfig
+from trainer.training.loop import train
+from trainer.training.state import HISTORY_COLUMNS, STATE_FILE, TrainingState, resume_or_start
 
 pytestmark = pytest.mark.fast  # make check runs it on every commit
 

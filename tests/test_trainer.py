@@ -10,9 +10,9 @@ from PIL import Image
 from shared.imaging import torchscript
 from shared.store import Store
 from tests.conftest import ROOT, assert_user_error, run_cli
-from trainer.config import TrainConfig
-from trainer.loop import train
-from trainer.state import STATE_FILE, TrainingState, mark_published, published_version, resume_or_start
+from trainer.training.config import TrainConfig
+from trainer.training.loop import train
+from trainer.training.state import STATE_FILE, TrainingState, mark_published, published_version, resume_or_start
 
 REPORT_FILES = {"losses.png", "d_scores.png", "samples.png", "sweep.png", "history.csv"}
 
@@ -189,12 +189,12 @@ def test_publishing_marks_the_run_without_rewriting_its_state(tmp_path, fashion_
 
 
 def test_statistics_accumulated_on_the_device_equal_the_per_step_ones(tmp_path, fashion_dir):
-    from trainer.architectures import get_architecture
-    from trainer.data import load_training_images
-    from trainer.interrupt import StopRequested
-    from trainer.loop import eager_step, run_epoch
-    from trainer.nets import Nets
-    from trainer.recipe import build_recipe
+    from trainer.training.architectures import get_architecture
+    from trainer.training.data import load_training_images
+    from trainer.training.interrupt import StopRequested
+    from trainer.training.loop import eager_step, run_epoch
+    from trainer.training.nets import Nets
+    from trainer.training.recipe import build_recipe
 
     cfg = _config(fashion_dir, 1, batch_size=100)
     arch = get_architecture("gan")

@@ -1,4 +1,7 @@
-"""The training job: data, the training loop, TorchScript export, the seed's figures, publishing."""
+"""The training job. Its commands are the modules here (`python -m trainer`, whose flags are `trainer.cli`'s, and
+`trainer.tune`, `.evaluate`, `.classifier`, `.project`, `.tinted`, `.upgrade`); what they run is in `training/`
+(a run from settings to trained networks), `publishing/` (a trained run into the store) and `evaluation/` (the
+metrics)."""
 
 from importlib.util import find_spec as _find_spec
 

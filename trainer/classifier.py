@@ -6,8 +6,8 @@ import json
 import os
 
 from shared.errors import command
-from trainer.data import DEBIAN_FASHION_MNIST, load_idx_split, locate_idx_dir
 from trainer.evaluation.fashion_classifier import CARD, WEIGHTS, accuracy, load_classifier, retrain
+from trainer.training.data import DEBIAN_FASHION_MNIST, load_idx_split, locate_idx_dir
 
 PROG = "python -m trainer.classifier"
 

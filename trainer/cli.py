@@ -11,17 +11,17 @@ import torch
 from shared.errors import UserError, command
 from shared.imaging.devices import resolve_device
 from shared.store import Store, StoreWriteFailed, validate_name
-from trainer import distributed, settings
-from trainer.architectures import ARCHITECTURES, CHANNELS, run_architecture
-from trainer.board import Board
-from trainer.config import TrainConfig
-from trainer.data import DATASETS
-from trainer.encoder import EncoderResult, fit_encoder
 from trainer.evaluation.evaluator import check_samples, evaluate_version
-from trainer.loop import TrainResult, train
-from trainer.publish import publish_run
-from trainer.settings import positive_float, positive_int
-from trainer.state import mark_published, resume_or_start
+from trainer.publishing.encoder import EncoderResult, fit_encoder
+from trainer.publishing.publish import publish_run
+from trainer.training import distributed, settings
+from trainer.training.architectures import ARCHITECTURES, CHANNELS, run_architecture
+from trainer.training.board import Board
+from trainer.training.config import TrainConfig
+from trainer.training.data import DATASETS
+from trainer.training.loop import TrainResult, train
+from trainer.training.settings import positive_float, positive_int
+from trainer.training.state import mark_published, resume_or_start
 
 PROG = "python -m trainer"
 EXIT_INTERRUPTED = 130

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from shared.errors import command
-from trainer.data import load_idx_split, locate_idx_dir
+from trainer.training.data import load_idx_split, locate_idx_dir
 
 PROG = "python -m trainer.tinted"
 CLASS_NAMES = ("T-shirt_top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot")

@@ -2,8 +2,8 @@
 Optuna.
 
 Each trial is a normal training run of `--minutes-per-trial` minutes, its settings drawn by Optuna's TPE sampler
-from the recipe settings that declare a search range (trainer.settings) and the architecture's size
-(trainer.architectures). A trial is measured `--readings` times along its budget (FID in the project's classifier's
+from the recipe settings that declare a search range (trainer.training.settings) and the architecture's size
+(trainer.training.architectures). A trial is measured `--readings` times along its budget (FID in the project's classifier's
 features for FashionMNIST, the SWD for other data), and the pruner stops one whose early readings trail the
 others' at the same point (successive halving: a multi-fidelity search). The study's first trial is the preset
 itself, so the search is measured against what it would replace.
@@ -31,12 +31,12 @@ from typing import Any, Callable
 
 from shared.errors import UserError, command
 from shared.store import validate_name
-from trainer import settings
-from trainer.architectures import ARCHITECTURES, CHANNELS, get_architecture, run_architecture
 from trainer.cli import EXIT_INTERRUPTED, MAX_EPOCHS
-from trainer.config import ConfigError, TrainConfig
-from trainer.data import DATASETS
-from trainer.settings import ChosenRecipe, RecipeFile, Search, positive_float, positive_int
+from trainer.training import settings
+from trainer.training.architectures import ARCHITECTURES, CHANNELS, get_architecture, run_architecture
+from trainer.training.config import ConfigError, TrainConfig
+from trainer.training.data import DATASETS
+from trainer.training.settings import ChosenRecipe, RecipeFile, Search, positive_float, positive_int
 
 PROG = "python -m trainer.tune"
 TUNE_DIR = ".tune"  # in the store: the studies' journals and their trials' training states
@@ -250,8 +250,8 @@ class Tuning:
     def __call__(self, trial) -> float:
         import optuna
 
-        from trainer.loop import train
-        from trainer.state import resume_or_start
+        from trainer.training.loop import train
+        from trainer.training.state import resume_or_start
 
         recipe, size = self.space.suggest(trial)
         run = trial.user_attrs.get("run") or f"trial-{trial.number}"  # a retried trial keeps its first run

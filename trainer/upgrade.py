@@ -20,10 +20,10 @@ from shared.errors import UserError, command
 from shared.imaging import torchscript
 from shared.imaging.latents import LatentLayout
 from shared.store import FORMS, NETWORKS, Store, Version, form_file, validate_name
-from trainer.architectures import Architecture, run_architecture
-from trainer.config import TrainConfig
-from trainer.encoder import Encoder
-from trainer.publish import export_networks
+from trainer.publishing.encoder import Encoder
+from trainer.publishing.publish import export_networks
+from trainer.training.architectures import Architecture, run_architecture
+from trainer.training.config import TrainConfig
 
 PROG = "python -m trainer.upgrade"
 

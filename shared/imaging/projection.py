@@ -24,7 +24,7 @@ import torch
 from shared.imaging.precision import FP32, computing_in
 
 LR = 0.05
-FEATURE_WEIGHT = 0.1  # as the encoder is trained with (trainer/encoder.py)
+FEATURE_WEIGHT = 0.1  # as the encoder is trained with (trainer/publishing/encoder.py)
 PRIOR_WEIGHT = 1e-3
 NOISE = 0.5  # the latent's noise at the first step, relative to a unit Gaussian's
 NOISE_UNTIL = 0.75  # share of the steps with noise

@@ -28,7 +28,7 @@ from trainer.evaluation.fashion_classifier import (
     generated,
     load_classifier,
 )
-from trainer.phases import Phase
+from trainer.training.phases import Phase
 
 SEED = 777  # latents other than the evaluation's (seed 0)
 SAMPLES = 20_000

@@ -27,7 +27,6 @@ from shared.imaging.latents import LatentLayout
 from shared.imaging.networks import load_network
 from shared.imaging.precision import FP32
 from shared.store import CLASSES, CLASSIFIER, Store, Version, utc_now_iso
-from trainer.data import load_idx_split, load_reference_images, locate_idx_dir
 from trainer.evaluation import inception
 from trainer.evaluation.fashion_classifier import (
     BATCH,
@@ -40,7 +39,8 @@ from trainer.evaluation.fashion_classifier import (
 )
 from trainer.evaluation.metrics import compare, minimum_samples
 from trainer.evaluation.swd import descriptors, swd
-from trainer.phases import Phase
+from trainer.training.data import load_idx_split, load_reference_images, locate_idx_dir
+from trainer.training.phases import Phase
 
 K = 3  # precision/recall neighbourhood size
 

@@ -23,8 +23,8 @@ from shared.imaging.pixels import to_model_range
 from shared.imaging.precision import FP32, computing_in
 from shared.store import sha256_file
 from shared.store.atomic import atomic_write, write_json_atomic
-from trainer.data import FASHION_MNIST_CLASSES, load_idx_split, locate_idx_dir
 from trainer.evaluation.metrics import compare
+from trainer.training.data import FASHION_MNIST_CLASSES, load_idx_split, locate_idx_dir
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 WEIGHTS = ASSETS / "fmnist_classifier.pt"

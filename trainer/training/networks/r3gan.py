@@ -19,7 +19,7 @@ D: a 1x1 convolution from the image, the stages (each its blocks then a downsamp
 Class-conditional as the paper does it: G's latent is z concatenated with a linear embedding of the class; here
 the latent holds z then the class weights (shared.imaging.latents.LatentLayout) and the basis's linear map reads
 both, the embedding folded into it (the same maths). D projects: its last linear map gives an embedding whose
-inner product with a learned embedding of the class is the logit (trainer.networks.heads.projected, with no
+inner product with a learned embedding of the class is the logit (trainer.training.networks.heads.projected, with no
 unconditional term).
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.networks.heads import projected
+from trainer.training.networks.heads import projected
 
 LEAK = 0.2
 ACTIVATION_GAIN = math.sqrt(2 / (1 + LEAK ** 2))  # keeps the variance through a leaky ReLU

@@ -17,7 +17,7 @@ from shared.imaging.grids import render_grid
 from shared.imaging.latents import STUDY_SWEEP_DIMS, STUDY_SWEEP_VALUES, LatentLayout
 from shared.imaging.sampling import class_layout, generate, sample_image, sweep_image
 from shared.store import HISTORY_CSV
-from trainer.state import HISTORY_COLUMNS
+from trainer.training.state import HISTORY_COLUMNS
 
 SAMPLE_SEED, SAMPLE_COUNT, SAMPLE_SCALE = 0, 8, 4
 SWEEP_SCALE = 3

@@ -21,14 +21,14 @@ from shared.store import (
     Version,
 )
 from shared.store.manifest import ParameterCounts
-from trainer.architectures import Architecture, count_parameters, run_architecture
-from trainer.encoder import EncoderResult
-from trainer.export import export_network
-from trainer.loop import TrainResult
-from trainer.nets import without_parametrizations
-from trainer.recipe import describe
-from trainer.report import write_report
-from trainer.state import HISTORY_COLUMNS
+from trainer.publishing.encoder import EncoderResult
+from trainer.publishing.export import export_network
+from trainer.publishing.report import write_report
+from trainer.training.architectures import Architecture, count_parameters, run_architecture
+from trainer.training.loop import TrainResult
+from trainer.training.nets import without_parametrizations
+from trainer.training.recipe import describe
+from trainer.training.state import HISTORY_COLUMNS
 
 CHECK_SEED, CHECK_COUNT = 1234, 16
 
@@ -37,7 +37,7 @@ def publish_run(store: Store, result: TrainResult, command: list[str] | None = N
                 encoder: EncoderResult | None = None, log: Callable[[str], None] = lambda message: None,
                 progress: bool | None = False) -> Version:
     """The run as a new version of its model; the class semantics (FashionMNIST) are found on the way, shown as a
-    phase through `log` and `progress` (see trainer.phases)."""
+    phase through `log` and `progress` (see trainer.training.phases)."""
     cfg = result.config
     arch = run_architecture(cfg)
     G = copy.deepcopy(result.generator).cpu().eval()  # G's moving average when the recipe keeps one

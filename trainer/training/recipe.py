@@ -1,5 +1,5 @@
 """How the networks learn, apart from what they are: the objective, the optimisers and the stabilisers, built
-from a run's settings (declared, with the presets that name combinations of them, in trainer.settings).
+from a run's settings (declared, with the presets that name combinations of them, in trainer.training.settings).
 
 The stabilisers are those the literature found to help small GANs, each off in the study's recipe and each
 usable alone:
@@ -26,10 +26,10 @@ from typing import Any, Iterable, Protocol
 
 import torch
 
-from trainer import settings
-from trainer.augment import DiffAugment, parse_policies
-from trainer.config import TrainConfig
-from trainer.losses import LOSSES, Objective
+from trainer.training import settings
+from trainer.training.augment import DiffAugment, parse_policies
+from trainer.training.config import TrainConfig
+from trainer.training.losses import LOSSES, Objective
 
 EMA_RAMPUP = 0.05  # with ema_kimg: the half-life is at most this fraction of the images seen so far (StyleGAN2-ADA)
 

@@ -16,15 +16,15 @@ import torch
 
 from shared.errors import WriteFailed
 from shared.store.atomic import atomic_write, remove_leftovers
-from trainer.config import ConfigError, TrainConfig
-from trainer.nets import Nets
+from trainer.training.config import ConfigError, TrainConfig
+from trainer.training.nets import Nets
 
 # what every training step records, in this order: the history's columns everywhere (state, CSV, figures, manifest)
 HISTORY_COLUMNS = ("loss_D", "loss_G", "D_x", "D_G_z")
 STATE_FILE = "state.pt"
 WEIGHTS = ("G", "D", "opt_G", "opt_D", "G_ema", "ema_steps", "steps", "lecam_anchors")
 PUBLISHED_MARKER = "published"
-ENCODER_STATE = "encoder.pt"  # trainer.encoder's checkpoint
+ENCODER_STATE = "encoder.pt"  # trainer.publishing.encoder's checkpoint
 
 
 def _empty_history() -> torch.Tensor:

@@ -1,8 +1,8 @@
 """The recipe's settings, declared once: each one's name, type, default (the study's value), help, and value in
 each preset. The training config's fields, the `--flags` of `python -m trainer`, the manifest's description of a
-run's recipe and the docs' flag table (`python -m trainer.settings`) are all made from `RECIPE_SETTINGS`.
+run's recipe and the docs' flag table (`python -m trainer.training.settings`) are all made from `RECIPE_SETTINGS`.
 
-A new stabiliser is one `Setting` here and its use in `trainer.losses` (or `trainer.step`): nothing else lists it.
+A new stabiliser is one `Setting` here and its use in `trainer.training.losses` (or `trainer.training.step`): nothing else lists it.
 
 `study` is the original study's training, exactly, for every architecture; `stable` is the best combination
 measured for each one (benchmarks/ablation.py; the measurements, with their commands and machines, are in
@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 from shared.errors import UserError
 from shared.imaging import precision
 from shared.store.atomic import atomic_write
-from trainer.augment import parse_policies
+from trainer.training.augment import parse_policies
 
 PRESETS = ("study", "stable")
 ALIASES = {"seed": "study"}  # the study's recipe was called `seed`: old commands and manifests keep working
@@ -153,10 +153,10 @@ RECIPE_SETTINGS = (
 )
 SETTINGS = {s.name: s for s in RECIPE_SETTINGS}
 
-# the recipe's part of a run's config; trainer.config.TrainConfig adds what is not the recipe's
+# the recipe's part of a run's config; trainer.training.config.TrainConfig adds what is not the recipe's
 RecipeSettings = dataclasses.make_dataclass(
     "RecipeSettings", [(s.name, s.kind, field(default=s.default)) for s in RECIPE_SETTINGS], frozen=True)
-RecipeSettings.__doc__ = "The recipe's settings (trainer.settings.RECIPE_SETTINGS), with the study's defaults."
+RecipeSettings.__doc__ = "The recipe's settings (trainer.training.settings.RECIPE_SETTINGS), with the study's defaults."
 
 
 def canonical(preset: str) -> str:
@@ -178,7 +178,7 @@ def recipe_settings(preset: str, arch: str, conditional: bool = False, **overrid
 
 # ---------------------------------------------------------------------- recipe files
 RECIPE_FORMAT = "latentlab-recipe/1"
-SHIPPED_RECIPES = Path(__file__).parent / "recipes"  # tuned recipes that come with latentlab, by name
+SHIPPED_RECIPES = Path(__file__).parents[1] / "recipes"  # tuned recipes that come with latentlab, by name
 SIZE_SETTINGS = ("features", "depth", "groups")  # the architecture's size, which a recipe file may set too
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from trainer.config import TrainConfig
+from trainer.training.config import TrainConfig
 
 REFERENCE_IMAGES = 5 * 60_000
 FULL = {"encoder_steps": 1000, "class_samples": 20_000, "eval_samples": 10_000}

@@ -20,19 +20,19 @@ from torch import nn
 
 from shared.imaging.devices import resolve_device
 from shared.imaging.precision import BF16, resolve_precision
-from trainer.architectures import Architecture, get_architecture, run_architecture
-from trainer.average import published_generator
-from trainer.board import Board
-from trainer.budget import with_budget
-from trainer.config import ConfigError, TrainConfig
-from trainer.data import load_training_set
-from trainer.distributed import Ranks, any_rank, barrier, device_for, mean_over_ranks, shard
-from trainer.graphed import GraphedStep
-from trainer.interrupt import StopRequested
-from trainer.nets import Nets
-from trainer.recipe import build_recipe
-from trainer.state import HISTORY_COLUMNS, STATE_FILE, TrainingState, clear_published
-from trainer.step import Step, eager_step
+from trainer.training.architectures import Architecture, get_architecture, run_architecture
+from trainer.training.average import published_generator
+from trainer.training.board import Board
+from trainer.training.budget import with_budget
+from trainer.training.config import ConfigError, TrainConfig
+from trainer.training.data import load_training_set
+from trainer.training.distributed import Ranks, any_rank, barrier, device_for, mean_over_ranks, shard
+from trainer.training.graphed import GraphedStep
+from trainer.training.interrupt import StopRequested
+from trainer.training.nets import Nets
+from trainer.training.recipe import build_recipe
+from trainer.training.state import HISTORY_COLUMNS, STATE_FILE, TrainingState, clear_published
+from trainer.training.step import Step, eager_step
 
 
 @dataclass
@@ -74,7 +74,7 @@ def run_epoch(step: Step, data: torch.Tensor, state: TrainingState, latent_dim: 
     """Train from `state.step` to the end of the epoch (or until a stop, or the step in which `time.perf_counter()`
     passes `until`); advance `state` and append to its history. Returns True when the epoch is complete.
 
-    The order and the noise are drawn for the whole global batch on every rank (see trainer.distributed),
+    The order and the noise are drawn for the whole global batch on every rank (see trainer.training.distributed),
     and each rank trains on its shard of both."""
     global_batch = state.config.batch_size * ranks.world_size * state.config.d_steps
     steps = steps_per_epoch(data.shape[0], state.config.batch_size, ranks, state.config.d_steps)
@@ -143,10 +143,10 @@ def settle(cfg: TrainConfig, ranks: Ranks = Ranks(), log: Callable[[str], None] 
 
 def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, log: Callable[[str], None] = print,
           progress: bool | None = None, ranks: Ranks = Ranks(), tensorboard: str | Path | None = None) -> TrainResult:
-    """Train to `cfg.epochs`, from `state` if given (see `trainer.state.resume_or_start`), writing the state
+    """Train to `cfg.epochs`, from `state` if given (see `trainer.training.state.resume_or_start`), writing the state
     to `run_dir/state.pt` after every epoch. SIGINT/SIGTERM stop between steps, save the state, and
     return a result with `interrupted=True`. Under torchrun, every rank calls this; rank 0 writes the state.
-    `tensorboard`: a directory for TensorBoard events (rank 0's statistics; see trainer.board).
+    `tensorboard`: a directory for TensorBoard events (rank 0's statistics; see trainer.training.board).
     The result's `config` is the settled one (`settle`): what was trained."""
     run_dir = Path(run_dir)
     run = settle(cfg, ranks, log)

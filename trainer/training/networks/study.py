@@ -3,14 +3,14 @@ DCGAN's convolutions (with one more block each at 64x64, the DCGAN paper's patte
 
 Discriminators return logits: the seed's final Sigmoid is folded into the loss
 (`binary_cross_entropy_with_logits`), which is the same maths and safe under autocast. A conditional D gets the
-projection head (trainer.networks.heads).
+projection head (trainer.training.networks.heads).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from trainer.networks.heads import projected
+from trainer.training.networks.heads import projected
 
 
 # ----------------------------------------------------------------------------- plain GAN (MLP)

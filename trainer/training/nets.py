@@ -10,8 +10,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from trainer.architectures import Architecture
-from trainer.recipe import Recipe
+from trainer.training.architectures import Architecture
+from trainer.training.recipe import Recipe
 
 
 @dataclass

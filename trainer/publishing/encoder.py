@@ -24,13 +24,13 @@ from torch import nn
 
 from shared.imaging.pixels import to_model_range
 from shared.imaging.precision import computing_in
-from trainer.architectures import Architecture
-from trainer.config import TrainConfig
-from trainer.data import load_training_images
-from trainer.interrupt import StopRequested
-from trainer.phases import Phase
-from trainer.state import ENCODER_STATE as STATE_FILE
-from trainer.state import save_checkpoint
+from trainer.training.architectures import Architecture
+from trainer.training.config import TrainConfig
+from trainer.training.data import load_training_images
+from trainer.training.interrupt import StopRequested
+from trainer.training.phases import Phase
+from trainer.training.state import ENCODER_STATE as STATE_FILE
+from trainer.training.state import save_checkpoint
 
 CHECKPOINT_EVERY = 250  # steps; and at least four times a run
 BATCH = 64

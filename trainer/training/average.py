@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from shared.imaging.latents import LatentLayout
-from trainer.nets import Nets
-from trainer.recipe import Recipe
+from trainer.training.nets import Nets
+from trainer.training.recipe import Recipe
 
 
 @torch.no_grad()

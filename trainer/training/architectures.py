@@ -1,5 +1,5 @@
 """The architectures: the study's two networks, exactly as it printed them (the reference presets), a residual GAN
-after Miyato et al. 2018, and R3GAN's modern baseline; the networks themselves are in trainer.networks.
+after Miyato et al. 2018, and R3GAN's modern baseline; the networks themselves are in trainer.training.networks.
 
 Each architecture is one `Architecture` entry in `ARCHITECTURES`; adding one is adding an entry.
 
@@ -16,11 +16,11 @@ from typing import Callable, Mapping
 from torch import nn
 
 from shared.imaging.latents import LatentLayout
-from trainer.config import ConfigError
-from trainer.networks import r3gan
-from trainer.networks.resnet import ResNetDiscriminator, ResNetGenerator
-from trainer.networks.study import CNNDiscriminator, CNNGenerator, MLPDiscriminator, MLPGenerator, dcgan_init
-from trainer.settings import Search
+from trainer.training.config import ConfigError
+from trainer.training.networks import r3gan
+from trainer.training.networks.resnet import ResNetDiscriminator, ResNetGenerator
+from trainer.training.networks.study import CNNDiscriminator, CNNGenerator, MLPDiscriminator, MLPGenerator, dcgan_init
+from trainer.training.settings import Search
 
 
 # ----------------------------------------------------------------------------- the registry

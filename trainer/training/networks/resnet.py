@@ -5,9 +5,9 @@ ReLU, 3x3 conv; a 1x1 conv on the upsampled shortcut) -> BatchNorm, ReLU, 3x3 co
 halving (ReLU, 3x3 conv, ReLU, 3x3 conv, 2x2 average pool; a 1x1 conv on the pooled shortcut; the first block
 without the leading ReLU, as the paper's "optimized" block), one block at 4x4 that keeps the size, ReLU, the
 features summed over space, Linear -> 1 logit. D has no BatchNorm: spectral normalisation is its normaliser
-(the recipe's `--d-norm spectral`, applied by trainer.nets).
+(the recipe's `--d-norm spectral`, applied by trainer.training.nets).
 
-Class-conditional, as the project's other networks are (trainer.architectures): G takes z then the class weights
+Class-conditional, as the project's other networks are (trainer.training.architectures): G takes z then the class weights
 as one vector; its first Linear reads both, and every BatchNorm is class-conditional (de Vries et al. 2017,
 BigGAN): a gain and a bias per class, from the same class weights. D gets the projection head.
 """
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.networks.heads import projected
+from trainer.training.networks.heads import projected
 
 
 class ClassBatchNorm(nn.BatchNorm2d):

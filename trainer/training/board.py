@@ -16,7 +16,7 @@ import torch
 from shared.imaging.grids import to_uint8
 from shared.imaging.latents import LatentLayout
 from shared.imaging.sampling import generate
-from trainer.state import HISTORY_COLUMNS
+from trainer.training.state import HISTORY_COLUMNS
 
 LOG_EVERY = 10  # steps between scalar points: one host sync each on a GPU
 SAMPLE_SEED, SAMPLE_COUNT = 0, 64  # the same latents every epoch: watch them take shape

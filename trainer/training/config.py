@@ -1,12 +1,12 @@
 """A training run's settings as plain values: everything needed to reproduce it. Frozen: what a run resolves
-from its data and machine (trainer.loop.settle) makes a new config, recorded as trained."""
+from its data and machine (trainer.training.loop.settle) makes a new config, recorded as trained."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from shared.errors import UserError
-from trainer.settings import RecipeSettings, canonical
+from trainer.training.settings import RecipeSettings, canonical
 
 
 class ConfigError(UserError, ValueError):
@@ -15,7 +15,7 @@ class ConfigError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class TrainConfig(RecipeSettings):
-    """A run's settings: the recipe's (declared in trainer.settings) and these."""
+    """A run's settings: the recipe's (declared in trainer.training.settings) and these."""
 
     arch: str = "dcgan"
     name: str = ""  # store name; empty means the architecture's name
@@ -37,10 +37,10 @@ class TrainConfig(RecipeSettings):
     world_size: int = 1  # processes under torchrun; each takes batch_size images of every global batch
     cuda_graphs: str = "auto"  # on | off | auto (on when training on CUDA in one process)
     channels_last: bool | None = None  # NHWC conv weights; None: with bf16 (faster there), not in the study's fp32
-    recipe: str = "study"  # the preset the recipe's settings started from, or a recipe file's name (trainer.settings)
+    recipe: str = "study"  # the preset the recipe's settings started from, or a recipe file's name (trainer.training.settings)
     recipe_source: dict = field(default_factory=dict)  # a recipe file's provenance: the file, the study and trial
     eval_every: int = 0  # measure the generator every N epochs while training (0: only the published version)
-    # the work after training; None: scaled with the run (trainer.budget), set when training starts
+    # the work after training; None: scaled with the run (trainer.training.budget), set when training starts
     eval_samples: int | None = None  # generated images each measurement uses
     class_samples: int | None = None  # generated images labelled to find the classes' directions (0: none)
     encoder_steps: int | None = None  # steps of the encoder fitted after training (0: no encoder)

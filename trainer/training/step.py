@@ -12,16 +12,16 @@ import torch
 
 from shared.imaging.pixels import to_model_range
 from shared.imaging.precision import FP32, computing_in
-from trainer.average import update_ema
-from trainer.nets import Nets
-from trainer.recipe import Recipe
+from trainer.training.average import update_ema
+from trainer.training.nets import Nets
+from trainer.training.recipe import Recipe
 
 
 def train_step(nets: Nets, recipe: Recipe, real: torch.Tensor, noise: torch.Tensor, precision: str = FP32,
                labels: torch.Tensor | None = None) -> torch.Tensor:
     """Update D on `real` and G(`noise`) (`recipe.d_steps` times, each on its own equal share of both), then G
     on the last share's fakes, then G's average; return the last (loss_D, loss_G, D's mean score on real
-    images, on generated ones): probabilities for BCE, raw outputs for the hinge loss (trainer.state's
+    images, on generated ones): probabilities for BCE, raw outputs for the hinge loss (trainer.training.state's
     HISTORY_COLUMNS).
 
     Both players see D's inputs through the recipe's augmentation. In `precision` bf16, the forward passes run

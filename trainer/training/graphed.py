@@ -15,9 +15,9 @@ import logging
 import torch
 
 from shared.imaging.precision import FP32
-from trainer.nets import Nets
-from trainer.recipe import Recipe
-from trainer.step import eager_step
+from trainer.training.nets import Nets
+from trainer.training.recipe import Recipe
+from trainer.training.step import eager_step
 
 log = logging.getLogger("latentlab.trainer")
 

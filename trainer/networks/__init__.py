@@ -1,1 +1,0 @@
-"""The networks each architecture builds (trainer.architectures holds the registry)."""

@@ -1,0 +1,1 @@
+"""The networks each architecture builds (trainer.training.architectures holds the registry)."""
