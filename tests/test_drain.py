@@ -77,6 +77,28 @@ def test_sigterm_serves_through_the_notice_then_refuses_finishes_what_it_holds_a
     assert "SIGTERM: draining" in output and "drained in" in output and "Traceback" not in output
 
 
+@pytest.mark.slow
+def test_an_idle_replica_serves_its_whole_notice_too(trained_store):
+    """Nothing in flight is no reason to stop early: a balancer that has not yet seen the 503 may still send."""
+    notice = 2.0
+    proc, url = start_service({"MODEL_DIR": str(trained_store), "DEVICE": "cpu", "DRAIN_NOTICE_S": str(notice),
+                               "LOG_LEVEL": "info"})
+    try:
+        wait_serving(url, proc)
+        proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        time.sleep(notice / 2)
+        served = httpx.post(f"{url}/generate", json={"model": "gan", "seed": 0}, timeout=30)
+        assert served.status_code == 200 and time.monotonic() - signalled < notice
+        output, _ = proc.communicate(timeout=60)
+        stopped = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert notice <= stopped < notice + 5, f"stopped {stopped:.1f}s after SIGTERM with a {notice:g}s notice"
+
+
 def test_the_notice_must_fit_in_the_drain(trained_store):
     from service.api.settings import Settings
 
