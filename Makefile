@@ -101,7 +101,9 @@ test: $(VENV)/.stamp-dev tests/clients/node_modules/.stamp $(RUNTIME_DIR)/node_m
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(SPHINX)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope -m "not serial" $(PYTEST_ARGS)
+	@# the stores the tests train are built once and shared by both parts (tests/conftest.py: built_once)
+	built=$$(mktemp -d); trap 'rm -rf "$$built"' EXIT; export LATENTLAB_BUILT_ONCE=$$built; \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadscope -m "not serial" $(PYTEST_ARGS) && \
 	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS)
 
 bench: $(VENV)/.stamp-dev  ## serving benchmark on MODEL_DIR's dcgan: the forward limit, latentlab vs a naive FastAPI app under wrk

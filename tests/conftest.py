@@ -103,10 +103,13 @@ def _this_run(tmp_path_factory):
 def built_once(name: str, build: Callable[[Path], None]) -> Path:
     """The folder `name`, made by `build(folder)` once per test run and shared by every test (and every pytest-xdist
     worker) that asks for it: the first to ask builds it under a lock, the others wait for it. Read-only to its users:
-    a test that changes a store copies it first (tests.service_helpers.copy_store)."""
+    a test that changes a store copies it first (tests.service_helpers.copy_store). LATENTLAB_BUILT_ONCE names a
+    folder to keep them in instead, so that several pytest runs of one tree share them (`make test`'s parallel part
+    and its serial part)."""
     base = _RUN["factory"].getbasetemp()
-    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "built-once"
-    shared.mkdir(exist_ok=True)
+    shared = Path(os.environ.get("LATENTLAB_BUILT_ONCE") or
+                  (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "built-once")
+    shared.mkdir(parents=True, exist_ok=True)
     folder, done = shared / name, shared / f"{name}.done"
     with FileLock(str(shared / f"{name}.lock")):
         if not done.exists():
