@@ -163,14 +163,15 @@ def postgres():
 
 def test_two_workers_share_one_study_on_postgresql(tmp_path, fashion_dir, postgres):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    workers = [subprocess.Popen([sys.executable, "-m", *tiny(tmp_path / f"w{i}", fashion_dir, "--trials", "3",
+    # until the study has two finished trials: the two workers start one each at once
+    workers = [subprocess.Popen([sys.executable, "-m", *tiny(tmp_path / f"w{i}", fashion_dir, "--trials", "2",
                                                              "--storage", postgres, "--pruner", "none")],
                                 cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) for i in range(2)]
     outputs = [w.communicate(timeout=600)[1] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     done = trials(optuna.storages.RDBStorage(postgres))
     finished = [t for t in done if t.state == TrialState.COMPLETE]
-    assert len(finished) >= 3 and len({t.number for t in finished}) == len(finished)
+    assert len(finished) >= 2 and len({t.number for t in finished}) == len(finished)
     pids = {t.user_attrs["worker"]["pid"] for t in finished}
     assert pids == {w.pid for w in workers}  # both took trials of the one study
     for i in range(2):  # and each wrote the best it knew of when it ended

@@ -167,17 +167,21 @@ def open_storage(where: str):
     from optuna.storages.journal import JournalFileBackend
 
     if "://" in where:
-        from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+        from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
         for attempt in range(5):
             try:
                 return RDBStorage(where, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
                                   heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRIES))
-            except IntegrityError:  # another worker is creating the tables this moment: they will be there
+            except (IntegrityError, ProgrammingError) as e:
+                # another worker is creating the tables this moment (a duplicate table, type or row): they will be
+                # there
+                creating = e
                 time.sleep(0.5 * (attempt + 1))
             except (ImportError, SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
                 raise TuneError(f"--storage {where}: cannot open the database: {str(e).splitlines()[0]}") from None
-        raise TuneError(f"--storage {where}: the database's tables could not be created")
+        raise TuneError(f"--storage {where}: the database's tables could not be created: "
+                        f"{str(creating).splitlines()[0]}")
     path = Path(where)
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
