@@ -161,6 +161,7 @@ def postgres():
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.mark.serial  # a server and two workers: beside another test's training it takes twice as long
 def test_two_workers_share_one_study_on_postgresql(tmp_path, fashion_dir, postgres):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     # until the study has two finished trials: the two workers start one each at once
