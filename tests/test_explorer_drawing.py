@@ -124,18 +124,25 @@ def test_the_page_draws_the_services_pixels(browser, served, model):
 
 
 def test_the_page_draws_the_path_to_b_as_the_service_does(browser, served):
-    """The interpolation strip, its latents computed in the page (slerp) as the service computes them."""
+    """The interpolation strip, its latents computed in the page (slerp) as the service computes them; a strip
+    drawn while the state changes shows the state it was asked for, never a mix (the page records its ends)."""
     model = "rgb"
     explorer = Explorer(browser, served, model)
     explorer.page.click("#set-b")
-    start = explorer.page.evaluate("latentlabFrames.length")
-    explorer.page.fill("#index", "5")
+    explorer.page.fill("#index", "5")  # asked while B's strip may still be drawing
     explorer.page.press("#index", "Enter")
-    explorer.page.wait_for_function(f"latentlabFrames.length > {start}")
-    explorer.page.wait_for_selector("#strip[data-state=ready][data-drawn-by=page]")
-    start, end = explorer.page.evaluate("Promise.all([vectorOf(currentLatent()), vectorOf(state.b)])")
-    served_strip = httpx.post(f"{served}/interpolate", json={"model": model, "start": {"latent": start},
-                                                             "end": {"latent": end}, "steps": 8, "padding": 2})
+    now = "Promise.all([vectorOf(currentLatent()), vectorOf(state.b)]).then((ends) => ends.map(String))"
+    for _ in range(300):  # until the page has drawn the strip of the state it shows now
+        start, end = explorer.page.evaluate(now)
+        drawn = explorer.page.evaluate("latentlabStrips.at(-1) ?? null")
+        if drawn and (drawn["start"], drawn["end"]) == (start, end):
+            break
+        explorer.page.wait_for_timeout(100)
+    assert drawn["by"] == "page" and (drawn["start"], drawn["end"]) == (start, end) and start != end
+    vector = lambda text: [float(x) for x in text.split(",")]  # noqa: E731
+    served_strip = httpx.post(f"{served}/interpolate", json={"model": model, "start": {"latent": vector(start)},
+                                                             "end": {"latent": vector(end)}, "steps": 8,
+                                                             "padding": 2})
     there = np.asarray(Image.open(io.BytesIO(served_strip.content)).convert("RGB")).astype(int)
     here = canvas_image(explorer.page, "#strip").astype(int)
     assert here.shape == there.shape and np.abs(here - there).max() <= BOUND

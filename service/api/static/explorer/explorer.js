@@ -349,6 +349,7 @@ async function drawOne(canvasId, version, latent) {
 // Every frame drawn, for the benchmark and the browser tests: the model, the latent, when the change that asked
 // for it happened, when it reached the canvas, and who drew it
 window.latentlabFrames = [];
+window.latentlabStrips = [];  // every path drawn: its two ends, and who drew it
 let lastChange = performance.now();
 let drawnHere = false;  // whether the current version is drawn in the page: sliders then draw on every frame
 
@@ -386,10 +387,17 @@ async function renderCurrent(everyFrame = false) {
   await Promise.all(jobs);
 }
 
-async function interpolation(format, scale) {
-  const [start, end] = await Promise.all([vectorOf(currentLatent()), vectorOf(state.b)]);
-  return postJSON("/interpolate", { model: state.model, version: state.version, start: { latent: start },
-                                    end: { latent: end }, steps: state.steps, method: state.method, format, scale,
+// The path as the state is now (its model, version, steps, method and two ends): a drawing that takes time shows
+// what was asked, never a mix of the state before a change and after it
+function pathNow() {
+  const { model, version, steps, method } = state;
+  return { model, version, steps, method, ends: Promise.all([vectorOf(currentLatent()), vectorOf(state.b)]) };
+}
+
+async function interpolation(format, scale, path = pathNow()) {
+  const [start, end] = await path.ends;
+  return postJSON("/interpolate", { model: path.model, version: path.version, start: { latent: start },
+                                    end: { latent: end }, steps: path.steps, method: path.method, format, scale,
                                     padding: 2, frame_ms: 100 });
 }
 
@@ -402,13 +410,17 @@ async function renderStrip() {
     (Object.keys(state.b.z).length + Object.keys(state.b.d).length + Object.keys(state.b.c || {}).length ? ", edited" : "") :
     "Set a second latent (B) to see the path.";
   if (!ready) { $("strip").hidden = true; return; }
-  const why = await whyServer(state.version);
+  const path = pathNow();
+  const why = await whyServer(path.version);
   const here = why ? null : async () => {
-    const [start, end] = await Promise.all([vectorOf(currentLatent()), vectorOf(state.b)]);
-    return tile(await generateHere(state.version, interpolateLatents(start, end, state.steps, state.method)),
-                state.steps, state.steps, 2);
+    const [start, end] = await path.ends;
+    return tile(await generateHere(path.version, interpolateLatents(start, end, path.steps, path.method)),
+                path.steps, path.steps, 2);
   };
-  await paint("strip", STRIP_SCALE, here, () => interpolation("png", 1));
+  if (await paint("strip", STRIP_SCALE, here, () => interpolation("png", 1, path))) {
+    const [start, end] = await path.ends;
+    latentlabStrips.push({ start: start.join(","), end: end.join(","), by: why ? "server" : "page" });
+  }
 }
 
 async function download(format) {
