@@ -15,12 +15,11 @@ from trainer.evaluation.evaluator import check_samples, evaluate_version
 from trainer.publishing.encoder import EncoderResult, fit_encoder
 from trainer.publishing.publish import publish_run
 from trainer.training import distributed, settings
-from trainer.training.architectures import ARCHITECTURES, CHANNELS, run_architecture
+from trainer.training.architectures import ARCHITECTURES, run_architecture
 from trainer.training.board import Board
 from trainer.training.config import TrainConfig
-from trainer.training.data import DATASETS
 from trainer.training.loop import TrainResult, train
-from trainer.training.settings import positive_float, positive_int
+from trainer.training.settings import ChosenRecipe, positive_float, positive_int
 from trainer.training.state import mark_published, resume_or_start
 
 PROG = "python -m trainer"
@@ -54,8 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model store directory (env MODEL_DIR)")
     p.add_argument("--name", default=None, help="model name in the store (default: the architecture's name); "
                                                 "1-64 of a-z 0-9 . _ -")
-    p.add_argument("--lr", type=positive_float, default=TrainConfig.lr, help="Adam learning rate of both nets (unless "
-                                                                    "--lr-g/--lr-d or the recipe set them)")
     r = p.add_argument_group("recipe", "How the nets learn, apart from the architecture: a preset (study: the "
                                        "original study's training, exactly; stable: the best settings measured for "
                                        "each architecture) whose settings each flag overrides. Recorded in the "
@@ -67,37 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                         + (", ".join(sorted(p.stem for p in settings.SHIPPED_RECIPES.glob("*.json"))) or "none yet")
                         + "): its settings and size, each flag overriding them")
     settings.add_arguments(r)
-    p.add_argument("--seed", type=int, default=TrainConfig.seed, help="random seed; a CPU run with the same seed repeats exactly")
-    p.add_argument("--device", default=os.environ.get("DEVICE", TrainConfig.device),
-                   help="auto (CUDA when available), cpu, cuda or cuda:N (env DEVICE)")
-    p.add_argument("--cuda-graphs", choices=("auto", "on", "off"), default=TrainConfig.cuda_graphs,
-                   help="run each full training step as one captured CUDA graph (auto: on when training on CUDA "
-                        "in a single process; on without CUDA or under torchrun is refused)")
-    p.add_argument("--dataset", choices=DATASETS, default=TrainConfig.dataset,
-                   help="IDX datasets are looked for in --data-dir, then /usr/share/datasets/fashion-mnist, then "
-                        "downloaded; cifar10 in --data-dir (the unpacked cifar-10-batches-py), then downloaded by "
-                        "torchvision; 'folder' takes any folder of images, flat or one subfolder per class "
-                        "(unreadable files are skipped and counted)")
-    p.add_argument("--data-dir", default=os.environ.get("DATA_DIR"), help="dataset folder (env DATA_DIR)")
-    p.add_argument("--channels", type=int, choices=CHANNELS, default=None,
-                   help="1: grey, 3: colour (default: the data's own: FashionMNIST and MNIST grey, CIFAR-10 colour, "
-                        "a folder colour unless every picture in it is grey)")
-    p.add_argument("--image-size", type=int, default=None, metavar="PIXELS",
-                   help="train on square images of this side (default: the architecture's own); " + "; ".join(
-                       f"{a.name} takes {', '.join(map(str, a.sizes))}" for a in ARCHITECTURES.values()))
-    p.add_argument("--features", type=positive_int, default=None, metavar="WIDTH",
-                   help="channels of a convolutional architecture's layers, to match its cost to the machine "
-                        "(default: the architecture's own: the DCGAN's 64, from which its layers scale; the resnet's 32, where a "
-                        "step costs about what the DCGAN's does on a 2-core CPU)")
-    p.add_argument("--depth", type=positive_int, default=None, metavar="BLOCKS",
-                   help="residual blocks at each resolution of a residual architecture (default: its own; r3gan: 1)")
-    p.add_argument("--groups", type=positive_int, default=None, metavar="N",
-                   help="groups of each residual block's 3x3 convolution (r3gan; default: its own, 8; fewer where a "
-                        "block's width does not divide into them)")
-    p.add_argument("--limit", type=positive_int, default=None, help="train on the first N images only")
-    p.add_argument("--conditional", action="store_true",
-                   help="class-conditional: G draws the class it is given and D judges each image with its class "
-                        "(a projection discriminator); the labels are the dataset's (a folder's class subfolders)")
+    settings.add_run_arguments(p.add_argument_group("run", "What the run trains on, how big its networks are and "
+                                                          "where it runs"), more_help={"image_size": "; " + "; ".join(
+        f"{a.name} takes {', '.join(map(str, a.sizes))}" for a in ARCHITECTURES.values())})
     p.add_argument("--run-dir", default=None,
                    help="where the training state is saved after every epoch (default: OUT/.runs/NAME)")
     p.add_argument("--resume", action="store_true",
@@ -154,16 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ranks = distributed.from_environment()  # torchrun sets these; a plain run is rank 0 of 1
     say = log if ranks.is_main else (lambda message: None)
-    cfg = TrainConfig(arch=recipe.arch, name=name, epochs=args.epochs or MAX_EPOCHS, minutes=args.minutes, lr=args.lr,
-                      seed=args.seed, dataset=args.dataset, data_dir=args.data_dir, limit=args.limit,
-                      channels=args.channels, image_size=args.image_size,
-                      **{k: getattr(args, k) or recipe.size.get(k) for k in settings.SIZE_SETTINGS},
-                      conditional=args.conditional,
-                      device=args.device, world_size=ranks.world_size, cuda_graphs=args.cuda_graphs,
-                      eval_every=args.eval_every or 0, eval_samples=args.eval_samples,
-                      class_samples=0 if args.no_classes else args.class_samples,
-                      encoder_steps=0 if args.no_encoder else args.encoder_steps,
-                      **recipe.config_fields(args.conditional, settings.given(args)))
+    cfg = run_config(args, recipe, name, ranks.world_size)
     if cfg.class_loss and not cfg.conditional:
         parser.error("--class-loss trains D's class scores, which only a --conditional run has")
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / ".runs" / name
@@ -189,6 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         return publish_and_evaluate(Store(args.out), result, run_dir, invocation, args, encoder)
     finally:
         distributed.finish(ranks)  # waits for rank 0's publishing
+
+
+def run_config(args: argparse.Namespace, recipe: ChosenRecipe, name: str, world_size: int) -> TrainConfig:
+    """The run the command line asks for (a resumed state, the data and the machine settle it further)."""
+    return TrainConfig(arch=recipe.arch, name=name, epochs=args.epochs or MAX_EPOCHS, minutes=args.minutes,
+                       world_size=world_size, eval_every=args.eval_every or 0, eval_samples=args.eval_samples,
+                       class_samples=0 if args.no_classes else args.class_samples,
+                       encoder_steps=0 if args.no_encoder else args.encoder_steps, **recipe.config_fields(args))
 
 
 def publish_and_evaluate(store: Store, result: TrainResult, run_dir: Path, invocation: list[str],

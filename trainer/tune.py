@@ -33,9 +33,8 @@ from shared.errors import UserError, command
 from shared.store import validate_name
 from trainer.cli import EXIT_INTERRUPTED, MAX_EPOCHS
 from trainer.training import settings
-from trainer.training.architectures import ARCHITECTURES, CHANNELS, get_architecture, run_architecture
+from trainer.training.architectures import ARCHITECTURES, get_architecture, run_architecture
 from trainer.training.config import ConfigError, TrainConfig
-from trainer.training.data import DATASETS
 from trainer.training.settings import ChosenRecipe, RecipeFile, Search, positive_float, positive_int
 
 PROG = "python -m trainer.tune"
@@ -86,19 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generated images each reading measures")
     p.add_argument("--recipe-out", default=None, metavar="FILE",
                    help="where the best trial's recipe file goes (default: STUDY.json in the current folder)")
-    p.add_argument("--seed", type=int, default=TrainConfig.seed, help="the sampler's seed and every trial's training seed")
-    p.add_argument("--dataset", choices=DATASETS, default=TrainConfig.dataset, help="as python -m trainer's")
-    p.add_argument("--data-dir", default=os.environ.get("DATA_DIR"), help="dataset folder (env DATA_DIR)")
-    p.add_argument("--channels", type=int, choices=CHANNELS, default=None, help="1 grey, 3 colour (default: the data's)")
-    p.add_argument("--image-size", type=int, default=None, metavar="PIXELS", help="default: the architecture's own")
-    p.add_argument("--limit", type=positive_int, default=None, help="train on the first N images only")
-    p.add_argument("--conditional", action="store_true", help="tune a class-conditional model")
-    p.add_argument("--device", default=os.environ.get("DEVICE", TrainConfig.device), help="auto, cpu, cuda or cuda:N")
-    fixed = p.add_argument_group("fixed settings", "Any recipe setting given here keeps that value in every trial "
-                                                   "and leaves the search space")
-    fixed.add_argument("--features", type=positive_int, default=None, metavar="WIDTH", help="the architecture's width")
-    fixed.add_argument("--depth", type=positive_int, default=None, metavar="BLOCKS", help="its blocks per resolution")
-    fixed.add_argument("--groups", type=positive_int, default=None, metavar="N", help="its 3x3 convolutions' groups")
+    settings.add_run_arguments(p.add_argument_group("run", "What every trial trains on and where it runs, as "
+                                                          "python -m trainer's; the seed is the sampler's too"),
+                               ("seed", "dataset", "data_dir", "channels", "image_size", "limit", "conditional",
+                                "device"))
+    fixed = p.add_argument_group("fixed settings", "Any recipe setting or size given here keeps that value in every "
+                                                   "trial and leaves the search space")
+    settings.add_run_arguments(fixed, settings.SIZE_SETTINGS)
     settings.add_arguments(fixed)
     return p
 
@@ -240,16 +233,11 @@ class Tuning:
     log: Callable[[str], None]
     evaluators: dict[tuple, Any] = field(default_factory=dict)
 
-    def config(self, recipe: dict[str, Any], size: dict[str, Any], run: str) -> TrainConfig:
-        a = self.args
-        return TrainConfig(
-            arch=self.chosen.arch, name=validate_name(f"{self.study_name}-{run}"[:64]), epochs=MAX_EPOCHS,
-            minutes=a.minutes_per_trial, seed=a.seed, dataset=a.dataset, data_dir=a.data_dir, limit=a.limit,
-            channels=a.channels, image_size=a.image_size, conditional=a.conditional, device=a.device,
-            **{k: size.get(k, self.fixed.get(k, self.chosen.size.get(k))) for k in settings.SIZE_SETTINGS},
-            eval_samples=a.eval_samples, class_samples=0, encoder_steps=0,
-            **self.chosen.config_fields(a.conditional, {k: v for k, v in {**self.fixed, **recipe}.items()
-                                                        if k not in settings.SIZE_SETTINGS}))
+    def config(self, drawn: dict[str, Any], run: str) -> TrainConfig:
+        """The run of a trial that drew `drawn` (recipe settings and size)."""
+        return TrainConfig(arch=self.chosen.arch, name=validate_name(f"{self.study_name}-{run}"[:64]),
+                           epochs=MAX_EPOCHS, minutes=self.args.minutes_per_trial, eval_samples=self.args.eval_samples,
+                           class_samples=0, encoder_steps=0, **self.chosen.config_fields(self.args, drawn))
 
     def __call__(self, trial) -> float:
         import optuna
@@ -261,7 +249,7 @@ class Tuning:
         run = trial.user_attrs.get("run") or f"trial-{trial.number}"  # a retried trial keeps its first run
         trial.set_user_attr("run", run)
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
-        cfg = self.config(recipe, size, run)
+        cfg = self.config({**recipe, **size}, run)
         minutes = self.args.minutes_per_trial
         self.log(f"trial {trial.number}: {_shown({**recipe, **size})}")
         record: dict[str, Any] = {}
@@ -346,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # the retry callback's
     chosen = settings.resolve_recipe(args.recipe, args.arch)
-    fixed = {**settings.given(args), **{k: getattr(args, k) for k in settings.SIZE_SETTINGS if getattr(args, k)}}
+    fixed = settings.given(args)
     arch = get_architecture(args.arch).at(args.channels, args.image_size)  # refused now if the shape is wrong
     space = Space.of(args.arch, args.search, fixed)
     metric = "fid" if args.dataset == "fashion-mnist" else "swd"

@@ -20,7 +20,7 @@ from trainer.training.config import ConfigError
 from trainer.training.networks import r3gan
 from trainer.training.networks.resnet import ResNetDiscriminator, ResNetGenerator
 from trainer.training.networks.study import CNNDiscriminator, CNNGenerator, MLPDiscriminator, MLPGenerator, dcgan_init
-from trainer.training.settings import Search
+from trainer.training.settings import CHANNELS, Search
 
 
 # ----------------------------------------------------------------------------- the registry
@@ -92,7 +92,6 @@ class Architecture:
         return net
 
 
-CHANNELS = (1, 3)
 
 
 ARCHITECTURES: dict[str, Architecture] = {

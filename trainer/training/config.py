@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from shared.errors import UserError
-from trainer.training.settings import RecipeSettings, canonical
+from trainer.training.settings import RecipeSettings, RunSettings, canonical
 
 
 class ConfigError(UserError, ValueError):
@@ -14,28 +14,16 @@ class ConfigError(UserError, ValueError):
 
 
 @dataclass(frozen=True)
-class TrainConfig(RecipeSettings):
-    """A run's settings: the recipe's (declared in trainer.training.settings) and these."""
+class TrainConfig(RecipeSettings, RunSettings):
+    """A run's settings: the recipe's and the run's (declared, with their flags, in trainer.training.settings) and
+    these, which the commands set."""
 
     arch: str = "dcgan"
     name: str = ""  # store name; empty means the architecture's name
     epochs: int = 5
     minutes: float | None = None  # a time budget: stop at the end of the step in which this much training has passed
-    lr: float = 2e-4  # both nets' learning rate, unless the recipe's lr_g / lr_d set theirs
-    seed: int = 0
-    dataset: str = "fashion-mnist"
-    data_dir: str | None = None
-    channels: int | None = None  # 1 grey, 3 colour; None: the data's own, set when training starts
-    image_size: int | None = None  # square side in pixels; None: the architecture's own
-    features: int | None = None  # a convolutional architecture's width; None: its own
-    depth: int | None = None  # a residual architecture's blocks per resolution; None: its own
-    groups: int | None = None  # groups of a residual block's 3x3 convolution; None: its own
-    limit: int | None = None  # train on the first N images only
-    conditional: bool = False  # G and D are given each image's class (the dataset's labels)
     class_names: list[str] = field(default_factory=list)  # a conditional run's classes, set when training starts
-    device: str = "auto"
     world_size: int = 1  # processes under torchrun; each takes batch_size images of every global batch
-    cuda_graphs: str = "auto"  # on | off | auto (on when training on CUDA in one process)
     channels_last: bool | None = None  # NHWC conv weights; None: with bf16 (faster there), not in the study's fp32
     recipe: str = "study"  # the preset the recipe's settings started from, or a recipe file's name (trainer.training.settings)
     recipe_source: dict = field(default_factory=dict)  # a recipe file's provenance: the file, the study and trial

@@ -1,8 +1,12 @@
-"""The recipe's settings, declared once: each one's name, type, default (the study's value), help, and value in
-each preset. The training config's fields, the `--flags` of `python -m trainer`, the manifest's description of a
-run's recipe and the docs' flag table (`python -m trainer.training.settings`) are all made from `RECIPE_SETTINGS`.
+"""A run's settings, declared once. The recipe's (`RECIPE_SETTINGS`): each one's name, type, default (the study's
+value), help, and value in each preset. The run's (`RUN_SETTINGS`): what it trains on, its networks' size and where
+it runs, the same for `python -m trainer` and `python -m trainer.tune`. The training config's fields
+(trainer.training.config.TrainConfig), both commands' `--flags`, the manifest's description of a run's recipe and
+the docs' flag table (`python -m trainer.training.settings`) are made from them, and `ChosenRecipe.config_fields`
+is the one way from a command line to a config's fields.
 
-A new stabiliser is one `Setting` here and its use in `trainer.training.losses` (or `trainer.training.step`): nothing else lists it.
+A new stabiliser is one `Setting` here and its use in `trainer.training.losses` (or `trainer.training.step`): nothing
+else lists it.
 
 `study` is the original study's training, exactly, for every architecture; `stable` is the best combination
 measured for each one (benchmarks/ablation.py; the measurements, with their commands and machines, are in
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -29,6 +34,7 @@ from shared.errors import UserError
 from shared.imaging import precision
 from shared.store.atomic import atomic_write
 from trainer.training.augment import parse_policies
+from trainer.training.data import DATASETS
 
 PRESETS = ("study", "stable")
 ALIASES = {"seed": "study"}  # the study's recipe was called `seed`: old commands and manifests keep working
@@ -89,6 +95,7 @@ class Setting:
     metavar: str | None = None
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     search: Search | None = None
+    env: str | None = None  # a run setting's default may come from this environment variable
 
     @property
     def flag(self) -> str:
@@ -153,10 +160,55 @@ RECIPE_SETTINGS = (
 )
 SETTINGS = {s.name: s for s in RECIPE_SETTINGS}
 
-# the recipe's part of a run's config; trainer.training.config.TrainConfig adds what is not the recipe's
-RecipeSettings = dataclasses.make_dataclass(
-    "RecipeSettings", [(s.name, s.kind, field(default=s.default)) for s in RECIPE_SETTINGS], frozen=True)
-RecipeSettings.__doc__ = "The recipe's settings (trainer.training.settings.RECIPE_SETTINGS), with the study's defaults."
+# ---------------------------------------------------------------------- the run's settings
+# What a run trains on, how big its networks are and where it runs: the same flags for `python -m trainer` and
+# `python -m trainer.tune` (each trial a run), with no preset behind them
+CHANNELS = (1, 3)
+SIZE_SETTINGS = ("features", "depth", "groups")  # the architecture's size, which a recipe file may set too
+RUN_SETTINGS = (
+    Setting("seed", int, 0, "random seed; a CPU run with the same seed repeats exactly", int),
+    Setting("lr", float, 2e-4, "Adam learning rate of both nets (unless the recipe's --lr-g/--lr-d set theirs)",
+            positive_float),
+    Setting("dataset", str, "fashion-mnist", "IDX datasets are looked for in --data-dir, then "
+            "/usr/share/datasets/fashion-mnist, then downloaded; cifar10 in --data-dir (the unpacked "
+            "cifar-10-batches-py), then downloaded by torchvision; 'folder' takes any folder of images, flat or one "
+            "subfolder per class (unreadable files are skipped and counted)", choices=DATASETS),
+    Setting("data_dir", str | None, None, "dataset folder", env="DATA_DIR"),
+    Setting("channels", int | None, None, "1: grey, 3: colour (default: the data's own: FashionMNIST and MNIST grey, "
+            "CIFAR-10 colour, a folder colour unless every picture in it is grey)", int, choices=CHANNELS),
+    Setting("image_size", int | None, None, "train on square images of this side (default: the architecture's own)",
+            positive_int, metavar="PIXELS"),
+    Setting("features", int | None, None, "channels of a convolutional architecture's layers, to match its cost to "
+            "the machine (default: the architecture's own: the DCGAN's 64, from which its layers scale; the "
+            "resnet's 32, where a step costs about what the DCGAN's does on a 2-core CPU)", positive_int,
+            metavar="WIDTH"),
+    Setting("depth", int | None, None, "residual blocks at each resolution of a residual architecture (default: its "
+            "own; r3gan: 1)", positive_int, metavar="BLOCKS"),
+    Setting("groups", int | None, None, "groups of each residual block's 3x3 convolution (r3gan; default: its own, "
+            "8; fewer where a block's width does not divide into them)", positive_int, metavar="N"),
+    Setting("limit", int | None, None, "train on the first N images only", positive_int, metavar="N"),
+    Setting("conditional", bool, False, "class-conditional: G draws the class it is given and D judges each image "
+            "with its class (a projection discriminator); the labels are the dataset's (a folder's class "
+            "subfolders)", None),
+    Setting("device", str, "auto", "auto (CUDA when available), cpu, cuda or cuda:N", env="DEVICE"),
+    Setting("cuda_graphs", str, "auto", "run each full training step as one captured CUDA graph (auto: on when "
+            "training on CUDA in a single process; on without CUDA or under torchrun is refused)",
+            choices=("auto", "on", "off")),
+)
+RUN = {s.name: s for s in RUN_SETTINGS}
+
+
+def _dataclass(name: str, declared: tuple[Setting, ...], doc: str) -> type:
+    made = dataclasses.make_dataclass(name, [(s.name, s.kind, field(default=s.default)) for s in declared],
+                                      frozen=True)
+    made.__doc__ = doc
+    return made
+
+
+# the declared parts of a run's config; trainer.training.config.TrainConfig adds what the commands set
+RecipeSettings = _dataclass("RecipeSettings", RECIPE_SETTINGS, "The recipe's settings (RECIPE_SETTINGS), with the "
+                                                               "study's defaults.")
+RunSettings = _dataclass("RunSettings", RUN_SETTINGS, "The run's settings (RUN_SETTINGS), with their defaults.")
 
 
 def canonical(preset: str) -> str:
@@ -179,7 +231,6 @@ def recipe_settings(preset: str, arch: str, conditional: bool = False, **overrid
 # ---------------------------------------------------------------------- recipe files
 RECIPE_FORMAT = "latentlab-recipe/1"
 SHIPPED_RECIPES = Path(__file__).parents[1] / "recipes"  # tuned recipes that come with latentlab, by name
-SIZE_SETTINGS = ("features", "depth", "groups")  # the architecture's size, which a recipe file may set too
 
 
 class RecipeError(UserError):
@@ -256,10 +307,15 @@ class ChosenRecipe:
     size: dict[str, int] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)  # the file, and the study and trial it came from
 
-    def config_fields(self, conditional: bool, given: Mapping[str, Any]) -> dict[str, Any]:
-        """The run config's recipe fields: the preset's values, then the file's, then the command line's."""
-        values = recipe_settings(self.preset, self.arch, conditional, **{**self.settings, **given})
-        return {**values, "recipe": self.name, "recipe_source": self.source}
+    def config_fields(self, args: argparse.Namespace, drawn: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """A run's config fields from the command line `args` that chose this recipe: every run setting the
+        command has a flag for, then each recipe setting and the architecture's size from, in order, the preset,
+        the file, the command line and `drawn` (a tuning trial's choices)."""
+        chosen = {**given(args), **(drawn or {})}
+        size = {k: chosen.pop(k, self.size.get(k)) for k in SIZE_SETTINGS}
+        run = {s.name: getattr(args, s.name) for s in RUN_SETTINGS if s.name not in size and hasattr(args, s.name)}
+        values = recipe_settings(self.preset, self.arch, run.get("conditional", False), **{**self.settings, **chosen})
+        return {**run, **size, **values, "recipe": self.name, "recipe_source": self.source}
 
 
 def resolve_recipe(text: str | None, arch: str | None) -> ChosenRecipe:
@@ -295,19 +351,40 @@ def check_setting(name: str, value: Any, where: str) -> None:
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
-    """One flag per setting. Unset flags stay out of the namespace, so the preset's value stands."""
+    """One flag per recipe setting, and per size setting. Unset flags stay out of the namespace, so the preset's
+    (or the recipe file's) value stands."""
     for s in RECIPE_SETTINGS:
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{s.help} ({_defaults(s)})"}
-        if s.parse is None:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs.update(type=s.parse, choices=s.choices, metavar=s.metavar)
-        group.add_argument(s.flag, **kwargs)
+        _add(group, s, argparse.SUPPRESS, f"{s.help} ({_defaults(s)})")
+
+
+def add_run_arguments(group: argparse._ArgumentGroup, names: tuple[str, ...] = tuple(RUN),
+                      more_help: Mapping[str, str] | None = None) -> None:
+    """The flags of the run settings `names`, each defaulting to its environment variable, else its default (a size
+    setting's is unset: the architecture's own, or a recipe file's)."""
+    for name in names:
+        s = RUN[name]
+        default = os.environ.get(s.env, s.default) if s.env else s.default
+        help = s.help + (more_help or {}).get(name, "") + (f" (env {s.env})" if s.env else "")
+        # unset is explained by the help itself; an empty %(default) keeps argparse from adding "(default: None)"
+        _add(group, s, default, help if default is not None else help + "%(default).0s")
+
+
+def _add(group: argparse._ArgumentGroup, s: Setting, default: Any, help: str) -> None:
+    kwargs: dict[str, Any] = {"default": default, "help": help}
+    if s.parse is None:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    else:
+        kwargs.update(type=s.parse, choices=s.choices, metavar=s.metavar)
+    group.add_argument(s.flag, **kwargs)
 
 
 def given(namespace: argparse.Namespace) -> dict[str, Any]:
-    """The settings the command line set."""
-    return {s.name: getattr(namespace, s.name) for s in RECIPE_SETTINGS if hasattr(namespace, s.name)}
+    """The recipe settings, and the architecture's size, that the command line set."""
+    values = {s.name: getattr(namespace, s.name) for s in RECIPE_SETTINGS if hasattr(namespace, s.name)}
+    for name in SIZE_SETTINGS:
+        if getattr(namespace, name, None) is not None:
+            values[name] = getattr(namespace, name)
+    return values
 
 
 def _shown(value: Any) -> str:
