@@ -4,6 +4,7 @@ import shutil
 import struct
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -227,13 +228,28 @@ def pytest_addoption(parser):
                           "ceiling)")
 
 
-def ceiling_of(config) -> float:
-    """The run's per-test ceiling: --ceiling, scaled to this machine once (by the controller, before any worker)."""
-    if not hasattr(config, "_ceiling"):
+@dataclass(frozen=True)
+class Budget:
+    """The run's per-test ceiling in seconds (0: none), and how much slower than the reference this machine's
+    cores are (at least 1), the factor the ceiling was scaled by."""
+
+    ceiling: float
+    slower: float
+
+    def over(self, seconds: float) -> bool:
+        return bool(self.ceiling) and seconds > self.ceiling
+
+
+BUDGET = pytest.StashKey[Budget]()
+
+
+def budget_of(config) -> Budget:
+    """--ceiling scaled to this machine, probed once, when the run ends (the probe then competes with no test)."""
+    if BUDGET not in config.stash:
         given = config.getoption("ceiling")
-        config._slower = max(1.0, speed_probe() / SPEED_PROBE_S) if given else 1.0
-        config._ceiling = given * config._slower
-    return config._ceiling
+        slower = max(1.0, speed_probe() / SPEED_PROBE_S) if given else 1.0
+        config.stash[BUDGET] = Budget(given * slower, slower)
+    return config.stash[BUDGET]
 
 
 _seconds: dict[str, float] = {}
@@ -246,18 +262,16 @@ def pytest_runtest_logreport(report):
 def pytest_terminal_summary(terminalreporter, config):
     if os.environ.get("PYTEST_XDIST_WORKER") or not _seconds:
         return
-    ceiling = ceiling_of(config)
+    budget = budget_of(config)
     slowest = sorted(_seconds.items(), key=lambda item: -item[1])[:15]
-    scaled = f"; this machine's cores are {config._slower:.2f}x slower than the reference" if config._slower > 1 else ""
-    terminalreporter.section(f"slowest tests (setup + call + teardown; ceiling {ceiling:.0f} s{scaled})")
+    scaled = f"; this machine's cores are {budget.slower:.2f}x slower than the reference" if round(budget.slower, 2) > 1 else ""
+    terminalreporter.section(f"slowest tests (setup + call + teardown; ceiling {budget.ceiling:.0f} s{scaled})")
     for nodeid, seconds in slowest:
-        terminalreporter.write_line(f"{seconds:7.1f}s {nodeid}{'  OVER THE CEILING' if ceiling and seconds > ceiling else ''}")
+        terminalreporter.write_line(f"{seconds:7.1f}s {nodeid}{'  OVER THE CEILING' if budget.over(seconds) else ''}")
 
 
 def pytest_sessionfinish(session, exitstatus):
     if os.environ.get("PYTEST_XDIST_WORKER") or not _seconds:
         return
-    ceiling = ceiling_of(session.config)
-    over = [nodeid for nodeid, seconds in _seconds.items() if ceiling and seconds > ceiling]
-    if over and exitstatus == pytest.ExitCode.OK:
+    if exitstatus == pytest.ExitCode.OK and any(budget_of(session.config).over(s) for s in _seconds.values()):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a test over the ceiling fails the run (listed above)
