@@ -15,13 +15,11 @@ from service.api.auth import ApiKeys, is_loopback, read_keys
 from service.api.deps import Services
 from service.api.drain import Drain, RefuseWhileDraining
 from service.api.error_responses import overloaded, refused, validation_error
-from service.api.lane import LeanRoutes
+from service.api.lane import LeanRoutes, lean_table
 from service.api.limits import RequestLimits, tighten_schema
 from service.api.middleware import BodySizeLimit, RequestMetrics
 from service.api.pages import add_pages
-from service.api.routes import api_router
-from service.api.routes.images import LEAN_ROUTES as IMAGE_ROUTES
-from service.api.routes.inference import LEAN_ROUTES as PROTOCOL_ROUTES
+from service.api.routes import api_router, images, inference
 from service.api.settings import Settings
 from service.api.telemetry import Telemetry
 from service.engine.batcher import Overloaded
@@ -113,7 +111,9 @@ def create_app(settings: Settings | None = None, lean_routes: bool = True) -> Fa
     app.add_exception_handler(Refused, refused)  # the operations' own errors, in FastAPI's shapes
     app.add_exception_handler(Overloaded, overloaded)
     if lean_routes:  # added first, so innermost: the body limit and the metrics apply to it too
-        app.add_middleware(LeanRoutes, routes=[*IMAGE_ROUTES, *PROTOCOL_ROUTES], keys_required=api_keys.enabled)
+        app.add_middleware(LeanRoutes, routes=lean_table([*images.router.routes, *inference.router.routes],
+                                                         {**images.LEAN, **inference.LEAN}, inference.PATH_PATTERNS),
+                           keys_required=api_keys.enabled)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RefuseWhileDraining, drain=drain)  # before reading a body: a draining replica takes none
     app.add_middleware(RequestMetrics, telemetry=telemetry)  # added last, runs first: it also counts the 413s and 503s

@@ -13,6 +13,9 @@ request). FastAPI still declares these routes (the OpenAPI schema, /docs) and se
 A route whose path has parameters (`/v2/models/{name}/infer`) takes its body as it comes: its endpoint reads the
 request, checks the key and renders its own errors (the protocol's shape). Parameters that do not match their
 patterns go FastAPI's way, for FastAPI's exact answer.
+
+The lean path declares no route of its own: `lean_table` makes its table from the route modules' FastAPI routes
+(their paths, their body models from the endpoints' signatures), for the endpoints each route module marks as lean.
 """
 from __future__ import annotations
 
@@ -20,14 +23,16 @@ import email.message
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable, Mapping, get_type_hints
 
 from fastapi import HTTPException
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.auth import SCHEME, check_api_key
@@ -59,6 +64,26 @@ class LeanRawRoute:
         for name, pattern in self.params.items():
             regex = regex.replace(re.escape(f"{{{name}}}"), f"(?P<{name}>{pattern.strip('^$')})")
         return re.compile(regex)
+
+
+def lean_table(routes: Iterable[BaseRoute], lean: Mapping[Callable, Callable],
+                patterns: Mapping[str, str]) -> list[LeanRoute | LeanRawRoute]:
+    """The lean path's table, made from FastAPI `routes` as declared: each one whose endpoint is a key of `lean`,
+    served by the endpoint it maps to; a path without parameters with the body model of its endpoint's `body`
+    parameter, a path with parameters with each one's pattern from `patterns` (as its route declares it)."""
+    made: list[LeanRoute | LeanRawRoute] = []
+    for route in routes:
+        if not (isinstance(route, APIRoute) and route.endpoint in lean):
+            continue
+        if route.param_convertors:
+            made.append(LeanRawRoute(route.path, {name: patterns[name] for name in route.param_convertors},
+                                     lean[route.endpoint]))
+        else:
+            made.append(LeanRoute(route.path, get_type_hints(route.endpoint)["body"], lean[route.endpoint]))
+    found = {route.endpoint for route in routes if isinstance(route, APIRoute)}
+    if missing := [endpoint.__name__ for endpoint in lean if endpoint not in found]:
+        raise ValueError(f"lean endpoints without a route in the app: {', '.join(missing)}")
+    return made
 
 
 class LeanRoutes:

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Request, Response
 
 from service.api.deps import Services, ServicesDep, directions_of, resolve_model
 from service.api.error_responses import error_responses
-from service.api.lane import LeanRoute
 from service.api.limits import RequestLimits
 from service.api.schemas import GenerateRequest, InterpolateRequest, LatentRef, LatentSource, SweepRequest
 from service.engine.registry import LoadedModel
@@ -213,6 +212,6 @@ def grid_header(shape: torch.Size, nrow: int, padding: int, scale: int) -> dict[
     return {"X-Grid": f"columns={columns}; rows={-(-n // columns)}; cell={h}x{w}; padding={padding}; scale={scale}"}
 
 
-# served by the lean path (service/api/lane.py): the same endpoints, without FastAPI's per-request machinery
-LEAN_ROUTES = [LeanRoute("/generate", GenerateRequest, generate), LeanRoute("/sweep", SweepRequest, sweep),
-               LeanRoute("/interpolate", InterpolateRequest, interpolate_route)]
+# served by the lean path (service/api/lane.py) as declared above, by the same endpoints, without FastAPI's
+# per-request machinery
+LEAN = {endpoint: endpoint for endpoint in (generate, sweep, interpolate_route)}

@@ -33,7 +33,6 @@ from service.api.inference_protocol import (
     encode_response,
     parse_request,
 )
-from service.api.lane import LeanRawRoute
 from service.api.routes.images import CLIENT_CLOSED_REQUEST, client_gone
 from service.api.schemas import MAX_SEED
 from service.engine.batcher import Overloaded
@@ -121,8 +120,9 @@ async def server_ready(services: ServicesDep) -> JSONResponse:
 
 
 VERSION_PATTERN = r"^[1-9][0-9]{0,8}$"
-ModelName = Path(pattern=NAME_PATTERN, description="a model of the store", examples=["dcgan"])
-VersionNumber = Path(pattern=VERSION_PATTERN, description="one of its versions", examples=["1"])
+PATH_PATTERNS = {"name": NAME_PATTERN, "version": VERSION_PATTERN}  # what each path parameter must match
+ModelName = Path(pattern=PATH_PATTERNS["name"], description="a model of the store", examples=["dcgan"])
+VersionNumber = Path(pattern=PATH_PATTERNS["version"], description="one of its versions", examples=["1"])
 
 
 def metadata(model: LoadedModel, versions: list[int]) -> dict:
@@ -317,7 +317,5 @@ def classes_of(body: InferRequest, count: int) -> list[str | int] | None:
     return refs
 
 
-# served by the lean path (service/api/lane.py), as FastAPI declares them above
-LEAN_ROUTES = [LeanRawRoute(f"/v2{path}", params, lean_infer) for path, params in (
-    ("/models/{name}/infer", {"name": NAME_PATTERN}),
-    ("/models/{name}/versions/{version}/infer", {"name": NAME_PATTERN, "version": VERSION_PATTERN}))]
+# served by the lean path (service/api/lane.py), as declared above, by the endpoint that reads the request itself
+LEAN = {infer: lean_infer, infer_version: lean_infer}
