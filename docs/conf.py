@@ -9,7 +9,7 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS.parent))
 
-from trainer.training.settings import markdown_table  # noqa: E402  (the recipe's flags, made from their one declaration)
+from trainer.training.settings import markdown_table, run_markdown_table  # noqa: E402  (flags, from their one declaration)
 
 project = "latentlab"
 author = "the latentlab authors"
@@ -28,7 +28,7 @@ suppress_warnings: list[str] = []
 
 GENERATED = DOCS / "_generated"
 GENERATED.mkdir(exist_ok=True)
-table = markdown_table()
-target = GENERATED / "recipe-flags.md"
-if not target.exists() or target.read_text() != table:  # rewritten only when it changes: no rebuild loop
-    target.write_text(table)
+for name, table in (("recipe-flags.md", markdown_table()), ("run-flags.md", run_markdown_table())):
+    target = GENERATED / name
+    if not target.exists() or target.read_text() != table:  # rewritten only when it changes: no rebuild loop
+        target.write_text(table)

@@ -180,16 +180,18 @@ RUN_SETTINGS = (
             positive_int, metavar="PIXELS"),
     Setting("features", int | None, None, "channels of a convolutional architecture's layers, to match its cost to "
             "the machine (default: the architecture's own: the DCGAN's 64, from which its layers scale; the "
-            "resnet's 32, where a step costs about what the DCGAN's does on a 2-core CPU)", positive_int,
-            metavar="WIDTH"),
+            "resnet's 32, where a step costs about what the DCGAN's does on a 2-core CPU; R3GAN's 64, halved for each stage "
+            "past 32x32; the plain GAN has none: exit 2)",
+            positive_int, metavar="WIDTH"),
     Setting("depth", int | None, None, "residual blocks at each resolution of a residual architecture (default: its "
-            "own; r3gan: 1)", positive_int, metavar="BLOCKS"),
+            "own; r3gan: 1; other architectures: exit 2)", positive_int, metavar="BLOCKS"),
     Setting("groups", int | None, None, "groups of each residual block's 3x3 convolution (r3gan; default: its own, "
-            "8; fewer where a block's width does not divide into them)", positive_int, metavar="N"),
+            "8; fewer where a block's width does not divide into them; other architectures: exit 2)", positive_int,
+            metavar="N"),
     Setting("limit", int | None, None, "train on the first N images only", positive_int, metavar="N"),
     Setting("conditional", bool, False, "class-conditional: G draws the class it is given and D judges each image "
             "with its class (a projection discriminator); the labels are the dataset's (a folder's class "
-            "subfolders)", None),
+            "subfolders; fewer than two classes: exit 2)", None),
     Setting("device", str, "auto", "auto (CUDA when available), cpu, cuda or cuda:N", env="DEVICE"),
     Setting("cuda_graphs", str, "auto", "run each full training step as one captured CUDA graph (auto: on when "
             "training on CUDA in a single process; on without CUDA or under torchrun is refused)",
@@ -399,13 +401,27 @@ def _defaults(s: Setting) -> str:
     return "; ".join([f"study: {_shown(s.default)}", *differs])
 
 
+def _flag(s: Setting) -> str:
+    return s.flag if s.parse is not None else f"{s.flag}, --no-{s.flag[2:]}"
+
+
 def markdown_table() -> str:
     """The docs' table of the recipe's flags."""
     lines = ["| flag | what it sets | study | stable |", "|---|---|---|---|"]
     for s in RECIPE_SETTINGS:
         stable = ", ".join(f"{arch}: {_shown(v)}" for arch, v in s.presets.get("stable", {}).items()) or "as study"
-        flag = s.flag if s.parse is not None else f"{s.flag}, --no-{s.flag[2:]}"
-        lines.append(f"| `{flag}` | {s.help.replace('%%', '%')} | {_shown(s.default)} | {stable} |")
+        lines.append(f"| `{_flag(s)}` | {s.help.replace('%%', '%')} | {_shown(s.default)} | {stable} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_markdown_table() -> str:
+    """The docs' table of the run's flags."""
+    lines = ["| flag | default | what it sets |", "|---|---|---|"]
+    for s in RUN_SETTINGS:
+        default = "unset" if s.default is None else f"`{_shown(s.default)}`"
+        default = f"env `{s.env}`, else {default}" if s.env else default
+        flag = _flag(s) + (f" {{{','.join(map(str, s.choices))}}}" if s.choices else "")
+        lines.append(f"| `{flag}` | {default} | {s.help.replace('%%', '%')} |")
     return "\n".join(lines) + "\n"
 
 
