@@ -68,7 +68,7 @@ def test_a_bug_inside_a_command_keeps_its_traceback(monkeypatch, tmp_path, main,
         raise ValueError("a bug, not bad input")
 
     monkeypatch.chdir(tmp_path)
-    for module, name in [(trainer_cli, "resume_or_start"), (evaluate, "check_evaluable"), (evaluate, "Store"),
+    for module, name in [(trainer_cli, "train"), (evaluate, "check_evaluable"), (evaluate, "Store"),
                          (classifier, "load_classifier"), (shared_main, "Store")]:
         monkeypatch.setattr(module, name, bug)
     with pytest.raises(ValueError, match="a bug"):

@@ -57,12 +57,10 @@ def test_a_graphed_run_takes_the_eager_runs_steps(tmp_path, fashion_dir):
 
 def test_graph_mode_resumes(tmp_path, fashion_dir):
     from trainer.training.loop import train
-    from trainer.training.state import resume_or_start
 
     quiet = dict(log=lambda m: None, progress=False)
     train(cuda_config(fashion_dir, 1, cuda_graphs="on"), tmp_path / "run", **quiet)
-    cfg, saved = resume_or_start(cuda_config(fashion_dir, 2, cuda_graphs="on"), tmp_path / "run", True, lambda m: None)
-    resumed = train(cfg, tmp_path / "run", saved, **quiet)
+    resumed = train(cuda_config(fashion_dir, 2, cuda_graphs="on"), tmp_path / "run", resume=True, **quiet)
     assert resumed.cuda_graphs and len(resumed.history) == 2 * 16 and torch.isfinite(resumed.history).all()
 
 

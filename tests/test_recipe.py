@@ -25,7 +25,7 @@ from trainer.training.losses import Hinge, NonSaturatingBCE, Objective
 from trainer.training.nets import Nets, add_spectral_norm, without_parametrizations
 from trainer.training.recipe import Recipe, build_recipe
 from trainer.training.settings import recipe_settings
-from trainer.training.state import STATE_FILE, TrainingState, resume_or_start
+from trainer.training.state import STATE_FILE, TrainingState
 from trainer.training.step import train_step
 
 
@@ -312,8 +312,7 @@ def test_every_component_resumes_bit_identically_from_mid_epoch(tmp_path, fashio
     saved = TrainingState.load(tmp_path / "resumed" / STATE_FILE)
     assert (saved.epoch, saved.step) == (1, 2) and {"G_ema", "ema_steps"} <= saved.weights.keys()
     monkeypatch.undo()
-    cfg2, saved = resume_or_start(cfg, tmp_path / "resumed", resume=True, log=lambda m: None)
-    resumed = loop.train(cfg2, tmp_path / "resumed", saved, **quiet)
+    resumed = loop.train(cfg, tmp_path / "resumed", resume=True, **quiet)
 
     a, b = (TrainingState.load(tmp_path / run / STATE_FILE) for run in ("straight", "resumed"))
     for key in ("G", "G_ema", "ema_steps", "D", "opt_G", "opt_D", "steps", "lecam_anchors"):

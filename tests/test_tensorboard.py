@@ -7,7 +7,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from trainer.training.board import LOG_EVERY, TAGS
 from trainer.training.config import TrainConfig
 from trainer.training.loop import train
-from trainer.training.state import HISTORY_COLUMNS, STATE_FILE, TrainingState, resume_or_start
+from trainer.training.state import HISTORY_COLUMNS, STATE_FILE, TrainingState
 
 pytestmark = pytest.mark.fast  # make check runs it on every commit
 
@@ -25,13 +25,11 @@ def test_a_killed_and_resumed_run_appends_to_the_same_curves_without_duplicates(
     quiet = dict(log=lambda m: None, progress=False, tensorboard=board)
     train(_config(fashion_dir, 1), run, **quiet)
     shutil.copy(run / STATE_FILE, tmp_path / "epoch-1.pt")
-    cfg, saved = resume_or_start(_config(fashion_dir, 2), run, resume=True, log=lambda m: None)
-    train(cfg, run, saved, **quiet)
+    train(_config(fashion_dir, 2), run, resume=True, **quiet)
     # killed after logging epoch 2 but before its state was saved: the state on disk is epoch 1's
     shutil.copy(tmp_path / "epoch-1.pt", run / STATE_FILE)
-    cfg, saved = resume_or_start(_config(fashion_dir, 3), run, resume=True, log=lambda m: None)
-    assert saved.epoch == 1
-    train(cfg, run, saved, **quiet)
+    assert TrainingState.load(run / STATE_FILE).epoch == 1
+    train(_config(fashion_dir, 3), run, resume=True, **quiet)
 
     events = EventAccumulator(str(board), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     events.Reload()

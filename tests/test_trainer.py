@@ -96,8 +96,7 @@ def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path, fashion_dir):
     quiet = dict(log=lambda m: None, progress=False)
     straight = train(_config(fashion_dir, 3), tmp_path / "a", **quiet)
     train(_config(fashion_dir, 1), tmp_path / "b", **quiet)
-    cfg, saved = resume_or_start(_config(fashion_dir, 3), tmp_path / "b", resume=True, log=lambda m: None)
-    resumed = train(cfg, tmp_path / "b", saved, **quiet)
+    resumed = train(_config(fashion_dir, 3), tmp_path / "b", resume=True, **quiet)
     for p, q in zip(straight.generator.state_dict().values(), resumed.generator.state_dict().values()):
         assert torch.equal(p, q)
     assert torch.equal(straight.history, resumed.history) and len(resumed.history) == 3 * 8

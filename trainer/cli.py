@@ -20,7 +20,7 @@ from trainer.training.board import Board
 from trainer.training.config import TrainConfig
 from trainer.training.loop import TrainResult, train
 from trainer.training.settings import ChosenRecipe, positive_float, positive_int
-from trainer.training.state import mark_published, resume_or_start
+from trainer.training.state import mark_published
 
 PROG = "python -m trainer"
 EXIT_INTERRUPTED = 130
@@ -128,10 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--class-loss trains D's class scores, which only a --conditional run has")
     run_dir = Path(args.run_dir) if args.run_dir else Path(args.out) / ".runs" / name
 
-    cfg, saved = resume_or_start(cfg, run_dir, args.resume, log=say)
-    distributed.init(ranks, resolve_device(cfg.device))
-    result = train(cfg, run_dir, saved, log=say, progress=False if args.no_progress else None, ranks=ranks,
-                   tensorboard=args.tensorboard)
+    distributed.init(ranks, resolve_device(cfg.device))  # a resumed run keeps the command line's device
+    result = train(cfg, run_dir, resume=args.resume, log=say, progress=False if args.no_progress else None,
+                   ranks=ranks, tensorboard=args.tensorboard)
     if result.interrupted:
         distributed.finish(ranks)
         return EXIT_INTERRUPTED
@@ -152,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_config(args: argparse.Namespace, recipe: ChosenRecipe, name: str, world_size: int) -> TrainConfig:
-    """The run the command line asks for (a resumed state, the data and the machine settle it further)."""
+    """The run the command line asks for (`trainer.training.loop.resolve` takes it to the run that trains)."""
     return TrainConfig(arch=recipe.arch, name=name, epochs=args.epochs or MAX_EPOCHS, minutes=args.minutes,
                        world_size=world_size, eval_every=args.eval_every or 0, eval_samples=args.eval_samples,
                        class_samples=0 if args.no_classes else args.class_samples,

@@ -243,7 +243,6 @@ class Tuning:
         import optuna
 
         from trainer.training.loop import train
-        from trainer.training.state import resume_or_start
 
         recipe, size = self.space.suggest(trial)
         run = trial.user_attrs.get("run") or f"trial-{trial.number}"  # a retried trial keeps its first run
@@ -255,8 +254,7 @@ class Tuning:
         record: dict[str, Any] = {}
         for reading in range(1, self.args.readings + 1):
             budget = replace(cfg, minutes=minutes * reading / self.args.readings)
-            budget, state = resume_or_start(budget, self.runs / run, resume=True, log=lambda m: None)
-            result = train(budget, self.runs / run, state, log=lambda m: None, progress=False)
+            result = train(budget, self.runs / run, resume=True, log=lambda m: None, progress=False)
             if result.interrupted:
                 trial.set_user_attr("interrupted", True)
                 raise Interrupted(trial.number)

@@ -1,5 +1,5 @@
 """A training run's settings as plain values: everything needed to reproduce it. Frozen: what a run resolves
-from its data and machine (trainer.training.loop.settle) makes a new config, recorded as trained."""
+from a saved state, its data and machine (trainer.training.loop.resolve) makes a new config, recorded as trained."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields

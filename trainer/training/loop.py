@@ -31,7 +31,7 @@ from trainer.training.graphed import GraphedStep
 from trainer.training.interrupt import StopRequested
 from trainer.training.nets import Nets
 from trainer.training.recipe import build_recipe
-from trainer.training.state import HISTORY_COLUMNS, STATE_FILE, TrainingState, clear_published
+from trainer.training.state import HISTORY_COLUMNS, STATE_FILE, TrainingState, clear_published, resume_or_start
 from trainer.training.step import Step, eager_step
 
 
@@ -100,9 +100,10 @@ def run_epoch(step: Step, data: torch.Tensor, state: TrainingState, latent_dim: 
 
 @dataclass(frozen=True)
 class Settled:
-    """A run with everything that depends on its data, machine and ranks resolved, before anything trains."""
+    """A run with everything resolved (`resolve`), before anything trains."""
 
-    config: TrainConfig  # as trained: shape, classes, post-training budget and precision filled in
+    config: TrainConfig  # as trained (a resumed run's): shape, classes, post-training budget and precision set
+    state: TrainingState | None  # the saved state a resumed run continues from; None: a new run
     device: torch.device
     images: torch.Tensor  # the training set, uint8 on the device
     labels: torch.Tensor | None  # a conditional run's classes as one-hot rows on the device, gathered by each step
@@ -112,9 +113,13 @@ class Settled:
     channels_last: bool
 
 
-def settle(cfg: TrainConfig, ranks: Ranks = Ranks(), log: Callable[[str], None] = print) -> Settled:
-    """Load the data and resolve every setting left to the data, the machine and the ranks; refuse (ConfigError)
-    what cannot run here."""
+def resolve(asked: TrainConfig, run_dir: Path, resume: bool = False, ranks: Ranks = Ranks(),
+            log: Callable[[str], None] = print) -> Settled:
+    """The one way from the run a command asked for to the run that trains: with `resume`, the saved run's settings
+    and state (trainer.training.state.resume_or_start); then the data loaded, and every setting left to the data,
+    the device and the ranks resolved (the image shape and classes, the precision `auto` means here, the work after
+    training: trainer.training.budget) into one frozen config. Refuses (ConfigError) what cannot run here."""
+    cfg, state = resume_or_start(asked, run_dir, resume, log)
     device = device_for(ranks, resolve_device(cfg.device))
     size = get_architecture(cfg.arch).at(cfg.channels, cfg.image_size, cfg.features).image_size  # refused now if bad
     training_set = load_training_set(cfg.dataset, cfg.data_dir, size, cfg.channels, cfg.limit, log=log)
@@ -133,7 +138,7 @@ def settle(cfg: TrainConfig, ranks: Ranks = Ranks(), log: Callable[[str], None] 
                           "differently from one process's); use --d-steps 1, or train in one process")
     arch = run_architecture(cfg)
     return Settled(
-        config=cfg, device=device, images=images, arch=arch,
+        config=cfg, state=state, device=device, images=images, arch=arch,
         labels=torch.eye(arch.classes, device=device)[training_set.labels.to(device)] if arch.classes else None,
         steps_per_epoch=steps_per_epoch(images.shape[0], cfg.batch_size, ranks, cfg.d_steps),
         cuda_graphs=use_cuda_graphs(cfg.cuda_graphs, device, ranks),
@@ -141,16 +146,16 @@ def settle(cfg: TrainConfig, ranks: Ranks = Ranks(), log: Callable[[str], None] 
         channels_last=cfg.precision == BF16 if cfg.channels_last is None else cfg.channels_last)
 
 
-def train(cfg: TrainConfig, run_dir: Path, state: TrainingState | None = None, log: Callable[[str], None] = print,
+def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, log: Callable[[str], None] = print,
           progress: bool | None = None, ranks: Ranks = Ranks(), tensorboard: str | Path | None = None) -> TrainResult:
-    """Train to `cfg.epochs`, from `state` if given (see `trainer.training.state.resume_or_start`), writing the state
-    to `run_dir/state.pt` after every epoch. SIGINT/SIGTERM stop between steps, save the state, and
-    return a result with `interrupted=True`. Under torchrun, every rank calls this; rank 0 writes the state.
+    """Train the run `cfg` asks for to its epochs (with `resume`, continuing the unfinished run in `run_dir`),
+    writing the state to `run_dir/state.pt` after every epoch. SIGINT/SIGTERM stop between steps, save the state,
+    and return a result with `interrupted=True`. Under torchrun, every rank calls this; rank 0 writes the state.
     `tensorboard`: a directory for TensorBoard events (rank 0's statistics; see trainer.training.board).
-    The result's `config` is the settled one (`settle`): what was trained."""
+    The result's `config` is the resolved one (`resolve`): what was trained."""
     run_dir = Path(run_dir)
-    run = settle(cfg, ranks, log)
-    cfg, device, steps = run.config, run.device, run.steps_per_epoch
+    run = resolve(cfg, run_dir, resume, ranks, log)
+    cfg, device, steps, state = run.config, run.device, run.steps_per_epoch, run.state
 
     # Construct the networks, or restore them from the saved state.
     torch.manual_seed(cfg.seed)
