@@ -3,9 +3,12 @@ httptools protocol that gathers a request's body in one piece, and the lean path
 Granian (a Rust HTTP server speaking ASGI), in its multi-threaded and single-threaded runtimes. Each round starts
 every server in turn (in a rotated order, so the machine's drift falls on all alike) and loads it with wrk
 (benchmarks/generate.lua, a new seed per request); the table shows medians over the rounds of requests/s,
-images/s, p50 and p99, and the CPU each request cost the server's process tree (from /proc).
+images/s, p50 and p99, and the CPU each request cost the server's process tree (from /proc). With `--before DIR`,
+a checkout of another commit (`git worktree add DIR COMMIT`) is served too, by the same interpreter, as `before`:
+a change's serving speed, before and after.
 
     python benchmarks/front_door.py --store ./models --model dcgan
+    python benchmarks/front_door.py --store ./models --model dcgan --servers uvicorn,before --before ../base
     python benchmarks/front_door.py --store ./models --model dcgan --rounds 5 --seconds 10 --loads 1x32,64x8,1x1
 """
 from __future__ import annotations
@@ -28,9 +31,14 @@ GRANIAN = {"granian": "mt", "granian-st": "st"}  # server name -> Granian's runt
 SERVERS = ("uvicorn", *GRANIAN)
 
 
-def start(server: str, store: str, port: int, device: str) -> subprocess.Popen:
+def start(server: str, store: str, port: int, device: str, before: str | None = None) -> subprocess.Popen:
     if server == "uvicorn":
         return start_service(store, port, device)
+    if server == "before":
+        env = {**os.environ, "MODEL_DIR": store, "PORT": str(port), "HOST": "127.0.0.1", "DEVICE": device,
+               "LOG_LEVEL": "warning"}
+        return wait_ready(subprocess.Popen([sys.executable, "-m", "service"], cwd=before, env=env,
+                                           start_new_session=True), port)
     granian = shutil.which("granian", path=str(Path(sys.executable).parent)) or "granian"
     env = {**os.environ, "MODEL_DIR": store, "DEVICE": device, "LOG_LEVEL": "warning"}
     command = [granian, "--interface", "asgi", "--factory", "--host", "127.0.0.1", "--port", str(port),
@@ -56,7 +64,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--store", required=True, help="a model store with MODEL in it")
     p.add_argument("--model", default="dcgan")
-    p.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated, of {', '.join(SERVERS)}")
+    p.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated, of {', '.join(SERVERS)}, before")
+    p.add_argument("--before", default=None, metavar="DIR", help="a checkout of another commit, served as `before`")
     p.add_argument("--loads", default="1x32,64x8,1x1", help="IMAGESxCONNECTIONS, comma-separated")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=int, default=8, help="each load's length")
@@ -64,11 +73,13 @@ def main() -> None:
     p.add_argument("--port", type=int, default=8031)
     args = p.parse_args()
     servers = args.servers.split(",")
+    if "before" in servers and not args.before:
+        p.error("--servers before needs --before DIR")
     loads = [tuple(int(x) for x in spec.split("x")) for spec in args.loads.split(",")]
     runs: dict[tuple[str, str], list[dict]] = {}
     for round_ in range(args.rounds):
         for server in servers[round_ % len(servers):] + servers[:round_ % len(servers)]:
-            proc = start(server, args.store, args.port, args.device)
+            proc = start(server, args.store, args.port, args.device, args.before)
             try:
                 load(proc, args.port, args.model, 1, 32, 2)  # warm: the first batches, the allocator
                 for count, connections in loads:
