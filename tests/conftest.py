@@ -264,10 +264,12 @@ def pytest_terminal_summary(terminalreporter, config):
         return
     budget = budget_of(config)
     slowest = sorted(_seconds.items(), key=lambda item: -item[1])[:15]
-    scaled = f"; this machine's cores are {budget.slower:.2f}x slower than the reference" if round(budget.slower, 2) > 1 else ""
+    scaled = (f"; this machine's cores are {budget.slower:.2f}x slower than the reference"
+              if round(budget.slower, 2) > 1 else "")
     terminalreporter.section(f"slowest tests (setup + call + teardown; ceiling {budget.ceiling:.0f} s{scaled})")
     for nodeid, seconds in slowest:
-        terminalreporter.write_line(f"{seconds:7.1f}s {nodeid}{'  OVER THE CEILING' if budget.over(seconds) else ''}")
+        over = "  OVER THE CEILING" if budget.over(seconds) else ""
+        terminalreporter.write_line(f"{seconds:7.1f}s {nodeid}{over}")
 
 
 def pytest_sessionfinish(session, exitstatus):

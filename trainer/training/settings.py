@@ -180,9 +180,8 @@ RUN_SETTINGS = (
             positive_int, metavar="PIXELS"),
     Setting("features", int | None, None, "channels of a convolutional architecture's layers, to match its cost to "
             "the machine (default: the architecture's own: the DCGAN's 64, from which its layers scale; the "
-            "resnet's 32, where a step costs about what the DCGAN's does on a 2-core CPU; R3GAN's 64, halved for each stage "
-            "past 32x32; the plain GAN has none: exit 2)",
-            positive_int, metavar="WIDTH"),
+            "resnet's 32, where a step costs about what the DCGAN's does on a 2-core CPU; R3GAN's 64, halved for "
+            "each stage past 32x32; the plain GAN has none: exit 2)", positive_int, metavar="WIDTH"),
     Setting("depth", int | None, None, "residual blocks at each resolution of a residual architecture (default: its "
             "own; r3gan: 1; other architectures: exit 2)", positive_int, metavar="BLOCKS"),
     Setting("groups", int | None, None, "groups of each residual block's 3x3 convolution (r3gan; default: its own, "
@@ -353,8 +352,8 @@ def check_setting(name: str, value: Any, where: str) -> None:
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
-    """One flag per recipe setting, and per size setting. Unset flags stay out of the namespace, so the preset's
-    (or the recipe file's) value stands."""
+    """One flag per recipe setting. Unset flags stay out of the namespace, so the preset's (or the recipe file's)
+    value stands."""
     for s in RECIPE_SETTINGS:
         _add(group, s, argparse.SUPPRESS, f"{s.help} ({_defaults(s)})")
 
