@@ -39,7 +39,10 @@ def start(server: str, store: str, port: int, device: str, before: str | None = 
                "LOG_LEVEL": "warning"}
         return wait_ready(subprocess.Popen([sys.executable, "-m", "service"], cwd=before, env=env,
                                            start_new_session=True), port)
-    granian = shutil.which("granian", path=str(Path(sys.executable).parent)) or "granian"
+    granian = shutil.which("granian", path=str(Path(sys.executable).parent)) or shutil.which("granian")
+    if granian is None:
+        raise SystemExit("Granian is not installed here (latentlab does not depend on it): pip install granian, "
+                         "or leave it out with --servers uvicorn,before")
     env = {**os.environ, "MODEL_DIR": store, "DEVICE": device, "LOG_LEVEL": "warning"}
     command = [granian, "--interface", "asgi", "--factory", "--host", "127.0.0.1", "--port", str(port),
                "--workers", "1", "--loop", "uvloop", "--runtime-mode", GRANIAN[server], "--log-level", "warning",
