@@ -391,7 +391,9 @@ async function renderCurrent(everyFrame = false) {
 // what was asked, never a mix of the state before a change and after it
 function pathNow() {
   const { model, version, steps, method } = state;
-  return { model, version, steps, method, ends: Promise.all([vectorOf(currentLatent()), vectorOf(state.b)]) };
+  const ends = Promise.all([vectorOf(currentLatent()), vectorOf(state.b)]);
+  ends.catch(() => {});  // a failure is reported where the ends are awaited, not as an unhandled rejection before
+  return { model, version, steps, method, ends };
 }
 
 async function interpolation(format, scale, path = pathNow()) {
