@@ -35,10 +35,7 @@ def start(server: str, store: str, port: int, device: str, before: str | None = 
     if server == "uvicorn":
         return start_service(store, port, device)
     if server == "before":
-        env = {**os.environ, "MODEL_DIR": store, "PORT": str(port), "HOST": "127.0.0.1", "DEVICE": device,
-               "LOG_LEVEL": "warning"}
-        return wait_ready(subprocess.Popen([sys.executable, "-m", "service"], cwd=before, env=env,
-                                           start_new_session=True), port)
+        return start_service(store, port, device, tree=Path(before))
     granian = shutil.which("granian", path=str(Path(sys.executable).parent)) or shutil.which("granian")
     if granian is None:
         raise SystemExit("Granian is not installed here (latentlab does not depend on it): pip install granian, "

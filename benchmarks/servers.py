@@ -98,11 +98,13 @@ def wait_ready(proc: subprocess.Popen, port: int, timeout: float = 120, path: st
     raise SystemExit(f"the server on port {port} did not become ready")
 
 
-def start_service(store: str, port: int, device: str = "auto", **settings: str) -> subprocess.Popen:
-    """`python -m service` on `store`, once it answers /readyz; `settings` are more environment variables."""
+def start_service(store: str, port: int, device: str = "auto", tree: Path = ROOT,
+                  **settings: str) -> subprocess.Popen:
+    """`python -m service` of the checkout `tree` on `store`, once it answers /readyz; `settings` are more
+    environment variables."""
     env = {**os.environ, "MODEL_DIR": store, "PORT": str(port), "HOST": "127.0.0.1", "DEVICE": device,
            "LOG_LEVEL": "warning", **settings}
-    return wait_ready(subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env, start_new_session=True),
+    return wait_ready(subprocess.Popen([sys.executable, "-m", "service"], cwd=tree, env=env, start_new_session=True),
                       port)
 
 

@@ -72,15 +72,16 @@ def lean_table(routes: Iterable[BaseRoute], lean: Mapping[Callable, Callable],
     served by the endpoint it maps to; a path without parameters with the body model of its endpoint's `body`
     parameter, a path with parameters with each one's pattern from `patterns` (as its route declares it)."""
     made: list[LeanRoute | LeanRawRoute] = []
+    found = set()
     for route in routes:
         if not (isinstance(route, APIRoute) and route.endpoint in lean):
             continue
+        found.add(route.endpoint)
         if route.param_convertors:
             made.append(LeanRawRoute(route.path, {name: patterns[name] for name in route.param_convertors},
                                      lean[route.endpoint]))
         else:
             made.append(LeanRoute(route.path, get_type_hints(route.endpoint)["body"], lean[route.endpoint]))
-    found = {route.endpoint for route in routes if isinstance(route, APIRoute)}
     if missing := [endpoint.__name__ for endpoint in lean if endpoint not in found]:
         raise ValueError(f"lean endpoints without a route in the app: {', '.join(missing)}")
     return made
