@@ -34,7 +34,7 @@ STAGES = (
                                            "threading.py", "anyio/", "queue.py")),
     ("request validation, routing", ("pydantic", "api/lane.py", "api/schemas.py", "api/limits.py", "api/auth.py",
                                     "routes/images.py", "operations/")),
-    ("HTTP: parsing, middleware, writing", ("uvicorn/", "httptools", "h11", "api/protocol.py", "starlette/",
+    ("HTTP: parsing, middleware, writing", ("uvicorn/", "httptools", "h11", "api/gathered_writes.py", "starlette/",
                                            "fastapi/", "api/middleware.py", "api/drain.py", "api/telemetry.py",
                                            "prometheus_client")),
     ("event loop", ("asyncio/",)),

@@ -17,7 +17,7 @@ from pydantic import ValidationError  # noqa: E402
 
 from service.api.app import create_app  # noqa: E402
 from service.api.drain import DrainingServer  # noqa: E402
-from service.api.protocol import GatheringHttpToolsProtocol  # noqa: E402
+from service.api.gathered_writes import GatheringHttpToolsProtocol  # noqa: E402
 from service.api.settings import Settings  # noqa: E402
 from shared.errors import UserError, command  # noqa: E402
 

@@ -13,10 +13,8 @@ from service.api.drain import Drain
 from service.api.limits import RequestLimits
 from service.api.settings import Settings
 from service.api.telemetry import Telemetry
-from service.engine.directions import Directions
 from service.engine.engine import Engine
 from service.engine.registry import LoadedModel, ModelRegistry
-from service.operations.rejections import MODEL_MISMATCH, Refused
 from shared.store import NotFound
 
 
@@ -78,10 +76,3 @@ async def resolve_model(registry: ModelRegistry, name: str, version: int | str) 
     except NotFound as e:
         raise HTTPException(404, detail=str(e)) from None
 
-
-def directions_of(model: LoadedModel) -> Directions:
-    """The loaded version's semantic directions; a 422 for a generator without a first layer to find them in."""
-    if model.directions is None:
-        raise Refused(["directions"], f"{model.name} v{model.version} has no first Linear or ConvTranspose2d "
-                                          "layer reading the latent, so no semantic directions", MODEL_MISMATCH)
-    return model.directions

@@ -1,6 +1,7 @@
-"""What the service does with images, apart from HTTP: `generation` (images from the engine: admission, the
-batched forward, class requests), `classes` (classes by name, truncation, class candidates), `interpolation`
-(slerp, lerp), `animation` (GIF, WebP), `uploads` (uploaded pictures into a model's input), `rejections` (the
-422s that no JSON schema can state, in FastAPI's error shape). Used by `service.api`'s routes; uses
-`service.engine`; never imports the HTTP side.
+"""What a request means and what the service does with it, apart from any wire format: `generation` (a request's
+latents and their images: admission, the batched forward, class requests), `found_classes` and `given_classes` (a
+class found in an unconditional latent space, or given to a conditional version), `sweeps` (a sweep's rows),
+`interpolation` (the path between two latents), `animation` (GIF, WebP), `uploads` (uploaded pictures into a model's
+input), `rejections` (`Refused`, which each front door translates). Used by `service.api`; uses `service.engine`;
+never imports the HTTP side.
 """

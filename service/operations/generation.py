@@ -91,15 +91,6 @@ def latents_of(model: LoadedModel, source: Source) -> Latents:
     return Latents(layout.truncated(_drawn(model, source), source.truncation))
 
 
-def one_latent(model: LoadedModel, source: Source) -> torch.Tensor:
-    """The (1, latent_dim) latent `source` names: its last row (the `count`-th its seed draws); with a class only where
-    the class is given (one found in a latent space is a set of latents, not one)."""
-    if source.cls is not None and not model.layout.conditional:
-        raise Refused(list(source.field), f"{model.name} v{model.version} is not class-conditional: give a latent "
-                                          "(GET /models/{name}/classes/{class}/latents finds a class's)", MODEL_MISMATCH)
-    return latents_of(model, source).latents[-1:]
-
-
 def _drawn(model: LoadedModel, source: Source) -> torch.Tensor:
     """The given rows, or those the seed (or seeds) draws, in the version's layout (a seed draws its class too)."""
     if source.latents is not None:
@@ -107,25 +98,6 @@ def _drawn(model: LoadedModel, source: Source) -> torch.Tensor:
     if source.seeds is not None:
         return torch.cat([model.layout.seeded(seed, 1) for seed in source.seeds])
     return model.layout.seeded(source.seed, source.count)
-
-
-@dataclass
-class ClassRows:
-    """What a sweep's classes are: labels a conditional version is given (a row of each class over the same styles),
-    or classes found in an unconditional latent space (rows moving towards each one's direction)."""
-
-    labels: list[tuple[int, str]] | None = None
-    found: list[ClassBoundary] | None = None
-
-
-def class_rows(model: LoadedModel, refs: Sequence[str | int], values_given: bool, field: str = "classes") -> ClassRows:
-    """The classes of a sweep: on a conditional version without values, given (style x class); otherwise the
-    directions towards the classes its latent space holds (a conditional version's, too, when values ask for a
-    walk)."""
-    if model.layout.conditional and not values_given:
-        return ClassRows(labels=[given_classes.label_of(model, ref, [field, i]) for i, ref in enumerate(refs)])
-    semantics = semantics_of(model, [field])
-    return ClassRows(found=[find_class(semantics, ref, [field, i]) for i, ref in enumerate(refs)])
 
 
 @dataclass

@@ -8,6 +8,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from service.engine.registry import LoadedModel
+from service.operations.generation import Source, latents_of
+from service.operations.rejections import MODEL_MISMATCH, Refused
 from shared.imaging.latents import LatentLayout
 
 Method = Literal["slerp", "lerp"]
@@ -54,3 +57,16 @@ def interpolate_latents(layout: LatentLayout, start: torch.Tensor, end: torch.Te
     style = interpolate(a[:layout.style], b[:layout.style], steps, method)
     weights = interpolate(a[layout.style:], b[layout.style:], steps, "lerp")
     return torch.from_numpy(np.concatenate([style, weights], 1))
+
+
+def path_between(model: LoadedModel, start: Source, end: Source, steps: int, method: Method = "slerp") -> torch.Tensor:
+    """The path between the latents two sources name: each its last row (the `count`-th its seed draws), with a class
+    only where the class is given (one found in a latent space is a set of latents, not one)."""
+    ends = []
+    for source in (start, end):
+        if source.cls is not None and not model.layout.conditional:
+            raise Refused(list(source.field), f"{model.name} v{model.version} is not class-conditional: give a latent "
+                                              "(GET /models/{name}/classes/{class}/latents finds a class's)",
+                          MODEL_MISMATCH)
+        ends.append(latents_of(model, source).latents[-1:])
+    return interpolate_latents(model.layout, *ends, steps, method)

@@ -8,18 +8,17 @@ import numpy as np
 import torch
 from fastapi import APIRouter, Request, Response
 
-from service.api.deps import Services, ServicesDep, directions_of, resolve_model
+from service.api.deps import Services, ServicesDep, resolve_model
 from service.api.error_responses import error_responses
 from service.api.limits import RequestLimits
 from service.api.schemas import GenerateRequest, InterpolateRequest, LatentRef, LatentSource, SweepRequest
 from service.engine.registry import LoadedModel
 from service.operations.animation import MEDIA_TYPES, encode_animation
-from service.operations.generation import ClientGone, Gone, Source, class_rows, draw, images_of, latents_of, one_latent
-from service.operations.interpolation import interpolate_latents
-from service.operations.rejections import MODEL_MISMATCH, Refused
+from service.operations.generation import ClientGone, Gone, Source, draw, images_of, latents_of
+from service.operations.interpolation import path_between
+from service.operations.sweeps import Sweep, sweep_of
 from shared.imaging.grids import grid_array, grid_size, upscale
 from shared.imaging.png import encode_png
-from shared.imaging.sampling import class_layout, direction_sweep_layout, sweep_layout
 
 router = APIRouter(tags=["images"])
 
@@ -95,30 +94,12 @@ async def sweep(body: SweepRequest, request: Request, services: ServicesDep) -> 
     model = await resolve_model(services.registry, body.model, body.version)
     base = latents_of(model, source_of(body, model, services.limits, truncation=body.truncation)).latents
     along = body.along
-    rows = class_rows(model, body.classes, "values" in body.model_fields_set) if along == "classes" else None
-    limit = len(directions_of(model).vectors) if along == "directions" else model.latent_dim
-    for i, d in enumerate(getattr(body, along) if along != "classes" else ()):
-        if d >= limit:
-            raise Refused([along, i], f"{along[:-1]} {d} is out of range: {model.name} has {limit}, 0..{limit - 1}",
-                          MODEL_MISMATCH)
-    if rows is not None and rows.labels is not None:  # style x class: the base styles drawn as each class
-        layout = class_layout(model.layout.style_of(base), [i for i, _ in rows.labels], [n for _, n in rows.labels],
-                              model.layout.classes, body.labels)
-    elif along == "dims":
-        layout = sweep_layout(base, body.dims, body.values, body.mode, body.labels)
-    elif along == "directions":
-        vectors = torch.from_numpy(directions_of(model).vectors[body.directions])
-        layout = direction_sweep_layout(base, vectors, [f"d[{i}]" for i in body.directions], body.values, body.mode,
-                                        body.labels)
-    else:
-        vectors = torch.tensor([c.direction for c in rows.found])
-        layout = direction_sweep_layout(base, vectors, [c.name for c in rows.found], body.values, body.mode,
-                                        body.labels)
-    services.limits.check_grid(len(layout.latents), model.image_shape[1:], base.shape[0], body.padding, body.scale,
+    layout = sweep_of(model, base, Sweep(along, getattr(body, along), body.values, "values" in body.model_fields_set,
+                                         body.mode, body.labels))
+    services.limits.check_grid(len(layout.latents), model.image_shape[1:], layout.nrow, body.padding, body.scale,
                                [along])
     return await png_grid_response(request, services, model, layout.latents, layout.nrow, body.padding, body.scale,
                                    layout.row_labels)
-
 
 ANIMATION_RESPONSE = {
     200: {"content": {media: binary_schema(media) for media in ("image/png", "image/gif", "image/webp")},
@@ -135,9 +116,9 @@ async def interpolate_route(body: InterpolateRequest, request: Request, services
     the ends may name classes, and the path goes from one class to the other (the class weights along the
     straight line, z as `method` says)."""
     model = await resolve_model(services.registry, body.model, body.version)
-    ends = [latent_of(ref, model, services.limits, [name], body.truncation)
-            for name, ref in (("start", body.start), ("end", body.end))]
-    latents = interpolate_latents(model.layout, *ends, body.steps, body.method)
+    start, end = (ref_source(ref, model, services.limits, [name], body.truncation)
+                  for name, ref in (("start", body.start), ("end", body.end)))
+    latents = path_between(model, start, end, body.steps, body.method)
     nrow = body.nrow or body.steps
     if body.format == "png":
         services.limits.check_grid(body.steps, model.image_shape[1:], nrow, body.padding, body.scale, ["steps"])
@@ -157,17 +138,15 @@ async def interpolate_route(body: InterpolateRequest, request: Request, services
     return Response(data, media_type=MEDIA_TYPES[body.format], headers=image_headers(model, images.shape[0]))
 
 
-def latent_of(ref: LatentRef, model: LoadedModel, limits: RequestLimits, loc: list,
-              truncation: float | None) -> torch.Tensor:
-    """The (1, latent_dim) latent a reference names: given (its length checked), or the `index`-th its seed draws;
-    with its class, which only a conditional version takes (a class found in a latent space is a set of latents,
-    not one)."""
+def ref_source(ref: LatentRef, model: LoadedModel, limits: RequestLimits, loc: list,
+               truncation: float | None) -> Source:
+    """The source of one latent: given (its length checked), or the `index`-th its seed draws; with its class."""
     latents = None
     if ref.latent is not None:
         limits.check_latent_length(ref.latent, model.latent_dim, f"{model.name} v{model.version}", [*loc, "latent"])
         latents = torch.tensor([ref.latent], dtype=torch.float32)
-    return one_latent(model, Source(latents=latents, seed=ref.seed or 0, count=(ref.index or 0) + 1, cls=ref.class_,
-                                    truncation=truncation, field=(*loc, "class")))
+    return Source(latents=latents, seed=ref.seed or 0, count=(ref.index or 0) + 1, cls=ref.class_,
+                  truncation=truncation, field=(*loc, "class"))
 
 
 def image_headers(model: LoadedModel, count: int) -> dict[str, str]:

@@ -7,7 +7,7 @@ import anyio
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from service.api.ceilings import IMAGES_CEILING
-from service.api.deps import RegistryDep, ServicesDep, directions_of, resolve_model
+from service.api.deps import RegistryDep, ServicesDep, resolve_model
 from service.api.error_responses import error_responses
 from service.api.routes.images import client_gone
 from service.api.schemas import (
@@ -27,6 +27,7 @@ from service.engine.registry import ModelRegistry
 from service.operations.found_classes import semantics_of
 from service.operations.generation import Source, draw, latents_of
 from service.operations.rejections import Refused
+from service.operations.sweeps import directions_of
 from shared.store import HISTORY_CSV, NAME_PATTERN, REPORT_DIR, DamagedVersion
 
 router = APIRouter(tags=["models"])
