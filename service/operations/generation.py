@@ -117,6 +117,16 @@ async def draw(model: LoadedModel, engine: Engine, source: Source, gone: Gone) -
     return Drawn(found.latents, images, found.class_name, source.n if found.class_name else None)
 
 
+async def class_latents(model: LoadedModel, engine: Engine, source: Source, gone: Gone) -> Drawn:
+    """The latents behind the images `draw` gives for a class request, in its grid's order: a conditional version's
+    without a forward (the seed's z, each with the class's weights), an unconditional one's found as `draw` finds
+    them (`images` then holds their images too)."""
+    found = latents_of(model, source)
+    if found.cls is None:
+        return Drawn(found.latents, torch.empty(0, dtype=torch.uint8), found.class_name, source.n)
+    return await class_images(model, engine, found.cls, source.seed, source.count, source.truncation, gone)
+
+
 def admit(batcher: Batcher, n: int) -> None:
     """Admission before a request spends anything (its latents, a class's candidates): Overloaded now if `n` more
     latents would be refused for their predicted wait, so that a flood of refused requests stays cheap."""

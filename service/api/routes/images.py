@@ -4,7 +4,6 @@ as grids or looping animations."""
 from __future__ import annotations
 
 import anyio
-import numpy as np
 import torch
 from fastapi import APIRouter, Request, Response
 
@@ -17,7 +16,7 @@ from service.operations.animation import MEDIA_TYPES, encode_animation
 from service.operations.generation import ClientGone, Gone, Source, draw, images_of, latents_of
 from service.operations.interpolation import path_between
 from service.operations.sweeps import Sweep, sweep_of
-from shared.imaging.grids import grid_array, grid_size, upscale
+from shared.imaging.grids import grid_array, grid_size
 from shared.imaging.png import encode_png
 
 router = APIRouter(tags=["images"])
@@ -128,12 +127,8 @@ async def interpolate_route(body: InterpolateRequest, request: Request, services
         images = await images_of(model.batcher, latents, client_gone(request))
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
-
-    def encode() -> bytes:
-        frames = np.stack([upscale(frame, body.scale) for frame in images.numpy().transpose(0, 2, 3, 1)])
-        return encode_animation(frames, body.format, body.frame_ms)
-
-    data = await anyio.to_thread.run_sync(encode, limiter=services.inference)
+    data = await anyio.to_thread.run_sync(encode_animation, images, body.format, body.frame_ms, body.scale,
+                                          limiter=services.inference)
     services.telemetry.images_generated(model.name, model.version, images.shape[0])
     return Response(data, media_type=MEDIA_TYPES[body.format], headers=image_headers(model, images.shape[0]))
 

@@ -25,7 +25,7 @@ from service.api.schemas import (
 )
 from service.engine.registry import ModelRegistry
 from service.operations.found_classes import semantics_of
-from service.operations.generation import Source, draw, latents_of
+from service.operations.generation import Source, class_latents
 from service.operations.rejections import Refused
 from service.operations.sweeps import directions_of
 from shared.store import HISTORY_CSV, NAME_PATTERN, REPORT_DIR, DamagedVersion
@@ -164,11 +164,7 @@ async def get_class_latents(request: Request, services: ServicesDep, name: str =
     model = await resolve_model(services.registry, name, version if version == "latest" else int(version))
     source = Source(seed=seed, count=count, cls=int(cls) if cls.isdigit() else cls, truncation=truncation,
                     field=("cls",))
-    found = latents_of(model, source)
-    if found.cls is None:  # given to a conditional version: the seed's z, each with the class's one-hot
-        return ClassLatents(model=model.name, version=model.version, class_=found.class_name, seed=seed,
-                            latents=found.latents.tolist(), verified=count)
     services.limits.check_grid(count, model.image_shape[1:], 8, 0, 1, ["count"])
-    drawn = await draw(model, services.engine, source, client_gone(request))
+    drawn = await class_latents(model, services.engine, source, client_gone(request))
     return ClassLatents(model=model.name, version=model.version, class_=drawn.class_name, seed=seed,
                         latents=drawn.latents.tolist(), verified=drawn.verified)

@@ -11,10 +11,9 @@ from service.api.deps import ServicesDep, resolve_model
 from service.api.error_responses import error_responses
 from service.api.routes.images import CLIENT_CLOSED_REQUEST, client_gone, png_response
 from service.api.schemas import MAX_SEED, ProjectionResult, StageLosses, VersionSpec
-from service.operations import given_classes
-from service.operations.generation import ClientGone, task_result
+from service.operations.generation import ClientGone
+from service.operations.projection import project_upload
 from service.operations.rejections import LIMIT_EXCEEDED, Refused
-from service.operations.uploads import decode
 from shared.store import NAME_PATTERN
 
 router = APIRouter(tags=["projection"])
@@ -52,22 +51,20 @@ async def project(request: Request, services: ServicesDep,
     other requests, so they do not wait behind it. Post the latent back as `latent` to `/generate` or `/sweep`.
     On a class-conditional version only z is searched, the class held: the answer gives both."""
     loaded = await resolve_model(services.registry, model, version)
-    label = given_classes.projection_label(loaded, class_)
     if steps > services.settings.max_project_steps:
         raise Refused(["steps"], f"{steps} steps; the most is {services.settings.max_project_steps} "
                                      "(MAX_PROJECT_STEPS)", LIMIT_EXCEEDED)
     if format == "png":
         services.limits.check_grid(2, loaded.image_shape[1:], 2, 2, scale, ["scale"])
-    channels, size = loaded.image_shape[0], loaded.image_shape[1]
-    picture = decode(await file.read(), ["file"], size, channels, services.settings.max_pixels)
-    image = torch.from_numpy(picture.transpose(2, 0, 1).copy())
-    task = services.engine.project(loaded.started, loaded.layout, image, steps, seed, label)  # Overloaded: a 503
     try:
-        found = await task_result(services.engine.worker, task, client_gone(request))
+        projection = await project_upload(services.engine, loaded, await file.read(), class_, steps, seed,
+                                          services.settings.max_pixels, client_gone(request))
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
+    found = projection.found
     if format == "png":
-        return await png_response(services, loaded, torch.stack([image, found.reconstruction]), 2, 2, scale)
+        return await png_response(services, loaded, torch.stack([projection.picture, found.reconstruction]), 2, 2,
+                                  scale)
     return ProjectionResult(model=loaded.name, version=loaded.version, latent=found.latent.tolist(), start=found.start,
                             steps=found.steps, seconds=round(found.seconds, 3),
                             losses={k: StageLosses(**v) for k, v in found.losses.items()},

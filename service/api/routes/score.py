@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import anyio
-import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 
 from service.api.ceilings import IMAGES_CEILING
@@ -11,7 +10,7 @@ from service.api.error_responses import error_responses
 from service.api.schemas import Score, ScoreList, VersionSpec
 from service.operations import given_classes
 from service.operations.rejections import Refused
-from service.operations.uploads import decode
+from service.operations.scoring import score_uploads
 from shared.store import NAME_PATTERN, NotFound
 
 router = APIRouter(tags=["discriminator"])
@@ -38,22 +37,13 @@ async def score(services: ServicesDep,
         raise Refused(["files"], f"{len(files)} files; the most in one request is {services.settings.max_images} "
                                      "(MAX_IMAGES)", "too_long")
     label = given_classes.form_class(loaded, class_)
-    channels, size = loaded.image_shape[0], loaded.image_shape[1]
     uploads = [await f.read() for f in files]
-
-    def run() -> tuple[np.ndarray, np.ndarray | None]:
-        images = np.stack([decode(data, ["files", i], size, channels, services.settings.max_pixels)
-                           for i, data in enumerate(uploads)])
-        labels = given_classes.labels_to_score(services.engine, loaded, images, label)
-        return services.engine.score(loaded.stored, images, labels), labels
-
     try:
-        logits, labels = await anyio.to_thread.run_sync(run, limiter=services.inference)
+        found = await anyio.to_thread.run_sync(score_uploads, services.engine, loaded, uploads, label,
+                                               services.settings.max_pixels, limiter=services.inference)
     except NotFound as e:
         raise HTTPException(404, detail=str(e)) from None
-    probabilities = 1 / (1 + np.exp(-logits.astype(np.float64)))
-    names = loaded.stored.manifest.class_names or []
     return ScoreList(model=loaded.name, version=loaded.version, image_shape=list(loaded.image_shape), scores=[
-        Score(filename=f.filename or f"file {i}", logit=float(lg), probability=float(p),
-              class_=names[labels[i]] if labels is not None else None)
-        for i, (f, lg, p) in enumerate(zip(files, logits, probabilities))])
+        Score(filename=f.filename or f"file {i}", logit=float(found.logits[i]),
+              probability=float(found.probabilities[i]), class_=found.classes[i] if found.classes else None)
+        for i, f in enumerate(files)])
