@@ -28,13 +28,14 @@ from starlette.responses import Response  # noqa: E402
 class Walk:
     """The project files a request's calls enter, one entry per call, in order (every thread: the inference thread's
     forward too); with `endpoint` (a function's name in service/api/routes/), only while it runs: the walk from the
-    route to the answer, the middleware left out.
+    route to the answer, the middleware left out. A coroutine that goes on after an await is not entered again: a
+    reader following the request is still in it.
 
     Installed before the app starts, since a trace function reaches only the threads started after it (the test
     client's event loop and the engine's inference thread among them); it records only while `on`."""
 
     def __init__(self, endpoint: str | None) -> None:
-        self.endpoint, self.on, self.entered = endpoint, False, []
+        self.endpoint, self.on, self.entered, self.frames = endpoint, False, [], {}
         self.recording = endpoint is None
 
     def tracer(self, frame, event, arg):
@@ -44,7 +45,9 @@ class Walk:
         here = self.endpoint is not None and code.co_name == self.endpoint and "/routes/" in code.co_filename
         if event == "call":
             self.recording = self.recording or here
-            if self.recording:
+            resumed = id(frame) in self.frames  # a coroutine going on after an await: no new step for the reader
+            self.frames[id(frame)] = frame  # kept, so that no later frame can take its id
+            if self.recording and not resumed:
                 self.entered.append(str(Path(code.co_filename).relative_to(ROOT)))
         if here:  # a coroutine "returns" at every await: the walk ends with the one that returns the answer
             return self.route_tracer

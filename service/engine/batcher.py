@@ -291,13 +291,13 @@ class Batcher:
         with self.worker.cond:
             if self.worker.stopping:
                 raise RuntimeError("the inference worker has stopped: the service is shutting down")
-            refused = self._refusal(job.n, job.enqueued_at)
+            wait = self.predict_wait(job.n, job.enqueued_at)
+            refused = self._refusal(wait)
             if refused is None and not self.budget.reserve(job.n):
                 refused = Overloaded(f"the service is at capacity ({self.budget.limit} latents queued, "
-                                     "MAX_QUEUED_LATENTS); retry shortly", self.predict_wait(job.n, job.enqueued_at),
-                                     QUEUE_FULL)
+                                     "MAX_QUEUED_LATENTS); retry shortly", wait, QUEUE_FULL)
             if refused is None:
-                job.predicted_wait = self.predict_wait(job.n, job.enqueued_at)
+                job.predicted_wait = wait
                 self._queue.append(job)
                 self.queued += job.n
                 self.worker._ready_to_run(self)
@@ -309,14 +309,13 @@ class Batcher:
         """Raise Overloaded now if a job of `n` latents would be refused for its predicted wait: a caller can ask
         before it spends anything on the request (drawing its latents, say)."""
         with self.worker.cond:
-            refused = self._refusal(n, time.monotonic())
+            refused = self._refusal(self.predict_wait(n, time.monotonic()))
         if refused is not None:
             self._observer.job_shed(self.name, refused.reason)
             raise refused
 
-    def _refusal(self, n: int, now: float) -> Overloaded | None:
-        """The refusal a job of `n` latents would get for its predicted wait, if any. Caller holds the lock."""
-        wait = self.predict_wait(n, now)
+    def _refusal(self, wait: float) -> Overloaded | None:
+        """The refusal a job predicted to be done in `wait` seconds gets, if any."""
         if wait <= self.max_delay:
             return None
         return Overloaded(f"the service is busy: this request would be done in {wait:.2f}s, later than "

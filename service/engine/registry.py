@@ -51,21 +51,22 @@ class LoadedModel:
     device: torch.device
     started: Started  # what the engine prepared: its batcher, directions, classes, classifier, encoder
 
-    name = property(lambda self: self.stored.name)
-    version = property(lambda self: self.stored.version)
-    latent_dim = property(lambda self: self.stored.latent_dim)
+    # read on every request: each is looked up once, then a plain attribute
+    name = functools.cached_property(lambda self: self.stored.name)
+    version = functools.cached_property(lambda self: self.stored.version)
+    latent_dim = functools.cached_property(lambda self: self.stored.latent_dim)
+    image_shape = functools.cached_property(lambda self: self.stored.image_shape)
+    sha256 = functools.cached_property(lambda self: self.stored.manifest.generator_sha256)
+    batcher = functools.cached_property(lambda self: self.started.batcher)  # where its requests queue for a forward
+    directions = functools.cached_property(lambda self: self.started.directions)  # SeFa directions, found at load
+    semantics = functools.cached_property(lambda self: self.started.semantics)  # its latent space's classes
+    classifier = functools.cached_property(lambda self: self.started.classifier)  # the classifier that found them
+    precision = property(lambda self: self.started.plan.precision)  # what its forwards compute in (fp32, bf16, both)
 
     @functools.cached_property
     def layout(self) -> LatentLayout:
         """z, then the classes it is given: read from the manifest once, not on every request."""
         return LatentLayout.of(self.stored.manifest)
-    image_shape = property(lambda self: self.stored.image_shape)
-    sha256 = property(lambda self: self.stored.manifest.generator_sha256)
-    batcher = property(lambda self: self.started.batcher)  # where requests for this version queue for a forward
-    directions = property(lambda self: self.started.directions)  # SeFa directions, found once at load
-    semantics = property(lambda self: self.started.semantics)  # what its latent space means (classes.json)
-    classifier = property(lambda self: self.started.classifier)  # the classifier that found it (classifier.pt)
-    precision = property(lambda self: self.started.plan.precision)  # what its forwards compute in (fp32, bf16, both)
 
     def is_in(self, listing: Listing) -> bool:
         """Whether the store still holds this version as it was loaded: these very weights under this number (a
