@@ -7,36 +7,31 @@ import anyio
 import torch
 from fastapi import APIRouter, Request, Response
 
-from service.api.deps import Services, ServicesDep, resolve_model
+from service.api.deps import ServicesDep, resolve_model
 from service.api.error_responses import error_responses
+from service.api.image_responses import (
+    CLIENT_CLOSED_REQUEST,
+    binary_schema,
+    client_gone,
+    image_headers,
+    png_grid_response,
+    png_response,
+)
 from service.api.limits import RequestLimits
 from service.api.schemas import GenerateRequest, InterpolateRequest, LatentRef, LatentSource, SweepRequest
 from service.engine.registry import LoadedModel
 from service.operations.animation import MEDIA_TYPES, encode_animation
-from service.operations.generation import ClientGone, Gone, Source, draw, images_of, latents_of
+from service.operations.generation import ClientGone, Source, draw, images_of, latents_of
 from service.operations.interpolation import path_between
 from service.operations.sweeps import Sweep, sweep_of
-from shared.imaging.grids import grid_array, grid_size
-from shared.imaging.png import encode_png
 
 router = APIRouter(tags=["images"])
 
-INLINE_PIXELS = 300_000  # grids up to this size encode in about a millisecond: cheaper than a thread hop
-CLIENT_CLOSED_REQUEST = 499  # nobody reads it: the status the access log and metrics record
-
-
-
-def binary_schema(media_type: str) -> dict:
-    """A binary body as OpenAPI 3.1 states it, and as client generators read it (bytes, a Blob, a File)."""
-    return {"schema": {"type": "string", "format": "binary", "contentMediaType": media_type}}
-
-
 PNG_RESPONSE = {
-    200: {"content": {"image/png": binary_schema("image/png")}, "description": "the PNG grid; headers X-Model and X-Model-Version name the "
-                                                       "model and the resolved version, X-Grid the layout (columns, rows, "
-                                                       "cell size, padding, scale); for a class request, "
-                                                       "X-Class and X-Class-Verified: how many of the images the "
-                                                       "classifier put in the class"},
+    200: {"content": {"image/png": binary_schema("image/png")},
+          "description": "the PNG grid; headers X-Model and X-Model-Version name the model and the resolved version, "
+                         "X-Grid the layout (columns, rows, cell size, padding, scale); for a class request, X-Class "
+                         "and X-Class-Verified: how many of the images the classifier put in the class"},
     **error_responses(400, 404, 413, 422, 503),
 }
 
@@ -56,15 +51,6 @@ def source_of(body: LatentSource, model: LoadedModel, limits: RequestLimits, cls
         latents = None
     return Source(latents=latents, seed=body.seed or 0, count=body.count or 1, cls=cls, truncation=truncation,
                   field=field)
-
-
-def client_gone(request: Request) -> Gone:
-    """What the operations watch to drop a request whose client has gone: the connection's end (or the request's
-    body read to its end, after which nothing else can arrive)."""
-    async def gone() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-    return gone
 
 
 @router.post("/generate", response_class=Response, responses=PNG_RESPONSE, summary="PNG grid from latent vectors")
@@ -142,48 +128,6 @@ def ref_source(ref: LatentRef, model: LoadedModel, limits: RequestLimits, loc: l
         latents = torch.tensor([ref.latent], dtype=torch.float32)
     return Source(latents=latents, seed=ref.seed or 0, count=(ref.index or 0) + 1, cls=ref.class_,
                   truncation=truncation, field=(*loc, "class"))
-
-
-def image_headers(model: LoadedModel, count: int) -> dict[str, str]:
-    return {"X-Model": model.name, "X-Model-Version": str(model.version), "X-Image-Count": str(count),
-            "Cache-Control": "no-store"}
-
-
-async def png_grid_response(request: Request, services: Services, model: LoadedModel, latents: torch.Tensor,
-                            nrow: int, padding: int, scale: int, row_labels: list[str] | None = None,
-                            headers: dict[str, str] | None = None) -> Response:
-    """Batched forward, then the grid and its PNG."""
-    try:
-        images = await images_of(model.batcher, latents, client_gone(request))
-    except ClientGone:
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return await png_response(services, model, images, nrow, padding, scale, row_labels, headers)
-
-
-async def png_response(services: Services, model: LoadedModel, images: torch.Tensor, nrow: int, padding: int,
-                       scale: int, row_labels: list[str] | None = None, headers: dict[str, str] | None = None) -> Response:
-    """The grid of uint8 images and its PNG: inline when small (a thread hop costs more than the work), in a
-    worker thread when large, so the event loop stays responsive."""
-
-    def encode() -> bytes:
-        return encode_png(grid_array(images, nrow, padding, scale, row_labels))
-
-    width, height = grid_size(images.shape[0], model.image_shape[1:], nrow, padding, scale)
-    if width * height <= INLINE_PIXELS and not row_labels:
-        png = encode()
-    else:
-        png = await anyio.to_thread.run_sync(encode, limiter=services.inference)
-    services.telemetry.images_generated(model.name, model.version, images.shape[0])
-    return Response(png, media_type="image/png", headers={
-        **image_headers(model, images.shape[0]), **grid_header(images.shape, nrow, padding, scale), **(headers or {})})
-
-
-def grid_header(shape: torch.Size, nrow: int, padding: int, scale: int) -> dict[str, str]:
-    """X-Grid: the layout, so that a client splits the grid back into the images exactly (row labels, when
-    there are any, are a margin on the left: the width the layout leaves over)."""
-    n, _, h, w = shape
-    columns = max(1, min(nrow, n))
-    return {"X-Grid": f"columns={columns}; rows={-(-n // columns)}; cell={h}x{w}; padding={padding}; scale={scale}"}
 
 
 # served by the lean path (service/api/lane.py) as declared above, by the same endpoints, without FastAPI's

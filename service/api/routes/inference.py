@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from service.api.auth import SCHEME, check_api_key
 from service.api.deps import Services, ServicesDep, resolve_model
+from service.api.image_responses import CLIENT_CLOSED_REQUEST, client_gone
 from service.api.inference_protocol import (
     HEADER_LENGTH,
     ProtocolError,
@@ -26,7 +27,6 @@ from service.api.inference_protocol import (
     parse_request,
 )
 from service.api.inference_tensors import INFER_BODY, metadata, output_tensors, source_of, wanted_outputs
-from service.api.routes.images import CLIENT_CLOSED_REQUEST, client_gone
 from service.engine.batcher import Overloaded
 from service.operations.generation import ClientGone, draw
 from service.operations.rejections import Refused

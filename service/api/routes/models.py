@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from service.api.ceilings import IMAGES_CEILING
 from service.api.deps import RegistryDep, ServicesDep, resolve_model
 from service.api.error_responses import error_responses
-from service.api.routes.images import client_gone
+from service.api.image_responses import client_gone
 from service.api.schemas import (
     MAX_SEED,
     ClassInfo,

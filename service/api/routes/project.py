@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from service.api.ceilings import PROJECT_STEPS_CEILING, SCALE_CEILING
 from service.api.deps import ServicesDep, resolve_model
 from service.api.error_responses import error_responses
-from service.api.routes.images import CLIENT_CLOSED_REQUEST, client_gone, png_response
+from service.api.image_responses import CLIENT_CLOSED_REQUEST, client_gone, png_response
 from service.api.schemas import MAX_SEED, ProjectionResult, StageLosses, VersionSpec
 from service.operations.generation import ClientGone
 from service.operations.projection import project_upload
