@@ -86,6 +86,7 @@ async def sweep(body: SweepRequest, request: Request, services: ServicesDep) -> 
     return await png_grid_response(request, services, model, layout.latents, layout.nrow, body.padding, body.scale,
                                    layout.row_labels)
 
+
 ANIMATION_RESPONSE = {
     200: {"content": {media: binary_schema(media) for media in ("image/png", "image/gif", "image/webp")},
           "description": "a PNG grid of the steps, or a looping GIF or WebP with one frame per step"},
