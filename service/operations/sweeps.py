@@ -44,17 +44,16 @@ def sweep_of(model: LoadedModel, base: torch.Tensor, sweep: Sweep) -> SweepLayou
     """The grid's latents (one column per row of `base`) and its row labels."""
     if sweep.along == "classes":
         return _class_sweep(model, base, sweep)
-    limit = len(directions_of(model).vectors) if sweep.along == "directions" else model.latent_dim
+    directions = directions_of(model).vectors if sweep.along == "directions" else None
+    limit = model.latent_dim if directions is None else len(directions)
     for i, d in enumerate(sweep.targets):
         if d >= limit:
-            kind = sweep.along[:-1]
-            raise Refused([sweep.along, i], f"{kind} {d} is out of range: {model.name} has {limit}, 0..{limit - 1}",
-                          MODEL_MISMATCH)
-    if sweep.along == "dims":
+            raise Refused([sweep.along, i], f"{sweep.along[:-1]} {d} is out of range: {model.name} has {limit}, "
+                                            f"0..{limit - 1}", MODEL_MISMATCH)
+    if directions is None:
         return sweep_layout(base, sweep.targets, sweep.values, sweep.mode, sweep.labels)
-    vectors = torch.from_numpy(directions_of(model).vectors[list(sweep.targets)])
-    return direction_sweep_layout(base, vectors, [f"d[{i}]" for i in sweep.targets], sweep.values, sweep.mode,
-                                  sweep.labels)
+    return direction_sweep_layout(base, torch.from_numpy(directions[list(sweep.targets)]),
+                                  [f"d[{i}]" for i in sweep.targets], sweep.values, sweep.mode, sweep.labels)
 
 
 def _class_sweep(model: LoadedModel, base: torch.Tensor, sweep: Sweep) -> SweepLayout:
