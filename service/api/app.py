@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from service.api.auth import ApiKeys, is_loopback, read_keys
 from service.api.deps import Services
 from service.api.drain import Drain, RefuseWhileDraining
-from service.api.error_responses import overloaded, refused, validation_error
+from service.api.error_responses import not_found, overloaded, refused, validation_error
 from service.api.lane import LeanRoutes, lean_table
 from service.api.limits import RequestLimits, tighten_schema
 from service.api.middleware import BodySizeLimit, RequestMetrics
@@ -27,7 +27,7 @@ from service.engine.engine import Engine, EngineConfig
 from service.engine.registry import ModelRegistry
 from service.operations.rejections import Refused
 from shared.imaging.devices import resolve_device
-from shared.store import Store
+from shared.store import NotFound, Store
 
 log = logging.getLogger("latentlab.service")
 
@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None, lean_routes: bool = True) -> Fa
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Refused, refused)  # the operations' own errors, in FastAPI's shapes
     app.add_exception_handler(Overloaded, overloaded)
+    app.add_exception_handler(NotFound, not_found)
     if lean_routes:  # added first, so innermost: the body limit and the metrics apply to it too
         app.add_middleware(LeanRoutes, routes=lean_table([*images.router.routes, *inference.router.routes],
                                                          {**images.LEAN, **inference.LEAN}, inference.PATH_PATTERNS),

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from service.engine.batcher import Overloaded
 from service.operations.rejections import Refused
+from shared.store import NotFound
 
 
 class Problem(BaseModel):
@@ -52,6 +53,11 @@ def _json_safe(value):
 async def refused(request: Request, exc: Refused) -> JSONResponse:
     """The operations' refusal as FastAPI states a field's error: a 422 whose `type` says why."""
     return JSONResponse({"detail": exc.detail}, status_code=422)
+
+
+async def not_found(request: Request, exc: NotFound) -> JSONResponse:
+    """What the store lacks (a model, a version, a file of one): a 404 that names it."""
+    return JSONResponse({"detail": str(exc)}, status_code=404)
 
 
 async def overloaded(request: Request, exc: Overloaded) -> JSONResponse:

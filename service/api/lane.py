@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Mapping, get_type_hints
 
 from fastapi import HTTPException
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
@@ -36,9 +35,6 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.auth import SCHEME, check_api_key
-from service.api.error_responses import overloaded, refused, validation_error
-from service.engine.batcher import Overloaded
-from service.operations.rejections import Refused
 
 Endpoint = Callable[[Any, Request, Any], Awaitable[Response]]  # (body, request, services) -> response
 # (request, services, keys required) -> response, for a route with path parameters (request.path_params)
@@ -87,6 +83,11 @@ def lean_table(routes: Iterable[BaseRoute], lean: Mapping[Callable, Callable],
     return made
 
 
+def handler_for(handlers: Mapping[Any, Callable], error: Exception) -> Callable | None:
+    """The handler the app registered for `error`'s class or its nearest base, as Starlette looks it up."""
+    return next((handlers[cls] for cls in type(error).__mro__ if cls in handlers), None)
+
+
 class LeanRoutes:
     """Serve `routes` (POST only, by exact path or by template) directly; pass everything else to the app."""
 
@@ -115,14 +116,11 @@ class LeanRoutes:
             if body is None:
                 body = validate(route.body, data)
             response = await route.endpoint(body, request, services)
-        except RequestValidationError as e:
-            response = await validation_error(request, e)
-        except HTTPException as e:
-            response = await http_exception_handler(request, e)
-        except Refused as e:  # the app's own handlers: the same answers FastAPI's way gives
-            response = await refused(request, e)
-        except Overloaded as e:
-            response = await overloaded(request, e)
+        except Exception as e:  # answered by the app's own handler for it: the same answer FastAPI's way gives
+            handler = handler_for(scope["app"].exception_handlers, e)
+            if handler is None:
+                raise
+            response = await handler(request, e)
         await response(scope, receive, send)
 
     async def _templated(self, scope: Scope, receive: Receive, send: Send) -> None:

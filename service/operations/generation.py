@@ -127,12 +127,6 @@ async def class_latents(model: LoadedModel, engine: Engine, source: Source, gone
     return await class_images(model, engine, found.cls, source.seed, source.count, source.truncation, gone)
 
 
-def admit(batcher: Batcher, n: int) -> None:
-    """Admission before a request spends anything (its latents, a class's candidates): Overloaded now if `n` more
-    latents would be refused for their predicted wait, so that a flood of refused requests stays cheap."""
-    batcher.admit(n)
-
-
 async def images_of(batcher: Batcher, latents: torch.Tensor, gone: Gone, alone: bool = False) -> torch.Tensor:
     """uint8 (n, C, H, W) images of `latents` from the batcher (`alone`: in forwards of their own). Raises
     Overloaded when admission refuses them or drops them at their deadline, and ClientGone if the client goes
@@ -172,7 +166,7 @@ async def class_images(model: LoadedModel, engine: Engine, cls: ClassBoundary, s
     order when the classifier agrees. If the model makes too few (after MAX_CANDIDATES per image), the rest are
     the candidates the classifier found most likely to be of the class (topped up, when the latent space's
     candidates run out, with the latents it finds likeliest among the others); if it makes none, Refused."""
-    admit(model.batcher, count)
+    model.batcher.admit(count)  # before the candidates cost anything: a flood of refused requests stays cheap
     kept_images, kept_latents, spare = [], [], []
     for block in class_candidates(model.semantics, cls, seed, truncation, MAX_CANDIDATES * count):
         while len(block) and len(kept_images) < count:

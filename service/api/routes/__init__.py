@@ -4,6 +4,7 @@ directions, classes and files), latents (/latents), discriminator (/score), proj
 probes (the protocol's health routes included) need one."""
 from fastapi import APIRouter, Depends
 
+from service.api import protocol_errors
 from service.api.auth import require_api_key
 from service.api.error_responses import error_responses
 from service.api.routes import files, images, inference, latents, models, probes, project, score
@@ -18,7 +19,7 @@ def api_router(keys_required: bool, metrics_public: bool) -> APIRouter:
     router.include_router(latents.router, **guarded)
     router.include_router(score.router, **guarded)
     router.include_router(project.router, **guarded)
-    router.include_router(inference.router, **{**guarded, "responses": inference.KEY_REQUIRED} if keys_required else {})
+    router.include_router(inference.router, **{**guarded, "responses": protocol_errors.KEY_REQUIRED} if keys_required else {})
     router.include_router(probes.probes)  # liveness and readiness probes carry no key
     router.include_router(inference.probes)
     router.include_router(probes.metrics, **({} if metrics_public else guarded))

@@ -3,91 +3,30 @@ routes: the same engine, batcher, API keys, admission and drain, so that tritonc
 and health checks that speak the protocol call latentlab unchanged. Each model of the store is a protocol model
 and its versions are latentlab's versions (none named: the newest).
 
-The tensors each model takes and gives: service/api/inference_tensors.py. Errors are `{"error": "..."}`: 400 for a request the model cannot take, 404 for an unknown model or
-version, 503 with Retry-After when the service is too busy.
+The tensors each model takes and gives: service/api/inference_tensors.py; its errors (`{"error": "..."}`: 400 for
+a request the model cannot take, 404 for an unknown model or version, 503 with Retry-After when the service is too
+busy): service/api/protocol_errors.py.
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable
-
 import anyio
-from fastapi import APIRouter, HTTPException, Path, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
 
 from service.api.auth import SCHEME, check_api_key
 from service.api.deps import Services, ServicesDep, resolve_model
 from service.api.image_responses import CLIENT_CLOSED_REQUEST, client_gone
-from service.api.inference_protocol import (
-    HEADER_LENGTH,
-    ProtocolError,
-    encode_response,
-    parse_request,
-)
+from service.api.inference_protocol import HEADER_LENGTH, encode_response, parse_request
 from service.api.inference_tensors import INFER_BODY, metadata, output_tensors, source_of, wanted_outputs
-from service.engine.batcher import Overloaded
+from service.api.protocol_errors import ERRORS, ProtocolRoute, answered
 from service.operations.generation import ClientGone, draw
-from service.operations.rejections import Refused
 from shared.store import NAME_PATTERN
 
 SERVER = {"name": "latentlab", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
 
-
-def _message(detail: Any) -> str:
-    if isinstance(detail, list):  # FastAPI's field errors: "loc: msg" each
-        return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg')}" for e in detail)
-    return str(detail)
-
-
-class ProtocolRoute(APIRoute):
-    """Every answer of these routes in the protocol's shape: errors as `{"error": "..."}`, with the status and
-    headers (Retry-After) the rest of the API would give; a request the model cannot take is a 400."""
-
-    def get_route_handler(self):
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            return await answered(handler(request))
-
-        return route
-
-
-async def answered(work: Awaitable[Response]) -> Response:
-    """The response `work` gives, or its error in the protocol's shape."""
-    try:
-        return await work
-    except ProtocolError as e:
-        return JSONResponse({"error": str(e)}, status_code=400)
-    except RequestValidationError as e:
-        return JSONResponse({"error": _message(e.errors())}, status_code=400)
-    except Refused as e:  # the operations' refusal: a request the model cannot take
-        return JSONResponse({"error": e.message}, status_code=400)
-    except Overloaded as e:
-        return JSONResponse({"error": str(e)}, status_code=503, headers={"Retry-After": str(e.retry_after)})
-    except HTTPException as e:
-        status = 400 if e.status_code == 422 else e.status_code
-        return JSONResponse({"error": _message(e.detail)}, status_code=status, headers=e.headers)
-
-
-class ProtocolErrorBody(BaseModel):
-    """The protocol's error answer."""
-
-    error: str = Field(description="what went wrong and what to do about it")
-
-
-def _documented(description: str) -> dict:
-    return {"model": ProtocolErrorBody, "description": description}
-
-
 probes = APIRouter(prefix="/v2", tags=["inference protocol"], route_class=ProtocolRoute)  # no key, as /readyz
 router = APIRouter(prefix="/v2", tags=["inference protocol"], route_class=ProtocolRoute)
-KEY_REQUIRED = {401: _documented("an API key is required (API_KEYS): send `Authorization: Bearer <key>`")}
 NOT_READY = {400: {"description": "false: not ready"}}
-ERRORS = {400: _documented("a request the model cannot take: `error` says why"),
-          404: _documented("no such model or version"),
-          503: _documented("too busy (Retry-After: the predicted wait), or no model loaded yet")}
 
 
 @probes.get("", summary="Server metadata", name="server_metadata")

@@ -1,8 +1,6 @@
 """/models: what the store holds, what is loaded, each version's manifest, its semantic directions."""
 from __future__ import annotations
 
-import csv
-
 import anyio
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
@@ -15,58 +13,26 @@ from service.api.schemas import (
     ClassInfo,
     ClassLatents,
     ClassList,
-    DamagedVersionInfo,
     DirectionList,
     ModelInfo,
     ModelList,
-    ModelVersion,
-    ServedRuntimes,
     TrainingHistory,
 )
-from service.engine.registry import ModelRegistry
+from service.operations.catalogue import catalogue, training_history
 from service.operations.found_classes import semantics_of
 from service.operations.generation import Source, class_latents
 from service.operations.rejections import Refused
 from service.operations.sweeps import directions_of
-from shared.store import HISTORY_CSV, NAME_PATTERN, REPORT_DIR, DamagedVersion
+from shared.store import NAME_PATTERN
 
 router = APIRouter(tags=["models"])
-
-
-def describe(registry: ModelRegistry, name: str) -> ModelInfo | None:
-    """The store's versions of `name` (complete and damaged) and what of it is in memory; None if it has none."""
-    listing = registry.listing(name)
-    versions = listing.versions
-    if not versions and not listing.damaged:
-        return None
-    serving = registry.serving().get(name)
-    loaded = registry.loaded_models().get(name, {})
-    return ModelInfo(
-        name=name,
-        latest=versions[-1].version if versions else None,
-        serving=serving.version if serving else None,
-        loaded=sorted(loaded),
-        runtimes=[ServedRuntimes(version=n, **loaded[n].started.plan.describe()) for n in sorted(loaded)],
-        versions=[ModelVersion(version=v.version, latest=v is versions[-1], manifest=v.manifest) for v in versions],
-        damaged=[damaged_info(d, d.version in loaded and loaded[d.version].damage_in(listing) is d)
-                 for d in listing.damaged],
-    )
-
-
-def damaged_info(damaged: DamagedVersion, in_memory: bool) -> DamagedVersionInfo:
-    what = ("still served from the copy loaded before the damage" if in_memory else "not served")
-    return DamagedVersionInfo(
-        version=damaged.version, file=damaged.damage.file, problem=damaged.damage.problem,
-        expected=damaged.damage.expected, found=damaged.damage.found, served_from_memory=in_memory,
-        detail=f"{damaged.reason}; {what}. Restore the file from a copy or publish the model again; deleting the "
-               "version's directory withdraws it")
 
 
 @router.get("/models", response_model=ModelList, summary="Every model in the store, its versions and manifests")
 async def list_models(registry: RegistryDep) -> ModelList:
     def collect() -> ModelList:
-        found = (describe(registry, name) for name in registry.model_names())
-        return ModelList(models=[m for m in found if m is not None])
+        found = (catalogue(registry, name) for name in registry.model_names())
+        return ModelList(models=[ModelInfo.model_validate(c, from_attributes=True) for c in found if c is not None])
 
     return await anyio.to_thread.run_sync(collect)
 
@@ -79,10 +45,10 @@ VersionQuery = Query("latest", pattern=r"^(latest|[1-9][0-9]{0,8})$", descriptio
             summary="One model: its versions, which is latest, each manifest",
             responses={404: {"description": "no complete version of that model"}})
 async def get_model(registry: RegistryDep, name: str = ModelNamePath) -> ModelInfo:
-    found = await anyio.to_thread.run_sync(describe, registry, name)
+    found = await anyio.to_thread.run_sync(catalogue, registry, name)
     if found is None:
         raise HTTPException(404, detail=f"no model named {name!r} in the store")
-    return found
+    return ModelInfo.model_validate(found, from_attributes=True)
 
 
 @router.get("/models/{name}/history", response_model=TrainingHistory, responses=error_responses(404, 422),
@@ -92,25 +58,8 @@ async def get_history(registry: RegistryDep, name: str = ModelNamePath, version:
                       ) -> TrainingHistory:
     """The numbers behind the version's loss figure, from its `report/history.csv`: both losses and D's mean
     output on real and generated images at every training step, and what `--eval-every` measured."""
-    def read() -> TrainingHistory:
-        versions = registry.versions(name)
-        found = versions[-1:] if version == "latest" else [v for v in versions if v.version == int(version)]
-        if not found:
-            raise HTTPException(404, detail=f"no complete version {version} of {name!r} in the store")
-        stored = found[0]
-        try:
-            with open(stored.path / REPORT_DIR / HISTORY_CSV, newline="") as f:
-                rows = list(csv.reader(f))
-        except FileNotFoundError:
-            raise HTTPException(404, detail=f"{name} v{stored.version} was published without a training history") from None
-        columns = list(zip(*rows[1:][every - 1::every])) or [()] * len(rows[0])
-        return TrainingHistory(model=name, version=stored.version,
-                               iterations_per_epoch=stored.manifest.iterations // max(1, stored.manifest.epochs or 1)
-                               if stored.manifest.iterations else None,
-                               steps={head: [float(v) for v in values] for head, values in zip(rows[0], columns)},
-                               quality=stored.manifest.quality_history or [])
-
-    return await anyio.to_thread.run_sync(read)
+    found = await anyio.to_thread.run_sync(training_history, registry, name, version, every)
+    return TrainingHistory.model_validate(found, from_attributes=True)
 
 
 @router.get("/models/{name}/directions", response_model=DirectionList, responses=error_responses(404, 422, 503),
