@@ -1,6 +1,8 @@
 """Walk one request through the service's code, as a reader following it would: every call into a function of the
 project's own packages (`service/`, `shared/`) in order, collapsed into stops (a stop is a run of calls in one file),
-with the files visited and how often each is entered. What `docs/architecture.md` means by a request's path.
+with the files visited and how often each is entered, each thread's walk apart (the request's, on the event loop, and
+the inference thread's turn at its forward), so that their interleaving does not change the count. What
+`docs/architecture.md` means by a request's path.
 
     python benchmarks/request_walk.py --store ./models --model dcgan            # POST /generate {"seed": 0}
     python benchmarks/request_walk.py --store ./models --model dcgan --body '{"seed": 0, "count": 4, "class": 1}'
@@ -48,7 +50,7 @@ class Walk:
             resumed = id(frame) in self.frames  # a coroutine going on after an await: no new step for the reader
             self.frames[id(frame)] = frame  # kept, so that no later frame can take its id
             if self.recording and not resumed:
-                self.entered.append(str(Path(code.co_filename).relative_to(ROOT)))
+                self.entered.append((threading.get_ident(), str(Path(code.co_filename).relative_to(ROOT))))
         if here:  # a coroutine "returns" at every await: the walk ends with the one that returns the answer
             return self.route_tracer
         return None
@@ -95,15 +97,18 @@ def main() -> None:
     finally:
         walk.remove()
     assert response.status_code == 200, response.text
-    entered = walk.entered
-    stops = [f for i, f in enumerate(entered) if i == 0 or entered[i - 1] != f]
+    by_thread: dict[int, list[str]] = {}  # in the order each thread first enters: the request's, then the forward's
+    for thread, file in walk.entered:
+        by_thread.setdefault(thread, []).append(file)
+    walks = [[f for i, f in enumerate(files) if i == 0 or files[i - 1] != f] for files in by_thread.values()]
+    stops = [stop for walk_ in walks for stop in walk_]
     entries = Counter(stops)
     print(f"{args.path} {json.dumps(body)}: {len(stops)} stops in {len(entries)} files, "
           f"{len(stops) - len(entries)} returns to a file already left")
     for file, times in sorted(entries.items(), key=lambda item: -item[1]):
         print(f"  {times:3d}x {file}")
-    print("stops: " + " > ".join(Path(f).stem for f in stops))
-
+    for name, walk_ in zip(("the request's thread", "the inference thread"), walks):
+        print(f"{name}: " + " > ".join(Path(f).stem for f in walk_))
 
 if __name__ == "__main__":
     main()
