@@ -25,10 +25,18 @@ INNER_SUITE = textwrap.dedent("""
 """)
 
 
-def test_a_test_over_the_ceiling_fails_the_run_and_a_shared_build_is_counted_apart(pytester):
+def inner_run(pytester, monkeypatch, ceiling: str):
+    """The small suite, run by pytest in a process of its own as a whole run (not as a pytest-xdist worker, which
+    leaves the summary and the verdict to its controller), with builds of its own."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    monkeypatch.delenv("LATENTLAB_BUILT_ONCE", raising=False)
     pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
     pytester.makepyfile(test_inner=INNER_SUITE)
-    result = pytester.runpytest_subprocess("--ceiling", "0.5", "-p", "no:cacheprovider")
+    return pytester.runpytest_subprocess("--ceiling", ceiling, "-p", "no:cacheprovider")
+
+
+def test_a_test_over_the_ceiling_fails_the_run_and_a_shared_build_is_counted_apart(pytester, monkeypatch):
+    result = inner_run(pytester, monkeypatch, "0.5")
     output = result.stdout.str()
     assert result.ret == 1, output  # every test passed; the budget failed the run
     assert "3 passed" in output
@@ -37,9 +45,7 @@ def test_a_test_over_the_ceiling_fails_the_run_and_a_shared_build_is_counted_apa
     assert listed["test_inner.py::test_asks_for_a_slow_build"] == ""  # its wait was the build's, listed apart
 
 
-def test_a_run_within_the_ceiling_passes(pytester):
-    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
-    pytester.makepyfile(test_inner=INNER_SUITE)
-    result = pytester.runpytest_subprocess("--ceiling", "30", "-p", "no:cacheprovider")
+def test_a_run_within_the_ceiling_passes(pytester, monkeypatch):
+    result = inner_run(pytester, monkeypatch, "30")
     assert result.ret == 0, result.stdout.str()
     assert "OVER THE CEILING" not in result.stdout.str()
