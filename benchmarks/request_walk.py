@@ -110,5 +110,6 @@ def main() -> None:
     for name, walk_ in zip(("the request's thread", "the inference thread"), walks):
         print(f"{name}: " + " > ".join(Path(f).stem for f in walk_))
 
+
 if __name__ == "__main__":
     main()

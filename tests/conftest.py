@@ -102,6 +102,11 @@ def _this_run(tmp_path_factory):
     _RUN["factory"] = tmp_path_factory
 
 
+# What built_once did during the test phase now running: the seconds spent in it (building, or waiting for another
+# worker's build) and what this process built, by name. Not the test's own time: the budget counts each build apart.
+_shared_work: dict = {"seconds": 0.0, "built": {}}
+
+
 def built_once(name: str, build: Callable[[Path], None]) -> Path:
     """The folder `name`, made by `build(folder)` once per test run and shared by every test (and every pytest-xdist
     worker) that asks for it: the first to ask builds it under a lock, the others wait for it. Read-only to its users:
@@ -124,11 +129,6 @@ def built_once(name: str, build: Callable[[Path], None]) -> Path:
             _shared_work["built"][name] = time.perf_counter() - started
     _shared_work["seconds"] += time.perf_counter() - asked
     return folder
-
-
-# What built_once did during the test phase now running: the seconds spent in it (building, or waiting for another
-# worker's build) and what this process built, by name. Not the test's own time: the budget counts each build apart.
-_shared_work: dict = {"seconds": 0.0, "built": {}}
 
 
 @pytest.fixture(scope="session")

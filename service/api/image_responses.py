@@ -51,8 +51,8 @@ async def png_response(services: Services, model: LoadedModel, images: torch.Ten
     """The grid of uint8 images and its PNG: inline when small (a thread hop costs more than the work), in a
     worker thread when large, so the event loop stays responsive."""
 
-    headers = {**image_headers(model, images.shape[0]), **grid_header(images.shape, nrow, padding, scale),
-               **(headers or {})}
+    answer_headers = {**image_headers(model, images.shape[0]), **grid_header(images.shape, nrow, padding, scale),
+                      **(headers or {})}
     width, height = grid_size(images.shape[0], model.image_shape[1:], nrow, padding, scale)
     if width * height <= INLINE_PIXELS and not row_labels:
         png = encode_png(grid_array(images, nrow, padding, scale))
@@ -60,7 +60,7 @@ async def png_response(services: Services, model: LoadedModel, images: torch.Ten
         png = await anyio.to_thread.run_sync(lambda: encode_png(grid_array(images, nrow, padding, scale, row_labels)),
                                              limiter=services.inference)
     services.telemetry.images_generated(model.name, model.version, images.shape[0])
-    return Response(png, media_type="image/png", headers=headers)
+    return Response(png, media_type="image/png", headers=answer_headers)
 
 
 def grid_header(shape: torch.Size, nrow: int, padding: int, scale: int) -> dict[str, str]:

@@ -5,7 +5,7 @@ from_attributes=True)`; `NotFound` for what the store lacks (a 404 at every fron
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from service.engine.registry import ModelRegistry
@@ -38,7 +38,7 @@ class Catalogue:
     loaded: list[int]
     runtimes: list[dict[str, Any]]  # how each loaded version's forwards run, in the order of `loaded`
     versions: list[StoredVersion]
-    damaged: list[Damaged] = field(default_factory=list)
+    damaged: list[Damaged]
 
 
 @dataclass(frozen=True)
