@@ -140,7 +140,7 @@ def test_every_other_method(client, semantic_store, tmp_path):
 def test_each_refusal_raises_its_own_error_with_the_servers_detail(client, keyed_url):
     with pytest.raises(NotFoundError, match="no model named 'nope'"):
         client.generate("nope", seed=0)
-    with pytest.raises(NotFoundError, match="no complete version 9 of 'gan'"):  # what the store lacks: a 404
+    with pytest.raises(NotFoundError, match="model 'gan' has no version 9; it has 1"):  # what the store lacks: a 404
         client.history("gan", version=9)
     with pytest.raises(UnprocessableEntityError) as e:
         client.generate("gan", seed=-1)

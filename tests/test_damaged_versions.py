@@ -76,6 +76,9 @@ def test_a_damaged_version_never_loaded_is_not_loaded_and_says_why(tmp_path, tra
             ("report/losses.png", "missing", False)]
         refused = client.post("/generate", json={"model": "dcgan", "version": 1, "seed": 0})
         assert refused.status_code == 404 and "damaged (report/losses.png: missing)" in refused.json()["detail"]
+        for path in ("/models/dcgan/versions/1/files/generator.onnx", "/models/dcgan/history?version=1"):
+            answer = client.get(path)  # its files and curves: the same 404, saying why
+            assert answer.status_code == 404 and "damaged (report/losses.png: missing)" in answer.json()["detail"]
         listed = {m["name"]: m for m in client.get("/models").json()["models"]}
         assert listed["dcgan"]["damaged"] and not listed["gan"]["damaged"]
         assert client.post("/generate", json={"model": "gan", "seed": 0}).status_code == 200

@@ -133,6 +133,10 @@ class ModelRegistry:
     def listing(self, name: str) -> Listing:
         return self._store.listing(name)
 
+    def stored(self, name: str, version: int | str = "latest") -> Version:
+        """A complete version in the store, loaded or not; NotFound says what the store has instead."""
+        return self._store.get(name, version)
+
     def damaged(self) -> list[DamagedVersion]:
         """Every version the store held damaged at the last look, by model name and number."""
         with self._lock:

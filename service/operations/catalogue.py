@@ -82,11 +82,7 @@ def _damaged(damaged: DamagedVersion, in_memory: bool) -> Damaged:
 def training_history(registry: ModelRegistry, name: str, version: int | str, every: int = 1) -> History:
     """A version's training curves from its `report/history.csv` (every `every`-th step) and what `--eval-every`
     measured. Reads the store: call it off the event loop."""
-    versions = registry.versions(name)
-    found = versions[-1:] if version == "latest" else [v for v in versions if v.version == int(version)]
-    if not found:
-        raise NotFound(f"no complete version {version} of {name!r} in the store")
-    stored = found[0]
+    stored = registry.stored(name, version)
     try:
         with open(stored.path / REPORT_DIR / HISTORY_CSV, newline="") as f:
             rows = list(csv.reader(f))

@@ -37,13 +37,7 @@ async def version_file(request: Request, registry: RegistryDep,
     """Any file the version's manifest lists (`GET /models/{name}` shows them, with their sizes and hashes), as
     verified when the store was last read. The ETag is the file's sha256: send it back as `If-None-Match` and a
     304 answers without the body."""
-    def find():
-        versions = registry.versions(name)
-        return next((v for v in versions if v.version == version), None)
-
-    stored = await anyio.to_thread.run_sync(find)
-    if stored is None:
-        raise HTTPException(404, detail=f"no complete version {version} of {name!r} in the store")
+    stored = await anyio.to_thread.run_sync(registry.stored, name, version)  # NotFound: a 404
     entry = stored.manifest.files.get(file)
     if entry is None:
         raise HTTPException(404, detail=f"{name} v{version} has no file {file!r}; it has "
