@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from service.engine.batcher import Overloaded
@@ -71,3 +71,11 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     errors = _json_safe(jsonable_encoder(exc.errors()))
     status = 400 if any(e.get("type") == "json_invalid" for e in errors) else 422
     return JSONResponse({"detail": errors}, status_code=status)
+
+
+async def the_apps_answer(request: Request, error: Exception) -> Response | None:
+    """The answer the handler the app registered for `error`'s class (or its nearest base, as Starlette looks it
+    up) gives; None where the app registered none: for a path that answers errors outside FastAPI's routing."""
+    handlers = request.app.exception_handlers
+    handler = next((handlers[cls] for cls in type(error).__mro__ if cls in handlers), None)
+    return None if handler is None else await handler(request, error)

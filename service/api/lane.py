@@ -35,6 +35,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.auth import SCHEME, check_api_key
+from service.api.error_responses import the_apps_answer
 
 Endpoint = Callable[[Any, Request, Any], Awaitable[Response]]  # (body, request, services) -> response
 # (request, services, keys required) -> response, for a route with path parameters (request.path_params)
@@ -83,11 +84,6 @@ def lean_table(routes: Iterable[BaseRoute], lean: Mapping[Callable, Callable],
     return made
 
 
-def handler_for(handlers: Mapping[Any, Callable], error: Exception) -> Callable | None:
-    """The handler the app registered for `error`'s class or its nearest base, as Starlette looks it up."""
-    return next((handlers[cls] for cls in type(error).__mro__ if cls in handlers), None)
-
-
 class LeanRoutes:
     """Serve `routes` (POST only, by exact path or by template) directly; pass everything else to the app."""
 
@@ -117,10 +113,9 @@ class LeanRoutes:
                 body = validate(route.body, data)
             response = await route.endpoint(body, request, services)
         except Exception as e:  # answered by the app's own handler for it: the same answer FastAPI's way gives
-            handler = handler_for(scope["app"].exception_handlers, e)
-            if handler is None:
+            response = await the_apps_answer(request, e)
+            if response is None:
                 raise
-            response = await handler(request, e)
         await response(scope, receive, send)
 
     async def _templated(self, scope: Scope, receive: Receive, send: Send) -> None:

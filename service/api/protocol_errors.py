@@ -3,18 +3,16 @@ headers (Retry-After) the rest of the API would give, except that a request the 
 protocol's word for it), not FastAPI's 422."""
 from __future__ import annotations
 
+import json
 from typing import Any, Awaitable
 
-from fastapi import HTTPException, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
+from service.api.error_responses import the_apps_answer
 from service.api.inference_protocol import ProtocolError
-from service.engine.batcher import Overloaded
-from service.operations.rejections import Refused
-from shared.store import NotFound
 
 
 def _message(detail: Any) -> str:
@@ -30,28 +28,26 @@ class ProtocolRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
-            return await answered(handler(request))
+            return await answered(request, handler(request))
 
         return route
 
 
-async def answered(work: Awaitable[Response]) -> Response:
-    """The response `work` gives, or its error in the protocol's shape."""
+async def answered(request: Request, work: Awaitable[Response]) -> Response:
+    """The response `work` gives, or its error: the answer the rest of the API gives (the app's own handlers:
+    status, Retry-After), in the protocol's shape, and a 422 as the protocol's 400."""
     try:
         return await work
     except ProtocolError as e:
         return JSONResponse({"error": str(e)}, status_code=400)
-    except RequestValidationError as e:
-        return JSONResponse({"error": _message(e.errors())}, status_code=400)
-    except Refused as e:  # the operations' refusal: a request the model cannot take
-        return JSONResponse({"error": e.message}, status_code=400)
-    except NotFound as e:
-        return JSONResponse({"error": str(e)}, status_code=404)
-    except Overloaded as e:
-        return JSONResponse({"error": str(e)}, status_code=503, headers={"Retry-After": str(e.retry_after)})
-    except HTTPException as e:
-        status = 400 if e.status_code == 422 else e.status_code
-        return JSONResponse({"error": _message(e.detail)}, status_code=status, headers=e.headers)
+    except Exception as e:
+        answer = await the_apps_answer(request, e)
+        if answer is None:
+            raise
+        status = 400 if answer.status_code == 422 else answer.status_code
+        headers = {k: v for k, v in answer.headers.items() if k not in ("content-length", "content-type")}
+        return JSONResponse({"error": _message(json.loads(answer.body)["detail"])}, status_code=status,
+                            headers=headers)
 
 
 class ProtocolErrorBody(BaseModel):

@@ -139,7 +139,7 @@ async def lean_infer(request: Request, services: Services, keys_required: bool) 
         return await inference(request, services, request.path_params["name"],
                                "latest" if version is None else int(version))
 
-    return await answered(work())
+    return await answered(request, work())
 
 
 # served by the lean path (service/api/lane.py), as declared above, by the endpoint that reads the request itself
