@@ -61,6 +61,18 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300, **kwargs)
                           timeout=timeout, **kwargs)
 
 
+def run_main(main: Callable[[list[str]], int], *argv: str, capsys) -> subprocess.CompletedProcess:
+    """Run a command's `main(argv)` in this process, as `python -m` runs it (argparse's SystemExit gives the exit
+    code), its output captured: a user-error check without a new interpreter's two seconds of imports. Each command's
+    `python -m` wiring is checked by a test of its own."""
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["main", *argv], code, out.out, out.err)
+
+
 def assert_user_error(result: subprocess.CompletedProcess, *needles: str, one_line: bool = False) -> None:
     """The project's convention for a user's mistake: exit 2, the message on stderr, no traceback; with
     `one_line`, stderr is that one line."""

@@ -10,7 +10,7 @@ import trainer.cli as trainer_cli
 import trainer.evaluate as evaluate
 from shared.errors import UserError, command
 from shared.store import Store
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, run_cli, run_main
 
 
 def test_the_helper_maps_user_errors_and_lets_bugs_through(capsys):
@@ -28,20 +28,20 @@ def test_the_helper_maps_user_errors_and_lets_bugs_through(capsys):
         fails(ValueError("bug"))
 
 
-@pytest.mark.parametrize("args,needle", [
-    (("trainer", "--arch", "gan", "--epochs", "1", "--device", "cuda:7"), "no CUDA GPU"),
-    (("trainer", "--arch", "gan", "--epochs", "1", "--name", "Bad Name"), "invalid model name"),
-    (("trainer", "--arch", "gan", "--epochs", "1", "--eval-samples", "2"), "at least 4"),
-    (("trainer.evaluate", "--model", "gan", "--store", "/nonexistent"), "no model named"),
-    (("trainer.classifier", "--data-dir", "{garbage}"), "garbage"),
+@pytest.mark.parametrize("main,args,needle", [
+    (trainer_cli.main, ("--arch", "gan", "--epochs", "1", "--device", "cuda:7"), "no CUDA GPU"),
+    (trainer_cli.main, ("--arch", "gan", "--epochs", "1", "--name", "Bad Name"), "invalid model name"),
+    (trainer_cli.main, ("--arch", "gan", "--epochs", "1", "--eval-samples", "2"), "at least 4"),
+    (evaluate.main, ("--model", "gan", "--store", "/nonexistent"), "no model named"),
+    (classifier.main, ("--data-dir", "{garbage}"), "garbage"),
 ])
-def test_user_errors_are_one_line_and_exit_2(tmp_path, args, needle):
+def test_user_errors_are_one_line_and_exit_2(tmp_path, main, args, needle, capsys):
     garbage = tmp_path / "garbage"  # IDX files that are not
     garbage.mkdir()
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
                  "t10k-labels-idx1-ubyte.gz"):
         (garbage / name).write_bytes(b"not gzip")
-    result = run_cli(*(a.format(garbage=garbage) for a in args), timeout=120)
+    result = run_main(main, *(a.format(garbage=garbage) for a in args), capsys=capsys)
     assert_user_error(result)
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and needle in errors[0]

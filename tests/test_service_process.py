@@ -9,7 +9,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, assert_user_error, run_cli
+import service.__main__ as service_main
+from tests.conftest import ROOT, assert_user_error, run_cli, run_main
 from tests.service_helpers import start_service, wait_serving
 
 
@@ -39,8 +40,10 @@ def test_python_m_service_serves_over_a_socket(trained_store):
     ({"MAX_SCALE": "65"}, "MAX_SCALE"),  # above the API schema's ceiling
     ({"MAX_QUEUED_LATENTS": "100"}, "MAX_QUEUED_LATENTS"),  # less than MAX_IMAGES: the largest request could never run
 ])
-def test_bad_settings_exit_2_with_one_clear_line(tmp_path, env, needle):
-    result = run_cli("service", env={"MODEL_DIR": str(tmp_path), **env}, timeout=60)
+def test_bad_settings_exit_2_with_one_clear_line(tmp_path, env, needle, monkeypatch, capsys):
+    for name, value in {"MODEL_DIR": str(tmp_path), **env}.items():
+        monkeypatch.setenv(name, value)
+    result = run_main(service_main.main, capsys=capsys)
     assert_user_error(result, needle)
 
 

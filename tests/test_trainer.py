@@ -9,7 +9,8 @@ from PIL import Image
 
 from shared.imaging import torchscript
 from shared.store import Store
-from tests.conftest import ROOT, assert_user_error, run_cli
+from tests.conftest import ROOT, assert_user_error, run_cli, run_main
+from trainer.cli import main as trainer_main
 from trainer.training.config import TrainConfig
 from trainer.training.loop import train
 from trainer.training.state import STATE_FILE, TrainingState, mark_published, published_version, resume_or_start
@@ -81,8 +82,8 @@ def test_help_is_complete():
     (["--arch", "gan", "--epochs", "1", "--device", "cpu", "--cuda-graphs", "on"], "needs a CUDA device"),
     (["--arch", "gan", "--epochs", "1", "--precision", "fp8"], "invalid choice"),
 ])
-def test_bad_flags_exit_2_without_traceback(tmp_path, args, needle):
-    result = run_cli("trainer", *args, "--out", str(tmp_path))
+def test_bad_flags_exit_2_without_traceback(tmp_path, args, needle, capsys):
+    result = run_main(trainer_main, *args, "--out", str(tmp_path), capsys=capsys)
     assert_user_error(result, needle)
     assert not (tmp_path / "evil").exists()
 
