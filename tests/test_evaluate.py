@@ -7,6 +7,7 @@ from shared.imaging import torchscript
 from shared.store import GENERATOR, Store
 from tests.conftest import assert_user_error, run_cli
 from tests.service_helpers import copy_store, make_client, wait_ready
+from trainer.evaluation import fashion_classifier
 from trainer.evaluation.evaluator import evaluate_version
 from trainer.evaluation.fashion_classifier import (
     CARD,
@@ -14,8 +15,10 @@ from trainer.evaluation.fashion_classifier import (
     WeightsError,
     accuracy,
     classifier_card,
+    embed_dataset,
     load_classifier,
     real_floor,
+    reference_features,
 )
 from trainer.training.data import load_idx_split
 
@@ -46,6 +49,32 @@ def test_tampered_classifier_weights_are_refused(tmp_path):
         f.write(b"\xff\xff")
     with pytest.raises(WeightsError, match="--retrain"):
         load_classifier(weights=weights, card=CARD)
+
+
+def test_the_test_sets_features_are_computed_once_and_a_damaged_copy_is_named_and_made_again(tmp_path, monkeypatch,
+                                                                                            fashion_dir):
+    monkeypatch.setattr(fashion_classifier, "FEATURES_DIR", tmp_path / "features")
+    net, card, said = load_classifier(), classifier_card(), []
+    images = load_idx_split(fashion_dir, "test")[0][:600]
+    with torch.inference_mode():
+        expected, _ = embed_dataset(net, images)
+    first = reference_features(net, card, images, said.append)
+    (kept,) = (tmp_path / "features").iterdir()
+    assert torch.equal(first, expected) and said == []
+
+    def embed_again(*args):
+        raise AssertionError("the kept features were computed again")
+
+    monkeypatch.setattr(fashion_classifier, "embed_dataset", embed_again)
+    assert torch.equal(reference_features(net, card, images, said.append), expected) and said == []
+    with pytest.raises(AssertionError, match="computed again"):  # other images, another file
+        reference_features(net, card, images[:500], said.append)
+
+    monkeypatch.setattr(fashion_classifier, "embed_dataset", embed_dataset)
+    kept.write_bytes(kept.read_bytes()[:100])  # a copy cut short
+    assert torch.equal(reference_features(net, card, images, said.append), expected)
+    assert len(said) == 1 and str(kept) in said[0] and "damaged" in said[0]
+    assert torch.equal(torch.load(kept, weights_only=True), expected)  # made again
 
 
 @pytest.mark.slow

@@ -33,9 +33,9 @@ from trainer.evaluation.fashion_classifier import (
     batches,
     classifier_card,
     embed,
-    embed_dataset,
     generated,
     load_classifier,
+    reference_features,
 )
 from trainer.evaluation.metrics import compare, minimum_samples
 from trainer.evaluation.swd import descriptors, swd
@@ -91,7 +91,7 @@ class Evaluator:
             self.net = load_classifier(self.device)
             self.card = classifier_card()
             test_x, _ = load_idx_split(locate_idx_dir("fashion-mnist", data_dir), "test")
-            self.real, _ = embed_dataset(self.net, test_x)
+            self.real = reference_features(self.net, self.card, test_x, log)
 
     def measure(self, generator: torch.nn.Module, layout: LatentLayout, samples: int = 10_000, seed: int = 0,
                 precision: str = FP32, phase: Phase | None = None) -> dict:
@@ -110,7 +110,8 @@ class Evaluator:
         if self.inception is not None:
             record |= inception.inception_metrics(self.inception_real, pixels, self.inception, self.device)
         if self.net is not None:
-            fake, fake_probs = embed(self.net, images)
+            with torch.inference_mode():
+                fake, fake_probs = embed(self.net, images)
             record |= {**compare(self.real, fake, fake_probs, k=K), "k": K,
                        "feature_net": {k: self.card[k] for k in ("name", "sha256", "test_accuracy", "note")},
                        "real_floor": self.card["real_floor"]}  # measured once per classifier by --retrain

@@ -9,10 +9,11 @@ Retrain the shipped weights (fixed seed, about 2 minutes on a 2-core CPU):
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from shared.imaging.precision import FP32, computing_in
 from shared.store import sha256_file
 from shared.store.atomic import atomic_write, write_json_atomic
 from trainer.evaluation.metrics import compare
-from trainer.training.data import FASHION_MNIST_CLASSES, load_idx_split, locate_idx_dir
+from trainer.training.data import CACHE_ROOT, FASHION_MNIST_CLASSES, load_idx_split, locate_idx_dir
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 WEIGHTS = ASSETS / "fmnist_classifier.pt"
@@ -34,6 +35,7 @@ INPUT_SIZE = 28
 BATCH = 500
 FLOOR_SEED = 0
 CLASSES = FASHION_MNIST_CLASSES
+FEATURES_DIR = CACHE_ROOT / "features"  # the test set's features, one file per classifier, image set and device
 
 
 class FashionClassifier(nn.Module):
@@ -147,6 +149,35 @@ def embed(net: FashionClassifier, images: Iterable[torch.Tensor]) -> tuple[torch
 def embed_dataset(net: FashionClassifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`embed` for uint8 dataset images."""
     return embed(net, (to_model_range(b) for b in batches(images)))
+
+
+def reference_features(net: FashionClassifier, card: dict, images: torch.Tensor,
+                       log: Callable[[str], None] = print) -> torch.Tensor:
+    """The classifier's features of `images` (uint8, the test set every evaluation compares with): computed once per
+    classifier, image set and kind of device, then read from FEATURES_DIR (they cost seconds of every evaluation;
+    FID tools keep their reference statistics the same way). A damaged file is named and computed again."""
+    device = next(net.parameters()).device
+    identity = hashlib.sha256(f"{card['sha256']} {device.type} {tuple(images.shape)}".encode())
+    identity.update(images.numpy().tobytes())
+    path = FEATURES_DIR / f"{identity.hexdigest()[:32]}.pt"
+    if path.is_file():
+        try:
+            features = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(features, torch.Tensor) and features.shape == (len(images), FEATURE_DIM):
+                return features
+            problem = f"a tensor of {tuple(getattr(features, 'shape', ()))}, not ({len(images)}, {FEATURE_DIM})"
+        except Exception as e:  # a truncated or foreign file: say so, and make it again
+            problem = str(e).splitlines()[0]
+        log(f"{path} is damaged ({problem}); computing the test set's features again")
+    with torch.inference_mode():
+        features, _ = embed_dataset(net, images)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            torch.save(features, f)
+    except OSError as e:  # a read-only home: evaluations still work, each paying for the features
+        log(f"the test set's features are not kept ({e}); every evaluation computes them")
+    return features
 
 
 def real_floor(net: FashionClassifier, directory: Path) -> dict:

@@ -19,7 +19,8 @@ from shared.errors import UserError
 from shared.imaging.pixels import fit_image
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "latentlab" / "datasets"
+CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "latentlab"
+CACHE_DIR = CACHE_ROOT / "datasets"  # downloads
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "folder")
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                          "Ankle boot")
