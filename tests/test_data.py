@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import assert_user_error, make_idx_dataset, run_cli, write_idx
+from tests.conftest import assert_user_error, make_idx_dataset, run_cli, run_main, write_idx
+from trainer.cli import main as trainer_main
 from trainer.training.data import DataError, load_idx_split, load_training_images, read_idx, resize_uint8
 
 pytestmark = pytest.mark.fast  # make check runs it on every commit
@@ -61,10 +62,11 @@ def test_folder_dataset_flat_and_nested(tmp_path):
         load_training_images("folder", str(tmp_path / "missing"), 28)
 
 
-def test_cli_reports_bad_data_in_one_line_with_exit_2(tmp_path):
+def test_cli_reports_bad_data_in_one_line_with_exit_2(tmp_path, capsys):
     data = make_idx_dataset(tmp_path / "d")
     (data / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b broken")
-    result = run_cli("trainer", "--arch", "gan", "--epochs", "1", "--out", str(tmp_path / "m"), "--data-dir", str(data))
+    result = run_main(trainer_main, "--arch", "gan", "--epochs", "1", "--out", str(tmp_path / "m"), "--data-dir",
+                      str(data), capsys=capsys)
     assert_user_error(result)
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "train-images-idx3-ubyte.gz" in errors[0]

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from shared.store import Store
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, run_cli, run_main
+from trainer.cli import main as trainer_main
 from trainer.training.config import TrainConfig
 from trainer.training.loop import train
 from trainer.training.state import STATE_FILE, TrainingState
@@ -29,8 +30,9 @@ def test_a_run_trains_for_its_minutes_then_publishes(fashion_dir, tmp_path):
     assert manifest["iterations"] > 16  # several epochs of 16 steps: the budget, not --epochs, ended it
 
 
-def test_a_run_needs_epochs_or_minutes(tmp_path):
-    assert_user_error(run_cli("trainer", "--arch", "gan", "--out", str(tmp_path)), "--epochs N, or --minutes M")
+def test_a_run_needs_epochs_or_minutes(tmp_path, capsys):
+    assert_user_error(run_main(trainer_main, "--arch", "gan", "--out", str(tmp_path), capsys=capsys),
+                      "--epochs N, or --minutes M")
 
 
 @pytest.mark.slow

@@ -18,8 +18,9 @@ from shared.imaging.grids import to_uint8
 from shared.imaging.latents import LatentLayout
 from shared.imaging.networks import load_network
 from shared.store import FORMS, Store, form_file
-from tests.conftest import assert_user_error, run_cli, train_and_publish
+from tests.conftest import assert_user_error, run_cli, run_main, train_and_publish
 from tests.service_helpers import grid_images, make_client, wait_ready
+from trainer.cli import main as trainer_main
 from trainer.tinted import tint, write_folder
 from trainer.training.architectures import count_parameters, get_architecture
 from trainer.training.config import ConfigError, TrainConfig
@@ -112,11 +113,12 @@ def test_the_relativistic_loss_pairs_real_and_fake_and_the_penalties_are_zero_ce
         assert torch.isclose(with_penalties - without, torch.tensor(expected)), penalise
 
 
-def test_the_cli_offers_it_with_its_size_flags_and_its_own_recipe(tmp_path):
+def test_the_cli_offers_it_with_its_size_flags_and_its_own_recipe(tmp_path, capsys):
     result = run_cli("trainer", "--help")
     assert "r3gan" in result.stdout and "--depth BLOCKS" in result.stdout and "--groups N" in result.stdout
     assert "--r2 GAMMA" in result.stdout and "rpgan" in result.stdout
-    refused = run_cli("trainer", "--arch", "dcgan", "--depth", "2", "--epochs", "1", "--out", str(tmp_path))
+    refused = run_main(trainer_main, "--arch", "dcgan", "--depth", "2", "--epochs", "1", "--out", str(tmp_path),
+                       capsys=capsys)
     assert_user_error(refused, "--depth: the dcgan architecture has no depth")
 
 

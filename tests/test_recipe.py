@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from shared.imaging import torchscript
 from shared.imaging.latents import LatentLayout, seeded_latents
 from shared.store import Store
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, run_cli, run_main
+from trainer.cli import main as trainer_main
 from trainer.training import loop
 from trainer.training.architectures import count_parameters, get_architecture
 from trainer.training.augment import DiffAugment, cutout, translation
@@ -360,6 +361,6 @@ def test_a_recipe_run_publishes_the_average_and_records_every_component(tmp_path
     (["--d-norm", "layer"], "invalid choice"), (["--beta1", "1"], "[0, 1)"), (["--instance-noise", "-0.1"], ">= 0"),
     (["--lecam", "nan"], ">= 0"), (["--ema-kimg", "-1"], ">= 0"), (["--class-loss", "-1"], ">= 0"),
 ])
-def test_bad_recipe_flags_exit_2(flags, needle):
-    result = run_cli("trainer", "--arch", "gan", "--epochs", "1", *flags)
+def test_bad_recipe_flags_exit_2(flags, needle, tmp_path, capsys):
+    result = run_main(trainer_main, "--arch", "gan", "--epochs", "1", "--out", str(tmp_path), *flags, capsys=capsys)
     assert_user_error(result, needle)
