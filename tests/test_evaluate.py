@@ -20,6 +20,7 @@ from trainer.evaluation.fashion_classifier import (
     real_floor,
     reference_features,
 )
+from trainer.evaluation.metrics import kth_neighbour_radii
 from trainer.training.data import load_idx_split
 
 
@@ -58,23 +59,26 @@ def test_the_test_sets_features_are_computed_once_and_a_damaged_copy_is_named_an
     images = load_idx_split(fashion_dir, "test")[0][:600]
     with torch.inference_mode():
         expected, _ = embed_dataset(net, images)
-    first = reference_features(net, card, images, said.append)
+    expected_radii = kth_neighbour_radii(expected, 3)
+    features, radii = reference_features(net, card, images, 3, said.append)
     (kept,) = (tmp_path / "features").iterdir()
-    assert torch.equal(first, expected) and said == []
+    assert torch.equal(features, expected) and torch.equal(radii, expected_radii) and said == []
 
     def embed_again(*args):
         raise AssertionError("the kept features were computed again")
 
     monkeypatch.setattr(fashion_classifier, "embed_dataset", embed_again)
-    assert torch.equal(reference_features(net, card, images, said.append), expected) and said == []
-    with pytest.raises(AssertionError, match="computed again"):  # other images, another file
-        reference_features(net, card, images[:500], said.append)
+    features, radii = reference_features(net, card, images, 3, said.append)
+    assert torch.equal(features, expected) and torch.equal(radii, expected_radii) and said == []
+    for other in [(images[:500], 3), (images, 4)]:  # other images or another k: another file
+        with pytest.raises(AssertionError, match="computed again"):
+            reference_features(net, card, *other, said.append)
 
     monkeypatch.setattr(fashion_classifier, "embed_dataset", embed_dataset)
     kept.write_bytes(kept.read_bytes()[:100])  # a copy cut short
-    assert torch.equal(reference_features(net, card, images, said.append), expected)
+    assert torch.equal(reference_features(net, card, images, 3, said.append)[1], expected_radii)
     assert len(said) == 1 and str(kept) in said[0] and "damaged" in said[0]
-    assert torch.equal(torch.load(kept, weights_only=True), expected)  # made again
+    assert torch.equal(torch.load(kept, weights_only=True)["features"], expected)  # made again
 
 
 @pytest.mark.slow

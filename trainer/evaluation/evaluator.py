@@ -91,7 +91,7 @@ class Evaluator:
             self.net = load_classifier(self.device)
             self.card = classifier_card()
             test_x, _ = load_idx_split(locate_idx_dir("fashion-mnist", data_dir), "test")
-            self.real = reference_features(self.net, self.card, test_x, log)
+            self.real, self.real_radii = reference_features(self.net, self.card, test_x, K, log)
 
     def measure(self, generator: torch.nn.Module, layout: LatentLayout, samples: int = 10_000, seed: int = 0,
                 precision: str = FP32, phase: Phase | None = None) -> dict:
@@ -112,7 +112,7 @@ class Evaluator:
         if self.net is not None:
             with torch.inference_mode():
                 fake, fake_probs = embed(self.net, images)
-            record |= {**compare(self.real, fake, fake_probs, k=K), "k": K,
+            record |= {**compare(self.real, fake, fake_probs, K, self.real_radii), "k": K,
                        "feature_net": {k: self.card[k] for k in ("name", "sha256", "test_accuracy", "note")},
                        "real_floor": self.card["real_floor"]}  # measured once per classifier by --retrain
         return record | {"device": str(self.device), "seconds": round(time.perf_counter() - started, 2),

@@ -24,7 +24,7 @@ from shared.imaging.pixels import to_model_range
 from shared.imaging.precision import FP32, computing_in
 from shared.store import sha256_file
 from shared.store.atomic import atomic_write, write_json_atomic
-from trainer.evaluation.metrics import compare
+from trainer.evaluation.metrics import compare, kth_neighbour_radii
 from trainer.training.data import CACHE_ROOT, FASHION_MNIST_CLASSES, load_idx_split, locate_idx_dir
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -151,33 +151,37 @@ def embed_dataset(net: FashionClassifier, images: torch.Tensor) -> tuple[torch.T
     return embed(net, (to_model_range(b) for b in batches(images)))
 
 
-def reference_features(net: FashionClassifier, card: dict, images: torch.Tensor,
-                       log: Callable[[str], None] = print) -> torch.Tensor:
-    """The classifier's features of `images` (uint8, the test set every evaluation compares with): computed once per
-    classifier, image set and kind of device, then read from FEATURES_DIR (they cost seconds of every evaluation;
+def reference_features(net: FashionClassifier, card: dict, images: torch.Tensor, k: int,
+                       log: Callable[[str], None] = print) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classifier's features of `images` (uint8, the test set every evaluation compares with) and each one's
+    distance to its k-th nearest neighbour among them (the real manifold of precision and recall): computed once per
+    classifier, image set, k and kind of device, then read from FEATURES_DIR (they cost seconds of every evaluation;
     FID tools keep their reference statistics the same way). A damaged file is named and computed again."""
     device = next(net.parameters()).device
-    identity = hashlib.sha256(f"{card['sha256']} {device.type} {tuple(images.shape)}".encode())
+    identity = hashlib.sha256(f"{card['sha256']} {device.type} {tuple(images.shape)} k={k}".encode())
     identity.update(images.numpy().tobytes())
     path = FEATURES_DIR / f"{identity.hexdigest()[:32]}.pt"
+    expected = {"features": (len(images), FEATURE_DIM), "radii": (len(images),)}
     if path.is_file():
         try:
-            features = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(features, torch.Tensor) and features.shape == (len(images), FEATURE_DIM):
-                return features
-            problem = f"a tensor of {tuple(getattr(features, 'shape', ()))}, not ({len(images)}, {FEATURE_DIM})"
+            kept = torch.load(path, map_location="cpu", weights_only=True)
+            shapes = {name: tuple(kept[name].shape) for name in expected} if isinstance(kept, dict) else None
+            if shapes == expected:
+                return kept["features"], kept["radii"]
+            problem = f"shapes {shapes}, not {expected}"
         except Exception as e:  # a truncated or foreign file: say so, and make it again
             problem = str(e).splitlines()[0]
         log(f"{path} is damaged ({problem}); computing the test set's features again")
     with torch.inference_mode():
         features, _ = embed_dataset(net, images)
+        radii = kth_neighbour_radii(features, k)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as f:
-            torch.save(features, f)
+            torch.save({"features": features, "radii": radii}, f)
     except OSError as e:  # a read-only home: evaluations still work, each paying for the features
         log(f"the test set's features are not kept ({e}); every evaluation computes them")
-    return features
+    return features, radii
 
 
 def real_floor(net: FashionClassifier, directory: Path) -> dict:

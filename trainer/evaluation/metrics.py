@@ -67,7 +67,7 @@ def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size:
     return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
 
 
-def _kth_neighbour_radii(features: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+def kth_neighbour_radii(features: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
     """Distance from each point to its k-th nearest other point in the same set."""
     radii = torch.empty(len(features), dtype=features.dtype)
     for i in range(0, len(features), chunk):
@@ -83,15 +83,18 @@ def _inside_any_ball(points: torch.Tensor, centres: torch.Tensor, radii: torch.T
     return inside
 
 
-def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3,
+                     real_radii: torch.Tensor | None = None) -> tuple[float, float]:
     """Improved precision and recall (Kynkaanniemi et al. 2019) with k-nearest-neighbour manifolds.
 
     Precision: share of generated samples inside the real manifold (realism).
     Recall: share of real samples inside the generated manifold (coverage of the data).
+    `real_radii`: `kth_neighbour_radii(real, k)` when already known (most of the cost, for a large real set).
     """
     real, fake = real.float(), fake.float()
-    precision = _inside_any_ball(fake, real, _kth_neighbour_radii(real, k)).float().mean()
-    recall = _inside_any_ball(real, fake, _kth_neighbour_radii(fake, k)).float().mean()
+    real_radii = kth_neighbour_radii(real, k) if real_radii is None else real_radii
+    precision = _inside_any_ball(fake, real, real_radii).float().mean()
+    recall = _inside_any_ball(real, fake, kth_neighbour_radii(fake, k)).float().mean()
     return float(precision), float(recall)
 
 
@@ -114,9 +117,11 @@ def minimum_samples(k: int = 3) -> int:
     return k + 1
 
 
-def compare(real: torch.Tensor, other: torch.Tensor, other_probs: torch.Tensor, k: int = 3) -> dict:
-    """Every metric of one feature set against the real one (`other_probs`: its class probabilities)."""
+def compare(real: torch.Tensor, other: torch.Tensor, other_probs: torch.Tensor, k: int = 3,
+            real_radii: torch.Tensor | None = None) -> dict:
+    """Every metric of one feature set against the real one (`other_probs`: its class probabilities; `real_radii`
+    as `precision_recall` takes them)."""
     kid_mean, kid_std = kid(real, other)
-    precision, recall = precision_recall(real, other, k=k)
+    precision, recall = precision_recall(real, other, k, real_radii)
     return {"fid": fid(real, other), "kid": kid_mean, "kid_std": kid_std, "precision": precision, "recall": recall,
             **class_coverage(other_probs)}
