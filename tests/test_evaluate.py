@@ -55,12 +55,12 @@ def test_tampered_classifier_weights_are_refused(tmp_path):
 def test_the_test_sets_features_are_computed_once_and_a_damaged_copy_is_named_and_made_again(tmp_path, monkeypatch,
                                                                                             fashion_dir):
     monkeypatch.setattr(fashion_classifier, "FEATURES_DIR", tmp_path / "features")
-    net, card, said = load_classifier(), classifier_card(), []
+    net, sha256, said = load_classifier(), classifier_card()["sha256"], []
     images = load_idx_split(fashion_dir, "test")[0][:600]
     with torch.inference_mode():
         expected, _ = embed_dataset(net, images)
     expected_radii = kth_neighbour_radii(expected, 3)
-    features, radii = reference_features(net, card, images, 3, said.append)
+    features, radii = reference_features(net, sha256, images, 3, said.append)
     (kept,) = (tmp_path / "features").iterdir()
     assert torch.equal(features, expected) and torch.equal(radii, expected_radii) and said == []
 
@@ -68,15 +68,15 @@ def test_the_test_sets_features_are_computed_once_and_a_damaged_copy_is_named_an
         raise AssertionError("the kept features were computed again")
 
     monkeypatch.setattr(fashion_classifier, "embed_dataset", embed_again)
-    features, radii = reference_features(net, card, images, 3, said.append)
+    features, radii = reference_features(net, sha256, images, 3, said.append)
     assert torch.equal(features, expected) and torch.equal(radii, expected_radii) and said == []
     for other in [(images[:500], 3), (images, 4)]:  # other images or another k: another file
         with pytest.raises(AssertionError, match="computed again"):
-            reference_features(net, card, *other, said.append)
+            reference_features(net, sha256, *other, said.append)
 
     monkeypatch.setattr(fashion_classifier, "embed_dataset", embed_dataset)
     kept.write_bytes(kept.read_bytes()[:100])  # a copy cut short
-    assert torch.equal(reference_features(net, card, images, 3, said.append)[1], expected_radii)
+    assert torch.equal(reference_features(net, sha256, images, 3, said.append)[1], expected_radii)
     assert len(said) == 1 and str(kept) in said[0] and "damaged" in said[0]
     assert torch.equal(torch.load(kept, weights_only=True)["features"], expected)  # made again
 

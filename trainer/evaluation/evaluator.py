@@ -91,7 +91,7 @@ class Evaluator:
             self.net = load_classifier(self.device)
             self.card = classifier_card()
             test_x, _ = load_idx_split(locate_idx_dir("fashion-mnist", data_dir), "test")
-            self.real, self.real_radii = reference_features(self.net, self.card, test_x, K, log)
+            self.real, self.real_radii = reference_features(self.net, self.card["sha256"], test_x, K, log)
 
     def measure(self, generator: torch.nn.Module, layout: LatentLayout, samples: int = 10_000, seed: int = 0,
                 precision: str = FP32, phase: Phase | None = None) -> dict:

@@ -35,7 +35,7 @@ INPUT_SIZE = 28
 BATCH = 500
 FLOOR_SEED = 0
 CLASSES = FASHION_MNIST_CLASSES
-FEATURES_DIR = CACHE_ROOT / "features"  # the test set's features, one file per classifier, image set and device
+FEATURES_DIR = CACHE_ROOT / "features"  # reference_features: one file per classifier, image set, k and device
 
 
 class FashionClassifier(nn.Module):
@@ -151,14 +151,14 @@ def embed_dataset(net: FashionClassifier, images: torch.Tensor) -> tuple[torch.T
     return embed(net, (to_model_range(b) for b in batches(images)))
 
 
-def reference_features(net: FashionClassifier, card: dict, images: torch.Tensor, k: int,
+def reference_features(net: FashionClassifier, classifier_sha256: str, images: torch.Tensor, k: int,
                        log: Callable[[str], None] = print) -> tuple[torch.Tensor, torch.Tensor]:
     """The classifier's features of `images` (uint8, the test set every evaluation compares with) and each one's
     distance to its k-th nearest neighbour among them (the real manifold of precision and recall): computed once per
     classifier, image set, k and kind of device, then read from FEATURES_DIR (they cost seconds of every evaluation;
     FID tools keep their reference statistics the same way). A damaged file is named and computed again."""
     device = next(net.parameters()).device
-    identity = hashlib.sha256(f"{card['sha256']} {device.type} {tuple(images.shape)} k={k}".encode())
+    identity = hashlib.sha256(f"{classifier_sha256} {device.type} {tuple(images.shape)} k={k}".encode())
     identity.update(images.numpy().tobytes())
     path = FEATURES_DIR / f"{identity.hexdigest()[:32]}.pt"
     expected = {"features": (len(images), FEATURE_DIM), "radii": (len(images),)}
