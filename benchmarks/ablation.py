@@ -11,7 +11,8 @@ data and seed).
     python benchmarks/ablation.py --arch resnet --minutes 10,30 --variants stable --seed 1   # quality per minute
 
 With --minutes the runs train for time budgets instead of epochs: one run per variant, published at each budget
-(10 minutes, then resumed to 30), each reading evaluated as the trainer publishes it.
+(10 minutes, then resumed to 30), each reading evaluated as the trainer publishes it. A recipe whose schedule spans
+its run (--lr-decay) needs --separate-budgets: a run of its own for each budget.
 
 A variant is a name from VARIANTS, or a base (`study`, `stable`, or a recipe file of `python -m trainer.tune`, by
 path or by the name of one latentlab ships) followed by `+name=value` overrides of trainer flags (`stable+r1=10`,
@@ -96,10 +97,12 @@ def commit() -> str:
 
 
 def run(arch: str, variant: str, args, minutes: float | None = None) -> dict:
-    """One training run to --epochs, or (`minutes`) the run trained to that budget, resumed from a shorter one."""
+    """One training run to --epochs, or (`minutes`) the run trained to that budget, resumed from a shorter one (or,
+    with --separate-budgets, from nothing)."""
     data = args.dataset != "fashion-mnist" or args.image_size
+    separate = minutes and args.separate_budgets
     name = (model_name(arch, variant) + (f"-{args.dataset}{args.image_size or ''}" if data else "")
-            + (f"-s{args.seed}" if args.seed else ""))
+            + (f"-{minutes:g}min" if separate else "") + (f"-s{args.seed}" if args.seed else ""))
     length = ["--epochs", str(args.epochs)] if minutes is None else ["--minutes", f"{minutes:g}"]
     command = [sys.executable, "-m", "trainer", "--arch", arch, *length, "--name", name,
                "--out", str(args.store), "--seed", str(args.seed), "--dataset", args.dataset,
@@ -110,7 +113,7 @@ def run(arch: str, variant: str, args, minutes: float | None = None) -> dict:
                *(["--limit", str(args.limit)] if args.limit else []),
                *(["--eval-every", str(args.eval_every)] if args.eval_every else []),
                *(["--eval-samples", str(args.eval_samples)] if args.eval_samples else []),
-               *([] if args.serve_ready else ["--no-encoder", "--no-classes"]), *(["--resume"] if args.resume or minutes else []),
+               *([] if args.serve_ready else ["--no-encoder", "--no-classes"]), *(["--resume"] if args.resume or (minutes and not separate) else []),
                *flags_of(variant)]
     print(f"$ {' '.join(command[1:])}", file=sys.stderr, flush=True)
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -122,6 +125,7 @@ def run(arch: str, variant: str, args, minutes: float | None = None) -> dict:
             "seconds": manifest.train_seconds, "steps": manifest.iterations, "batch": manifest.global_batch_size,
             "steps_per_second": manifest.iterations / manifest.train_seconds, "model": name, "limit": args.limit,
             "flags": " ".join(flags_of(variant)) or "(none)", "train_precision": args.precision, "quality": manifest.quality_history,
+            **({"separate_budgets": True} if separate else {}),
             "commit": commit()}
 
 
@@ -191,6 +195,9 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--minutes", default=None, metavar="M,M,...",
                    help="train for these budgets instead of --epochs (one run, published at each; e.g. 10,30)")
+    p.add_argument("--separate-budgets", action="store_true",
+                   help="with --minutes: train each budget as a run of its own, not the shorter one resumed (for a "
+                        "recipe whose learning rate falls over its run, --lr-decay)")
     p.add_argument("--dataset", default="fashion-mnist", help="the trainer's --dataset")
     p.add_argument("--data-dir", type=Path, default=None, help="the trainer's --data-dir (a folder dataset's)")
     p.add_argument("--image-size", type=int, default=None, help="the trainer's --image-size")

@@ -64,6 +64,17 @@ def test_graph_mode_resumes(tmp_path, fashion_dir):
     assert resumed.cuda_graphs and len(resumed.history) == 2 * 16 and torch.isfinite(resumed.history).all()
 
 
+def test_a_decaying_learning_rate_trains_eagerly_on_cuda(tmp_path, fashion_dir):
+    """A captured optimiser step keeps the rate it was captured with: --lr-decay turns auto's graph off."""
+    from trainer.training.loop import train
+    from trainer.training.settings import recipe_settings
+
+    logged = []
+    result = train(cuda_config(fashion_dir, 1, cuda_graphs="auto", **recipe_settings("study", "dcgan", lr_decay=1.0)),
+                   tmp_path / "run", log=logged.append, progress=False)
+    assert not result.cuda_graphs and any("eager steps" in line for line in logged)
+
+
 def test_every_recipe_component_runs_in_a_cuda_graph(tmp_path, fashion_dir):
     """EMA, spectral norm, the hinge loss, DiffAugment's random draws and R1's double backward, captured."""
     from trainer.training.loop import train

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -34,7 +36,8 @@ def everything(arch: str) -> dict:
     """Every component on, away from its default (named outright: the presets change as ablations do)."""
     return recipe_settings("stable", arch, loss="hinge", lr_g=1e-4, lr_d=4e-4, augment="translation,cutout",
                            augment_p=0.7, d_steps=2, ema_warmup=False, ema=0.999, spectral_norm=True, r1=1.0,
-                           batch_size=32, d_norm="spectral", beta1=0.0, instance_noise=0.1, lecam=0.3, ema_kimg=1.0)
+                           batch_size=32, d_norm="spectral", beta1=0.0, instance_noise=0.1, lecam=0.3, ema_kimg=1.0,
+                           lr_decay=0.6)
 
 
 def averaging(**components) -> Recipe:
@@ -150,6 +153,32 @@ def test_instance_noise_falls_linearly_to_zero_over_the_run():
     for steps, std in ((0, 0.2), (50, 0.1), (100, 0.0), (150, 0.0)):
         assert recipe.d_input(x, torch.tensor(float(steps))).std().item() == pytest.approx(std, abs=2e-3)
     assert averaging().d_input(x, torch.tensor(0.0)) is x  # off: D sees the images themselves, no draw
+
+
+def test_learning_rates_fall_linearly_to_zero_over_the_runs_last_fraction():
+    G, D = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    nets = SimpleNamespace(opt_G=torch.optim.Adam(G.parameters()), opt_D=torch.optim.Adam(D.parameters()))
+    recipe = SimpleNamespace(optimizer_G=SimpleNamespace(lr=1e-3), optimizer_D=SimpleNamespace(lr=4e-3))
+    schedule = loop.lr_schedule(nets, recipe, decay=0.5)
+    for progress, scale in ((0.0, 1.0), (0.5, 1.0), (0.75, 0.5), (0.9, 0.2), (1.0, 0.0), (1.2, 0.0)):
+        schedule(progress)
+        assert nets.opt_G.param_groups[0]["lr"] == pytest.approx(1e-3 * scale)
+        assert nets.opt_D.param_groups[0]["lr"] == pytest.approx(4e-3 * scale)
+
+
+def test_a_runs_progress_is_its_steps_or_its_minutes_whichever_is_further():
+    by_epochs = TrainingState(TrainConfig(epochs=4))
+    by_epochs.epoch, by_epochs.step = 1, 5
+    assert loop.progress(by_epochs, steps=10) == pytest.approx(15 / 40)
+    timed = TrainingState(TrainConfig(epochs=100_000, minutes=2.0))
+    assert loop.progress(timed, steps=10, until=time.perf_counter() + 30) == pytest.approx(0.75, abs=0.01)
+
+
+def test_a_timed_decay_is_refused_across_ranks(tmp_path, fashion_dir):
+    cfg = TrainConfig(arch="gan", epochs=1, minutes=1.0, limit=256, data_dir=str(fashion_dir), device="cpu",
+                      **recipe_settings("study", "gan", lr_decay=0.5))
+    with pytest.raises(ConfigError, match="--lr-decay"):
+        loop.train(cfg, tmp_path / "run", log=lambda m: None, progress=False, ranks=Ranks(0, 2, 0))
 
 
 def test_lecam_penalty_by_hand():
@@ -322,6 +351,9 @@ def test_every_component_resumes_bit_identically_from_mid_epoch(tmp_path, fashio
     assert equal(straight.generator.state_dict(), resumed.generator.state_dict())
     assert b.weights["ema_steps"].item() == b.weights["steps"].item() == 10
     assert b.weights["lecam_anchors"].abs().sum() > 0
+    # the last of 10 steps trained at 9/10 of the run: 0.1 of the last 0.6 of the rates left
+    assert b.weights["opt_G"]["param_groups"][0]["lr"] == pytest.approx(1e-4 * 0.1 / 0.6)
+    assert b.weights["opt_D"]["param_groups"][0]["lr"] == pytest.approx(4e-4 * 0.1 / 0.6)
 
 
 # ---------------------------------------------------------------------- what gets published
@@ -338,6 +370,7 @@ def test_a_recipe_run_publishes_the_average_and_records_every_component(tmp_path
     assert recipe == {"name": "stable", "loss": "hinge", "lr_g": 3e-4, "lr_d": 8e-4, "ema": 0.999, "ema_warmup": True,
                       "ema_kimg": 0.0, "spectral_norm": True, "d_norm": "batch", "augment": "translation,cutout",
                       "augment_p": 0.5, "r1": 1.0, "r2": 0.0, "penalty_every": 1, "beta2": 0.999, "d_steps": 1, "beta1": 0.5, "instance_noise": 0.0, "lecam": 0.0,
+                      "lr_decay": 0.0,
                       "class_loss": 0.0, "batch_size": 64, "precision": "fp32", "d_scores": "raw"}
     assert version.manifest.parameters.discriminator == 100_609  # SN baked into plain weights on export
     assert json.loads((version.path / "manifest.json").read_text())["discriminator_output"].startswith("raw")

@@ -30,7 +30,7 @@ from trainer.training.distributed import Ranks, any_rank, barrier, device_for, m
 from trainer.training.graphed import GraphedStep
 from trainer.training.interrupt import StopRequested
 from trainer.training.nets import Nets
-from trainer.training.recipe import build_recipe
+from trainer.training.recipe import Recipe, build_recipe
 from trainer.training.state import HISTORY_COLUMNS, STATE_FILE, TrainingState, clear_published, resume_or_start
 from trainer.training.step import Step, eager_step
 
@@ -70,9 +70,10 @@ def use_cuda_graphs(setting: str, device: torch.device, ranks: Ranks) -> bool:
 
 def run_epoch(step: Step, data: torch.Tensor, state: TrainingState, latent_dim: int, stop: StopRequested,
               ranks: Ranks = Ranks(), on_step: Callable[[int, torch.Tensor], None] | None = None,
-              until: float = math.inf) -> bool:
+              until: float = math.inf, schedule: Callable[[float], None] | None = None) -> bool:
     """Train from `state.step` to the end of the epoch (or until a stop, or the step in which `time.perf_counter()`
     passes `until`); advance `state` and append to its history. Returns True when the epoch is complete.
+    `schedule` is told the run's progress (`progress`) before each step.
 
     The order and the noise are drawn for the whole global batch on every rank (see trainer.training.distributed),
     and each rank trains on its shard of both."""
@@ -86,6 +87,8 @@ def run_epoch(step: Step, data: torch.Tensor, state: TrainingState, latent_dim: 
         idx = order[state.step * global_batch:(state.step + 1) * global_batch]
         mine = shard(len(idx), ranks)
         noise = torch.randn(len(idx), latent_dim, device=data.device)[mine]
+        if schedule is not None:
+            schedule(progress(state, steps, until))
         stats.append(step(idx[mine], noise))
         state.step += 1
         if on_step is not None:
@@ -96,6 +99,29 @@ def run_epoch(step: Step, data: torch.Tensor, state: TrainingState, latent_dim: 
         return False
     state.epoch, state.step, state.perm = state.epoch + 1, 0, None
     return True
+
+
+def progress(state: TrainingState, steps: int, until: float = math.inf) -> float:
+    """How far through its run `state` is, from 0 to 1: its steps of all its epochs, or (--minutes) its training
+    time of the budget (`until`: when the budget runs out), whichever is further."""
+    cfg = state.config
+    done = (state.epoch * steps + state.step) / (cfg.epochs * steps)
+    if cfg.minutes is None:
+        return done
+    return max(done, 1 - (until - time.perf_counter()) / (cfg.minutes * 60))
+
+
+def lr_schedule(nets: Nets, recipe: Recipe, decay: float) -> Callable[[float], None]:
+    """Sets both optimisers' learning rates for a point of the run (`progress`): the recipe's, falling linearly to
+    zero over the last `decay` of the run (--lr-decay)."""
+    rates = [(nets.opt_G, recipe.optimizer_G.lr), (nets.opt_D, recipe.optimizer_D.lr)]
+
+    def at(progress: float) -> None:
+        scale = min(1.0, max(0.0, (1 - progress) / decay))
+        for optimiser, lr in rates:
+            for group in optimiser.param_groups:
+                group["lr"] = lr * scale
+    return at
 
 
 @dataclass(frozen=True)
@@ -133,6 +159,16 @@ def resolve(asked: TrainConfig, run_dir: Path, resume: bool = False, ranks: Rank
     if cfg.penalty_every > 1 and use_cuda_graphs(cfg.cuda_graphs, device, ranks) and (cfg.r1 or cfg.r2):
         raise ConfigError("--penalty-every above 1 needs eager steps (a captured graph takes the same path every "
                           "step): add --cuda-graphs off, or --penalty-every 1")
+    if cfg.lr_decay and cfg.minutes is not None and ranks.distributed:
+        raise ConfigError("--lr-decay with --minutes needs one process (each rank's clock would set its own rate); "
+                          "under torchrun, train for --epochs, or add --lr-decay 0")
+    cuda_graphs = use_cuda_graphs(cfg.cuda_graphs, device, ranks)
+    if cuda_graphs and cfg.lr_decay:  # a captured optimiser step keeps the rate it was captured with
+        if cfg.cuda_graphs == "on":
+            raise ConfigError("--lr-decay changes the learning rate every step, which a captured CUDA graph cannot: "
+                              "add --cuda-graphs off (or auto), or --lr-decay 0")
+        log("--lr-decay: training in eager steps, not a CUDA graph (a captured step keeps one learning rate)")
+        cuda_graphs = False
     if cfg.d_steps > 1 and ranks.distributed:
         raise ConfigError("--d-steps above 1 does not work under torchrun (a step's batches would be sharded "
                           "differently from one process's); use --d-steps 1, or train in one process")
@@ -141,7 +177,7 @@ def resolve(asked: TrainConfig, run_dir: Path, resume: bool = False, ranks: Rank
         config=cfg, state=state, device=device, images=images, arch=arch,
         labels=torch.eye(arch.classes, device=device)[training_set.labels.to(device)] if arch.classes else None,
         steps_per_epoch=steps_per_epoch(images.shape[0], cfg.batch_size, ranks, cfg.d_steps),
-        cuda_graphs=use_cuda_graphs(cfg.cuda_graphs, device, ranks),
+        cuda_graphs=cuda_graphs,
         # bf16 on NHWC weights; fp32 keeps the study's layout, so its runs stay bit-identical to the study's step
         channels_last=cfg.precision == BF16 if cfg.channels_last is None else cfg.channels_last)
 
@@ -178,13 +214,14 @@ def train(cfg: TrainConfig, run_dir: Path, resume: bool = False, log: Callable[[
         step = eager_step(nets, recipe, run.images, cfg.precision, run.labels)
 
     # Train epoch by epoch, saving the state after each.
+    schedule = lr_schedule(nets, recipe, cfg.lr_decay) if cfg.lr_decay else None
     board = _open_board(tensorboard, cfg, state, steps) if ranks.is_main else None
     show_bar = (sys.stderr.isatty() if progress is None else progress) and ranks.is_main
     stop = StopRequested(abort_on_second=not ranks.distributed)
     # (with --minutes: until the step in which the budget is spent, counting training only, across resumes)
     with stop.installed():
         while state.epoch < cfg.epochs and not state.out_of_minutes():
-            if not _epoch(run, step, nets, state, stop, ranks, run_dir, board, show_bar, log):
+            if not _epoch(run, step, schedule, nets, state, stop, ranks, run_dir, board, show_bar, log):
                 break
     if state.out_of_minutes() and not stop.requested:
         log(f"{cfg.minutes:g} minutes of training spent at epoch {state.epoch + (state.step > 0)}, step "
@@ -213,8 +250,8 @@ def _open_board(tensorboard: str | Path | None, cfg: TrainConfig, state: Trainin
     return board
 
 
-def _epoch(run: Settled, step: Step, nets: Nets, state: TrainingState, stop: StopRequested, ranks: Ranks,
-           run_dir: Path, board: Board | None, show_bar: bool, log: Callable[[str], None]) -> bool:
+def _epoch(run: Settled, step: Step, schedule: Callable[[float], None] | None, nets: Nets, state: TrainingState,
+           stop: StopRequested, ranks: Ranks, run_dir: Path, board: Board | None, show_bar: bool, log: Callable[[str], None]) -> bool:
     """One epoch (or its rest, or as much as the time budget leaves), then its measurements, TensorBoard's samples
     and the saved state. False when a stop or the budget cut it short."""
     cfg, arch, steps = run.config, run.arch, run.steps_per_epoch
@@ -222,7 +259,7 @@ def _epoch(run: Settled, step: Step, nets: Nets, state: TrainingState, stop: Sto
     until = math.inf if cfg.minutes is None else started + cfg.minutes * 60 - state.seconds  # what is left of it
     with _ProgressBar(show_bar, state, steps) as bar:
         on_step = bar.update if board is None else _both(bar.update, board, state.epoch)
-        complete = run_epoch(step, run.images, state, arch.latent_dim, stop, ranks, on_step, until)
+        complete = run_epoch(step, run.images, state, arch.latent_dim, stop, ranks, on_step, until, schedule)
     state.seconds += time.perf_counter() - started
     if complete and cfg.eval_every and state.epoch % cfg.eval_every == 0 and ranks.is_main:
         state.quality.append(measure_epoch(nets, cfg, run.device, state.epoch, state.seconds, log))

@@ -60,6 +60,7 @@ positive_float = _checked(float, lambda v: 0 < v < float("inf"), "a positive num
 non_negative = _checked(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
 decay = _checked(float, lambda v: 0 <= v < 1, "in [0, 1)")
 probability = _checked(float, lambda v: 0 < v <= 1, "in (0, 1]")
+fraction = _checked(float, lambda v: 0 <= v <= 1, "in [0, 1]")
 
 
 def policies(text: str) -> str:
@@ -115,6 +116,11 @@ RECIPE_SETTINGS = (
             presets={"stable": {"gan": 8e-4}}, search=Search(5e-5, 2e-3, log=True)),
     Setting("lr_d", float | None, None, "the discriminator's learning rate (unset: --lr)", positive_float,
             presets={"stable": {"gan": 8e-4}}, search=Search(5e-5, 2e-3, log=True)),
+    # not searched: a trial's pruner judges it by FID read before the end of its run, where a decaying rate has
+    # not paid off yet
+    Setting("lr_decay", float, 0.0, "let both learning rates fall linearly to zero over the last FRACTION of the "
+            "run (of its --minutes, else of its epochs; 0: constant, 1: from the first step); a budget lengthened "
+            "on --resume stretches the schedule", fraction, metavar="FRACTION"),
     Setting("beta1", float, 0.5, "Adam's beta1 for both nets (0: no momentum, as two-time-scale GANs train)", decay,
             presets={"stable": {"resnet": 0.0, "r3gan": 0.0}}, search=Search(choices=(0.0, 0.5))),
     Setting("beta2", float, 0.999, "Adam's beta2 for both nets", decay,
