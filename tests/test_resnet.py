@@ -41,8 +41,11 @@ def test_shapes_grey_and_colour_at_32_and_64_conditional_or_not(channels, size, 
 def test_the_width_flag_sets_the_cost():
     narrow, wide = (get_architecture("resnet").at(features=f) for f in (16, 64))
     assert count_parameters(wide.generator()) > 8 * count_parameters(narrow.generator())  # convolutions: ~width²
-    with pytest.raises(ValueError, match="--features: the gan architecture has no width"):
-        get_architecture("gan").at(features=16)
+    plain, wider = (get_architecture("gan").at(features=f) for f in (128, 512))
+    assert count_parameters(wider.generator()) == 4 * count_parameters(plain.generator()) - 3 * 784  # one bias
+    assert count_parameters(plain.discriminator()) == 100_609  # the study's MLP, its width by default
+    with pytest.raises(ValueError, match="--depth: the gan architecture has no depth"):
+        get_architecture("gan").at(depth=2)
 
 
 def picture_upload(image: np.ndarray) -> dict:

@@ -34,7 +34,7 @@ class Architecture:
     image_size: int  # square images; datasets are resized to this
     channels: int
     latent_dim: int
-    features: int | None  # width of a convolutional net (--features); None where it does not apply
+    features: int | None  # width of its layers (--features): a CNN's channels, the MLP's hidden units
     build_generator: Callable[["Architecture"], nn.Module]
     build_discriminator: Callable[["Architecture", bool], nn.Module]  # (this, with D's BatchNorm or not)
     sizes: tuple[int, ...] = ()  # the image sizes it takes; its own first
@@ -99,10 +99,12 @@ ARCHITECTURES: dict[str, Architecture] = {
     for a in (
         Architecture(
             name="gan",
-            description="the study's plain GAN: one hidden layer of 128 units in each net, 28x28 (or 32, 64)",
-            image_size=28, channels=1, latent_dim=100, features=None, sizes=(28, 32, 64),
-            build_generator=lambda a: MLPGenerator(a.layout.width, a.image_shape),
-            build_discriminator=lambda a, _bn: MLPDiscriminator(a.image_shape, classes=a.classes),
+            description="the study's plain GAN: one hidden layer of 128 units in each net (features), 28x28 (or 32, "
+                        "64)",
+            image_size=28, channels=1, latent_dim=100, features=128, sizes=(28, 32, 64),
+            size_search={"features": Search(choices=(128, 256, 512))},
+            build_generator=lambda a: MLPGenerator(a.layout.width, a.image_shape, a.features),
+            build_discriminator=lambda a, _bn: MLPDiscriminator(a.image_shape, a.features, a.classes),
         ),
         Architecture(
             name="dcgan",

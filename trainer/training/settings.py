@@ -184,10 +184,10 @@ RUN_SETTINGS = (
             "CIFAR-10 colour, a folder colour unless every picture in it is grey)", int, choices=CHANNELS),
     Setting("image_size", int | None, None, "train on square images of this side (default: the architecture's own)",
             positive_int, metavar="PIXELS"),
-    Setting("features", int | None, None, "channels of a convolutional architecture's layers, to match its cost to "
-            "the machine (default: the architecture's own: the DCGAN's 64, from which its layers scale; the "
-            "resnet's 32, where a step costs about what the DCGAN's does on a 2-core CPU; R3GAN's 64, halved for "
-            "each stage past 32x32; the plain GAN has none: exit 2)", positive_int, metavar="WIDTH"),
+    Setting("features", int | None, None, "the width of an architecture's layers, to match its cost to the machine "
+            "(default: the architecture's own: the plain GAN's hidden layer of 128 units in each net; the DCGAN's "
+            "64 channels, from which its layers scale; the resnet's 32, where a step costs about what the DCGAN's "
+            "does on a 2-core CPU; R3GAN's 64, halved for each stage past 32x32)", positive_int, metavar="WIDTH"),
     Setting("depth", int | None, None, "residual blocks at each resolution of a residual architecture (default: its "
             "own; r3gan: 1; other architectures: exit 2)", positive_int, metavar="BLOCKS"),
     Setting("groups", int | None, None, "groups of each residual block's 3x3 convolution (r3gan; default: its own, "
