@@ -48,8 +48,9 @@ class Adam:
 
     def __call__(self, params: Iterable[torch.nn.Parameter], device: torch.device,
                  capturable: bool = False) -> torch.optim.Optimizer:
-        # fused Adam on CUDA: one kernel for all parameters; small GANs on a GPU are launch-bound
-        return torch.optim.Adam(params, lr=self.lr, betas=self.betas, fused=device.type == "cuda",
+        # fused Adam: one kernel for all parameters; small GANs are launch-bound on a GPU, and on a CPU the plain
+        # GAN's loop over its parameters was a tenth of its step (docs/results/training.md)
+        return torch.optim.Adam(params, lr=self.lr, betas=self.betas, fused=device.type in ("cuda", "cpu"),
                                 capturable=capturable)
 
 
