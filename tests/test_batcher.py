@@ -102,18 +102,42 @@ def test_a_lone_request_on_an_idle_batcher_does_not_wait_for_a_batch():
         time.sleep(0.6)  # idle again
 
 
-def test_a_busy_batcher_waits_briefly_to_fill_a_batch():
-    batcher, rec = make(max_batch=8, max_wait=0.3)
+def after_a_batch_of_two(batcher: Batcher, rec: Recorder) -> None:
+    """Run [0] alone, then [1, 2] together: the batcher is busy, so it now waits up to max_wait to fill the next."""
     blocker = occupy(batcher, rec)
     pair = [batcher.submit(latents(1, 1)), batcher.submit(latents(2, 1))]
     rec.gate.set()
     for job in [blocker, *pair]:
         job.future.result(5)
+
+
+def test_a_busy_batcher_waits_briefly_to_fill_a_batch():
+    batcher, rec = make(max_batch=8, max_wait=0.3)
+    after_a_batch_of_two(batcher, rec)
     # right after a batch of two requests: those arriving within max_wait share one forward
     jobs = [batcher.submit(latents(3 + i, 1)) for i in range(3)]
     for job in jobs:
         job.future.result(5)
     assert rec.batches == [[0], [1, 2], [3, 4, 5]]
+
+
+def test_a_filling_batch_wakes_the_inference_thread_when_full_not_for_every_request():
+    """Each wake of the inference thread costs both threads a switch; under load one came with every request."""
+    batcher, rec = make(max_batch=4, max_wait=5.0)
+    after_a_batch_of_two(batcher, rec)
+    jobs = [batcher.submit(latents(3, 1))]  # the worker now waits up to 5 s for more
+    deadline = time.monotonic() + 5
+    while batcher.worker._filling is not batcher and time.monotonic() < deadline:
+        time.sleep(0.001)
+    wakes, notify = [], batcher.worker.cond.notify
+    batcher.worker.cond.notify = lambda n=1: (wakes.append(n), notify(n))
+    jobs += [batcher.submit(latents(4 + i, 1)) for i in range(2)]
+    assert wakes == []  # joined, not woken
+    jobs.append(batcher.submit(latents(6, 1)))  # the fourth fills the batch
+    for job in jobs:
+        job.future.result(5)
+    assert len(wakes) == 1 and rec.batches[-1] == [3, 4, 5, 6]
+    assert jobs[-1].finished_at - jobs[0].enqueued_at < 2  # woken when full, not at the end of its 5 s
 
 
 def test_one_client_sending_one_request_after_another_never_waits():
