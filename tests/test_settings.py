@@ -64,3 +64,13 @@ def test_every_run_setting_is_a_config_field_with_its_declared_default():
     assert {s.name: s.default for s in settings.RUN_SETTINGS} == {s.name: fields[s.name] for s in settings.RUN_SETTINGS}
     parsed = cli.build_parser().parse_args(["--arch", "gan", "--epochs", "1"])
     assert all(getattr(parsed, s.name) == s.default for s in settings.RUN_SETTINGS if not s.env)
+
+
+@pytest.mark.parametrize("path", sorted(settings.SHIPPED_RECIPES.glob("*.json")), ids=lambda p: p.stem)
+def test_every_shipped_recipe_reads_and_makes_a_run_of_its_architecture(path):
+    recipe = settings.read_recipe_file(path)
+    assert recipe.name == path.stem  # `--recipe NAME` finds it by its file's name; the manifest records this one
+    run = trainer_run(["--recipe", path.stem])
+    assert (run.arch, run.recipe) == (recipe.arch, recipe.name)
+    assert {k: getattr(run, k) for k in recipe.settings} == recipe.settings
+    assert {k: getattr(run, k) for k in recipe.size} == recipe.size
