@@ -127,7 +127,7 @@ def test_a_filling_batch_wakes_the_inference_thread_when_full_not_for_every_requ
     after_a_batch_of_two(batcher, rec)
     jobs = [batcher.submit(latents(3, 1))]  # the worker now waits up to 5 s for more
     deadline = time.monotonic() + 5
-    while batcher.worker._filling is not batcher and time.monotonic() < deadline:
+    while not batcher.filling and time.monotonic() < deadline:
         time.sleep(0.001)
     wakes, notify = [], batcher.worker.cond.notify
     batcher.worker.cond.notify = lambda n=1: (wakes.append(n), notify(n))

@@ -124,7 +124,6 @@ class InferenceWorker:
         self._thread: threading.Thread | None = None
         self.stopping = False
         self._running: tuple[Batcher, int, float] | None = None  # the forward in progress: whose, size, start
-        self._filling: Batcher | None = None  # the queue the worker is waiting to fill a batch from (wait_to_fill)
 
     def running_left(self, now: float) -> float:
         """Predicted seconds until the forward in progress ends (0 when none runs). Caller holds `cond`."""
@@ -222,7 +221,7 @@ class InferenceWorker:
         """Called with the lock held by a batcher that has just queued work."""
         if batcher not in self._ready:
             self._ready.append(batcher)
-        if self._filling is batcher and batcher.queued < batcher.max_batch:
+        if batcher.filling and batcher.queued < batcher.max_batch:
             return  # it wakes when the batch is full or its wait ends: not for every request that joins it
         self._wake()
 
@@ -283,6 +282,7 @@ class Batcher:
         self.queued = 0  # latents waiting in this queue
         self._last_batch_end = float("-inf")
         self._last_batch_jobs = 0
+        self.filling = False  # the worker waits for a batch from this queue (wait_to_fill): wake it only when full
 
     # ------------------------------------------------------------------ requests' side
     def submit(self, latents: torch.Tensor, alone: bool = False) -> Job:
@@ -364,10 +364,10 @@ class Batcher:
         more are arriving. One client sending one request after another never waits."""
         if self._last_batch_jobs > 1:
             deadline = self._last_batch_end + self.max_wait
-            self.worker._filling = self
+            self.filling = True
             while self.queued < self.max_batch and (left := deadline - time.monotonic()) > 0:
                 self.worker.cond.wait(left)
-            self.worker._filling = None
+            self.filling = False
 
     def take(self) -> list[tuple[Job, int, int]]:
         """Up to max_batch latents from the front of the queue, as (job, first row, end row). A job with
