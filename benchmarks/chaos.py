@@ -9,8 +9,9 @@ retries), and four events, one after the other:
   (d) an overload burst: 64 raw clients asking 256 images each, at once when refused, for 10 s.
 
 For each: requests, failed requests (wrk's errors and non-2xx, httpx's non-200 and errors; the client's exceptions
-after its retries), p50 and p99, beside the calm run; then whether every image the clients got is byte-identical to the same request served
-by a calm replica directly. Prints a markdown table (docs/scaling.md).
+after its retries), p50 and p99, beside the calm run; then whether every image the clients got is the same picture
+as the same request served by a calm replica directly (load.same_picture), and how many are so byte for byte.
+Prints a markdown table (docs/scaling.md).
 
     python benchmarks/chaos.py --store ./models --model dcgan
 """
@@ -32,7 +33,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from load import ClientLoad  # noqa: E402
+from load import ClientLoad, same_picture  # noqa: E402
 from serve_compare import LUA, burst  # noqa: E402
 from servers import start_balancer, start_service, stop  # noqa: E402
 
@@ -93,12 +94,13 @@ def run(event, balancer: int, args) -> dict:
     return {"wrk": wrk.stop(), "clients": clients.stop(), "plain": plain.stop(), "note": note}
 
 
-def identical(answers: dict[int, bytes], port: int, model: str, count: int, sample: int = 50) -> tuple[int, int]:
-    """(same, checked): answers re-requested from one calm replica directly."""
+def alike(answers: dict[int, bytes], port: int, model: str, count: int, sample: int = 50) -> tuple[int, int, int]:
+    """(the same picture, byte for byte, checked): answers re-requested from one calm replica directly."""
     seeds = sorted(answers)[::max(1, len(answers) // sample)]
-    same = sum(httpx.post(f"http://127.0.0.1:{port}/generate", json={"model": model, "seed": s, "count": count},
-                          timeout=60).content == answers[s] for s in seeds)
-    return same, len(seeds)
+    calm = {s: httpx.post(f"http://127.0.0.1:{port}/generate", json={"model": model, "seed": s, "count": count},
+                          timeout=60).content for s in seeds}
+    return (sum(same_picture(calm[s], answers[s]) for s in seeds), sum(calm[s] == answers[s] for s in seeds),
+            len(seeds))
 
 
 def main() -> int:
@@ -132,7 +134,7 @@ def main() -> int:
             rows["(d) overload burst"] = run(
                 lambda: burst_result.update(asyncio.run(burst(args.port, args.model))) or "", args.port, args)
             answers = {k: v for row in rows.values() for k, v in row["clients"].answers.items()}
-            same, checked = identical(answers, cluster.ports[0], args.model, args.count)
+            same, bytewise, checked = alike(answers, cluster.ports[0], args.model, args.count)
         finally:
             stop(balancer)
             cluster.stop()
@@ -153,7 +155,8 @@ def main() -> int:
           f"{f' (slowest {slowest:.2f} s)' if slowest is not None else ''}, {burst_result.get('refused')} refused with "
           f"503 + Retry-After, {burst_result.get('other')} other; /healthz p99 {burst_result.get('healthz_p99_ms', 0):.1f}"
           " ms")
-    print(f"byte-identical to a calm replica: {same} of {checked} sampled client answers")
+    print(f"the same pictures as a calm replica's: {same} of {checked} sampled client answers ({bytewise} byte for "
+          "byte)")
     for row in rows.values():
         for kind in ("clients", "plain"):
             for failure in row[kind].failures[:3]:

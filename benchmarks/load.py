@@ -4,12 +4,28 @@ with `retries=False`, through plain httpx that never retries (what most callers 
 tests/test_balancer.py and benchmarks/chaos.py."""
 from __future__ import annotations
 
+import io
 import threading
 import time
 
 import httpx
+import numpy as np
+from PIL import Image
 
 from latentlab import Client
+from shared.imaging.precision import BF16_MAX_GREY_DIFF, BF16_MEAN_GREY_DIFF
+
+
+def same_picture(png: bytes, other: bytes) -> bool:
+    """Whether two PNG answers hold the same images. Not byte for byte: each replica times its runtimes at warm-up
+    and may give a batch size another runtime (or bf16) than its neighbour does, and a request batched with others
+    may run in another bucket than alone; the engine admits a runtime only within this bound of the fp32 reference,
+    and a wrong or mixed-up image misses it by tens of grey levels."""
+    a, b = (np.asarray(Image.open(io.BytesIO(data)), dtype=np.int16) for data in (png, other))
+    if a.shape != b.shape:
+        return False
+    diff = np.abs(a - b)
+    return int(diff.max()) <= BF16_MAX_GREY_DIFF and float(diff.mean()) < BF16_MEAN_GREY_DIFF
 
 
 class ClientLoad:
