@@ -1,6 +1,4 @@
 """R3GAN (`--arch r3gan`): its networks (no normalisation, fix-up initialisation: every block starts as the
-
-pytestmark = pytest.mark.fast  # make check runs it on every commit
 identity; grouped convolutions; the [1,2,1] resampling), its loss (RpGAN with R1 and R2), its size flags, and a
 tiny one of each shape (grey and colour, 32 and 64 pixels, plain and class-conditional) trained, published in every
 form and served end to end as the DCGAN is: the trainer's pixels exactly, sweeps, semantic directions, projection,
@@ -8,6 +6,7 @@ class requests."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +27,8 @@ from trainer.training.data import load_idx_split
 from trainer.training.losses import Objective, RelativisticPairing
 from trainer.training.networks import r3gan
 from trainer.training.settings import recipe_settings
+
+pytestmark = pytest.mark.fast  # make check runs it on every commit (the tiny ones end to end are slow as well)
 
 
 @pytest.mark.parametrize("channels, size, classes", [(1, 32, 0), (3, 32, 0), (1, 64, 0), (3, 64, 10), (1, 32, 10)])
@@ -128,27 +129,33 @@ SHAPES = {  # every value of each of grey/colour, 32/64 and plain/conditional, e
 
 
 @pytest.fixture(scope="module")
-def r3gan_store(tmp_path_factory, fashion_dir):
-    """One tiny r3gan of each shape (8 wide, 64 images, one epoch), with its encoder and, for FashionMNIST in grey,
-    its classes; the colour ones on the tinted set (a folder of class subfolders)."""
-    root = tmp_path_factory.mktemp("r3gan")
+def tinted(tmp_path_factory, fashion_dir) -> Path:
+    """64 FashionMNIST images tinted by class, a folder of class subfolders: the colour shapes' data."""
+    root = tmp_path_factory.mktemp("tinted")
     images, labels = load_idx_split(fashion_dir, "train")
-    write_folder(root / "tinted", tint(images[:64], labels[:64]), labels[:64])
-    for name, (channels, size, conditional) in SHAPES.items():
-        data = {"dataset": "fashion-mnist", "data_dir": str(fashion_dir)} if channels == 1 else \
-            {"dataset": "folder", "data_dir": str(root / "tinted")}
-        cfg = TrainConfig(arch="r3gan", name=name, epochs=1, limit=64, features=8, groups=4, image_size=size,
-                          conditional=conditional, device="cpu", encoder_steps=5, eval_samples=None,
-                          class_samples=200 if channels == 1 else 0, **data,
-                          **recipe_settings("stable", "r3gan", conditional, batch_size=32))
-        train_and_publish(root / "models", cfg, encoder=True)
-    return root / "models"
+    write_folder(root, tint(images[:64], labels[:64]), labels[:64])
+    return root
+
+
+def tiny_r3gan(root: Path, name: str, fashion_dir: Path, tinted: Path) -> Path:
+    """A store holding one tiny r3gan of shape `name` (8 wide, 64 images, one epoch), with its encoder and, for
+    FashionMNIST in grey, its classes."""
+    channels, size, conditional = SHAPES[name]
+    data = {"dataset": "fashion-mnist", "data_dir": str(fashion_dir)} if channels == 1 else \
+        {"dataset": "folder", "data_dir": str(tinted)}
+    cfg = TrainConfig(arch="r3gan", name=name, epochs=1, limit=64, features=8, groups=4, image_size=size,
+                      conditional=conditional, device="cpu", encoder_steps=5, eval_samples=None,
+                      class_samples=200 if channels == 1 else 0, **data,
+                      **recipe_settings("stable", "r3gan", conditional, batch_size=32))
+    train_and_publish(root, cfg, encoder=True)
+    return root
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SHAPES))
-def test_a_tiny_r3gan_of_each_shape_is_published_in_every_form_and_served(r3gan_store, name):
+def test_a_tiny_r3gan_of_each_shape_is_published_in_every_form_and_served(tmp_path, fashion_dir, tinted, name):
     channels, size, conditional = SHAPES[name]
+    r3gan_store = tiny_r3gan(tmp_path / "models", name, fashion_dir, tinted)
     version = Store(r3gan_store).get(name)
     for network in ("generator", "discriminator", "encoder"):
         assert {form_file(network, form) for form in FORMS} <= version.manifest.files.keys()
