@@ -23,6 +23,7 @@ interrupted ablation continues where it stopped. `--table` only prints what is t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -85,7 +86,15 @@ def flags_of(variant: str) -> list[str]:
 
 
 def model_name(arch: str, variant: str) -> str:
-    return re.sub(r"[^a-z0-9._-]+", "-", f"{arch}-{variant.lstrip('+')}").strip("-")[:64]
+    return re.sub(r"[^a-z0-9._-]+", "-", f"{arch}-{variant.lstrip('+')}").strip("-")
+
+
+def within_store_limit(name: str, limit: int = 64) -> str:
+    """`name` if the store takes it (at most 64 characters: NAME_PATTERN in shared/store/layout.py), else its start and a digest of the whole, so that two
+    long variants that begin alike still get models of their own."""
+    if len(name) <= limit:
+        return name
+    return f"{name[:limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def commit() -> str:
@@ -101,8 +110,8 @@ def run(arch: str, variant: str, args, minutes: float | None = None) -> dict:
     with --separate-budgets, from nothing)."""
     data = args.dataset != "fashion-mnist" or args.image_size
     separate = minutes and args.separate_budgets
-    name = (model_name(arch, variant) + (f"-{args.dataset}{args.image_size or ''}" if data else "")
-            + (f"-{minutes:g}min" if separate else "") + (f"-s{args.seed}" if args.seed else ""))
+    name = within_store_limit(model_name(arch, variant) + (f"-{args.dataset}{args.image_size or ''}" if data else "")
+                              + (f"-{minutes:g}min" if separate else "") + (f"-s{args.seed}" if args.seed else ""))
     length = ["--epochs", str(args.epochs)] if minutes is None else ["--minutes", f"{minutes:g}"]
     command = [sys.executable, "-m", "trainer", "--arch", arch, *length, "--name", name,
                "--out", str(args.store), "--seed", str(args.seed), "--dataset", args.dataset,
