@@ -90,8 +90,8 @@ def model_name(arch: str, variant: str) -> str:
 
 
 def within_store_limit(name: str, limit: int = 64) -> str:
-    """`name` if the store takes it (at most 64 characters: NAME_PATTERN in shared/store/layout.py), else its start and a digest of the whole, so that two
-    long variants that begin alike still get models of their own."""
+    """`name` if the store takes it (at most 64 characters: NAME_PATTERN in shared/store/layout.py), else its start
+    and a digest of the whole, so that two long variants that begin alike still get models of their own."""
     if len(name) <= limit:
         return name
     return f"{name[:limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
