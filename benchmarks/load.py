@@ -1,7 +1,8 @@
 """A steady load: threads asking for `count` images of a new seed each, again and again, through the project's own
 client (latentlab.Client, with its retries: jittered backoff honouring Retry-After, at most 5 tries in 60 s) or,
-with `retries=False`, through plain httpx that never retries (what most callers of an HTTP API are). Used by
-tests/test_balancer.py and benchmarks/chaos.py."""
+with `retries=False`, through plain httpx that never retries (what most callers of an HTTP API are); and
+`same_picture`, what its answers are checked against. Used by tests/test_balancer.py, tests/test_replicas.py and
+benchmarks/chaos.py."""
 from __future__ import annotations
 
 import io
