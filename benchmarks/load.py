@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from latentlab import Client
-from shared.imaging.precision import BF16_MAX_GREY_DIFF, BF16_MEAN_GREY_DIFF
+from shared.imaging.precision import within_bf16_bound
 
 
 def same_picture(png: bytes, other: bytes) -> bool:
@@ -26,7 +26,7 @@ def same_picture(png: bytes, other: bytes) -> bool:
     if a.shape != b.shape:
         return False
     diff = np.abs(a - b)
-    return int(diff.max()) <= BF16_MAX_GREY_DIFF and float(diff.mean()) < BF16_MEAN_GREY_DIFF
+    return within_bf16_bound(int(diff.max()), float(diff.mean()))
 
 
 class ClientLoad:

@@ -21,7 +21,7 @@ import torch
 from service.engine.runner import bucket_sizes
 from service.engine.runtimes import Candidate, Forward
 from shared.imaging.latents import LatentLayout, seeded_latents
-from shared.imaging.precision import AUTO, BF16, BF16_MAX_GREY_DIFF, BF16_MEAN_GREY_DIFF, FP32
+from shared.imaging.precision import AUTO, BF16, FP32, within_bf16_bound
 
 TIMED_RUNS = 3  # forwards timed per batch size and candidate (the median counts), after one untimed call
 CHECK_SEED, CHECK_COUNT = 7, 16  # the latents every candidate's pixels are compared on
@@ -133,7 +133,7 @@ def choose_forwards(offered: list[Candidate], build: Callable[[Candidate], Forwa
         elif expected is not None:
             diff = (images - expected).abs()
             largest, mean = plan.grey_diff[candidate] = (int(diff.max()), float(diff.float().mean()))
-            if largest > BF16_MAX_GREY_DIFF or mean >= BF16_MEAN_GREY_DIFF:
+            if not within_bf16_bound(largest, mean):
                 plan.left_out.append(f"{candidate}: its pixels differ from {reference}'s by up to {largest} "
                                      f"grey levels ({mean:.3f} on average), past the bound")
                 continue

@@ -29,6 +29,12 @@ BF16_MAX_GREY_DIFF = 12
 BF16_MEAN_GREY_DIFF = 0.5
 
 
+def within_bf16_bound(largest: int, mean: float) -> bool:
+    """Whether two drawings of the same latents, differing by `largest` grey levels at most and `mean` on average,
+    keep the pixel contract above: what the engine admits a runtime by, and what replicas' answers agree within."""
+    return largest <= BF16_MAX_GREY_DIFF and mean < BF16_MEAN_GREY_DIFF
+
+
 def cpu_bf16_features() -> list[str]:
     """The CPU's native bf16 features as torch sees them: amx_bf16 and/or avx512_bf16 (empty: none).
 
