@@ -46,12 +46,8 @@ class Clocked:
         self.gate.clear()
         self.entered.clear()
 
-    def batch_ran(self, model, latents, seconds, runtime, precision): pass
-
-    def job_started(self, model, waited): pass
-
-    def job_finished(self, model, predicted, actual):
-        self.finished.append((predicted, actual))
+    def batch_ran(self, report):
+        self.finished += report.finished
 
     def job_shed(self, model, reason):
         self.shed.append(reason)

@@ -31,11 +31,7 @@ class Recorder:
         self.gate.clear()
         self.entered.clear()
 
-    def batch_ran(self, model, latents, seconds, runtime, precision): pass
-
-    def job_started(self, model, waited): pass
-
-    def job_finished(self, model, predicted, actual): pass
+    def batch_ran(self, report): pass
 
     def job_shed(self, model, reason):
         self.shed += 1

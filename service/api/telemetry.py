@@ -7,8 +7,12 @@ waits, forward times, shed requests), and turns the reports into counters, gauge
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from service.engine.batcher import BatchReport
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 WAIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -59,16 +63,22 @@ class Telemetry:
         children[1].observe(seconds)
 
     # ------------------------------------------------------------------ the batchers' observer
-    def batch_ran(self, model: str, latents: int, seconds: float, runtime: str, precision: str) -> None:
-        self.batch_latents.labels(model).observe(latents)
-        self.forward_time.labels(model, runtime, precision).observe(seconds)
-
-    def job_started(self, model: str, waited: float) -> None:
-        self.queue_wait.labels(model).observe(waited)
-
-    def job_finished(self, model: str, predicted: float, actual: float) -> None:
-        self.wait.labels(model, "predicted").observe(predicted)
-        self.wait.labels(model, "actual").observe(actual)
+    def batch_ran(self, report: "BatchReport") -> None:
+        key = ("batch", report.model, report.runtime, report.precision)
+        children = self._children.get(key)
+        if children is None:
+            model = report.model
+            children = self._children[key] = (
+                self.batch_latents.labels(model), self.forward_time.labels(model, report.runtime, report.precision),
+                self.queue_wait.labels(model), self.wait.labels(model, "predicted"), self.wait.labels(model, "actual"))
+        latents, forward_time, queue_wait, predicted_wait, actual_wait = children
+        latents.observe(report.latents)
+        forward_time.observe(report.seconds)
+        for waited in report.waits:
+            queue_wait.observe(waited)
+        for predicted, actual in report.finished:
+            predicted_wait.observe(predicted)
+            actual_wait.observe(actual)
 
     def job_shed(self, model: str, reason: str) -> None:
         self.shed.labels(model, reason).inc()

@@ -27,6 +27,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol, TypeVar
 
 import torch
@@ -64,13 +65,22 @@ class QueueBudget:
             self.used -= n
 
 
+@dataclass(frozen=True)
+class BatchReport:
+    """One forward, as the observer hears of it: once per batch, after its jobs have their rows."""
+
+    model: str
+    latents: int
+    seconds: float
+    runtime: str  # what the forward ran on
+    precision: str
+    waits: list[float]  # of the jobs whose first rows it ran: seconds each waited for its first forward
+    finished: list[tuple[float, float]]  # of the jobs it finished: seconds from arrival to the last row,
+    # as predicted at admission and as it happened
+
+
 class BatchObserver(Protocol):
-    def batch_ran(self, model: str, latents: int, seconds: float, runtime: str, precision: str) -> None: ...
-
-    def job_started(self, model: str, waited: float) -> None: ...
-
-    def job_finished(self, model: str, predicted: float, actual: float) -> None:
-        """Seconds from arrival to the last row: as predicted at admission, and as it happened."""
+    def batch_ran(self, report: BatchReport) -> None: ...
 
     def job_shed(self, model: str, reason: str) -> None:
         """A job refused or dropped; `reason` is one of admission.REASONS."""
@@ -330,7 +340,7 @@ class Batcher:
         queues taking turns with it). Caller holds the worker's lock."""
         late = frozenset(i for i, job in enumerate(self._queue) if job.taken and now > job.deadline)
         mine = forwards_until_done([job.n - job.taken for job in self._queue] + [n], self.max_batch, late)
-        wait = self.worker.running_left(now) + self.cost.seconds(mine)
+        wait = self.cost.seconds(mine) + self.worker.running_left(now)
         forwards = len(mine)
         ready = list(self.worker._ready)
         position = ready.index(self) if self in ready else len(ready)
@@ -405,14 +415,17 @@ class Batcher:
 
     # ------------------------------------------------------------------ the worker's side (lock released)
     def run(self, batch: list[tuple[Job, int, int]]) -> None:
-        """One forward for the whole batch, then each job its rows."""
+        """One forward for the whole batch, then each job its rows, then one report to the observer."""
         started = time.monotonic()
         self._last_batch_jobs = len(batch)
+        waits = []
         for job, first, _ in batch:
             if first == 0:
                 job.started_at = started
-                self._observer.job_started(self.name, started - job.enqueued_at)
+                waits.append(started - job.enqueued_at)
         latents = torch.cat([job.latents[first:end] for job, first, end in batch])
+        n = latents.shape[0]
+        runtime, precision = self.runs_on(n)
         try:
             images = self.forward(latents)
         except Exception as e:  # one bad batch fails its requests, never the worker
@@ -423,8 +436,8 @@ class Batcher:
         finally:
             self._last_batch_end = time.monotonic()
         seconds = self._last_batch_end - started
-        self.cost.observe(latents.shape[0], seconds)
-        self._observer.batch_ran(self.name, latents.shape[0], seconds, *self.runs_on(latents.shape[0]))
+        self.cost.observe(n, seconds)
+        done, finished = [], []
         offset = 0
         for job, first, end in batch:
             rows = images[offset:offset + end - first]
@@ -437,8 +450,12 @@ class Batcher:
             job.done += end - first
             if job.done == job.n:
                 job.finished_at = self._last_batch_end
-                _settle(job.future, result=job.images)
-                self._observer.job_finished(self.name, job.predicted_wait, job.finished_at - job.enqueued_at)
+                done.append(job)
+                finished.append((job.predicted_wait, job.finished_at - job.enqueued_at))
+        # reported before the answers go out, so that metrics read after an answer count its batch
+        self._observer.batch_ran(BatchReport(self.name, n, seconds, runtime, precision, waits, finished))
+        for job in done:
+            _settle(job.future, result=job.images)
 
 
 def _settle(future: Future, result=None, exception: BaseException | None = None) -> None:

@@ -99,7 +99,7 @@ class Engine:
         plan, directions, classifier, module, encoder = self.worker.call(prepare)
         batcher = Batcher(version.name, plan, self.worker, s.max_batch_latents, s.max_batch_wait_ms / 1000,
                           self.budget, self.observer, max_delay=s.max_queue_delay_ms / 1000,
-                          runs_on=lambda n: (plan.bucket(n).runtime, plan.bucket(n).precision))
+                          runs_on=plan.runs_on)
         for n, seconds in plan.timings():  # admission predicts from the first request on; real batches refine it
             batcher.cost.observe(n, seconds)
         return Started(batcher, directions, plan, semantics, classifier, module, encoder)

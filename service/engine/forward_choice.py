@@ -80,6 +80,11 @@ class ForwardPlan:
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         return self.forwards[self.bucket(latents.shape[0]).candidate](latents)
 
+    def runs_on(self, n: int) -> tuple[str, str]:
+        """The runtime and precision a batch of `n` latents runs on."""
+        bucket = self.bucket(n)
+        return bucket.runtime, bucket.precision
+
     def timings(self) -> list[tuple[int, float]]:
         """(batch size, seconds) of what runs at each measured size: what the admission cost model starts from."""
         return sorted((n, seconds[n]) for candidate, seconds in self.forward_seconds.items() for n in seconds

@@ -16,7 +16,7 @@ import logging
 import torch
 
 from shared.imaging.grids import to_uint8
-from shared.imaging.precision import FP32, computing_in
+from shared.imaging.precision import FP32, autocast_maker, computing_in
 
 log = logging.getLogger("latentlab.runner")
 
@@ -69,6 +69,7 @@ class GeneratorRunner:
         self.module = module
         self.device = device
         self.precision = precision
+        self._computing = autocast_maker(precision, device)  # settled once: entered on every forward
         self.latent_dim = latent_dim
         self.max_batch = max_batch
         self.buckets: list[_GraphBucket] = []
@@ -89,6 +90,6 @@ class GeneratorRunner:
         for bucket in self.buckets:
             if bucket.size >= n:
                 return bucket(latents)
-        with torch.inference_mode(), computing_in(self.precision, self.device):
+        with torch.inference_mode(), self._computing():
             images = to_uint8(self.module(latents.to(self.device, non_blocking=True)).float())
         return images.cpu()

@@ -1,7 +1,8 @@
 """The precision generators run in: fp32, or bf16 autocast (bfloat16 matrix products, fp32 weights).
 
 Everything that runs a network (the trainer's step, the service's engine, evaluation, class semantics, the
-encoder, projection, the benchmarks) computes through `computing_in`, and resolves what a user asked for through
+encoder, projection, the benchmarks) computes through `computing_in` (the service's runners through
+`autocast_maker`, settled once per version), and resolves what a user asked for through
 `allowed_precisions`, so a precision means the same thing everywhere. `native_bf16` says whether a device has
 bf16 arithmetic in hardware (CPU: AMX tiles or AVX512-BF16; CUDA: compute capability 8.0, Ampere, or later); where
 it does not, bf16 is emulated and only slower, so `auto` never picks it there.
@@ -9,8 +10,9 @@ it does not, bf16 is emulated and only slower, so `auto` never picks it there.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, ContextManager
 
 if TYPE_CHECKING:
     import torch
@@ -86,16 +88,18 @@ def check_precision(precision: str, allowed: tuple[str, ...] = PRECISIONS) -> st
     return precision
 
 
-@contextlib.contextmanager
-def computing_in(precision: str, device: "torch.device | str") -> Iterator[None]:
-    """Run the forwards inside in `precision`: bf16 autocast (outputs may come out bfloat16: callers take
-    `.float()`), or nothing at all for fp32. The cast cache is off, as it must be inside a CUDA graph."""
+def autocast_maker(precision: str, device: "torch.device | str") -> Callable[[], ContextManager[None]]:
+    """What makes the context forwards run in `precision`: bf16 autocast (outputs may come out bfloat16: callers
+    take `.float()`), or nothing at all for fp32. The cast cache is off, as it must be inside a CUDA graph. For
+    callers that settle the precision once and enter the context on every forward (the service's runners)."""
     import torch
 
     check_precision(precision)
-    device_type = torch.device(device).type
     if precision == FP32:
-        yield
-        return
-    with torch.autocast(device_type, dtype=torch.bfloat16, cache_enabled=False):
-        yield
+        return contextlib.nullcontext
+    return functools.partial(torch.autocast, torch.device(device).type, dtype=torch.bfloat16, cache_enabled=False)
+
+
+def computing_in(precision: str, device: "torch.device | str") -> ContextManager[None]:
+    """Run the forwards inside in `precision` (see `autocast_maker`)."""
+    return autocast_maker(precision, device)()
