@@ -1,5 +1,5 @@
 """Helpers for service tests: an app on a store, a `python -m service` process, waiting for versions, publishing
-more versions."""
+more versions, a store as code before the forms made it."""
 from __future__ import annotations
 
 import io
@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,7 @@ from PIL import Image
 from latentlab.results import ImageResult
 from service.api.app import create_app
 from service.api.settings import Settings
-from shared.store import GENERATOR, Store
+from shared.store import GENERATOR, NETWORKS, Store, form_file
 from tests.conftest import ROOT, built_once, train_and_publish
 from trainer.training.config import TrainConfig
 
@@ -129,3 +130,28 @@ def publish_broken(root: Path, name: str = "gan") -> int:
     with store.staging(name) as stage:
         (stage / GENERATOR).write_bytes(b"this is not a TorchScript archive")
         return store.publish(name, stage, {"latent_dim": 100, "image_shape": [1, 28, 28], "architecture": "gan"}).version
+
+
+def strip_forms(root, model: str = "*") -> None:
+    """The store (or one model of it) as code before the forms made it: TorchScript only, manifests without
+    `forms`."""
+    for manifest_path in root.glob(f"{model}/v*/manifest.json"):
+        manifest = json.loads(manifest_path.read_text())
+        for network in NETWORKS:
+            for form in ("export", "onnx"):
+                name = form_file(network, form)
+                if manifest["files"].pop(name, None) is not None:
+                    (manifest_path.parent / name).unlink()
+        manifest.pop("forms", None)
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+@contextmanager
+def service(model_dir: Path, **env):
+    proc, url = start_service({"MODEL_DIR": str(model_dir), "DEVICE": "cpu", **env})
+    try:
+        wait_serving(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -38,22 +37,11 @@ from shared.imaging.sampling import generate, sweep_layout
 from shared.imaging.torchscript import load
 from shared.store import Store
 from tests.conftest import ROOT
-from tests.service_helpers import start_service, wait_serving
+from tests.service_helpers import service
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 KEY = "client-test-key"
-
-
-@contextmanager
-def service(model_dir: Path, **env):
-    proc, url = start_service({"MODEL_DIR": str(model_dir), "DEVICE": "cpu", **env})
-    try:
-        wait_serving(url, proc)
-        yield url
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
 
 
 @pytest.fixture(scope="module")

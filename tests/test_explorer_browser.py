@@ -13,8 +13,8 @@ import httpx
 import pytest
 from PIL import Image, ImageChops
 
+from tests.browser_helpers import CHROMIUM, OFFLINE_ARGS, offline_page
 from tests.service_helpers import start_service, wait_serving
-from tests.test_docs_browser import CHROMIUM, OFFLINE_ARGS, offline_page
 
 KEY = "explorer-key-5be1"
 

@@ -15,10 +15,9 @@ import pytest
 from PIL import Image
 
 from service.api.pages import ISOLATED, RUNTIME_FILES, pinned_runtime
+from tests.browser_helpers import CHROMIUM, OFFLINE_ARGS, offline_page
 from tests.conftest import train_and_publish
-from tests.service_helpers import copy_model, copy_store, publish_trained, start_service, wait_serving
-from tests.test_docs_browser import CHROMIUM, OFFLINE_ARGS, offline_page
-from tests.test_forms import strip_forms
+from tests.service_helpers import copy_model, copy_store, publish_trained, start_service, strip_forms, wait_serving
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from explorer_drawing import canvas_image, drag, every_model_loaded, random_state, server_image  # noqa: E402

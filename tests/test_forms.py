@@ -4,7 +4,6 @@ with a strong ETag."""
 from __future__ import annotations
 
 import hashlib
-import json
 
 import numpy as np
 import onnxruntime
@@ -14,9 +13,9 @@ import torch
 from shared.imaging import torchscript
 from shared.imaging.grids import to_uint8
 from shared.imaging.latents import LatentLayout
-from shared.store import FORMS, NETWORKS, Store, form_file
+from shared.store import FORMS, Store, form_file
 from tests.conftest import run_cli
-from tests.service_helpers import copy_store, make_client, wait_ready
+from tests.service_helpers import copy_store, make_client, strip_forms, wait_ready
 from trainer.publishing.export import ExportError, export_network
 from trainer.training.architectures import get_architecture
 
@@ -93,20 +92,6 @@ def test_every_form_draws_the_torchscript_pixels(request, store_fixture, model):
 
 
 # ---------------------------------------------------------------------- older versions upgraded in place
-def strip_forms(root, model: str = "*") -> None:
-    """The store (or one model of it) as code before the forms made it: TorchScript only, manifests without
-    `forms`."""
-    for manifest_path in root.glob(f"{model}/v*/manifest.json"):
-        manifest = json.loads(manifest_path.read_text())
-        for network in NETWORKS:
-            for form in ("export", "onnx"):
-                name = form_file(network, form)
-                if manifest["files"].pop(name, None) is not None:
-                    (manifest_path.parent / name).unlink()
-        manifest.pop("forms", None)
-        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-
-
 def test_the_upgrade_command_adds_the_missing_forms_once(trained_store, tmp_path):
     root = copy_store(trained_store, tmp_path / "store")
     strip_forms(root)

@@ -6,8 +6,7 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import ROOT
-from tests.service_helpers import copy_model, copy_store
-from tests.test_client import service
+from tests.service_helpers import copy_model, copy_store, service
 
 NOTEBOOK = ROOT / "docs" / "study.ipynb"
 
