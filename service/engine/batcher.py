@@ -436,8 +436,7 @@ class Batcher:
         finally:
             self._last_batch_end = time.monotonic()
         seconds = self._last_batch_end - started
-        self.cost.observe(n, seconds)
-        done, finished = [], []
+        done = []
         offset = 0
         for job, first, end in batch:
             rows = images[offset:offset + end - first]
@@ -451,7 +450,8 @@ class Batcher:
             if job.done == job.n:
                 job.finished_at = self._last_batch_end
                 done.append(job)
-                finished.append((job.predicted_wait, job.finished_at - job.enqueued_at))
+        finished = [(job.predicted_wait, job.finished_at - job.enqueued_at) for job in done]
+        self.cost.observe(n, seconds)
         # reported before the answers go out, so that metrics read after an answer count its batch
         self._observer.batch_ran(BatchReport(self.name, n, seconds, runtime, precision, waits, finished))
         for job in done:
