@@ -147,7 +147,8 @@ def strip_forms(root, model: str = "*") -> None:
 
 
 @contextmanager
-def service(model_dir: Path, **env):
+def service(model_dir: Path | str, **env):
+    """`python -m service` on `model_dir` on the CPU (and `env`), serving: its URL while the block runs, then stopped."""
     proc, url = start_service({"MODEL_DIR": str(model_dir), "DEVICE": "cpu", **env})
     try:
         wait_serving(url, proc)

@@ -2,16 +2,14 @@
 import pytest
 
 from tests.browser_helpers import CHROMIUM, OFFLINE_ARGS, offline_page
-from tests.service_helpers import start_service, wait_serving
+from tests.service_helpers import service
 
 
 @pytest.mark.slow
 def test_docs_page_works_offline_in_chromium(trained_store, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
-    proc, url = start_service({"MODEL_DIR": str(trained_store)})
     blocked = []
-    try:
-        wait_serving(url, proc)
+    with service(trained_store) as url:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_ARGS)
             page = offline_page(browser, blocked)
@@ -20,8 +18,5 @@ def test_docs_page_works_offline_in_chromium(trained_store, tmp_path):
             paths = {el.inner_text().strip().replace("\u200b", "") for el in page.query_selector_all(".opblock-summary-path")}
             page.screenshot(path=str(tmp_path / "docs.png"), full_page=True)
             browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     assert {"/generate", "/sweep", "/models", "/models/{name}", "/readyz", "/metrics"} <= paths
     assert blocked == [], f"/docs tried to reach the network: {blocked}"

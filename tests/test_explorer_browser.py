@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from tests.browser_helpers import CHROMIUM, OFFLINE_ARGS, offline_page
-from tests.service_helpers import start_service, wait_serving
+from tests.service_helpers import service
 
 KEY = "explorer-key-5be1"
 
@@ -48,10 +48,8 @@ def keep(page, name: str, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_the_explorer_works_offline_and_its_links_reproduce_the_picture(semantic_store, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
-    proc, url = start_service({"MODEL_DIR": str(os.environ.get("EXPLORER_STORE", semantic_store)), "API_KEYS": KEY})
     blocked: list[str] = []
-    try:
-        wait_serving(url, proc)
+    with service(os.environ.get("EXPLORER_STORE", semantic_store), API_KEYS=KEY) as url:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_ARGS)
             page = offline_page(browser, blocked, viewport={"width": 1400, "height": 1000})
@@ -154,7 +152,4 @@ def test_the_explorer_works_offline_and_its_links_reproduce_the_picture(semantic
             assert again.input_value("#class") == common["name"] and again.input_value("#psi-value") == "0.6"
             browser.close()
         assert [f for f in failed if not f.startswith("401 ")] == []  # 401: asked for the key, as it should
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     assert blocked == [], f"the explorer tried to reach the network: {blocked}"

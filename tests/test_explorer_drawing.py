@@ -17,7 +17,7 @@ from PIL import Image
 from service.api.pages import ISOLATED, RUNTIME_FILES, pinned_runtime
 from tests.browser_helpers import CHROMIUM, OFFLINE_ARGS, offline_page
 from tests.conftest import train_and_publish
-from tests.service_helpers import copy_model, copy_store, publish_trained, start_service, strip_forms, wait_serving
+from tests.service_helpers import copy_model, copy_store, publish_trained, service, strip_forms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from explorer_drawing import canvas_image, drag, every_model_loaded, random_state, server_image  # noqa: E402
@@ -47,14 +47,9 @@ def drawing_store(tmp_path_factory, trained_store, conditional_store, fashion_di
 
 @pytest.fixture(scope="module")
 def served(drawing_store):
-    proc, url = start_service({"MODEL_DIR": str(drawing_store)})
-    try:
-        wait_serving(url, proc)
+    with service(drawing_store) as url:
         every_model_loaded(url)
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
