@@ -149,7 +149,7 @@ def bounded(trained_store, tmp_path):
 
 def test_a_request_predicted_past_max_queue_delay_gets_503_at_once(bounded):
     client, gate = bounded
-    batcher = services(client).registry.get("gan").batcher
+    batcher = gate.batcher
     gate.open.clear()
     with ThreadPoolExecutor(8) as pool:
         held = pool.submit(client.post, "/generate", json={"model": "gan", "seed": 1, "count": 1})
@@ -177,7 +177,7 @@ def test_a_request_still_waiting_at_its_deadline_gets_503(bounded):
         held = pool.submit(client.post, "/generate", json={"model": "gan", "seed": 1, "count": 1})
         assert gate.entered.wait(10)
         late = pool.submit(client.post, "/generate", json={"model": "gan", "seed": 2, "count": 2})
-        wait_for(lambda: services(client).registry.get("gan").batcher.queued == 2)  # queued, on a busy machine too
+        wait_for(lambda: gate.batcher.queued == 2)  # queued, on a busy machine too
         time.sleep(0.4)  # the held forward overruns its prediction, past the queued request's deadline
         gate.open.set()
         assert held.result(30).status_code == 200
