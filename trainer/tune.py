@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 from shared.errors import UserError, command
 from shared.store import validate_name
-from trainer.cli import EXIT_INTERRUPTED, MAX_EPOCHS
+from trainer.cli import EXIT_INTERRUPTED, MAX_EPOCHS, log
 from trainer.training import settings
 from trainer.training.architectures import ARCHITECTURES, get_architecture, run_architecture
 from trainer.training.config import ConfigError, TrainConfig
@@ -316,10 +316,6 @@ def _best(study):
 
 
 # ---------------------------------------------------------------------- the command
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 @command(PROG)
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
