@@ -67,7 +67,7 @@ VARIANTS = {
     "+batch32+ema": ["--batch-size", "32", "--ema-kimg", "10"],
     "stable": ["--recipe", "stable"],
 }
-COLUMNS = ("architecture", "recipe", "length", "seed", "FID", "KID", "precision", "recall", "class entropy", "seconds")
+COLUMNS = ("architecture", "recipe", "length", "seed", "FID", "SWD", "KID", "precision", "recall", "class entropy", "seconds")
 
 
 def flags_of(variant: str) -> list[str]:
@@ -162,7 +162,7 @@ def table(rows: list[dict]) -> str:
                       and _same_run(s, r)), None)
         fid = _num(r["FID"], 2) + (f" ({r['FID'] / study['FID']:.2f}x)" if study and r is not study and r["FID"] else "")
         lines.append(f"| {r['architecture']} | {r['recipe']} | {_length(r)} | {r.get('seed', 0)} | {fid} | "
-                     f"{_num(r['KID'], 4)} | {_num(r['precision'], 3)} | {_num(r['recall'], 3)} | "
+                     f"{_num(r.get('SWD'), 2)} | {_num(r['KID'], 4)} | {_num(r['precision'], 3)} | {_num(r['recall'], 3)} | "
                      f"{_num(r['class entropy'], 3)} | {r['seconds']:.0f} |")
     return "\n".join(lines)
 
