@@ -1,6 +1,8 @@
 """Triton Inference Server serving a latentlab generator.pt through PyTriton, configured as their docs recommend for
-throughput: the model behind `@batch` with Triton's dynamic batcher, in bf16 autocast where the CPU computes bf16
-natively (as latentlab's PRECISION=auto would), fp32 otherwise. It speaks the Open Inference Protocol with the same
+throughput: the model behind `@batch` with Triton's dynamic batcher, in bf16 where the CPU computes bf16
+natively (as latentlab's PRECISION=auto would), fp32 otherwise. Its bf16 forward is latentlab's: a copy of the
+generator with bf16 weights where it runs so, autocast where not, so that the two servers differ only in what
+is around the forward. It speaks the Open Inference Protocol with the same
 tensor names as latentlab's /v2 routes (input `latents` FP32 [-1, latent_dim], output `images` UINT8
 [-1, H, W, C]), so the same tritonclient request, byte for byte, goes to either (benchmarks/protocol_compare.py).
 
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # latentlab's own check, without installing it
-from shared.imaging.precision import computing_in, resolve_precision  # noqa: E402
+from shared.imaging.precision import BF16, bf16_weights, computing_in, resolve_precision  # noqa: E402
 
 
 def main() -> int:
@@ -48,11 +50,21 @@ def main() -> int:
     generator = torch.jit.load(str(Path(args.version) / "generator.pt"), map_location="cpu").eval()
     generator = generator.to(memory_format=torch.channels_last)
     precision = resolve_precision(args.precision, "cpu")
+    held = None
+    if precision == BF16:
+        try:
+            held = bf16_weights(generator, latent_dim)
+        except RuntimeError:
+            pass  # a generator that cannot run with bf16 weights: autocast, as latentlab's runner falls back
 
     @batch
     def infer(latents: np.ndarray) -> dict[str, np.ndarray]:
-        with torch.inference_mode(), computing_in(precision, "cpu"):
-            images = generator(torch.from_numpy(latents))
+        with torch.inference_mode():
+            if held is not None:
+                images = held(torch.from_numpy(latents).to(torch.bfloat16))
+            else:
+                with computing_in(precision, "cpu"):
+                    images = generator(torch.from_numpy(latents))
         pixels = images.float().add(1).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)  # latentlab's to_uint8
         return {"images": pixels.permute(0, 2, 3, 1).contiguous().numpy()}
 
@@ -62,7 +74,7 @@ def main() -> int:
                     inputs=[Tensor(name="latents", dtype=np.float32, shape=(latent_dim,))],
                     outputs=[Tensor(name="images", dtype=np.uint8, shape=(height, width, channels))],
                     config=ModelConfig(max_batch_size=args.max_batch, batcher=DynamicBatcher()))
-        print(f"ready: {args.name} on :{args.port}, {precision}", flush=True)
+        print(f"ready: {args.name} on :{args.port}, {precision}{' weights' if held is not None else ''}", flush=True)
         triton.serve()
     return 0
 

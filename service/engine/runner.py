@@ -6,17 +6,21 @@ its bucket and the graph replayed, with the latents and the images passing throu
 Small generators on a GPU are bound by kernel launches, which a replay removes. A bucket whose capture
 fails runs eagerly, and so does everything when CUDA_GRAPHS is off.
 
-In bf16 the forward runs under autocast (captured with it, on CUDA) and its output is made fp32 before it is
-quantised: rounding in bf16 itself would cost a grey level. fp32 is the trainer's own path, pixel for pixel.
+In bf16 on CUDA the forward runs under autocast, captured with it. On the CPU it runs a copy of the generator
+whose weights are bfloat16: autocast would cast every weight again on every call, which on a CPU with matrix
+units costs a third of a one-image forward and a seventh of a 32-image one (docs/results/serving.md); a module
+that cannot run in bf16 throughout keeps autocast. Either way the output is made fp32 before it is quantised:
+rounding in bf16 itself would cost a grey level. fp32 is the trainer's own path, pixel for pixel.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import torch
 
 from shared.imaging.grids import to_uint8
-from shared.imaging.precision import FP32, autocast_maker, computing_in
+from shared.imaging.precision import BF16, FP32, autocast_maker, bf16_weights, computing_in
 
 log = logging.getLogger("latentlab.runner")
 
@@ -70,7 +74,10 @@ class GeneratorRunner:
         self.device = device
         self.precision = precision
         self._computing = autocast_maker(precision, device)  # settled once: entered on every forward
+        self._input_dtype = torch.float32
         self.latent_dim = latent_dim
+        if precision == BF16 and device.type == "cpu":
+            self._hold_bf16_weights()
         self.max_batch = max_batch
         self.buckets: list[_GraphBucket] = []
         if cuda_graphs and device.type == "cuda":
@@ -85,11 +92,20 @@ class GeneratorRunner:
                 log.warning("CUDA graph capture at batch %d failed, running eagerly above that: %s", size, e)
                 break
 
+    def _hold_bf16_weights(self) -> None:
+        try:
+            held = bf16_weights(self.module, self.latent_dim)
+        except RuntimeError as e:
+            why = str(e).strip().splitlines()[-1]  # TorchScript's errors end with the cause, after a traceback
+            log.info("this generator keeps autocast in bf16: a copy with bf16 weights does not run (%s)", why)
+            return
+        self.module, self._computing, self._input_dtype = held, contextlib.nullcontext, torch.bfloat16
+
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         n = latents.shape[0]
         for bucket in self.buckets:
             if bucket.size >= n:
                 return bucket(latents)
         with torch.inference_mode(), self._computing():
-            images = to_uint8(self.module(latents.to(self.device, non_blocking=True)).float())
+            images = to_uint8(self.module(latents.to(self.device, self._input_dtype, non_blocking=True)).float())
         return images.cpu()

@@ -1,8 +1,9 @@
-"""The precision generators run in: fp32, or bf16 autocast (bfloat16 matrix products, fp32 weights).
+"""The precision generators run in: fp32, or bf16 (bfloat16 matrix products, the output made fp32).
 
 Everything that runs a network (the trainer's step, the service's engine, evaluation, class semantics, the
-encoder, projection, the benchmarks) computes through `computing_in` (the service's runners through
-`autocast_maker`, settled once per version), and resolves what a user asked for through
+encoder, projection, the benchmarks) computes bf16 through `computing_in`: autocast, the weights kept fp32. The
+service's runners settle it once per version (`autocast_maker`), and on the CPU hold a bf16 copy of the weights
+instead where the generator runs so (`service.engine.runner`). What a user asked for is resolved through
 `allowed_precisions`, so a precision means the same thing everywhere. `native_bf16` says whether a device has
 bf16 arithmetic in hardware (CPU: AMX tiles or AVX512-BF16; CUDA: compute capability 8.0, Ampere, or later); where
 it does not, bf16 is emulated and only slower, so `auto` never picks it there.
@@ -103,3 +104,20 @@ def autocast_maker(precision: str, device: "torch.device | str") -> Callable[[],
 def computing_in(precision: str, device: "torch.device | str") -> ContextManager[None]:
     """Run the forwards inside in `precision` (see `autocast_maker`)."""
     return autocast_maker(precision, device)()
+
+
+def bf16_weights(module: "torch.nn.Module", width: int) -> "torch.nn.Module":
+    """A copy of `module` whose weights are bfloat16, to be run on bfloat16 inputs of `width` without autocast
+    (which casts every weight again on every call); `module` keeps its fp32 weights. Raises RuntimeError where the
+    copy does not run (a graph that makes fp32 tensors of its own, as R3GAN's does): tried once here."""
+    import copy
+
+    import torch
+
+    held = copy.deepcopy(module)
+    for tensor in (*held.parameters(), *held.buffers()):
+        if tensor.is_floating_point():
+            tensor.data = tensor.data.to(torch.bfloat16)
+    with torch.inference_mode():
+        held(torch.zeros(2, width, dtype=torch.bfloat16))
+    return held
