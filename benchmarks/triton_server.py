@@ -50,12 +50,7 @@ def main() -> int:
     generator = torch.jit.load(str(Path(args.version) / "generator.pt"), map_location="cpu").eval()
     generator = generator.to(memory_format=torch.channels_last)
     precision = resolve_precision(args.precision, "cpu")
-    held = None
-    if precision == BF16:
-        try:
-            held = bf16_weights(generator, latent_dim)
-        except RuntimeError:
-            pass  # a generator that cannot run with bf16 weights: autocast, as latentlab's runner falls back
+    held = bf16_weights(generator, latent_dim) if precision == BF16 else None  # None: autocast, as in latentlab
 
     @batch
     def infer(latents: np.ndarray) -> dict[str, np.ndarray]:

@@ -77,7 +77,11 @@ class GeneratorRunner:
         self._input_dtype = torch.float32
         self.latent_dim = latent_dim
         if precision == BF16 and device.type == "cpu":
-            self._hold_bf16_weights()
+            held = bf16_weights(module, latent_dim)
+            if held is None:
+                log.info("this generator keeps autocast in bf16: a copy with bf16 weights does not run")
+            else:
+                self.module, self._computing, self._input_dtype = held, contextlib.nullcontext, torch.bfloat16
         self.max_batch = max_batch
         self.buckets: list[_GraphBucket] = []
         if cuda_graphs and device.type == "cuda":
@@ -91,15 +95,6 @@ class GeneratorRunner:
             except Exception as e:  # capture is an optimisation: the eager path serves this size instead
                 log.warning("CUDA graph capture at batch %d failed, running eagerly above that: %s", size, e)
                 break
-
-    def _hold_bf16_weights(self) -> None:
-        try:
-            held = bf16_weights(self.module, self.latent_dim)
-        except RuntimeError as e:
-            why = str(e).strip().splitlines()[-1]  # TorchScript's errors end with the cause, after a traceback
-            log.info("this generator keeps autocast in bf16: a copy with bf16 weights does not run (%s)", why)
-            return
-        self.module, self._computing, self._input_dtype = held, contextlib.nullcontext, torch.bfloat16
 
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         n = latents.shape[0]

@@ -106,10 +106,11 @@ def computing_in(precision: str, device: "torch.device | str") -> ContextManager
     return autocast_maker(precision, device)()
 
 
-def bf16_weights(module: "torch.nn.Module", width: int) -> "torch.nn.Module":
+def bf16_weights(module: "torch.nn.Module", width: int) -> "torch.nn.Module | None":
     """A copy of `module` whose weights are bfloat16, to be run on bfloat16 inputs of `width` without autocast
-    (which casts every weight again on every call); `module` keeps its fp32 weights. Raises RuntimeError where the
-    copy does not run (a graph that makes fp32 tensors of its own, as R3GAN's does): tried once here."""
+    (which casts every weight again on every call); `module` keeps its fp32 weights. None where the copy does not
+    run (a graph that makes fp32 tensors of its own, as R3GAN's does: tried once here), so the caller keeps
+    autocast."""
     import copy
 
     import torch
@@ -118,6 +119,9 @@ def bf16_weights(module: "torch.nn.Module", width: int) -> "torch.nn.Module":
     for tensor in (*held.parameters(), *held.buffers()):
         if tensor.is_floating_point():
             tensor.data = tensor.data.to(torch.bfloat16)
-    with torch.inference_mode():
-        held(torch.zeros(2, width, dtype=torch.bfloat16))
+    try:
+        with torch.inference_mode():
+            held(torch.zeros(2, width, dtype=torch.bfloat16))
+    except RuntimeError:
+        return None
     return held
