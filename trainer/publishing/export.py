@@ -15,8 +15,10 @@ from shared.imaging import torchscript
 from shared.imaging.latents import LatentLayout
 from shared.store import form_file
 
-TOLERANCE = 1e-5  # relative to the output's largest magnitude (at least 1): a D sure of itself has logits in
-#                   the tens, and reordered float sums differ in the last bits of each
+TOLERANCE = 1e-4  # relative to the output's largest magnitude (at least 1): a D sure of itself has logits in
+#                   the tens, each the sum of far larger terms, and reordered float sums differ in their last bits
+#                   (1.1e-5 of the largest logit has been seen from a sound ONNX form); a broken form is off by
+#                   the output's own scale
 
 
 class ExportError(UserError):
